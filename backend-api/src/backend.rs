@@ -1,0 +1,386 @@
+//! The backend traits: [`StateBackend`] (object-safe: snapshots and lifecycle),
+//! [`KeyedStateBackend`] (the three table primitives), [`KeyedStateBackendExt`] (typed
+//! states, TTL) and [`StateBackendFactory`] (creates a subtask's backend, restoring it).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use crate::clock::{SharedClock, system_clock};
+use crate::descriptor::{
+    AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
+    StateKey, StateKind, StateMeta, StateValue, ValueStateDescriptor, namespace_type_name,
+};
+use crate::error::{Error, Result};
+use crate::handles::{CheckpointId, KeyedStateHandle, SubtaskState};
+use crate::keygroup::{KeyGroupRange, check_max_parallelism};
+use crate::state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
+use crate::stream::{CheckpointStreamFactory, StateReader};
+use crate::table::{ListTable, MapTable, TableOptions, ValueTable};
+use crate::ttl::TtlValue;
+use crate::ttl_table::{TtlListTable, TtlMapTable, TtlValueTable, snapshot_filter};
+
+/// The asynchronous phase of a snapshot: writes the view captured by
+/// [`StateBackend::snapshot`] while processing goes on.
+pub trait AsyncSnapshot: Send + Debug {
+    /// The checkpoint being written.
+    fn checkpoint_id(&self) -> CheckpointId;
+
+    /// Writes the snapshot through `streams` and returns its handles. Runs on any thread.
+    ///
+    /// # Errors
+    /// Storage errors, or [`crate::ErrorKind::LimitExceeded`] when a cap is exceeded. A
+    /// failed write fails this checkpoint only: the backend keeps working.
+    fn write(self: Box<Self>, streams: &dyn CheckpointStreamFactory) -> Result<SubtaskState>;
+}
+
+/// What every backend offers whatever its key type: snapshots and lifecycle. Object-safe,
+/// so a coordinator can hold `Arc<dyn StateBackend>`.
+///
+/// # Contract
+/// - [`snapshot`](Self::snapshot) is the synchronous phase: it captures a view that holds
+///   every write made before the call and none made after, and is short (it must not copy
+///   or serialize the state);
+/// - the returned [`AsyncSnapshot`] may run on another thread while writes go on;
+/// - a failed snapshot leaves the backend working.
+pub trait StateBackend: Send + Sync + Debug {
+    /// The backend's `NAME`, e.g. `"memory"`.
+    fn name(&self) -> &'static str;
+
+    /// The number of key groups of the job.
+    fn max_parallelism(&self) -> u32;
+
+    /// The key groups this backend owns.
+    fn key_group_range(&self) -> KeyGroupRange;
+
+    /// Every keyed state registered (or restored and not yet registered), by name order.
+    fn registered_states(&self) -> Vec<StateMeta>;
+
+    /// The synchronous phase of a snapshot.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Closed`] after close; engine errors.
+    fn snapshot(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>>;
+
+    /// The checkpoint completed: the backend may release what it kept for it.
+    ///
+    /// # Errors
+    /// Engine errors.
+    fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()>;
+
+    /// The checkpoint was aborted.
+    ///
+    /// # Errors
+    /// Engine errors.
+    fn notify_checkpoint_aborted(&self, checkpoint_id: CheckpointId) -> Result<()>;
+}
+
+/// The storage primitives of a keyed backend for keys `K`. Engine code uses the typed
+/// states of [`KeyedStateBackendExt`] instead.
+///
+/// Registering a name again with the same [`StateMeta`] returns the same table; with a
+/// different one, an [`crate::ErrorKind::InvalidInput`] error. Restored state is checked
+/// against the meta when its name is first registered.
+pub trait KeyedStateBackend<K: StateKey>: StateBackend {
+    /// A value table (also used by reducing and aggregating state).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] when `meta` conflicts with a registered or
+    /// restored state of that name.
+    fn value_table<N: StateKey, V: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<V>,
+    ) -> Result<Arc<dyn ValueTable<K, N, V>>>;
+
+    /// A list table.
+    ///
+    /// # Errors
+    /// As [`value_table`](Self::value_table).
+    fn list_table<N: StateKey, T: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<T>,
+    ) -> Result<Arc<dyn ListTable<K, N, T>>>;
+
+    /// A map table.
+    ///
+    /// # Errors
+    /// As [`value_table`](Self::value_table).
+    fn map_table<N: StateKey, UK: StateKey, UV: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<UV>,
+    ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>>;
+
+    /// The clock of TTL.
+    fn clock(&self) -> SharedClock;
+}
+
+fn meta(
+    name: &str,
+    kind: StateKind,
+    namespace_type: String,
+    user_key_type: Option<String>,
+    value_type: &str,
+    ttl: bool,
+) -> Result<StateMeta> {
+    if name.is_empty() {
+        return Err(Error::invalid_input("a state name must not be empty"));
+    }
+    Ok(StateMeta {
+        name: name.to_owned(),
+        kind,
+        namespace_type,
+        user_key_type,
+        value_type: value_type.to_owned(),
+        ttl,
+    })
+}
+
+/// Typed keyed state, for every [`KeyedStateBackend`]: what operator code calls.
+///
+/// ```
+/// use cornerstone_backend_api::{KeyedStateBackendExt, ValueStateDescriptor};
+/// # fn demo<B: KeyedStateBackendExt<String>>(backend: &B) -> cornerstone_backend_api::Result<()> {
+/// let counts = backend.value_state::<u64, ()>(&ValueStateDescriptor::new("count"))?;
+/// let key = "alice".to_string();
+/// let n = counts.get(&key, &())?.unwrap_or(0);
+/// counts.update(&key, &(), n + 1)?;
+/// # Ok(()) }
+/// ```
+pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
+    /// A [`ValueState`] in namespace type `N`.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] when the descriptor conflicts with the registered
+    /// or restored state of that name.
+    fn value_state<V: StateValue, N: StateKey>(
+        &self,
+        descriptor: &ValueStateDescriptor<V>,
+    ) -> Result<ValueState<K, V, N>> {
+        let table = value_table_for::<K, N, V, Self>(
+            self,
+            &descriptor.name,
+            StateKind::Value,
+            &descriptor.value_type,
+            descriptor.ttl.as_ref(),
+        )?;
+        Ok(ValueState::new(&descriptor.name, table))
+    }
+
+    /// A [`ListState`].
+    ///
+    /// # Errors
+    /// As [`value_state`](Self::value_state).
+    fn list_state<T: StateValue, N: StateKey>(
+        &self,
+        descriptor: &ListStateDescriptor<T>,
+    ) -> Result<ListState<K, T, N>> {
+        let ttl = descriptor.ttl.as_ref();
+        let m = meta(
+            &descriptor.name,
+            StateKind::List,
+            namespace_type_name::<N>(),
+            None,
+            &descriptor.value_type,
+            ttl.is_some(),
+        )?;
+        let table: Arc<dyn ListTable<K, N, T>> = match ttl {
+            None => self.list_table::<N, T>(m, TableOptions::default())?,
+            Some(config) => {
+                let inner = self.list_table::<N, TtlValue<T>>(
+                    m,
+                    TableOptions {
+                        snapshot_filter: snapshot_filter::<T>(config),
+                    },
+                )?;
+                Arc::new(TtlListTable::new(inner, config.clone(), self.clock()))
+            }
+        };
+        Ok(ListState::new(&descriptor.name, table))
+    }
+
+    /// A [`MapState`].
+    ///
+    /// # Errors
+    /// As [`value_state`](Self::value_state).
+    fn map_state<UK: StateKey, UV: StateValue, N: StateKey>(
+        &self,
+        descriptor: &MapStateDescriptor<UK, UV>,
+    ) -> Result<MapState<K, UK, UV, N>> {
+        let ttl = descriptor.ttl.as_ref();
+        let m = meta(
+            &descriptor.name,
+            StateKind::Map,
+            namespace_type_name::<N>(),
+            Some(descriptor.user_key_type.to_string()),
+            &descriptor.value_type,
+            ttl.is_some(),
+        )?;
+        let table: Arc<dyn MapTable<K, N, UK, UV>> = match ttl {
+            None => self.map_table::<N, UK, UV>(m, TableOptions::default())?,
+            Some(config) => {
+                let inner = self.map_table::<N, UK, TtlValue<UV>>(
+                    m,
+                    TableOptions {
+                        snapshot_filter: snapshot_filter::<UV>(config),
+                    },
+                )?;
+                Arc::new(TtlMapTable::new(inner, config.clone(), self.clock()))
+            }
+        };
+        Ok(MapState::new(&descriptor.name, table))
+    }
+
+    /// A [`ReducingState`].
+    ///
+    /// # Errors
+    /// As [`value_state`](Self::value_state).
+    fn reducing_state<V: StateValue, N: StateKey>(
+        &self,
+        descriptor: &ReducingStateDescriptor<V>,
+    ) -> Result<ReducingState<K, V, N>> {
+        let table = value_table_for::<K, N, V, Self>(
+            self,
+            &descriptor.name,
+            StateKind::Reducing,
+            &descriptor.value_type,
+            descriptor.ttl.as_ref(),
+        )?;
+        Ok(ReducingState::new(
+            &descriptor.name,
+            table,
+            Arc::clone(&descriptor.reduce),
+        ))
+    }
+
+    /// An [`AggregatingState`].
+    ///
+    /// # Errors
+    /// As [`value_state`](Self::value_state).
+    fn aggregating_state<IN, ACC: StateValue, OUT, N: StateKey>(
+        &self,
+        descriptor: &AggregatingStateDescriptor<IN, ACC, OUT>,
+    ) -> Result<AggregatingState<K, IN, ACC, OUT, N>> {
+        let table = value_table_for::<K, N, ACC, Self>(
+            self,
+            &descriptor.name,
+            StateKind::Aggregating,
+            &descriptor.value_type,
+            descriptor.ttl.as_ref(),
+        )?;
+        Ok(AggregatingState::new(
+            &descriptor.name,
+            table,
+            Arc::clone(&descriptor.function),
+        ))
+    }
+}
+
+impl<K: StateKey, B: KeyedStateBackend<K> + ?Sized> KeyedStateBackendExt<K> for B {}
+
+fn value_table_for<K: StateKey, N: StateKey, V: StateValue, B: KeyedStateBackend<K> + ?Sized>(
+    backend: &B,
+    name: &str,
+    kind: StateKind,
+    value_type: &str,
+    ttl: Option<&crate::ttl::StateTtlConfig>,
+) -> Result<Arc<dyn ValueTable<K, N, V>>> {
+    let m = meta(
+        name,
+        kind,
+        namespace_type_name::<N>(),
+        None,
+        value_type,
+        ttl.is_some(),
+    )?;
+    Ok(match ttl {
+        None => backend.value_table::<N, V>(m, TableOptions::default())?,
+        Some(config) => {
+            let inner = backend.value_table::<N, TtlValue<V>>(
+                m,
+                TableOptions {
+                    snapshot_filter: snapshot_filter::<V>(config),
+                },
+            )?;
+            Arc::new(TtlValueTable::new(inner, config.clone(), backend.clock()))
+        }
+    })
+}
+
+/// Everything a factory needs to create (and restore) the keyed backend of one subtask.
+#[derive(Debug, Clone)]
+pub struct KeyedBackendParams {
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+    /// The key groups this subtask owns.
+    pub key_group_range: KeyGroupRange,
+    /// The clock of TTL.
+    pub clock: SharedClock,
+    /// Handles to restore from: every handle of the previous run whose range overlaps (see
+    /// [`crate::rescale::keyed_handles_for`]); keys outside the range are skipped.
+    pub restore: Vec<KeyedStateHandle>,
+    /// Reads file handles; `None` when every handle is inline.
+    pub reader: Option<Arc<dyn StateReader>>,
+}
+
+impl KeyedBackendParams {
+    /// A fresh backend owning `key_group_range` of `max_parallelism` key groups.
+    pub fn new(max_parallelism: u32, key_group_range: KeyGroupRange) -> Self {
+        KeyedBackendParams {
+            max_parallelism,
+            key_group_range,
+            clock: system_clock(),
+            restore: Vec::new(),
+            reader: None,
+        }
+    }
+
+    /// Uses `clock` for TTL.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Restores from `handles`, reading files through `reader`.
+    #[must_use]
+    pub fn restore(mut self, handles: Vec<KeyedStateHandle>, reader: Option<Arc<dyn StateReader>>) -> Self {
+        self.restore = handles;
+        self.reader = reader;
+        self
+    }
+
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] when the max parallelism is out of bounds or the
+    /// range is empty or not inside it.
+    pub fn validate(&self) -> Result<()> {
+        check_max_parallelism(self.max_parallelism)?;
+        if self.key_group_range.is_empty() || self.key_group_range.last() >= self.max_parallelism {
+            return Err(Error::invalid_input(
+                "the key-group range must be non-empty and inside the max parallelism",
+            )
+            .with_context("range", self.key_group_range)
+            .with_context("max_parallelism", self.max_parallelism));
+        }
+        Ok(())
+    }
+}
+
+/// Creates keyed backends: Flink's `StateBackend.createKeyedStateBackend`.
+pub trait StateBackendFactory: Send + Sync + Debug {
+    /// The backend for keys `K`.
+    type Backend<K: StateKey>: KeyedStateBackend<K>;
+
+    /// The backend's `NAME`.
+    fn name(&self) -> &'static str;
+
+    /// Creates the keyed backend of one subtask, restoring the handles of `params`.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] for bad parameters; read and decoding errors of the
+    /// restore, naming the file and key group.
+    fn create_keyed_backend<K: StateKey>(&self, params: KeyedBackendParams) -> Result<Self::Backend<K>>;
+}

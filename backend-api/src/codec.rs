@@ -1,0 +1,110 @@
+//! The serialization of keys, namespaces and values: serde + bincode, big-endian,
+//! fixed-width integers.
+//!
+//! Big-endian fixed-width integers make serialized unsigned keys sort like the numbers they
+//! encode (RocksDB iterates in byte order) and make a key's bytes, and so its key group,
+//! independent of the platform. The encoding is part of the on-storage contract.
+
+use std::cell::RefCell;
+
+use bincode::config::{BigEndian, Configuration, Fixint};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// The bincode configuration of every serialized key, namespace and value.
+pub const CONFIG: Configuration<BigEndian, Fixint> = bincode::config::standard()
+    .with_big_endian()
+    .with_fixed_int_encoding();
+
+/// Serializes `value` into a new buffer.
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Serializes `value`, appending to `out`.
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    bincode::serde::encode_into_std_write(value, out, CONFIG)
+        .map(|_| ())
+        .map_err(|e| {
+            Error::invalid_input("value cannot be serialized")
+                .with_context("type", std::any::type_name::<T>())
+                .with_source(e)
+        })
+}
+
+/// Decodes a whole `T` from `bytes`; trailing bytes are an error.
+///
+/// # Errors
+/// [`crate::ErrorKind::Corrupted`] naming the type when the bytes do not decode.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG) {
+        Ok((value, read)) if read == bytes.len() => Ok(value),
+        Ok((_, read)) => Err(Error::corrupted("trailing bytes after a serialized value")
+            .with_context("type", std::any::type_name::<T>())
+            .with_context("len", bytes.len())
+            .with_context("read", read)),
+        Err(e) => Err(Error::corrupted("bytes do not decode as the expected type")
+            .with_context("type", std::any::type_name::<T>())
+            .with_context("len", bytes.len())
+            .with_source(e)),
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Serializes `value` into a reused thread-local buffer and passes the bytes to `f`.
+///
+/// This is the allocation-free path used on every state access to compute key groups.
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
+#[inline]
+pub fn with_encoded<T: Serialize + ?Sized, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            encode_into(value, &mut buf)?;
+            Ok(f(&buf))
+        }
+        // Re-entrant use (a Serialize impl that itself computes a key group): fall back.
+        Err(_) => {
+            let buf = encode(value)?;
+            Ok(f(&buf))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_big_endian_fixed_width() {
+        assert_eq!(encode(&1u64).unwrap(), 1u64.to_be_bytes());
+        assert_eq!(encode(&-1i32).unwrap(), (-1i32).to_be_bytes());
+        assert_eq!(encode(&()).unwrap(), Vec::<u8>::new());
+        let s = encode("ab").unwrap();
+        assert_eq!(s, [0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn decode_rejects_garbage_and_trailing_bytes() {
+        assert_eq!(decode::<u64>(&7u64.to_be_bytes()).unwrap(), 7);
+        let err = decode::<u64>(&[1, 2, 3]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
+        assert!(decode::<u32>(&[0, 0, 0, 1, 9]).is_err());
+        assert!(decode::<String>(&[0, 0, 0, 0, 0, 0, 0, 9, b'x']).is_err());
+    }
+}

@@ -1,0 +1,312 @@
+//! State descriptors: a name, serde types, and for reducing and aggregating state the
+//! function that folds values in.
+
+use std::any::type_name;
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ttl::StateTtlConfig;
+
+/// What keys, namespaces and map keys need: serde, hashing, equality, cloning.
+pub trait StateKey: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static> StateKey for T {}
+
+/// What values need: serde and cloning.
+pub trait StateValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> StateValue for T {}
+
+/// The namespace of state that is not scoped by a window: `()`.
+pub type VoidNamespace = ();
+
+/// The kinds of keyed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StateKind {
+    /// One value per key and namespace.
+    Value,
+    /// A list per key and namespace.
+    List,
+    /// A map per key and namespace.
+    Map,
+    /// A value folded with a reduce function.
+    Reducing,
+    /// An accumulator folded with an aggregate function.
+    Aggregating,
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StateKind::Value => "ValueState",
+            StateKind::List => "ListState",
+            StateKind::Map => "MapState",
+            StateKind::Reducing => "ReducingState",
+            StateKind::Aggregating => "AggregatingState",
+        })
+    }
+}
+
+/// What a snapshot records about each keyed state, so that a restore with an incompatible
+/// descriptor fails with a clear error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// The state's name, unique within a backend.
+    pub name: String,
+    /// Its kind.
+    pub kind: StateKind,
+    /// The namespace type.
+    pub namespace_type: String,
+    /// The map key type (map state only).
+    pub user_key_type: Option<String>,
+    /// The value type: the value, the list element, the map value, or the accumulator.
+    pub value_type: String,
+    /// Whether values carry a TTL timestamp.
+    pub ttl: bool,
+}
+
+impl StateMeta {
+    /// Checks that state written as `self` can be read as `requested`.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] naming the state and the first field that differs,
+    /// with both values.
+    pub fn check_compatible(&self, requested: &StateMeta) -> Result<()> {
+        let mismatch = |what: &str, stored: String, asked: String| {
+            Err(Error::invalid_input(format!(
+                "state '{}' cannot be restored with this descriptor: its {what} differs",
+                self.name
+            ))
+            .with_context("stored", stored)
+            .with_context("requested", asked))
+        };
+        if self.kind != requested.kind {
+            return mismatch("kind", self.kind.to_string(), requested.kind.to_string());
+        }
+        if self.namespace_type != requested.namespace_type {
+            return mismatch(
+                "namespace type",
+                self.namespace_type.clone(),
+                requested.namespace_type.clone(),
+            );
+        }
+        if self.user_key_type != requested.user_key_type {
+            return mismatch(
+                "map key type",
+                format!("{:?}", self.user_key_type),
+                format!("{:?}", requested.user_key_type),
+            );
+        }
+        if self.value_type != requested.value_type {
+            return mismatch(
+                "value type",
+                self.value_type.clone(),
+                requested.value_type.clone(),
+            );
+        }
+        if self.ttl != requested.ttl {
+            return mismatch(
+                "TTL setting (TTL cannot be switched on or off for restored state)",
+                self.ttl.to_string(),
+                requested.ttl.to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The name of a type as recorded in snapshots: `std::any::type_name`, unless a descriptor
+/// sets its own (to keep a state restorable after renaming or moving the type).
+fn default_type_name<T: ?Sized>() -> Cow<'static, str> {
+    Cow::Borrowed(type_name::<T>())
+}
+
+macro_rules! descriptor_common {
+    () => {
+        /// The state's name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// Enables TTL for this state.
+        #[must_use]
+        pub fn with_ttl(mut self, ttl: StateTtlConfig) -> Self {
+            self.ttl = Some(ttl);
+            self
+        }
+
+        /// The TTL configuration, if any.
+        pub fn ttl(&self) -> Option<&StateTtlConfig> {
+            self.ttl.as_ref()
+        }
+
+        /// Records `name` as the value type in snapshots instead of the Rust type path.
+        #[must_use]
+        pub fn with_type_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+            self.value_type = name.into();
+            self
+        }
+    };
+}
+
+/// Declares a [`crate::ValueState`].
+pub struct ValueStateDescriptor<V> {
+    pub(crate) name: String,
+    pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) value_type: Cow<'static, str>,
+    _v: PhantomData<fn() -> V>,
+}
+
+impl<V: StateValue> ValueStateDescriptor<V> {
+    /// A value state named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        ValueStateDescriptor {
+            name: name.into(),
+            ttl: None,
+            value_type: default_type_name::<V>(),
+            _v: PhantomData,
+        }
+    }
+    descriptor_common!();
+}
+
+/// Declares a [`crate::ListState`] of elements `T`.
+pub struct ListStateDescriptor<T> {
+    pub(crate) name: String,
+    pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) value_type: Cow<'static, str>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: StateValue> ListStateDescriptor<T> {
+    /// A list state named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        ListStateDescriptor {
+            name: name.into(),
+            ttl: None,
+            value_type: default_type_name::<T>(),
+            _t: PhantomData,
+        }
+    }
+    descriptor_common!();
+}
+
+/// Declares a [`crate::MapState`] from `UK` to `UV`.
+pub struct MapStateDescriptor<UK, UV> {
+    pub(crate) name: String,
+    pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) user_key_type: Cow<'static, str>,
+    pub(crate) value_type: Cow<'static, str>,
+    _t: PhantomData<fn() -> (UK, UV)>,
+}
+
+impl<UK: StateKey, UV: StateValue> MapStateDescriptor<UK, UV> {
+    /// A map state named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        MapStateDescriptor {
+            name: name.into(),
+            ttl: None,
+            user_key_type: default_type_name::<UK>(),
+            value_type: default_type_name::<UV>(),
+            _t: PhantomData,
+        }
+    }
+    descriptor_common!();
+
+    /// Records `name` as the map key type in snapshots instead of the Rust type path.
+    #[must_use]
+    pub fn with_key_type_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.user_key_type = name.into();
+        self
+    }
+}
+
+/// The reduce function of a reducing state: folds a new value into the current one.
+pub type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
+
+/// Declares a [`crate::ReducingState`].
+pub struct ReducingStateDescriptor<V> {
+    pub(crate) name: String,
+    pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) value_type: Cow<'static, str>,
+    pub(crate) reduce: ReduceFn<V>,
+}
+
+impl<V: StateValue> ReducingStateDescriptor<V> {
+    /// A reducing state named `name` that folds values with `reduce(current, new)`.
+    pub fn new(name: impl Into<String>, reduce: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
+        ReducingStateDescriptor {
+            name: name.into(),
+            ttl: None,
+            value_type: default_type_name::<V>(),
+            reduce: Arc::new(reduce),
+        }
+    }
+    descriptor_common!();
+}
+
+/// An aggregate function: folds inputs `IN` into an accumulator `ACC` and reads a result
+/// `OUT` from it, like Flink's `AggregateFunction`.
+pub trait AggregateFunction<IN, ACC, OUT>: Send + Sync {
+    /// A fresh accumulator.
+    fn create_accumulator(&self) -> ACC;
+    /// Folds `value` into `acc`.
+    fn add(&self, value: IN, acc: ACC) -> ACC;
+    /// The result of an accumulator.
+    fn result(&self, acc: &ACC) -> OUT;
+    /// Merges two accumulators (used when namespaces merge, as session windows do).
+    fn merge(&self, a: ACC, b: ACC) -> ACC;
+}
+
+/// Declares a [`crate::AggregatingState`].
+pub struct AggregatingStateDescriptor<IN, ACC, OUT> {
+    pub(crate) name: String,
+    pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) value_type: Cow<'static, str>,
+    pub(crate) function: Arc<dyn AggregateFunction<IN, ACC, OUT>>,
+}
+
+impl<IN, ACC: StateValue, OUT> AggregatingStateDescriptor<IN, ACC, OUT> {
+    /// An aggregating state named `name` with accumulator type `ACC`.
+    pub fn new(
+        name: impl Into<String>,
+        function: impl AggregateFunction<IN, ACC, OUT> + 'static,
+    ) -> Self {
+        AggregatingStateDescriptor {
+            name: name.into(),
+            ttl: None,
+            value_type: default_type_name::<ACC>(),
+            function: Arc::new(function),
+        }
+    }
+    descriptor_common!();
+}
+
+macro_rules! debug_descriptor {
+    ($ty:ident < $($g:ident),+ >) => {
+        impl<$($g),+> fmt::Debug for $ty<$($g),+> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.name)
+                    .field("value_type", &self.value_type)
+                    .field("ttl", &self.ttl)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+debug_descriptor!(ValueStateDescriptor<V>);
+debug_descriptor!(ListStateDescriptor<T>);
+debug_descriptor!(MapStateDescriptor<UK, UV>);
+debug_descriptor!(ReducingStateDescriptor<V>);
+debug_descriptor!(AggregatingStateDescriptor<IN, ACC, OUT>);
+
+/// The type name recorded for the namespace type `N`.
+pub(crate) fn namespace_type_name<N>() -> String {
+    type_name::<N>().to_owned()
+}

@@ -1,0 +1,247 @@
+//! State handles: plain data that describes where a snapshot's bytes are. They go into
+//! `_metadata`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keygroup::KeyGroupRange;
+
+/// The id of a checkpoint: numbers increase, and ids sort numerically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CheckpointId(pub u64);
+
+impl CheckpointId {
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who owns a file that a snapshot writes (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StateScope {
+    /// `chk-N/`: this checkpoint alone.
+    Exclusive,
+    /// `shared/`: several checkpoints (incremental SSTs).
+    Shared,
+    /// `taskowned/`: the task; the store never deletes it.
+    TaskOwned,
+}
+
+/// A file written by a checkpoint stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileStateHandle {
+    /// Path relative to the job (or savepoint) directory, e.g. `chk-3/6f1c…`.
+    pub path: String,
+    /// Who owns the file.
+    pub scope: StateScope,
+    /// Length in bytes.
+    pub size: u64,
+    /// CRC32 (IEEE) of the whole file.
+    pub crc32: u32,
+}
+
+/// Where a stream of snapshot bytes is: inline in `_metadata`, or in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StreamStateHandle {
+    /// Small streams, kept in `_metadata` itself.
+    Inline(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    /// A file in checkpoint storage.
+    File(FileStateHandle),
+}
+
+impl StreamStateHandle {
+    /// The length of the stream in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            StreamStateHandle::Inline(bytes) => bytes.len() as u64,
+            StreamStateHandle::File(file) => file.size,
+        }
+    }
+
+    /// The file, if the stream is not inline.
+    pub fn file(&self) -> Option<&FileStateHandle> {
+        match self {
+            StreamStateHandle::Inline(_) => None,
+            StreamStateHandle::File(file) => Some(file),
+        }
+    }
+}
+
+/// Serializes byte vectors as one length-prefixed blob rather than a sequence of integers.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// A keyed-state stream partitioned by key group: an offset for every key group of `range`,
+/// so that a restore reads only the key groups it owns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyGroupsStateHandle {
+    /// The key groups the stream holds.
+    pub range: KeyGroupRange,
+    /// `offsets[i]` is where key group `range.first() + i` starts; a key group whose offset
+    /// equals the next one (or the stream's end) is empty.
+    pub offsets: Vec<u64>,
+    /// The stream.
+    pub stream: StreamStateHandle,
+}
+
+/// A file of an incremental snapshot, with the name the backend gives it locally.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NamedStateFile {
+    /// The backend's local name, e.g. `000042.sst`.
+    pub local_name: String,
+    /// Where it is stored.
+    pub handle: StreamStateHandle,
+}
+
+/// An incremental snapshot of a native engine (RocksDB): shared files reused across
+/// checkpoints, and private files of this checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IncrementalStateHandle {
+    /// The key groups the snapshot holds.
+    pub range: KeyGroupRange,
+    /// The checkpoint that wrote this handle.
+    pub checkpoint_id: CheckpointId,
+    /// A stable id of the backend instance, so shared files are only reused by the writer.
+    pub backend_id: String,
+    /// Files in `shared/` (immutable SSTs), some uploaded by earlier checkpoints.
+    pub shared: Vec<NamedStateFile>,
+    /// Files of this checkpoint only (MANIFEST, CURRENT, OPTIONS).
+    pub private: Vec<NamedStateFile>,
+    /// The backend's state metadata stream.
+    pub meta: StreamStateHandle,
+}
+
+/// The keyed state of one subtask.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyedStateHandle {
+    /// A full snapshot, indexed by key group.
+    KeyGroups(KeyGroupsStateHandle),
+    /// An incremental native snapshot.
+    Incremental(IncrementalStateHandle),
+}
+
+impl KeyedStateHandle {
+    /// The key groups the handle holds.
+    pub fn key_group_range(&self) -> KeyGroupRange {
+        match self {
+            KeyedStateHandle::KeyGroups(h) => h.range,
+            KeyedStateHandle::Incremental(h) => h.range,
+        }
+    }
+
+    /// Every stream the handle references.
+    pub fn streams(&self) -> Vec<&StreamStateHandle> {
+        match self {
+            KeyedStateHandle::KeyGroups(h) => vec![&h.stream],
+            KeyedStateHandle::Incremental(h) => std::iter::once(&h.meta)
+                .chain(h.shared.iter().map(|f| &f.handle))
+                .chain(h.private.iter().map(|f| &f.handle))
+                .collect(),
+        }
+    }
+}
+
+/// How an operator list state is redistributed when the parallelism changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Distribution {
+    /// Elements of all subtasks are concatenated and split evenly (Flink's list state).
+    Split,
+    /// Every subtask gets every element (union list state).
+    Union,
+    /// Every subtask gets the same copy (broadcast state).
+    Broadcast,
+}
+
+/// One named operator state inside an [`OperatorStateHandle`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OperatorStateMeta {
+    /// How the state is redistributed.
+    pub mode: Distribution,
+    /// The element type (map entry type for broadcast state), checked on restore.
+    pub element_type: String,
+    /// The offset of every element in the stream.
+    pub offsets: Vec<u64>,
+}
+
+/// The operator state of one subtask: a stream of length-prefixed elements and, per state
+/// name, where its elements are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OperatorStateHandle {
+    /// The states, by name.
+    pub states: BTreeMap<String, OperatorStateMeta>,
+    /// The stream.
+    pub stream: StreamStateHandle,
+}
+
+/// Everything one subtask's backends wrote for one checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubtaskState {
+    /// Keyed state handles (one per keyed backend snapshot).
+    pub keyed: Vec<KeyedStateHandle>,
+    /// Operator state handles.
+    pub operator: Vec<OperatorStateHandle>,
+}
+
+impl SubtaskState {
+    /// Adds the handles of `other`.
+    pub fn merge(&mut self, other: SubtaskState) {
+        self.keyed.extend(other.keyed);
+        self.operator.extend(other.operator);
+    }
+
+    /// Whether no handle was written.
+    pub fn is_empty(&self) -> bool {
+        self.keyed.is_empty() && self.operator.is_empty()
+    }
+
+    /// Every stream referenced by the handles.
+    pub fn streams(&self) -> Vec<&StreamStateHandle> {
+        self.keyed
+            .iter()
+            .flat_map(KeyedStateHandle::streams)
+            .chain(self.operator.iter().map(|h| &h.stream))
+            .collect()
+    }
+
+    /// The total size in bytes of the referenced streams.
+    pub fn state_size(&self) -> u64 {
+        self.streams().iter().map(|s| s.size()).sum()
+    }
+}

@@ -1,0 +1,472 @@
+//! The key-group-indexed keyed-state stream: the format of full snapshots of every
+//! backend, so that one restore path serves them all.
+//!
+//! ```text
+//! stream  = magic "CSKG" | version u16 | header_len u32 | header_crc u32 | header | block*
+//! header  = bincode(KeyedSnapshotHeader)
+//! block   = key_group u32 | stored_len u32 | flags u8 | crc32(stored) u32 | raw_len u32 | stored
+//! stored  = records, zstd-compressed when flags & 1
+//! record  = state u16 | key | namespace | [user key, map state only] | value
+//!           (each field a u32 length and the serialized bytes)
+//! ```
+//!
+//! Blocks come in ascending key-group order; a key group may span several blocks (a block
+//! holds about [`BLOCK_TARGET_SIZE`] bytes, so writing needs bounded memory) and an empty key
+//! group has none. The handle records where each key group starts, so a restore of a
+//! sub-range reads one contiguous byte range. All integers are big-endian.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::descriptor::{StateKind, StateMeta};
+use crate::error::{Error, Result};
+use crate::handles::{KeyGroupsStateHandle, StreamStateHandle};
+use crate::keygroup::KeyGroupRange;
+use crate::stream::{StateReader, open_stream};
+
+/// The magic number of the stream.
+pub const MAGIC: [u8; 4] = *b"CSKG";
+/// The format version written.
+pub const VERSION: u16 = 1;
+/// A block is closed once its records reach this size.
+pub const BLOCK_TARGET_SIZE: usize = 256 * 1024;
+const PREAMBLE_LEN: usize = 4 + 2 + 4 + 4;
+const BLOCK_HEADER_LEN: usize = 4 + 4 + 1 + 4 + 4;
+const FLAG_ZSTD: u8 = 1;
+/// Largest block accepted when reading, to refuse absurd lengths from corrupt data.
+const MAX_BLOCK_LEN: u32 = 256 << 20;
+
+/// Compression of snapshot blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Compression {
+    /// Stored as is.
+    #[default]
+    None,
+    /// zstd at the given level.
+    Zstd(i32),
+}
+
+/// What precedes the blocks: the key type and every state's meta, in the order that records
+/// refer to them by index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedSnapshotHeader {
+    /// The backend that wrote the stream.
+    pub backend: String,
+    /// The key type.
+    pub key_type: String,
+    /// The states.
+    pub states: Vec<StateMeta>,
+}
+
+/// Writes a keyed-state stream.
+#[derive(Debug)]
+pub struct KeyedSnapshotWriter<W: Write> {
+    out: W,
+    position: u64,
+    range: KeyGroupRange,
+    offsets: Vec<u64>,
+    kinds: Vec<StateKind>,
+    current: Option<u32>,
+    block: Vec<u8>,
+    compressed: Vec<u8>,
+    compression: Compression,
+}
+
+fn write_all<W: Write>(out: &mut W, bytes: &[u8], position: &mut u64) -> Result<()> {
+    out.write_all(bytes)
+        .map_err(|e| crate::stream::stream_write_error("write keyed snapshot", e))?;
+    *position += bytes.len() as u64;
+    Ok(())
+}
+
+impl<W: Write> KeyedSnapshotWriter<W> {
+    /// Starts a stream for the key groups of `range`, writing the header.
+    ///
+    /// # Errors
+    /// Write errors of `out`.
+    pub fn new(mut out: W, header: &KeyedSnapshotHeader, range: KeyGroupRange, compression: Compression) -> Result<Self> {
+        let header_bytes = codec::encode(header)?;
+        let mut preamble = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
+        preamble.extend_from_slice(&MAGIC);
+        preamble.extend_from_slice(&VERSION.to_be_bytes());
+        preamble.extend_from_slice(&(header_bytes.len() as u32).to_be_bytes());
+        preamble.extend_from_slice(&crc32fast::hash(&header_bytes).to_be_bytes());
+        preamble.extend_from_slice(&header_bytes);
+        let mut position = 0;
+        write_all(&mut out, &preamble, &mut position)?;
+        Ok(KeyedSnapshotWriter {
+            out,
+            position,
+            range,
+            offsets: Vec::with_capacity(range.len() as usize),
+            kinds: header.states.iter().map(|s| s.kind).collect(),
+            current: None,
+            block: Vec::new(),
+            compressed: Vec::new(),
+            compression,
+        })
+    }
+
+    /// Starts the records of `key_group`; key groups must come in ascending order.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] when `key_group` is outside the range or not
+    /// ascending; write errors.
+    pub fn begin_key_group(&mut self, key_group: u32) -> Result<()> {
+        let Some(index) = self.range.index_of(key_group) else {
+            return Err(Error::invalid_input("key group outside the snapshot's range")
+                .with_context("key_group", key_group)
+                .with_context("range", self.range));
+        };
+        if index < self.offsets.len() {
+            return Err(Error::invalid_input("key groups must be written in ascending order")
+                .with_context("key_group", key_group));
+        }
+        self.flush_block()?;
+        while self.offsets.len() <= index {
+            self.offsets.push(self.position);
+        }
+        self.current = Some(key_group);
+        Ok(())
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        self.block
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.block.extend_from_slice(bytes);
+    }
+
+    fn encoded_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let at = self.block.len();
+        self.block.extend_from_slice(&[0; 4]);
+        codec::encode_into(value, &mut self.block)?;
+        let len = (self.block.len() - at - 4) as u32;
+        self.block[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+
+    fn start_record(&mut self, state: u16, has_user_key: bool) -> Result<()> {
+        if self.current.is_none() {
+            return Err(Error::internal("record written before begin_key_group"));
+        }
+        let is_map = self.kinds.get(state as usize).map(|k| *k == StateKind::Map);
+        match is_map {
+            Some(is_map) if is_map == has_user_key => {}
+            Some(_) => {
+                return Err(Error::internal("a user key is written for map state and only for map state")
+                    .with_context("state", state));
+            }
+            None => {
+                return Err(Error::internal("record of a state missing from the header")
+                    .with_context("state", state));
+            }
+        }
+        self.block.extend_from_slice(&state.to_be_bytes());
+        Ok(())
+    }
+
+    /// Writes one record, serializing its fields.
+    ///
+    /// # Errors
+    /// Serialization and write errors.
+    pub fn record<K, N, U, V>(&mut self, state: u16, key: &K, ns: &N, user_key: Option<&U>, value: &V) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        N: Serialize + ?Sized,
+        U: Serialize + ?Sized,
+        V: Serialize + ?Sized,
+    {
+        self.start_record(state, user_key.is_some())?;
+        self.encoded_field(key)?;
+        self.encoded_field(ns)?;
+        if let Some(uk) = user_key {
+            self.encoded_field(uk)?;
+        }
+        self.encoded_field(value)?;
+        self.maybe_flush()
+    }
+
+    /// Writes one record of already serialized fields.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn raw_record(&mut self, state: u16, key: &[u8], ns: &[u8], user_key: Option<&[u8]>, value: &[u8]) -> Result<()> {
+        self.start_record(state, user_key.is_some())?;
+        self.field(key);
+        self.field(ns);
+        if let Some(uk) = user_key {
+            self.field(uk);
+        }
+        self.field(value);
+        self.maybe_flush()
+    }
+
+    fn maybe_flush(&mut self) -> Result<()> {
+        if self.block.len() >= BLOCK_TARGET_SIZE {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<()> {
+        let Some(key_group) = self.current else {
+            return Ok(());
+        };
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let (flags, stored): (u8, &[u8]) = match self.compression {
+            Compression::None => (0, &self.block),
+            Compression::Zstd(level) => {
+                self.compressed.clear();
+                zstd::stream::copy_encode(&self.block[..], &mut self.compressed, level)
+                    .map_err(|e| Error::io("compress snapshot block", e))?;
+                (FLAG_ZSTD, &self.compressed)
+            }
+        };
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        head[0..4].copy_from_slice(&key_group.to_be_bytes());
+        head[4..8].copy_from_slice(&(stored.len() as u32).to_be_bytes());
+        head[8] = flags;
+        head[9..13].copy_from_slice(&crc32fast::hash(stored).to_be_bytes());
+        head[13..17].copy_from_slice(&(self.block.len() as u32).to_be_bytes());
+        write_all(&mut self.out, &head, &mut self.position)?;
+        write_all(&mut self.out, stored, &mut self.position)?;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// Finishes the stream: returns the output and the offset of every key group.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn finish(mut self) -> Result<(W, Vec<u64>)> {
+        self.flush_block()?;
+        while self.offsets.len() < self.range.len() as usize {
+            self.offsets.push(self.position);
+        }
+        self.out
+            .flush()
+            .map_err(|e| crate::stream::stream_write_error("flush keyed snapshot", e))?;
+        Ok((self.out, self.offsets))
+    }
+}
+
+/// One record read back.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Its key group.
+    pub key_group: u32,
+    /// The index of its state in the header.
+    pub state: u16,
+    /// Serialized key.
+    pub key: &'a [u8],
+    /// Serialized namespace.
+    pub namespace: &'a [u8],
+    /// Serialized map key (map state only).
+    pub user_key: Option<&'a [u8]>,
+    /// Serialized value (a list state's value is its serialized `Vec`).
+    pub value: &'a [u8],
+}
+
+fn describe(stream: &StreamStateHandle) -> String {
+    match stream {
+        StreamStateHandle::Inline(_) => "<inline>".to_owned(),
+        StreamStateHandle::File(f) => f.path.clone(),
+    }
+}
+
+fn read_exact(r: &mut dyn Read, buf: &mut [u8], what: &'static str, path: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        let err = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::corrupted("keyed snapshot stream is truncated")
+        } else {
+            Error::io("read keyed snapshot", e)
+        };
+        err.with_context("path", path).with_context("reading", what)
+    })
+}
+
+/// Reads the header of a keyed-state stream.
+///
+/// # Errors
+/// [`crate::ErrorKind::Corrupted`] naming the path when the magic, version, length or
+/// checksum is wrong; read errors.
+pub fn read_header(handle: &KeyGroupsStateHandle, reader: Option<&dyn StateReader>) -> Result<KeyedSnapshotHeader> {
+    let path = describe(&handle.stream);
+    let end = handle.offsets.first().copied().unwrap_or(handle.stream.size());
+    if end < PREAMBLE_LEN as u64 || end > handle.stream.size() {
+        return Err(Error::corrupted("keyed snapshot header offsets are inconsistent")
+            .with_context("path", path)
+            .with_context("first_offset", end)
+            .with_context("size", handle.stream.size()));
+    }
+    let mut r = open_stream(&handle.stream, reader, 0..end)?;
+    let mut pre = [0u8; PREAMBLE_LEN];
+    read_exact(&mut r, &mut pre, "preamble", &path)?;
+    if pre[0..4] != MAGIC {
+        return Err(Error::corrupted("not a keyed snapshot stream (bad magic)").with_context("path", path));
+    }
+    let version = u16::from_be_bytes([pre[4], pre[5]]);
+    if version != VERSION {
+        return Err(Error::new(crate::ErrorKind::Unsupported, "unsupported keyed snapshot version")
+            .with_context("path", path)
+            .with_context("version", version)
+            .with_context("supported", VERSION));
+    }
+    let len = u32::from_be_bytes([pre[6], pre[7], pre[8], pre[9]]) as u64;
+    let crc = u32::from_be_bytes([pre[10], pre[11], pre[12], pre[13]]);
+    if PREAMBLE_LEN as u64 + len != end {
+        return Err(Error::corrupted("keyed snapshot header length is inconsistent")
+            .with_context("path", path)
+            .with_context("header_len", len));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    read_exact(&mut r, &mut bytes, "header", &path)?;
+    if crc32fast::hash(&bytes) != crc {
+        return Err(Error::corrupted("keyed snapshot header checksum mismatch").with_context("path", path));
+    }
+    codec::decode(&bytes).map_err(|e| e.with_context("path", path))
+}
+
+/// Reads the records of the key groups of `handle` inside `range`, reading only their
+/// bytes (one range read), and passes each to `visit`.
+///
+/// Returns the header, or `None` when the handle holds none of `range`.
+///
+/// # Errors
+/// [`crate::ErrorKind::Corrupted`] naming the path and key group for a bad block; read
+/// errors; errors of `visit`.
+pub fn read_key_groups(
+    handle: &KeyGroupsStateHandle,
+    reader: Option<&dyn StateReader>,
+    range: KeyGroupRange,
+    visit: &mut dyn FnMut(&KeyedSnapshotHeader, Record<'_>) -> Result<()>,
+) -> Result<Option<KeyedSnapshotHeader>> {
+    let wanted = handle.range.intersection(&range);
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let path = describe(&handle.stream);
+    if handle.offsets.len() != handle.range.len() as usize {
+        return Err(Error::corrupted("keyed state handle has the wrong number of offsets")
+            .with_context("path", path)
+            .with_context("offsets", handle.offsets.len())
+            .with_context("key_groups", handle.range.len()));
+    }
+    let header = read_header(handle, reader)?;
+    let index = |kg: u32| (kg - handle.range.first()) as usize;
+    let start = handle.offsets[index(wanted.first())];
+    let end = if wanted.last() < handle.range.last() {
+        handle.offsets[index(wanted.last() + 1)]
+    } else {
+        handle.stream.size()
+    };
+    if start > end || end > handle.stream.size() {
+        return Err(Error::corrupted("keyed state handle offsets are inconsistent")
+            .with_context("path", path)
+            .with_context("start", start)
+            .with_context("end", end));
+    }
+    let mut r = open_stream(&handle.stream, reader, start..end)?;
+    let mut remaining = end - start;
+    let mut stored = Vec::new();
+    let mut raw = Vec::new();
+    let mut last_kg = None;
+    while remaining > 0 {
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        read_exact(&mut r, &mut head, "block header", &path)?;
+        let kg = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let stored_len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let flags = head[8];
+        let crc = u32::from_be_bytes([head[9], head[10], head[11], head[12]]);
+        let raw_len = u32::from_be_bytes([head[13], head[14], head[15], head[16]]);
+        let block_err = |msg: &'static str| {
+            Error::corrupted(msg)
+                .with_context("path", path.clone())
+                .with_context("key_group", kg)
+        };
+        if !wanted.contains(kg) || last_kg.is_some_and(|l| kg < l) {
+            return Err(block_err("snapshot block of an unexpected key group"));
+        }
+        if stored_len > MAX_BLOCK_LEN
+            || raw_len > MAX_BLOCK_LEN
+            || u64::from(stored_len) + BLOCK_HEADER_LEN as u64 > remaining
+            || flags & !FLAG_ZSTD != 0
+        {
+            return Err(block_err("snapshot block header is invalid"));
+        }
+        remaining -= BLOCK_HEADER_LEN as u64 + u64::from(stored_len);
+        stored.resize(stored_len as usize, 0);
+        read_exact(&mut r, &mut stored, "block", &path)?;
+        if crc32fast::hash(&stored) != crc {
+            return Err(block_err("snapshot block checksum mismatch"));
+        }
+        let records: &[u8] = if flags & FLAG_ZSTD != 0 {
+            raw.clear();
+            raw.reserve(raw_len as usize);
+            zstd::stream::copy_decode(&stored[..], &mut raw)
+                .map_err(|e| block_err("snapshot block does not decompress").with_source(e))?;
+            &raw
+        } else {
+            &stored
+        };
+        if records.len() != raw_len as usize {
+            return Err(block_err("snapshot block has the wrong length"));
+        }
+        parse_records(&header, kg, records, visit)
+            .map_err(|e| e.with_context("path", path.clone()).with_context("key_group", kg))?;
+        last_kg = Some(kg);
+    }
+    Ok(Some(header))
+}
+
+fn parse_records(
+    header: &KeyedSnapshotHeader,
+    key_group: u32,
+    mut bytes: &[u8],
+    visit: &mut dyn FnMut(&KeyedSnapshotHeader, Record<'_>) -> Result<()>,
+) -> Result<()> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+        if bytes.len() < n {
+            return Err(Error::corrupted("snapshot record is truncated"));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    fn field<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
+        let len = take(bytes, 4)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        take(bytes, len)
+    }
+    while !bytes.is_empty() {
+        let s = take(&mut bytes, 2)?;
+        let state = u16::from_be_bytes([s[0], s[1]]);
+        let Some(meta) = header.states.get(state as usize) else {
+            return Err(Error::corrupted("snapshot record names an unknown state").with_context("state", state));
+        };
+        let key = field(&mut bytes)?;
+        let namespace = field(&mut bytes)?;
+        let user_key = if meta.kind == StateKind::Map {
+            Some(field(&mut bytes)?)
+        } else {
+            None
+        };
+        let value = field(&mut bytes)?;
+        visit(
+            header,
+            Record {
+                key_group,
+                state,
+                key,
+                namespace,
+                user_key,
+                value,
+            },
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Key groups: the unit of keyed-state partitioning and rescaling.
+//!
+//! A job has `max_parallelism` key groups (default [`DEFAULT_MAX_PARALLELISM`], at most
+//! [`MAX_PARALLELISM_UPPER_BOUND`]). A key's group is `murmur3_32(serialized key) %
+//! max_parallelism`; subtask `i` of `p` owns the contiguous range
+//! `[(i*maxP + p - 1) / p, ((i+1)*maxP - 1) / p]`, and key group `kg` belongs to subtask
+//! `kg * p / maxP`. These formulas are a contract: they are stable across processes,
+//! platforms and releases.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::{Error, Result};
+
+/// The default number of key groups.
+pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
+/// The largest allowed number of key groups.
+pub const MAX_PARALLELISM_UPPER_BOUND: u32 = 32_768;
+
+/// The seed of the murmur3 hash of serialized keys. Part of the on-storage contract.
+pub const KEY_GROUP_HASH_SEED: u32 = 0;
+
+/// Checks that `max_parallelism` is in `1..=32768`.
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] naming the value and the bounds.
+pub fn check_max_parallelism(max_parallelism: u32) -> Result<()> {
+    if max_parallelism == 0 || max_parallelism > MAX_PARALLELISM_UPPER_BOUND {
+        return Err(Error::invalid_input(format!(
+            "max parallelism must be in 1..={MAX_PARALLELISM_UPPER_BOUND}"
+        ))
+        .with_context("max_parallelism", max_parallelism));
+    }
+    Ok(())
+}
+
+/// Checks that `1 <= parallelism <= max_parallelism`.
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] naming both values.
+pub fn check_parallelism(parallelism: u32, max_parallelism: u32) -> Result<()> {
+    check_max_parallelism(max_parallelism)?;
+    if parallelism == 0 || parallelism > max_parallelism {
+        return Err(
+            Error::invalid_input("parallelism must be in 1..=max_parallelism")
+                .with_context("parallelism", parallelism)
+                .with_context("max_parallelism", max_parallelism),
+        );
+    }
+    Ok(())
+}
+
+/// The key group of already serialized key bytes.
+#[inline]
+pub fn key_group_for_bytes(key_bytes: &[u8], max_parallelism: u32) -> u32 {
+    mur3::murmurhash3_x86_32(key_bytes, KEY_GROUP_HASH_SEED) % max_parallelism
+}
+
+/// The key group of a key, serialized with the key encoding of [`crate::codec`].
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] when the key cannot be serialized.
+#[inline]
+pub fn key_group_for_key<K: Serialize + ?Sized>(key: &K, max_parallelism: u32) -> Result<u32> {
+    codec::with_encoded(key, |bytes| key_group_for_bytes(bytes, max_parallelism))
+}
+
+/// The subtask (operator index) that owns key group `key_group` at `parallelism`.
+#[inline]
+pub fn operator_index_for_key_group(max_parallelism: u32, parallelism: u32, key_group: u32) -> u32 {
+    ((u64::from(key_group) * u64::from(parallelism)) / u64::from(max_parallelism)) as u32
+}
+
+/// A contiguous, inclusive range of key groups, possibly empty.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyGroupRange {
+    start: u32,
+    /// Exclusive end; `start == end` is the empty range.
+    end: u32,
+}
+
+impl KeyGroupRange {
+    /// The range `first..=last`. An empty range when `last < first`.
+    pub fn new(first: u32, last: u32) -> Self {
+        if last < first {
+            Self::EMPTY
+        } else {
+            KeyGroupRange {
+                start: first,
+                end: last + 1,
+            }
+        }
+    }
+
+    /// The empty range.
+    pub const EMPTY: KeyGroupRange = KeyGroupRange { start: 0, end: 0 };
+
+    /// All key groups of a job: `0..=max_parallelism-1`.
+    pub fn all(max_parallelism: u32) -> Self {
+        KeyGroupRange::new(0, max_parallelism.saturating_sub(1))
+    }
+
+    /// The range that subtask `index` of `parallelism` owns.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] when the parallelism, max parallelism or index is
+    /// out of bounds.
+    pub fn for_subtask(max_parallelism: u32, parallelism: u32, index: u32) -> Result<Self> {
+        check_parallelism(parallelism, max_parallelism)?;
+        if index >= parallelism {
+            return Err(Error::invalid_input("subtask index must be below the parallelism")
+                .with_context("index", index)
+                .with_context("parallelism", parallelism));
+        }
+        let (max_p, p, i) = (
+            u64::from(max_parallelism),
+            u64::from(parallelism),
+            u64::from(index),
+        );
+        let first = (i * max_p + p - 1) / p;
+        let last = ((i + 1) * max_p - 1) / p;
+        Ok(KeyGroupRange::new(first as u32, last as u32))
+    }
+
+    /// The first key group; meaningless for an empty range.
+    pub fn first(&self) -> u32 {
+        self.start
+    }
+
+    /// The last key group; meaningless for an empty range.
+    pub fn last(&self) -> u32 {
+        self.end.saturating_sub(1)
+    }
+
+    /// How many key groups the range holds.
+    pub fn len(&self) -> u32 {
+        self.end - self.start
+    }
+
+    /// Whether the range holds no key group.
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// Whether `key_group` is in the range.
+    #[inline]
+    pub fn contains(&self, key_group: u32) -> bool {
+        key_group >= self.start && key_group < self.end
+    }
+
+    /// The position of `key_group` inside the range, if it is in it.
+    #[inline]
+    pub fn index_of(&self, key_group: u32) -> Option<usize> {
+        self.contains(key_group)
+            .then(|| (key_group - self.start) as usize)
+    }
+
+    /// The key groups that are in both ranges.
+    pub fn intersection(&self, other: &KeyGroupRange) -> KeyGroupRange {
+        let start = self.start.max(other.start);
+        let end = self.end.min(other.end);
+        if end <= start {
+            Self::EMPTY
+        } else {
+            KeyGroupRange { start, end }
+        }
+    }
+
+    /// Iterates over the key groups in ascending order.
+    pub fn iter(&self) -> std::ops::Range<u32> {
+        self.start..self.end
+    }
+
+    /// The range as an inclusive `RangeInclusive`; `None` when empty.
+    pub fn as_inclusive(&self) -> Option<RangeInclusive<u32>> {
+        (!self.is_empty()).then(|| self.start..=self.end - 1)
+    }
+}
+
+impl fmt::Debug for KeyGroupRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for KeyGroupRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            f.write_str("[]")
+        } else {
+            write!(f, "[{}, {}]", self.start, self.end - 1)
+        }
+    }
+}
+
+impl IntoIterator for KeyGroupRange {
+    type Item = u32;
+    type IntoIter = std::ops::Range<u32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_partition_all_key_groups_and_match_assignment() {
+        for max_p in [1u32, 7, 128, 1000, 32_768] {
+            for p in [1u32, 2, 3, 4, 6, 7, 128] {
+                if p > max_p {
+                    continue;
+                }
+                let mut next = 0;
+                for i in 0..p {
+                    let r = KeyGroupRange::for_subtask(max_p, p, i).unwrap();
+                    assert_eq!(r.first(), next, "max_p={max_p} p={p} i={i}");
+                    for kg in r {
+                        assert_eq!(operator_index_for_key_group(max_p, p, kg), i);
+                    }
+                    next = r.last() + 1;
+                }
+                assert_eq!(next, max_p);
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        assert!(check_max_parallelism(0).is_err());
+        assert!(check_max_parallelism(32_769).is_err());
+        assert!(KeyGroupRange::for_subtask(128, 0, 0).is_err());
+        assert!(KeyGroupRange::for_subtask(128, 2, 2).is_err());
+        assert!(KeyGroupRange::for_subtask(4, 5, 0).is_err());
+    }
+
+    #[test]
+    fn key_groups_are_stable() {
+        // Pinned values: changing them breaks every stored snapshot.
+        assert_eq!(mur3::murmurhash3_x86_32(b"", 0), 0);
+        assert_eq!(mur3::murmurhash3_x86_32(b"hello", 0), 0x248b_fa47);
+        let kg = key_group_for_key(&42u64, 128).unwrap();
+        assert_eq!(kg, key_group_for_bytes(&42u64.to_be_bytes(), 128));
+    }
+
+    #[test]
+    fn intersection_and_display() {
+        let a = KeyGroupRange::new(0, 63);
+        let b = KeyGroupRange::new(32, 127);
+        assert_eq!(a.intersection(&b), KeyGroupRange::new(32, 63));
+        assert!(a.intersection(&KeyGroupRange::new(64, 70)).is_empty());
+        assert_eq!(a.to_string(), "[0, 63]");
+        assert_eq!(KeyGroupRange::EMPTY.to_string(), "[]");
+        assert_eq!(b.index_of(32), Some(0));
+        assert_eq!(b.index_of(31), None);
+    }
+}

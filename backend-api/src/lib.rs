@@ -1,0 +1,87 @@
+//! The state model of Cornerstone: keyed and operator state with Flink's semantics, key
+//! groups, TTL, the snapshot contract and the stream-factory trait that checkpoint storage
+//! implements.
+//!
+//! ```
+//! use cornerstone_backend_api::operator::OperatorStateBackend;
+//! use cornerstone_backend_api::rescale::redistribute_operator_state;
+//! use cornerstone_backend_api::{CheckpointId, MemoryCheckpointStorage, StateReader};
+//!
+//! // Two subtasks keep the offsets of the partitions they read.
+//! let storage = MemoryCheckpointStorage::new();
+//! let streams = storage.stream_factory(CheckpointId(1));
+//! let mut snapshots = Vec::new();
+//! for subtask in 0..2u64 {
+//!     let backend = OperatorStateBackend::new();
+//!     let offsets = backend.list_state::<(u64, u64)>("offsets")?;
+//!     offsets.add_all([(subtask * 2, 100), (subtask * 2 + 1, 200)]);
+//!     // Synchronous phase, then the asynchronous phase writes through the stream factory.
+//!     let written = backend.snapshot(CheckpointId(1)).write(&streams)?;
+//!     snapshots.push(written.operator);
+//! }
+//!
+//! // Restore at parallelism 4: the four partitions are split, one per subtask.
+//! let assigned = redistribute_operator_state(&snapshots, 4)?;
+//! let reader: &dyn StateReader = &storage;
+//! for handles in &assigned {
+//!     let restored = OperatorStateBackend::restore(handles, Some(reader))?;
+//!     assert_eq!(restored.list_state::<(u64, u64)>("offsets")?.get().len(), 1);
+//! }
+//! # Ok::<_, cornerstone_backend_api::Error>(())
+//! ```
+//!
+//! # Where things are
+//! - keyed state: [`KeyedStateBackendExt`] creates [`ValueState`], [`ListState`],
+//!   [`MapState`], [`ReducingState`] and [`AggregatingState`] from descriptors; backends
+//!   implement [`KeyedStateBackend`] (three table primitives, see [`table`]) and
+//!   [`StateBackend`] (snapshots), and are created by a [`StateBackendFactory`];
+//! - [`keygroup`]: key groups and their assignment to subtasks;
+//! - [`operator`]: operator list, union and broadcast state;
+//! - [`stream`] and [`handles`]: the snapshot contract and the plain-data handles;
+//! - [`keyed_format`]: the key-group-indexed stream of full keyed snapshots;
+//! - [`rescale`]: state assignment when the parallelism changes;
+//! - `conformance` (feature `conformance`): the suite that every backend runs.
+
+pub mod backend;
+pub mod clock;
+pub mod codec;
+pub mod descriptor;
+pub mod error;
+pub mod handles;
+pub mod keyed_format;
+pub mod keygroup;
+pub mod operator;
+pub mod rescale;
+pub mod state;
+pub mod stream;
+pub mod table;
+pub mod ttl;
+mod ttl_table;
+
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+pub mod conformance;
+
+pub use backend::{
+    AsyncSnapshot, KeyedBackendParams, KeyedStateBackend, KeyedStateBackendExt, StateBackend,
+    StateBackendFactory,
+};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use descriptor::{
+    AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
+    ReducingStateDescriptor, StateKey, StateKind, StateMeta, StateValue, ValueStateDescriptor,
+    VoidNamespace,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use handles::{
+    CheckpointId, Distribution, FileStateHandle, IncrementalStateHandle, KeyGroupsStateHandle,
+    KeyedStateHandle, NamedStateFile, OperatorStateHandle, OperatorStateMeta, StateScope,
+    StreamStateHandle, SubtaskState,
+};
+pub use keygroup::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
+pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
+pub use stream::{
+    CheckpointOutputStream, CheckpointStreamFactory, InlineStreamFactory, MemoryCheckpointStorage,
+    StateReader,
+};
+pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};

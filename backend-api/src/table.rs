@@ -1,0 +1,102 @@
+//! The storage primitives that a keyed backend implements: a value table, a list table and
+//! a map table per state, each keyed by (key, namespace).
+//!
+//! The typed states of [`crate::state`] (and the TTL decorators) are built on these.
+//! Reducing and aggregating state are value tables with a fold on top, so a backend
+//! implements three primitives, not five kinds.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+
+/// Decides whether a stored value goes into a full snapshot, given the snapshot's time in
+/// milliseconds (TTL's cleanup in full snapshots).
+pub type SnapshotFilter<S> = Arc<dyn Fn(&S, u64) -> bool + Send + Sync>;
+
+/// Options for a table, fixed when the state is registered.
+pub struct TableOptions<S> {
+    /// Values for which this returns `false` are left out of full snapshots.
+    pub snapshot_filter: Option<SnapshotFilter<S>>,
+}
+
+impl<S> Default for TableOptions<S> {
+    fn default() -> Self {
+        TableOptions {
+            snapshot_filter: None,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for TableOptions<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableOptions")
+            .field("snapshot_filter", &self.snapshot_filter.is_some())
+            .finish()
+    }
+}
+
+/// One value per (key, namespace).
+pub trait ValueTable<K, N, V>: Send + Sync {
+    /// The value, if any.
+    fn get(&self, key: &K, ns: &N) -> Result<Option<V>>;
+    /// Sets the value.
+    fn put(&self, key: &K, ns: &N, value: V) -> Result<()>;
+    /// Removes the value.
+    fn remove(&self, key: &K, ns: &N) -> Result<()>;
+    /// Removes the value and returns it.
+    fn take(&self, key: &K, ns: &N) -> Result<Option<V>>;
+    /// Replaces the value with `f(current)`; `None` removes it. One lookup on heap tables.
+    fn transform(&self, key: &K, ns: &N, f: &mut dyn FnMut(Option<V>) -> Option<V>) -> Result<()>;
+    /// The keys that have a value in namespace `ns`.
+    fn keys(&self, ns: &N) -> Result<Vec<K>>;
+    /// Checks up to `budget` entries, continuing where the last call stopped, and removes
+    /// those for which `keep` is false. Backends without incremental cleanup (RocksDB, which
+    /// cleans up in compactions) check none.
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&V) -> bool) -> Result<()>;
+}
+
+/// A list per (key, namespace).
+pub trait ListTable<K, N, T>: Send + Sync {
+    /// The list, if any.
+    fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>>;
+    /// Calls `f` on every element, without copying the list.
+    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&T)) -> Result<()>;
+    /// Appends an element.
+    fn add(&self, key: &K, ns: &N, value: T) -> Result<()>;
+    /// Appends elements.
+    fn add_all(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()>;
+    /// Replaces the list; an empty list removes it.
+    fn update(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()>;
+    /// Removes the list.
+    fn remove(&self, key: &K, ns: &N) -> Result<()>;
+    /// Removes the list and returns it.
+    fn take(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>>;
+    /// The keys that have a list in namespace `ns`.
+    fn keys(&self, ns: &N) -> Result<Vec<K>>;
+    /// As [`ValueTable::cleanup_incrementally`], per element.
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&T) -> bool) -> Result<()>;
+}
+
+/// A map per (key, namespace).
+pub trait MapTable<K, N, UK, UV>: Send + Sync {
+    /// The value of `user_key`.
+    fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>>;
+    /// Sets the value of `user_key`.
+    fn put(&self, key: &K, ns: &N, user_key: UK, value: UV) -> Result<()>;
+    /// Sets several entries.
+    fn put_all(&self, key: &K, ns: &N, entries: Vec<(UK, UV)>) -> Result<()>;
+    /// Removes `user_key`.
+    fn remove(&self, key: &K, ns: &N, user_key: &UK) -> Result<()>;
+    /// Whether `user_key` has a value.
+    fn contains(&self, key: &K, ns: &N, user_key: &UK) -> Result<bool>;
+    /// Calls `f` on every entry.
+    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&UK, &UV)) -> Result<()>;
+    /// Whether the map is empty or absent.
+    fn is_empty(&self, key: &K, ns: &N) -> Result<bool>;
+    /// Removes the whole map.
+    fn clear(&self, key: &K, ns: &N) -> Result<()>;
+    /// The keys that have a map in namespace `ns`.
+    fn keys(&self, ns: &N) -> Result<Vec<K>>;
+    /// As [`ValueTable::cleanup_incrementally`], per map entry.
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&UV) -> bool) -> Result<()>;
+}
