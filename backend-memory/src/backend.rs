@@ -1,0 +1,545 @@
+//! The heap keyed backend and the memory backend factory.
+
+use std::any::type_name;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cornerstone_backend_api::keyed_format::{
+    Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, read_key_groups,
+};
+use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
+use cornerstone_backend_api::{
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, InlineStreamFactory,
+    KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
+    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateMeta, StateScope,
+    StateValue, SubtaskState, codec,
+};
+use parking_lot::Mutex;
+
+use crate::table::{
+    Captured, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered, SnapshotWriter,
+};
+
+/// The name of the memory backend, used in logs, metadata and CLI flags.
+pub const NAME: &str = "memory";
+
+/// The default cap of one inline snapshot stream: 5 MiB, as Flink's `MemoryStateBackend`.
+pub const DEFAULT_MAX_STATE_SIZE: usize = 5 * 1024 * 1024;
+
+/// Where a heap backend's snapshots go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeapSnapshotStorage {
+    /// Inline bytes in `_metadata`, each snapshot stream capped (the memory backend).
+    Inline {
+        /// The cap in bytes.
+        max_state_size: usize,
+    },
+    /// Files written through the checkpoint's stream factory.
+    Streams,
+}
+
+/// How a heap backend is configured: its name in metadata, where snapshots go, block
+/// compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapBackendOptions {
+    /// The backend's `NAME` recorded in snapshots.
+    pub name: &'static str,
+    /// Where snapshots go.
+    pub storage: HeapSnapshotStorage,
+    /// Compression of snapshot blocks.
+    pub compression: Compression,
+}
+
+/// The memory state backend: working state as typed objects on the heap, snapshots inline
+/// in checkpoint metadata, each capped at `max_state_size` (Flink's `MemoryStateBackend`,
+/// i.e. `HashMapStateBackend` with `JobManagerCheckpointStorage`).
+///
+/// Use it for tests, development and jobs with little state; the filesystem backend is the
+/// way out when snapshots outgrow the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStateBackend {
+    max_state_size: usize,
+    compression: Compression,
+}
+
+impl Default for MemoryStateBackend {
+    fn default() -> Self {
+        MemoryStateBackend {
+            max_state_size: DEFAULT_MAX_STATE_SIZE,
+            compression: Compression::None,
+        }
+    }
+}
+
+impl MemoryStateBackend {
+    /// A memory backend with the default 5 MiB cap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the cap of one snapshot stream, in bytes.
+    #[must_use]
+    pub fn max_state_size(mut self, bytes: usize) -> Self {
+        self.max_state_size = bytes;
+        self
+    }
+
+    /// Compresses snapshot blocks (which makes more state fit under the cap).
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// The options of the heap backends this factory creates.
+    pub fn options(&self) -> HeapBackendOptions {
+        HeapBackendOptions {
+            name: NAME,
+            storage: HeapSnapshotStorage::Inline {
+                max_state_size: self.max_state_size,
+            },
+            compression: self.compression,
+        }
+    }
+}
+
+impl StateBackendFactory for MemoryStateBackend {
+    type Backend<K: StateKey> = HeapKeyedStateBackend<K>;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn create_keyed_backend<K: StateKey>(&self, params: KeyedBackendParams) -> Result<HeapKeyedStateBackend<K>> {
+        HeapKeyedStateBackend::open(params, self.options())
+    }
+}
+
+struct Entry {
+    meta: StateMeta,
+    table: Arc<dyn Registered>,
+}
+
+/// One restored record, still serialized.
+struct RawRecord {
+    key: Vec<u8>,
+    namespace: Vec<u8>,
+    user_key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+struct Restored {
+    meta: StateMeta,
+    /// Per key-group index in the backend's range.
+    groups: Vec<Vec<RawRecord>>,
+}
+
+/// A keyed backend with typed heap tables, shared by the memory and filesystem backends.
+///
+/// Every state keeps one hash map per key group behind an `Arc`. The synchronous phase of
+/// a snapshot clones those `Arc`s (no copy of the state); the first write to a key group
+/// after a snapshot copies that key group only. Restored state stays serialized until its
+/// descriptor is registered, which is when types are checked and values decoded.
+pub struct HeapKeyedStateBackend<K> {
+    options: HeapBackendOptions,
+    max_parallelism: u32,
+    range: KeyGroupRange,
+    clock: SharedClock,
+    states: Mutex<BTreeMap<String, Entry>>,
+    restored: Mutex<BTreeMap<String, Restored>>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for HeapKeyedStateBackend<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeapKeyedStateBackend")
+            .field("name", &self.options.name)
+            .field("range", &self.range)
+            .field("max_parallelism", &self.max_parallelism)
+            .field("states", &self.states.lock().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: StateKey> HeapKeyedStateBackend<K> {
+    /// Creates the backend and restores the handles of `params`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for bad parameters or handles of two incompatible
+    /// versions of a state; [`ErrorKind::Unsupported`] for incremental (RocksDB) handles;
+    /// read and decoding errors naming the file and key group.
+    pub fn open(params: KeyedBackendParams, options: HeapBackendOptions) -> Result<Self> {
+        params.validate()?;
+        let range = params.key_group_range;
+        let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
+        for handle in &params.restore {
+            let handle = match handle {
+                KeyedStateHandle::KeyGroups(h) => h,
+                KeyedStateHandle::Incremental(h) => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "a heap backend cannot restore an incremental snapshot; restore it with the \
+                         backend that wrote it, or take a savepoint (full snapshot) first",
+                    )
+                    .with_context("backend", &h.backend_id));
+                }
+            };
+            restore_handle(handle, &params, &mut restored)?;
+        }
+        Ok(HeapKeyedStateBackend {
+            options,
+            max_parallelism: params.max_parallelism,
+            range,
+            clock: params.clock,
+            states: Mutex::new(BTreeMap::new()),
+            restored: Mutex::new(restored),
+            _key: PhantomData,
+        })
+    }
+
+    /// Registers (or returns) the table of `meta.name`, created by `create` and filled
+    /// from restored records by `fill`.
+    fn register<T: Registered + 'static>(
+        &self,
+        meta: StateMeta,
+        create: impl FnOnce() -> T,
+        fill: impl Fn(&T, usize, &RawRecord) -> Result<()>,
+    ) -> Result<Arc<T>> {
+        let mut states = self.states.lock();
+        if let Some(entry) = states.get(&meta.name) {
+            entry.meta.check_compatible(&meta)?;
+            return Arc::clone(&entry.table)
+                .into_any()
+                .downcast::<T>()
+                .map_err(|_| {
+                    Error::invalid_input("state registered again with other Rust types")
+                        .with_context("state", &meta.name)
+                });
+        }
+        let table = create();
+        let mut restored = self.restored.lock();
+        if let Some(r) = restored.get(&meta.name) {
+            r.meta.check_compatible(&meta)?;
+            for (index, records) in r.groups.iter().enumerate() {
+                for record in records {
+                    fill(&table, index, record).map_err(|e| {
+                        e.with_context("state", &meta.name)
+                            .with_context("key_group", self.range.first() + index as u32)
+                    })?;
+                }
+            }
+            restored.remove(&meta.name);
+        }
+        let table = Arc::new(table);
+        states.insert(
+            meta.name.clone(),
+            Entry {
+                meta,
+                table: Arc::clone(&table) as Arc<dyn Registered>,
+            },
+        );
+        Ok(table)
+    }
+}
+
+fn restore_handle(
+    handle: &KeyGroupsStateHandle,
+    params: &KeyedBackendParams,
+    restored: &mut BTreeMap<String, Restored>,
+) -> Result<()> {
+    let range = params.key_group_range;
+    let max_parallelism = params.max_parallelism;
+    let groups = range.len() as usize;
+    let mut state_names: Vec<String> = Vec::new();
+    let mut visit = |header: &KeyedSnapshotHeader, record: cornerstone_backend_api::keyed_format::Record<'_>| -> Result<()> {
+        if state_names.is_empty() && !header.states.is_empty() {
+            for meta in &header.states {
+                match restored.get(&meta.name) {
+                    Some(r) if r.meta != *meta => {
+                        return Err(Error::invalid_input(
+                            "restored handles disagree about a state's kind or types",
+                        )
+                        .with_context("state", &meta.name));
+                    }
+                    Some(_) => {}
+                    None => {
+                        restored.insert(
+                            meta.name.clone(),
+                            Restored {
+                                meta: meta.clone(),
+                                groups: (0..groups).map(|_| Vec::new()).collect(),
+                            },
+                        );
+                    }
+                }
+                state_names.push(meta.name.clone());
+            }
+        }
+        if key_group_for_bytes(record.key, max_parallelism) != record.key_group {
+            return Err(Error::corrupted(
+                "a restored key does not hash to its key group (was the max parallelism changed?)",
+            )
+            .with_context("key_group", record.key_group)
+            .with_context("max_parallelism", max_parallelism));
+        }
+        let (Some(name), Some(index)) = (
+            state_names.get(record.state as usize),
+            range.index_of(record.key_group),
+        ) else {
+            return Err(Error::corrupted("snapshot record out of place").with_context("key_group", record.key_group));
+        };
+        if let Some(r) = restored.get_mut(name) {
+            r.groups[index].push(RawRecord {
+                key: record.key.to_vec(),
+                namespace: record.namespace.to_vec(),
+                user_key: record.user_key.map(<[u8]>::to_vec),
+                value: record.value.to_vec(),
+            });
+        }
+        Ok(())
+    };
+    let header = read_key_groups(handle, params.reader.as_deref(), range, &mut visit)?;
+    // Register states that had no record in our key groups, so they are known (and type
+    // checked) all the same.
+    if let Some(header) = header {
+        for meta in header.states {
+            restored.entry(meta.name.clone()).or_insert_with(|| Restored {
+                meta,
+                groups: (0..groups).map(|_| Vec::new()).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
+    fn name(&self) -> &'static str {
+        self.options.name
+    }
+
+    fn max_parallelism(&self) -> u32 {
+        self.max_parallelism
+    }
+
+    fn key_group_range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    fn registered_states(&self) -> Vec<StateMeta> {
+        let mut metas: Vec<StateMeta> = self.states.lock().values().map(|e| e.meta.clone()).collect();
+        metas.extend(self.restored.lock().values().map(|r| r.meta.clone()));
+        metas.sort_by(|a, b| a.name.cmp(&b.name));
+        metas
+    }
+
+    fn snapshot(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
+        let mut states: Vec<(StateMeta, Box<dyn Captured>)> = self
+            .states
+            .lock()
+            .values()
+            .map(|e| (e.meta.clone(), e.table.capture()))
+            .collect();
+        let restored = self.restored.lock();
+        for r in restored.values() {
+            states.push((r.meta.clone(), Box::new(RawCapture(Arc::new(raw_groups(r))))));
+        }
+        drop(restored);
+        if states.len() > usize::from(u16::MAX) {
+            return Err(Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
+                .with_context("states", states.len()));
+        }
+        states.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(Box::new(HeapSnapshot {
+            checkpoint_id,
+            options: self.options,
+            range: self.range,
+            now: self.clock.now_millis(),
+            key_type: type_name::<K>(),
+            states,
+        }))
+    }
+
+    fn notify_checkpoint_complete(&self, _checkpoint_id: CheckpointId) -> Result<()> {
+        // Heap snapshots hold nothing after they are written.
+        Ok(())
+    }
+
+    fn notify_checkpoint_aborted(&self, _checkpoint_id: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn raw_groups(r: &Restored) -> Vec<Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>, Vec<u8>)>> {
+    r.groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|rec| {
+                    (
+                        rec.key.clone(),
+                        rec.namespace.clone(),
+                        rec.user_key.clone(),
+                        rec.value.clone(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+type RawGroups = Vec<Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>, Vec<u8>)>>;
+
+/// A restored state that was not registered again: written back as it was read.
+struct RawCapture(Arc<RawGroups>);
+
+impl Captured for RawCapture {
+    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, _now: u64) -> Result<()> {
+        for (key, ns, user_key, value) in &self.0[index] {
+            writer.raw_record(state, key, ns, user_key.as_deref(), value)?;
+        }
+        Ok(())
+    }
+}
+
+struct HeapSnapshot {
+    checkpoint_id: CheckpointId,
+    options: HeapBackendOptions,
+    range: KeyGroupRange,
+    now: u64,
+    key_type: &'static str,
+    states: Vec<(StateMeta, Box<dyn Captured>)>,
+}
+
+impl fmt::Debug for HeapSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeapSnapshot")
+            .field("checkpoint_id", &self.checkpoint_id)
+            .field("range", &self.range)
+            .field("states", &self.states.iter().map(|s| &s.0.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl AsyncSnapshot for HeapSnapshot {
+    fn checkpoint_id(&self) -> CheckpointId {
+        self.checkpoint_id
+    }
+
+    fn write(self: Box<Self>, streams: &dyn CheckpointStreamFactory) -> Result<SubtaskState> {
+        let inline;
+        let streams: &dyn CheckpointStreamFactory = match self.options.storage {
+            HeapSnapshotStorage::Inline { max_state_size } => {
+                inline = InlineStreamFactory::new(self.checkpoint_id, max_state_size);
+                &inline
+            }
+            HeapSnapshotStorage::Streams => streams,
+        };
+        let header = KeyedSnapshotHeader {
+            backend: self.options.name.to_owned(),
+            key_type: self.key_type.to_owned(),
+            states: self.states.iter().map(|(m, _)| m.clone()).collect(),
+        };
+        let out = streams.create(StateScope::Exclusive)?;
+        let mut writer = KeyedSnapshotWriter::new(out, &header, self.range, self.options.compression)?;
+        for (index, kg) in self.range.iter().enumerate() {
+            writer.begin_key_group(kg)?;
+            for (state, (_, captured)) in self.states.iter().enumerate() {
+                captured.write_key_group(index, state as u16, &mut writer, self.now)?;
+            }
+        }
+        let (out, offsets) = writer.finish()?;
+        let stream = out.close()?;
+        Ok(SubtaskState {
+            keyed: vec![KeyedStateHandle::KeyGroups(KeyGroupsStateHandle {
+                range: self.range,
+                offsets,
+                stream,
+            })],
+            operator: Vec::new(),
+        })
+    }
+}
+
+impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
+    fn value_table<N: StateKey, V: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<V>,
+    ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
+        let table = self.register(
+            meta,
+            || HeapValueTable {
+                table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism),
+                filter: options.snapshot_filter,
+            },
+            |t, index, r| {
+                t.table.insert_restored(
+                    index,
+                    codec::decode(&r.key)?,
+                    codec::decode(&r.namespace)?,
+                    codec::decode(&r.value)?,
+                );
+                Ok(())
+            },
+        )?;
+        Ok(table)
+    }
+
+    fn list_table<N: StateKey, T: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<T>,
+    ) -> Result<Arc<dyn ListTable<K, N, T>>> {
+        let table = self.register(
+            meta,
+            || HeapListTable {
+                table: HeapTable::<K, N, Vec<T>>::new(self.range, self.max_parallelism),
+                filter: options.snapshot_filter,
+            },
+            |t, index, r| {
+                t.table.insert_restored(
+                    index,
+                    codec::decode(&r.key)?,
+                    codec::decode(&r.namespace)?,
+                    codec::decode(&r.value)?,
+                );
+                Ok(())
+            },
+        )?;
+        Ok(table)
+    }
+
+    fn map_table<N: StateKey, UK: StateKey, UV: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<UV>,
+    ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
+        let table = self.register(
+            meta,
+            || HeapMapTable {
+                table: HeapTable::new(self.range, self.max_parallelism),
+                filter: options.snapshot_filter,
+            },
+            |t: &HeapMapTable<K, N, UK, UV>, index, r| {
+                let Some(user_key) = &r.user_key else {
+                    return Err(Error::corrupted("map state record without a map key"));
+                };
+                let key: K = codec::decode(&r.key)?;
+                let ns: N = codec::decode(&r.namespace)?;
+                let uk: UK = codec::decode(user_key)?;
+                let uv: UV = codec::decode(&r.value)?;
+                t.table.insert_restored_entry(index, key, ns, uk, uv);
+                Ok(())
+            },
+        )?;
+        Ok(table)
+    }
+
+    fn clock(&self) -> SharedClock {
+        Arc::clone(&self.clock)
+    }
+}

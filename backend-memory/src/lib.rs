@@ -1,0 +1,37 @@
+//! The memory state backend of Cornerstone: keyed state as typed objects on the heap,
+//! snapshots inline in checkpoint metadata, capped per snapshot stream (5 MiB by default),
+//! like Flink's `MemoryStateBackend`.
+//!
+//! ```
+//! use cornerstone_backend_api::{
+//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, MemoryCheckpointStorage,
+//!     StateBackend, StateBackendFactory, ValueStateDescriptor,
+//! };
+//! use cornerstone_backend_memory::MemoryStateBackend;
+//!
+//! let factory = MemoryStateBackend::new();
+//! let backend = factory.create_keyed_backend::<String>(KeyedBackendParams::new(128, KeyGroupRange::all(128)))?;
+//! let counts = backend.value_state::<u64, ()>(&ValueStateDescriptor::new("count"))?;
+//! counts.update(&"alice".to_string(), &(), 3)?;
+//!
+//! // Synchronous phase (no copy), then the asynchronous phase writes inline bytes.
+//! let snapshot = backend.snapshot(CheckpointId(1))?;
+//! counts.update(&"alice".to_string(), &(), 4)?; // not in checkpoint 1
+//! let storage = MemoryCheckpointStorage::new();
+//! let handles = snapshot.write(&storage.stream_factory(CheckpointId(1)))?;
+//!
+//! let restored = factory.create_keyed_backend::<String>(
+//!     KeyedBackendParams::new(128, KeyGroupRange::all(128)).restore(handles.keyed, None),
+//! )?;
+//! let counts = restored.value_state::<u64, ()>(&ValueStateDescriptor::new("count"))?;
+//! assert_eq!(counts.get(&"alice".to_string(), &())?, Some(3));
+//! # Ok::<_, cornerstone_backend_api::Error>(())
+//! ```
+
+mod backend;
+mod table;
+
+pub use backend::{
+    DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage,
+    MemoryStateBackend, NAME,
+};

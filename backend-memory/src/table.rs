@@ -1,0 +1,486 @@
+//! Heap state tables: typed values in one hash map per key group, each behind an `Arc`
+//! that is cloned by a snapshot and copied on the next write (copy-on-write per key group).
+
+use std::any::Any;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use cornerstone_backend_api::keyed_format::KeyedSnapshotWriter;
+use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::table::{ListTable, MapTable, SnapshotFilter, ValueTable};
+use cornerstone_backend_api::{
+    CheckpointOutputStream, Error, KeyGroupRange, Result, StateKey, StateValue,
+};
+use hashbrown::{Equivalent, HashMap};
+use parking_lot::Mutex;
+
+/// The map of one key group: (key, namespace) to the stored value.
+pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
+
+/// A borrowed (key, namespace) that looks up a `(K, N)` without cloning.
+struct Lookup<'a, K, N>(&'a K, &'a N);
+
+impl<K: Hash, N: Hash> Hash for Lookup<'_, K, N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Same as the tuple's derived Hash.
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl<K: Eq, N: Eq> Equivalent<(K, N)> for Lookup<'_, K, N> {
+    fn equivalent(&self, key: &(K, N)) -> bool {
+        *self.0 == key.0 && *self.1 == key.1
+    }
+}
+
+/// The writer of a keyed snapshot, over a checkpoint stream.
+pub(crate) type SnapshotWriter = KeyedSnapshotWriter<Box<dyn CheckpointOutputStream>>;
+
+/// A table's view captured by the synchronous phase of a snapshot.
+pub(crate) trait Captured: Send {
+    /// Writes the records of the key group at `index` in the backend's range.
+    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()>;
+}
+
+/// What the backend keeps of each registered table.
+pub(crate) trait Registered: Send + Sync {
+    fn capture(&self) -> Box<dyn Captured>;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// The table core shared by the three kinds: one `Arc<GroupMap>` per key group.
+pub(crate) struct HeapTable<K, N, S> {
+    groups: Mutex<Vec<Arc<GroupMap<K, N, S>>>>,
+    range: KeyGroupRange,
+    max_parallelism: u32,
+    /// (key-group index, entries already visited in it) of incremental cleanup.
+    cleanup_cursor: Mutex<(usize, usize)>,
+}
+
+impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N, S> {
+    pub(crate) fn new(range: KeyGroupRange, max_parallelism: u32) -> Self {
+        HeapTable {
+            groups: Mutex::new((0..range.len()).map(|_| Arc::new(HashMap::new())).collect()),
+            range,
+            max_parallelism,
+            cleanup_cursor: Mutex::new((0, 0)),
+        }
+    }
+
+    /// The index in the range of the key group of `key`.
+    #[inline]
+    fn index(&self, key: &K) -> Result<usize> {
+        let kg = key_group_for_key(key, self.max_parallelism)?;
+        self.range.index_of(kg).ok_or_else(|| {
+            Error::invalid_input("key belongs to a key group outside this backend's range")
+                .with_context("key_group", kg)
+                .with_context("range", self.range)
+        })
+    }
+
+    /// Inserts a restored entry into the key group at `index`.
+    pub(crate) fn insert_restored(&self, index: usize, key: K, ns: N, value: S) {
+        if let Some(group) = self.groups.lock().get_mut(index) {
+            Arc::make_mut(group).insert((key, ns), value);
+        }
+    }
+
+    /// Adds a restored map entry to the map of (key, ns) in the key group at `index`.
+    pub(crate) fn insert_restored_entry<UK: StateKey, UV>(&self, index: usize, key: K, ns: N, user_key: UK, value: UV)
+    where
+        S: Default + Extend<(UK, UV)>,
+    {
+        if let Some(group) = self.groups.lock().get_mut(index) {
+            Arc::make_mut(group)
+                .entry((key, ns))
+                .or_default()
+                .extend(std::iter::once((user_key, value)));
+        }
+    }
+
+    #[inline]
+    fn read<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
+        let index = self.index(key)?;
+        let groups = self.groups.lock();
+        Ok(f(groups[index].get(&Lookup(key, ns))))
+    }
+
+    /// Reads without holding the lock while `f` runs, so `f` may use the state again.
+    fn read_unlocked<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
+        let index = self.index(key)?;
+        let group = Arc::clone(&self.groups.lock()[index]);
+        Ok(f(group.get(&Lookup(key, ns))))
+    }
+
+    /// Runs `f` on the mutable map of the key group of `key`, copying it first if a snapshot
+    /// still holds it.
+    #[inline]
+    fn write<R>(&self, key: &K, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
+        let index = self.index(key)?;
+        let mut groups = self.groups.lock();
+        Ok(f(Arc::make_mut(&mut groups[index])))
+    }
+
+    fn put(&self, key: &K, ns: &N, value: S) -> Result<()> {
+        self.write(key, |map| match map.get_mut(&Lookup(key, ns)) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert((key.clone(), ns.clone()), value);
+            }
+        })
+    }
+
+    fn take(&self, key: &K, ns: &N) -> Result<Option<S>> {
+        let index = self.index(key)?;
+        let mut groups = self.groups.lock();
+        if !groups[index].contains_key(&Lookup(key, ns)) {
+            return Ok(None); // no copy of a shared key group for a no-op
+        }
+        Ok(Arc::make_mut(&mut groups[index]).remove(&Lookup(key, ns)))
+    }
+
+    /// Replaces the entry with `f(current)`; `None` removes it.
+    fn update_with(&self, key: &K, ns: &N, f: impl FnOnce(Option<S>) -> Option<S>) -> Result<()> {
+        self.write(key, |map| {
+            let old = map.remove(&Lookup(key, ns));
+            if let Some(new) = f(old) {
+                map.insert((key.clone(), ns.clone()), new);
+            }
+        })
+    }
+
+    /// Changes the entry in place, creating it with `init` when absent; removes it when
+    /// `keep` says so afterwards.
+    fn modify(&self, key: &K, ns: &N, init: impl FnOnce() -> S, f: impl FnOnce(&mut S), keep: impl FnOnce(&S) -> bool) -> Result<()> {
+        self.write(key, |map| {
+            let remove = match map.get_mut(&Lookup(key, ns)) {
+                Some(slot) => {
+                    f(slot);
+                    !keep(slot)
+                }
+                None => {
+                    let mut value = init();
+                    f(&mut value);
+                    if keep(&value) {
+                        map.insert((key.clone(), ns.clone()), value);
+                    }
+                    false
+                }
+            };
+            if remove {
+                map.remove(&Lookup(key, ns));
+            }
+        })
+    }
+
+    fn keys(&self, ns: &N) -> Vec<K> {
+        let groups: Vec<_> = self.groups.lock().iter().map(Arc::clone).collect();
+        groups
+            .iter()
+            .flat_map(|g| g.keys().filter(|(_, n)| n == ns).map(|(k, _)| k.clone()))
+            .collect()
+    }
+
+    /// Visits up to `budget` entries from the cleanup cursor and applies `check` to each.
+    fn cleanup(&self, budget: usize, mut check: impl FnMut(&S) -> Cleanup<S>) {
+        if budget == 0 || self.range.is_empty() {
+            return;
+        }
+        let mut cursor = self.cleanup_cursor.lock();
+        let mut groups = self.groups.lock();
+        let mut left = budget;
+        let mut groups_seen = 0;
+        while left > 0 && groups_seen <= groups.len() {
+            let (index, skip) = *cursor;
+            let group = &mut groups[index];
+            let mut removed: Vec<(K, N)> = Vec::new();
+            let mut replaced: Vec<((K, N), S)> = Vec::new();
+            let mut visited = 0;
+            for (k, v) in group.iter().skip(skip).take(left) {
+                visited += 1;
+                match check(v) {
+                    Cleanup::Keep => {}
+                    Cleanup::Remove => removed.push(k.clone()),
+                    Cleanup::Replace(new) => replaced.push((k.clone(), new)),
+                }
+            }
+            left -= visited;
+            if !removed.is_empty() || !replaced.is_empty() {
+                let map = Arc::make_mut(group);
+                for k in &removed {
+                    map.remove(k);
+                }
+                for (k, v) in replaced {
+                    map.insert(k, v);
+                }
+            }
+            // Removed entries no longer take a place before the cursor.
+            let next = skip + visited - removed.len();
+            if visited == 0 || next >= group.len() {
+                *cursor = ((index + 1) % groups.len(), 0);
+                groups_seen += 1;
+            } else {
+                *cursor = (index, next);
+            }
+        }
+    }
+
+    fn captured_groups(&self) -> Vec<Arc<GroupMap<K, N, S>>> {
+        self.groups.lock().iter().map(Arc::clone).collect()
+    }
+}
+
+/// What incremental cleanup does with one entry.
+pub(crate) enum Cleanup<S> {
+    Keep,
+    Remove,
+    Replace(S),
+}
+
+macro_rules! registered {
+    ($ty:ident < $($g:ident),+ >, $capture:ident, $($bounds:tt)+) => {
+        impl<$($g),+> Registered for $ty<$($g),+>
+        where
+            $($bounds)+
+        {
+            fn capture(&self) -> Box<dyn Captured> {
+                Box::new($capture {
+                    groups: self.table.captured_groups(),
+                    filter: self.filter.clone(),
+                })
+            }
+            fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+                self
+            }
+        }
+    };
+}
+
+/// The heap [`ValueTable`].
+pub(crate) struct HeapValueTable<K, N, V> {
+    pub(crate) table: HeapTable<K, N, V>,
+    pub(crate) filter: Option<SnapshotFilter<V>>,
+}
+
+impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for HeapValueTable<K, N, V> {
+    #[inline]
+    fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
+        self.table.read(key, ns, |v| v.cloned())
+    }
+    #[inline]
+    fn put(&self, key: &K, ns: &N, value: V) -> Result<()> {
+        self.table.put(key, ns, value)
+    }
+    fn remove(&self, key: &K, ns: &N) -> Result<()> {
+        self.table.take(key, ns).map(drop)
+    }
+    fn take(&self, key: &K, ns: &N) -> Result<Option<V>> {
+        self.table.take(key, ns)
+    }
+    fn transform(&self, key: &K, ns: &N, f: &mut dyn FnMut(Option<V>) -> Option<V>) -> Result<()> {
+        self.table.update_with(key, ns, f)
+    }
+    fn keys(&self, ns: &N) -> Result<Vec<K>> {
+        Ok(self.table.keys(ns))
+    }
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&V) -> bool) -> Result<()> {
+        self.table.cleanup(budget, |v| if keep(v) { Cleanup::Keep } else { Cleanup::Remove });
+        Ok(())
+    }
+}
+
+pub(crate) struct ValueCapture<K, N, V> {
+    groups: Vec<Arc<GroupMap<K, N, V>>>,
+    filter: Option<SnapshotFilter<V>>,
+}
+
+impl<K: StateKey, N: StateKey, V: StateValue> Captured for ValueCapture<K, N, V> {
+    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()> {
+        for ((k, n), v) in self.groups[index].iter() {
+            if self.filter.as_ref().is_none_or(|f| f(v, now)) {
+                writer.record(state, k, n, None::<&()>, v)?;
+            }
+        }
+        Ok(())
+    }
+}
+registered!(HeapValueTable<K, N, V>, ValueCapture, K: StateKey, N: StateKey, V: StateValue);
+
+/// The heap [`ListTable`]: a `Vec` per (key, namespace).
+pub(crate) struct HeapListTable<K, N, T> {
+    pub(crate) table: HeapTable<K, N, Vec<T>>,
+    /// Applies to each element.
+    pub(crate) filter: Option<SnapshotFilter<T>>,
+}
+
+impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTable<K, N, T> {
+    fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
+        self.table.read(key, ns, |v| v.cloned())
+    }
+    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&T)) -> Result<()> {
+        self.table
+            .read_unlocked(key, ns, |v| v.into_iter().flatten().for_each(f))
+    }
+    fn add(&self, key: &K, ns: &N, value: T) -> Result<()> {
+        self.table.modify(key, ns, Vec::new, |list| list.push(value), |_| true)
+    }
+    fn add_all(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()> {
+        self.table
+            .modify(key, ns, Vec::new, |list| list.extend(values), |l| !l.is_empty())
+    }
+    fn update(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()> {
+        if values.is_empty() {
+            return self.table.take(key, ns).map(drop);
+        }
+        self.table.put(key, ns, values)
+    }
+    fn remove(&self, key: &K, ns: &N) -> Result<()> {
+        self.table.take(key, ns).map(drop)
+    }
+    fn take(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
+        self.table.take(key, ns)
+    }
+    fn keys(&self, ns: &N) -> Result<Vec<K>> {
+        Ok(self.table.keys(ns))
+    }
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&T) -> bool) -> Result<()> {
+        self.table.cleanup(budget, |list| {
+            let kept = list.iter().filter(|v| keep(v)).count();
+            if kept == list.len() {
+                Cleanup::Keep
+            } else if kept == 0 {
+                Cleanup::Remove
+            } else {
+                Cleanup::Replace(list.iter().filter(|v| keep(v)).cloned().collect())
+            }
+        });
+        Ok(())
+    }
+}
+
+pub(crate) struct ListCapture<K, N, T> {
+    groups: Vec<Arc<GroupMap<K, N, Vec<T>>>>,
+    filter: Option<SnapshotFilter<T>>,
+}
+
+impl<K: StateKey, N: StateKey, T: StateValue> Captured for ListCapture<K, N, T> {
+    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()> {
+        for ((k, n), list) in self.groups[index].iter() {
+            match &self.filter {
+                Some(f) if !list.iter().all(|v| f(v, now)) => {
+                    let live: Vec<&T> = list.iter().filter(|v| f(v, now)).collect();
+                    if !live.is_empty() {
+                        writer.record(state, k, n, None::<&()>, &live)?;
+                    }
+                }
+                _ => writer.record(state, k, n, None::<&()>, list)?,
+            }
+        }
+        Ok(())
+    }
+}
+registered!(HeapListTable<K, N, T>, ListCapture, K: StateKey, N: StateKey, T: StateValue);
+
+/// The heap [`MapTable`]: a hash map per (key, namespace).
+pub(crate) struct HeapMapTable<K, N, UK, UV> {
+    pub(crate) table: HeapTable<K, N, HashMap<UK, UV>>,
+    /// Applies to each map value.
+    pub(crate) filter: Option<SnapshotFilter<UV>>,
+}
+
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, UV> for HeapMapTable<K, N, UK, UV> {
+    fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
+        self.table
+            .read(key, ns, |m| m.and_then(|m| m.get(user_key)).cloned())
+    }
+    fn put(&self, key: &K, ns: &N, user_key: UK, value: UV) -> Result<()> {
+        self.table.modify(
+            key,
+            ns,
+            HashMap::new,
+            |m| {
+                m.insert(user_key, value);
+            },
+            |_| true,
+        )
+    }
+    fn put_all(&self, key: &K, ns: &N, entries: Vec<(UK, UV)>) -> Result<()> {
+        self.table
+            .modify(key, ns, HashMap::new, |m| m.extend(entries), |m| !m.is_empty())
+    }
+    fn remove(&self, key: &K, ns: &N, user_key: &UK) -> Result<()> {
+        let present = self
+            .table
+            .read(key, ns, |m| m.is_some_and(|m| m.contains_key(user_key)))?;
+        if !present {
+            return Ok(());
+        }
+        self.table.modify(
+            key,
+            ns,
+            HashMap::new,
+            |m| {
+                m.remove(user_key);
+            },
+            |m| !m.is_empty(),
+        )
+    }
+    fn contains(&self, key: &K, ns: &N, user_key: &UK) -> Result<bool> {
+        self.table
+            .read(key, ns, |m| m.is_some_and(|m| m.contains_key(user_key)))
+    }
+    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&UK, &UV)) -> Result<()> {
+        self.table.read_unlocked(key, ns, |m| {
+            if let Some(m) = m {
+                m.iter().for_each(|(k, v)| f(k, v));
+            }
+        })
+    }
+    fn is_empty(&self, key: &K, ns: &N) -> Result<bool> {
+        self.table.read(key, ns, |m| m.is_none_or(HashMap::is_empty))
+    }
+    fn clear(&self, key: &K, ns: &N) -> Result<()> {
+        self.table.take(key, ns).map(drop)
+    }
+    fn keys(&self, ns: &N) -> Result<Vec<K>> {
+        Ok(self.table.keys(ns))
+    }
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&UV) -> bool) -> Result<()> {
+        self.table.cleanup(budget, |m| {
+            let kept = m.values().filter(|v| keep(v)).count();
+            if kept == m.len() {
+                Cleanup::Keep
+            } else if kept == 0 {
+                Cleanup::Remove
+            } else {
+                Cleanup::Replace(
+                    m.iter()
+                        .filter(|(_, v)| keep(v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            }
+        });
+        Ok(())
+    }
+}
+
+pub(crate) struct MapCapture<K, N, UK, UV> {
+    groups: Vec<Arc<GroupMap<K, N, HashMap<UK, UV>>>>,
+    filter: Option<SnapshotFilter<UV>>,
+}
+
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> Captured for MapCapture<K, N, UK, UV> {
+    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()> {
+        for ((k, n), map) in self.groups[index].iter() {
+            for (uk, uv) in map {
+                if self.filter.as_ref().is_none_or(|f| f(uv, now)) {
+                    writer.record(state, k, n, Some(uk), uv)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+registered!(HeapMapTable<K, N, UK, UV>, MapCapture, K: StateKey, N: StateKey, UK: StateKey, UV: StateValue);
