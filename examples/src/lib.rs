@@ -1,0 +1,256 @@
+//! The end-to-end job of the README: a keyed word count on the memory backend at
+//! parallelism 2, a checkpoint, then a restore at parallelism 3 that checks every count.
+//!
+//! ```
+//! let report = cornerstone_examples::run_rescale_job(&cornerstone_examples::JobConfig::small())?;
+//! assert!(report.all_counts_survived());
+//! # Ok::<_, cornerstone_backend_api::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cornerstone_backend_api::keygroup::{key_group_for_key, operator_index_for_key_group};
+use cornerstone_backend_api::operator::OperatorStateBackend;
+use cornerstone_backend_api::rescale::{keyed_handles_for, redistribute_operator_state};
+use cornerstone_backend_api::{
+    CheckpointId, Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    MemoryCheckpointStorage, Result, StateBackend, StateBackendFactory, StateReader, SubtaskState,
+    ValueStateDescriptor,
+};
+use cornerstone_backend_memory::{HeapKeyedStateBackend, MemoryStateBackend};
+
+/// The size of the job.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Events processed before the checkpoint.
+    pub events: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Parallelism before the checkpoint.
+    pub parallelism_before: u32,
+    /// Parallelism after the restore.
+    pub parallelism_after: u32,
+    /// Key groups.
+    pub max_parallelism: u32,
+}
+
+impl JobConfig {
+    /// The README's job: 1M events over 10k keys, parallelism 2 → 3.
+    pub fn standard() -> Self {
+        JobConfig {
+            events: 1_000_000,
+            keys: 10_000,
+            parallelism_before: 2,
+            parallelism_after: 3,
+            max_parallelism: 128,
+        }
+    }
+
+    /// A small job for tests and docs.
+    pub fn small() -> Self {
+        JobConfig {
+            events: 20_000,
+            keys: 500,
+            ..Self::standard()
+        }
+    }
+}
+
+/// What the job saw.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// The configuration.
+    pub config: JobConfig,
+    /// Keys restored per new subtask.
+    pub keys_per_subtask: Vec<usize>,
+    /// Keys whose restored count matched.
+    pub matching: usize,
+    /// Keys whose count was missing or wrong, with (expected, found).
+    pub mismatches: Vec<(String, u64, Option<u64>)>,
+    /// Keys restored by more than one subtask.
+    pub duplicates: usize,
+    /// Source offsets restored (one per source split).
+    pub restored_offsets: Vec<(u32, u64)>,
+    /// The largest synchronous snapshot phase.
+    pub max_sync_phase: Duration,
+    /// Bytes of the checkpoint (inline handles).
+    pub checkpoint_bytes: u64,
+}
+
+impl JobReport {
+    /// Whether every key was restored exactly once with its count.
+    pub fn all_counts_survived(&self) -> bool {
+        self.mismatches.is_empty() && self.duplicates == 0 && self.matching as u64 == self.config.keys
+    }
+}
+
+impl fmt::Display for JobReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(
+            f,
+            "processed {} events over {} keys at parallelism {} (memory backend, {} key groups)",
+            c.events, c.keys, c.parallelism_before, c.max_parallelism
+        )?;
+        writeln!(
+            f,
+            "checkpoint 1: {} bytes inline, longest synchronous phase {:?}",
+            self.checkpoint_bytes, self.max_sync_phase
+        )?;
+        writeln!(
+            f,
+            "restored at parallelism {}: keys per subtask {:?}, source offsets {:?}",
+            c.parallelism_after, self.keys_per_subtask, self.restored_offsets
+        )?;
+        if self.all_counts_survived() {
+            write!(f, "OK: all {} counts survived the rescale, each key exactly once", self.matching)
+        } else {
+            write!(
+                f,
+                "FAILED: {} matching, {} duplicated, {} wrong or missing (first: {:?})",
+                self.matching,
+                self.duplicates,
+                self.mismatches.len(),
+                self.mismatches.first()
+            )
+        }
+    }
+}
+
+fn word(i: u64) -> String {
+    format!("word-{i:05}")
+}
+
+/// A deterministic stream: event `i` has key `word(hash(i) % keys)`.
+fn event_key(i: u64, keys: u64) -> u64 {
+    // splitmix64: a fixed, well-mixed sequence.
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % keys
+}
+
+/// Runs the job: count, checkpoint, drop, restore at another parallelism, verify.
+///
+/// # Errors
+/// Any backend error; a report with mismatches is not an error (check
+/// [`JobReport::all_counts_survived`]).
+pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
+    let factory = MemoryStateBackend::new().max_state_size(64 << 20);
+    let storage = MemoryCheckpointStorage::new();
+    let counts = ValueStateDescriptor::<u64>::new("count");
+    let max_p = config.max_parallelism;
+
+    // Parallelism `before`: keyed backends plus one source split per subtask.
+    let mut subtasks: Vec<(HeapKeyedStateBackend<String>, OperatorStateBackend)> = Vec::new();
+    for i in 0..config.parallelism_before {
+        let range = KeyGroupRange::for_subtask(max_p, config.parallelism_before, i)?;
+        subtasks.push((
+            factory.create_keyed_backend::<String>(KeyedBackendParams::new(max_p, range))?,
+            OperatorStateBackend::new(),
+        ));
+    }
+    let states = subtasks
+        .iter()
+        .map(|(backend, _)| backend.value_state::<u64, ()>(&counts))
+        .collect::<Result<Vec<_>>>()?;
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..config.events {
+        let key = word(event_key(i, config.keys));
+        let kg = key_group_for_key(&key, max_p)?;
+        let state = &states[operator_index_for_key_group(max_p, config.parallelism_before, kg) as usize];
+        let n = state.get(&key, &())?.unwrap_or(0);
+        state.update(&key, &(), n + 1)?;
+        *expected.entry(key).or_default() += 1;
+    }
+    for (i, (_, operator)) in subtasks.iter().enumerate() {
+        // Source split i read up to this offset.
+        operator
+            .list_state::<(u32, u64)>("source-offsets")?
+            .update(vec![(i as u32, config.events / u64::from(config.parallelism_before))]);
+    }
+
+    // Checkpoint 1: synchronous phases on the task, asynchronous phases on other threads.
+    let id = CheckpointId(1);
+    let mut max_sync = Duration::ZERO;
+    let mut pending = Vec::new();
+    for (backend, operator) in &subtasks {
+        let start = Instant::now();
+        let keyed = backend.snapshot(id)?;
+        let op = operator.snapshot(id);
+        max_sync = max_sync.max(start.elapsed());
+        let streams = storage.stream_factory(id);
+        pending.push(thread::spawn(move || -> Result<SubtaskState> {
+            let mut state = keyed.write(&streams)?;
+            state.merge(op.write(&streams)?);
+            Ok(state)
+        }));
+    }
+    // Processing goes on during the asynchronous phase; these writes are not in checkpoint 1.
+    for state in &states {
+        for key in state.state_keys(&())? {
+            state.update(&key, &(), u64::MAX)?;
+        }
+    }
+    let mut checkpoint: Vec<SubtaskState> = Vec::new();
+    for handle in pending {
+        checkpoint.push(
+            handle
+                .join()
+                .map_err(|_| Error::internal("asynchronous snapshot thread panicked"))??,
+        );
+    }
+    drop((states, subtasks));
+    let checkpoint_bytes = checkpoint.iter().map(SubtaskState::state_size).sum();
+
+    // Restore at parallelism `after`.
+    let all_keyed: Vec<_> = checkpoint.iter().flat_map(|s| s.keyed.iter()).collect();
+    let operator_old: Vec<_> = checkpoint.iter().map(|s| s.operator.clone()).collect();
+    let operator_new = redistribute_operator_state(&operator_old, config.parallelism_after)?;
+    let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
+    let mut found: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    let mut keys_per_subtask = Vec::new();
+    let mut restored_offsets = Vec::new();
+    for i in 0..config.parallelism_after {
+        let range = KeyGroupRange::for_subtask(max_p, config.parallelism_after, i)?;
+        let backend = factory.create_keyed_backend::<String>(
+            KeyedBackendParams::new(max_p, range)
+                .restore(keyed_handles_for(all_keyed.iter().copied(), range), Some(Arc::clone(&reader))),
+        )?;
+        let state = backend.value_state::<u64, ()>(&counts)?;
+        let keys = state.state_keys(&())?;
+        keys_per_subtask.push(keys.len());
+        for key in keys {
+            let n = state.get(&key, &())?.unwrap_or(0);
+            let entry = found.entry(key).or_insert((n, 0));
+            entry.1 += 1;
+        }
+        let operator = OperatorStateBackend::restore(&operator_new[i as usize], Some(&*reader))?;
+        restored_offsets.extend(operator.list_state::<(u32, u64)>("source-offsets")?.get());
+    }
+    restored_offsets.sort_unstable();
+
+    let mut matching = 0;
+    let mut mismatches = Vec::new();
+    for (key, want) in &expected {
+        match found.get(key) {
+            Some((n, _)) if n == want => matching += 1,
+            other => mismatches.push((key.clone(), *want, other.map(|(n, _)| *n))),
+        }
+    }
+    let duplicates = found.values().filter(|(_, times)| *times > 1).count();
+    Ok(JobReport {
+        config: config.clone(),
+        keys_per_subtask,
+        matching,
+        mismatches,
+        duplicates,
+        restored_offsets,
+        max_sync_phase: max_sync,
+        checkpoint_bytes,
+    })
+}
