@@ -254,3 +254,8 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
         checkpoint_bytes,
     })
 }
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
