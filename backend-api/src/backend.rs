@@ -345,7 +345,11 @@ impl KeyedBackendParams {
 
     /// Restores from `handles`, reading files through `reader`.
     #[must_use]
-    pub fn restore(mut self, handles: Vec<KeyedStateHandle>, reader: Option<Arc<dyn StateReader>>) -> Self {
+    pub fn restore(
+        mut self,
+        handles: Vec<KeyedStateHandle>,
+        reader: Option<Arc<dyn StateReader>>,
+    ) -> Self {
         self.restore = handles;
         self.reader = reader;
         self
@@ -382,5 +386,8 @@ pub trait StateBackendFactory: Send + Sync + Debug {
     /// # Errors
     /// [`crate::ErrorKind::InvalidInput`] for bad parameters; read and decoding errors of the
     /// restore, naming the file and key group.
-    fn create_keyed_backend<K: StateKey>(&self, params: KeyedBackendParams) -> Result<Self::Backend<K>>;
+    fn create_keyed_backend<K: StateKey>(
+        &self,
+        params: KeyedBackendParams,
+    ) -> Result<Self::Backend<K>>;
 }

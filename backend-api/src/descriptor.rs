@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 use crate::ttl::StateTtlConfig;
 
 /// What keys, namespaces and map keys need: serde, hashing, equality, cloning.
-pub trait StateKey: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static {}
+pub trait StateKey:
+    Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static
+{
+}
 impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static> StateKey for T {}
 
 /// What values need: serde and cloning.
@@ -239,7 +242,10 @@ pub struct ReducingStateDescriptor<V> {
 
 impl<V: StateValue> ReducingStateDescriptor<V> {
     /// A reducing state named `name` that folds values with `reduce(current, new)`.
-    pub fn new(name: impl Into<String>, reduce: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Self {
         ReducingStateDescriptor {
             name: name.into(),
             ttl: None,

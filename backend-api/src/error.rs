@@ -88,7 +88,10 @@ impl Error {
 
     /// Attaches the underlying error.
     #[must_use]
-    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -155,7 +158,9 @@ impl Error {
             }
             _ => ErrorKind::Unavailable,
         };
-        Error::new(kind, "i/o failed").with_context("op", op).with_source(e)
+        Error::new(kind, "i/o failed")
+            .with_context("op", op)
+            .with_source(e)
     }
 }
 

@@ -86,7 +86,12 @@ impl<W: Write> KeyedSnapshotWriter<W> {
     ///
     /// # Errors
     /// Write errors of `out`.
-    pub fn new(mut out: W, header: &KeyedSnapshotHeader, range: KeyGroupRange, compression: Compression) -> Result<Self> {
+    pub fn new(
+        mut out: W,
+        header: &KeyedSnapshotHeader,
+        range: KeyGroupRange,
+        compression: Compression,
+    ) -> Result<Self> {
         let header_bytes = codec::encode(header)?;
         let mut preamble = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         preamble.extend_from_slice(&MAGIC);
@@ -116,13 +121,17 @@ impl<W: Write> KeyedSnapshotWriter<W> {
     /// ascending; write errors.
     pub fn begin_key_group(&mut self, key_group: u32) -> Result<()> {
         let Some(index) = self.range.index_of(key_group) else {
-            return Err(Error::invalid_input("key group outside the snapshot's range")
-                .with_context("key_group", key_group)
-                .with_context("range", self.range));
+            return Err(
+                Error::invalid_input("key group outside the snapshot's range")
+                    .with_context("key_group", key_group)
+                    .with_context("range", self.range),
+            );
         };
         if index < self.offsets.len() {
-            return Err(Error::invalid_input("key groups must be written in ascending order")
-                .with_context("key_group", key_group));
+            return Err(
+                Error::invalid_input("key groups must be written in ascending order")
+                    .with_context("key_group", key_group),
+            );
         }
         self.flush_block()?;
         while self.offsets.len() <= index {
@@ -155,8 +164,10 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         match is_map {
             Some(is_map) if is_map == has_user_key => {}
             Some(_) => {
-                return Err(Error::internal("a user key is written for map state and only for map state")
-                    .with_context("state", state));
+                return Err(Error::internal(
+                    "a user key is written for map state and only for map state",
+                )
+                .with_context("state", state));
             }
             None => {
                 return Err(Error::internal("record of a state missing from the header")
@@ -171,7 +182,14 @@ impl<W: Write> KeyedSnapshotWriter<W> {
     ///
     /// # Errors
     /// Serialization and write errors.
-    pub fn record<K, N, U, V>(&mut self, state: u16, key: &K, ns: &N, user_key: Option<&U>, value: &V) -> Result<()>
+    pub fn record<K, N, U, V>(
+        &mut self,
+        state: u16,
+        key: &K,
+        ns: &N,
+        user_key: Option<&U>,
+        value: &V,
+    ) -> Result<()>
     where
         K: Serialize + ?Sized,
         N: Serialize + ?Sized,
@@ -192,7 +210,14 @@ impl<W: Write> KeyedSnapshotWriter<W> {
     ///
     /// # Errors
     /// Write errors.
-    pub fn raw_record(&mut self, state: u16, key: &[u8], ns: &[u8], user_key: Option<&[u8]>, value: &[u8]) -> Result<()> {
+    pub fn raw_record(
+        &mut self,
+        state: u16,
+        key: &[u8],
+        ns: &[u8],
+        user_key: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<()> {
         self.start_record(state, user_key.is_some())?;
         self.field(key);
         self.field(ns);
@@ -294,39 +319,57 @@ fn read_exact(r: &mut dyn Read, buf: &mut [u8], what: &'static str, path: &str) 
 /// # Errors
 /// [`crate::ErrorKind::Corrupted`] naming the path when the magic, version, length or
 /// checksum is wrong; read errors.
-pub fn read_header(handle: &KeyGroupsStateHandle, reader: Option<&dyn StateReader>) -> Result<KeyedSnapshotHeader> {
+pub fn read_header(
+    handle: &KeyGroupsStateHandle,
+    reader: Option<&dyn StateReader>,
+) -> Result<KeyedSnapshotHeader> {
     let path = describe(&handle.stream);
-    let end = handle.offsets.first().copied().unwrap_or(handle.stream.size());
+    let end = handle
+        .offsets
+        .first()
+        .copied()
+        .unwrap_or(handle.stream.size());
     if end < PREAMBLE_LEN as u64 || end > handle.stream.size() {
-        return Err(Error::corrupted("keyed snapshot header offsets are inconsistent")
-            .with_context("path", path)
-            .with_context("first_offset", end)
-            .with_context("size", handle.stream.size()));
+        return Err(
+            Error::corrupted("keyed snapshot header offsets are inconsistent")
+                .with_context("path", path)
+                .with_context("first_offset", end)
+                .with_context("size", handle.stream.size()),
+        );
     }
     let mut r = open_stream(&handle.stream, reader, 0..end)?;
     let mut pre = [0u8; PREAMBLE_LEN];
     read_exact(&mut r, &mut pre, "preamble", &path)?;
     if pre[0..4] != MAGIC {
-        return Err(Error::corrupted("not a keyed snapshot stream (bad magic)").with_context("path", path));
+        return Err(
+            Error::corrupted("not a keyed snapshot stream (bad magic)").with_context("path", path)
+        );
     }
     let version = u16::from_be_bytes([pre[4], pre[5]]);
     if version != VERSION {
-        return Err(Error::new(crate::ErrorKind::Unsupported, "unsupported keyed snapshot version")
-            .with_context("path", path)
-            .with_context("version", version)
-            .with_context("supported", VERSION));
+        return Err(Error::new(
+            crate::ErrorKind::Unsupported,
+            "unsupported keyed snapshot version",
+        )
+        .with_context("path", path)
+        .with_context("version", version)
+        .with_context("supported", VERSION));
     }
     let len = u32::from_be_bytes([pre[6], pre[7], pre[8], pre[9]]) as u64;
     let crc = u32::from_be_bytes([pre[10], pre[11], pre[12], pre[13]]);
     if PREAMBLE_LEN as u64 + len != end {
-        return Err(Error::corrupted("keyed snapshot header length is inconsistent")
-            .with_context("path", path)
-            .with_context("header_len", len));
+        return Err(
+            Error::corrupted("keyed snapshot header length is inconsistent")
+                .with_context("path", path)
+                .with_context("header_len", len),
+        );
     }
     let mut bytes = vec![0u8; len as usize];
     read_exact(&mut r, &mut bytes, "header", &path)?;
     if crc32fast::hash(&bytes) != crc {
-        return Err(Error::corrupted("keyed snapshot header checksum mismatch").with_context("path", path));
+        return Err(
+            Error::corrupted("keyed snapshot header checksum mismatch").with_context("path", path)
+        );
     }
     codec::decode(&bytes).map_err(|e| e.with_context("path", path))
 }
@@ -351,10 +394,12 @@ pub fn read_key_groups(
     }
     let path = describe(&handle.stream);
     if handle.offsets.len() != handle.range.len() as usize {
-        return Err(Error::corrupted("keyed state handle has the wrong number of offsets")
-            .with_context("path", path)
-            .with_context("offsets", handle.offsets.len())
-            .with_context("key_groups", handle.range.len()));
+        return Err(
+            Error::corrupted("keyed state handle has the wrong number of offsets")
+                .with_context("path", path)
+                .with_context("offsets", handle.offsets.len())
+                .with_context("key_groups", handle.range.len()),
+        );
     }
     let header = read_header(handle, reader)?;
     let index = |kg: u32| (kg - handle.range.first()) as usize;
@@ -365,10 +410,12 @@ pub fn read_key_groups(
         handle.stream.size()
     };
     if start > end || end > handle.stream.size() {
-        return Err(Error::corrupted("keyed state handle offsets are inconsistent")
-            .with_context("path", path)
-            .with_context("start", start)
-            .with_context("end", end));
+        return Err(
+            Error::corrupted("keyed state handle offsets are inconsistent")
+                .with_context("path", path)
+                .with_context("start", start)
+                .with_context("end", end),
+        );
     }
     let mut r = open_stream(&handle.stream, reader, start..end)?;
     let mut remaining = end - start;
@@ -416,8 +463,10 @@ pub fn read_key_groups(
         if records.len() != raw_len as usize {
             return Err(block_err("snapshot block has the wrong length"));
         }
-        parse_records(&header, kg, records, visit)
-            .map_err(|e| e.with_context("path", path.clone()).with_context("key_group", kg))?;
+        parse_records(&header, kg, records, visit).map_err(|e| {
+            e.with_context("path", path.clone())
+                .with_context("key_group", kg)
+        })?;
         last_kg = Some(kg);
     }
     Ok(Some(header))
@@ -446,7 +495,8 @@ fn parse_records(
         let s = take(&mut bytes, 2)?;
         let state = u16::from_be_bytes([s[0], s[1]]);
         let Some(meta) = header.states.get(state as usize) else {
-            return Err(Error::corrupted("snapshot record names an unknown state").with_context("state", state));
+            return Err(Error::corrupted("snapshot record names an unknown state")
+                .with_context("state", state));
         };
         let key = field(&mut bytes)?;
         let namespace = field(&mut bytes)?;

@@ -111,16 +111,18 @@ impl KeyGroupRange {
     pub fn for_subtask(max_parallelism: u32, parallelism: u32, index: u32) -> Result<Self> {
         check_parallelism(parallelism, max_parallelism)?;
         if index >= parallelism {
-            return Err(Error::invalid_input("subtask index must be below the parallelism")
-                .with_context("index", index)
-                .with_context("parallelism", parallelism));
+            return Err(
+                Error::invalid_input("subtask index must be below the parallelism")
+                    .with_context("index", index)
+                    .with_context("parallelism", parallelism),
+            );
         }
         let (max_p, p, i) = (
             u64::from(max_parallelism),
             u64::from(parallelism),
             u64::from(index),
         );
-        let first = (i * max_p + p - 1) / p;
+        let first = (i * max_p).div_ceil(p);
         let last = ((i + 1) * max_p - 1) / p;
         Ok(KeyGroupRange::new(first as u32, last as u32))
     }

@@ -138,7 +138,10 @@ impl OperatorStateBackend {
     /// # Errors
     /// Read and decoding errors naming the file; [`crate::ErrorKind::Corrupted`] when a
     /// state appears with two distribution modes.
-    pub fn restore(handles: &[OperatorStateHandle], reader: Option<&dyn StateReader>) -> Result<Self> {
+    pub fn restore(
+        handles: &[OperatorStateHandle],
+        reader: Option<&dyn StateReader>,
+    ) -> Result<Self> {
         let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
         for handle in handles {
             let bytes = read_stream(&handle.stream, reader)?;
@@ -147,13 +150,17 @@ impl OperatorStateBackend {
                 None => "<inline>".to_owned(),
             };
             if bytes.len() < 6 || bytes[0..4] != MAGIC {
-                return Err(Error::corrupted("not an operator state stream (bad magic)").with_context("path", path));
+                return Err(Error::corrupted("not an operator state stream (bad magic)")
+                    .with_context("path", path));
             }
             let version = u16::from_be_bytes([bytes[4], bytes[5]]);
             if version != VERSION {
-                return Err(Error::new(crate::ErrorKind::Unsupported, "unsupported operator state version")
-                    .with_context("path", path)
-                    .with_context("version", version));
+                return Err(Error::new(
+                    crate::ErrorKind::Unsupported,
+                    "unsupported operator state version",
+                )
+                .with_context("path", path)
+                .with_context("version", version));
             }
             for (name, meta) in &handle.states {
                 let entry = restored.entry(name.clone()).or_insert_with(|| Restored {
@@ -162,9 +169,11 @@ impl OperatorStateBackend {
                     elements: Arc::new(Vec::new()),
                 });
                 if entry.mode != meta.mode || entry.element_type != meta.element_type {
-                    return Err(Error::corrupted("operator state restored with two different modes or types")
-                        .with_context("state", name)
-                        .with_context("path", path));
+                    return Err(Error::corrupted(
+                        "operator state restored with two different modes or types",
+                    )
+                    .with_context("state", name)
+                    .with_context("path", path));
                 }
                 if entry.mode == Distribution::Broadcast && !entry.elements.is_empty() {
                     // Every copy of a broadcast state is the same: keep the first.
@@ -173,7 +182,8 @@ impl OperatorStateBackend {
                 let elements = Arc::make_mut(&mut entry.elements);
                 for &offset in &meta.offsets {
                     elements.push(element_at(&bytes, offset).map_err(|e| {
-                        e.with_context("path", path.clone()).with_context("state", name.clone())
+                        e.with_context("path", path.clone())
+                            .with_context("state", name.clone())
                     })?);
                 }
             }
@@ -194,17 +204,25 @@ impl OperatorStateBackend {
         let mut states = self.states.lock();
         if let Some(entry) = states.get(name) {
             if entry.mode != mode || entry.element_type != element_type {
-                return Err(Error::invalid_input("operator state registered again with another mode or type")
-                    .with_context("state", name)
-                    .with_context("registered", format!("{:?} of {}", entry.mode, entry.element_type))
-                    .with_context("requested", format!("{mode:?} of {element_type}")));
+                return Err(Error::invalid_input(
+                    "operator state registered again with another mode or type",
+                )
+                .with_context("state", name)
+                .with_context(
+                    "registered",
+                    format!("{:?} of {}", entry.mode, entry.element_type),
+                )
+                .with_context("requested", format!("{mode:?} of {element_type}")));
             }
             return entry
                 .state
                 .as_any()
                 .downcast_ref::<S>()
                 .cloned()
-                .ok_or_else(|| Error::invalid_input("operator state registered again with another type").with_context("state", name));
+                .ok_or_else(|| {
+                    Error::invalid_input("operator state registered again with another type")
+                        .with_context("state", name)
+                });
         }
         let mut restored = self.restored.lock();
         let state = match restored.get(name) {
@@ -267,9 +285,15 @@ impl OperatorStateBackend {
     ///
     /// # Errors
     /// As [`list_state`](Self::list_state).
-    pub fn broadcast_state<K: StateKey, V: StateValue>(&self, name: &str) -> Result<BroadcastState<K, V>> {
-        let cell: Cell<HashMap<K, V>> =
-            self.register(name, Distribution::Broadcast, type_name::<(K, V)>(), |restored| {
+    pub fn broadcast_state<K: StateKey, V: StateValue>(
+        &self,
+        name: &str,
+    ) -> Result<BroadcastState<K, V>> {
+        let cell: Cell<HashMap<K, V>> = self.register(
+            name,
+            Distribution::Broadcast,
+            type_name::<(K, V)>(),
+            |restored| {
                 let map = restored
                     .unwrap_or_default()
                     .iter()
@@ -277,7 +301,8 @@ impl OperatorStateBackend {
                     .collect::<Result<HashMap<K, V>>>()
                     .map_err(|e| e.with_context("state", name))?;
                 Ok(Arc::new(Mutex::new(Arc::new(map))))
-            })?;
+            },
+        )?;
         Ok(BroadcastState { cell })
     }
 
@@ -297,7 +322,14 @@ impl OperatorStateBackend {
             .states
             .lock()
             .iter()
-            .map(|(name, e)| (name.clone(), e.mode, e.element_type.clone(), e.state.capture()))
+            .map(|(name, e)| {
+                (
+                    name.clone(),
+                    e.mode,
+                    e.element_type.clone(),
+                    e.state.capture(),
+                )
+            })
             .collect();
         for (name, r) in self.restored.lock().iter() {
             captured.push((
@@ -315,15 +347,20 @@ impl OperatorStateBackend {
 }
 
 fn element_at(bytes: &[u8], offset: u64) -> Result<Vec<u8>> {
-    let start = usize::try_from(offset).map_err(|_| Error::corrupted("element offset out of range"))?;
-    let len_bytes = bytes
-        .get(start..start + 4)
-        .ok_or_else(|| Error::corrupted("element offset beyond the end of the stream").with_context("offset", offset))?;
+    let start =
+        usize::try_from(offset).map_err(|_| Error::corrupted("element offset out of range"))?;
+    let len_bytes = bytes.get(start..start + 4).ok_or_else(|| {
+        Error::corrupted("element offset beyond the end of the stream")
+            .with_context("offset", offset)
+    })?;
     let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
     bytes
         .get(start + 4..start + 4 + len)
         .map(<[u8]>::to_vec)
-        .ok_or_else(|| Error::corrupted("element runs past the end of the stream").with_context("offset", offset))
+        .ok_or_else(|| {
+            Error::corrupted("element runs past the end of the stream")
+                .with_context("offset", offset)
+        })
 }
 
 struct OperatorSnapshot {
@@ -335,7 +372,10 @@ impl fmt::Debug for OperatorSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OperatorSnapshot")
             .field("checkpoint_id", &self.checkpoint_id)
-            .field("states", &self.captured.iter().map(|c| &c.0).collect::<Vec<_>>())
+            .field(
+                "states",
+                &self.captured.iter().map(|c| &c.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -365,7 +405,11 @@ impl AsyncSnapshot for OperatorSnapshot {
             let mut offsets = Vec::new();
             captured.encode(&mut |element| {
                 offsets.push(position);
-                put(&mut out, &(element.len() as u32).to_be_bytes(), &mut position)?;
+                put(
+                    &mut out,
+                    &(element.len() as u32).to_be_bytes(),
+                    &mut position,
+                )?;
                 put(&mut out, element, &mut position)
             })?;
             states.insert(

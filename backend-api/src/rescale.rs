@@ -44,13 +44,20 @@ pub fn redistribute_operator_state(
     // (new subtask, old subtask, handle index) -> state name -> meta
     type Key = (usize, usize, usize);
     let mut assigned: BTreeMap<Key, BTreeMap<String, OperatorStateMeta>> = BTreeMap::new();
-    let mut assign = |new: usize, old_task: usize, idx: usize, name: &str, meta: &OperatorStateMeta, offsets: Vec<u64>| {
+    let mut assign = |new: usize,
+                      old_task: usize,
+                      idx: usize,
+                      name: &str,
+                      meta: &OperatorStateMeta,
+                      offsets: Vec<u64>| {
         let states = assigned.entry((new, old_task, idx)).or_default();
-        let entry = states.entry(name.to_owned()).or_insert_with(|| OperatorStateMeta {
-            mode: meta.mode,
-            element_type: meta.element_type.clone(),
-            offsets: Vec::new(),
-        });
+        let entry = states
+            .entry(name.to_owned())
+            .or_insert_with(|| OperatorStateMeta {
+                mode: meta.mode,
+                element_type: meta.element_type.clone(),
+                offsets: Vec::new(),
+            });
         entry.offsets.extend(offsets);
     };
 

@@ -59,7 +59,12 @@ impl<K, V, N> ValueState<K, V, N> {
     }
 
     /// Replaces the value with `f(current)`; returning `None` clears it.
-    pub fn transform(&self, key: &K, ns: &N, mut f: impl FnMut(Option<V>) -> Option<V>) -> Result<()> {
+    pub fn transform(
+        &self,
+        key: &K,
+        ns: &N,
+        mut f: impl FnMut(Option<V>) -> Option<V>,
+    ) -> Result<()> {
         self.table.transform(key, ns, &mut f)
     }
 
@@ -223,7 +228,8 @@ impl<K, UK, UV, N> MapState<K, UK, UV, N> {
         UK: Clone,
     {
         let mut out = Vec::new();
-        self.table.for_each(key, ns, &mut |k, _| out.push(k.clone()))?;
+        self.table
+            .for_each(key, ns, &mut |k, _| out.push(k.clone()))?;
         Ok(out)
     }
 
@@ -233,7 +239,8 @@ impl<K, UK, UV, N> MapState<K, UK, UV, N> {
         UV: Clone,
     {
         let mut out = Vec::new();
-        self.table.for_each(key, ns, &mut |_, v| out.push(v.clone()))?;
+        self.table
+            .for_each(key, ns, &mut |_, v| out.push(v.clone()))?;
         Ok(out)
     }
 
@@ -262,7 +269,11 @@ pub struct ReducingState<K, V, N = VoidNamespace> {
 }
 
 impl<K, V, N> ReducingState<K, V, N> {
-    pub(crate) fn new(name: &str, table: Arc<dyn ValueTable<K, N, V>>, reduce: ReduceFn<V>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        table: Arc<dyn ValueTable<K, N, V>>,
+        reduce: ReduceFn<V>,
+    ) -> Self {
         ReducingState {
             table,
             name: name.into(),
@@ -270,7 +281,11 @@ impl<K, V, N> ReducingState<K, V, N> {
         }
     }
     fn clone_extra(&self) -> Self {
-        Self::new(&self.name, Arc::clone(&self.table), Arc::clone(&self.reduce))
+        Self::new(
+            &self.name,
+            Arc::clone(&self.table),
+            Arc::clone(&self.reduce),
+        )
     }
 
     /// The state's name.
@@ -338,7 +353,11 @@ impl<K, IN, ACC, OUT, N> AggregatingState<K, IN, ACC, OUT, N> {
         }
     }
     fn clone_extra(&self) -> Self {
-        Self::new(&self.name, Arc::clone(&self.table), Arc::clone(&self.function))
+        Self::new(
+            &self.name,
+            Arc::clone(&self.table),
+            Arc::clone(&self.function),
+        )
     }
 
     /// The state's name.

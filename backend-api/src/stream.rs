@@ -50,7 +50,11 @@ pub trait StateReader: Send + Sync + Debug {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] naming the path, storage errors.
-    fn open_file(&self, file: &FileStateHandle, range: Range<u64>) -> Result<Box<dyn Read + Send + '_>>;
+    fn open_file(
+        &self,
+        file: &FileStateHandle,
+        range: Range<u64>,
+    ) -> Result<Box<dyn Read + Send + '_>>;
 }
 
 /// Opens `range` of any stream handle: inline bytes are served directly, files by `reader`.
@@ -69,13 +73,15 @@ pub fn open_stream<'a>(
             .with_context("size", handle.size()));
     }
     match handle {
-        StreamStateHandle::Inline(bytes) => Ok(Box::new(
-            &bytes[range.start as usize..range.end as usize],
-        )),
+        StreamStateHandle::Inline(bytes) => {
+            Ok(Box::new(&bytes[range.start as usize..range.end as usize]))
+        }
         StreamStateHandle::File(file) => match reader {
             Some(reader) => reader.open_file(file, range),
-            None => Err(Error::not_found("a file handle was restored without a state reader")
-                .with_context("path", &file.path)),
+            None => Err(
+                Error::not_found("a file handle was restored without a state reader")
+                    .with_context("path", &file.path),
+            ),
         },
     }
 }
@@ -84,7 +90,10 @@ pub fn open_stream<'a>(
 ///
 /// # Errors
 /// [`ErrorKind::Corrupted`] naming the path when the size or checksum differs.
-pub fn read_stream(handle: &StreamStateHandle, reader: Option<&dyn StateReader>) -> Result<Vec<u8>> {
+pub fn read_stream(
+    handle: &StreamStateHandle,
+    reader: Option<&dyn StateReader>,
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(handle.size().min(64 << 20) as usize);
     open_stream(handle, reader, 0..handle.size())?
         .read_to_end(&mut out)
@@ -166,15 +175,21 @@ impl MemoryCheckpointStorage {
 }
 
 impl StateReader for MemoryCheckpointStorage {
-    fn open_file(&self, file: &FileStateHandle, range: Range<u64>) -> Result<Box<dyn Read + Send + '_>> {
-        let bytes = self
-            .get(&file.path)
-            .ok_or_else(|| Error::not_found("state file does not exist").with_context("path", &file.path))?;
+    fn open_file(
+        &self,
+        file: &FileStateHandle,
+        range: Range<u64>,
+    ) -> Result<Box<dyn Read + Send + '_>> {
+        let bytes = self.get(&file.path).ok_or_else(|| {
+            Error::not_found("state file does not exist").with_context("path", &file.path)
+        })?;
         if range.start > range.end || range.end > bytes.len() as u64 {
-            return Err(Error::corrupted("read range beyond the end of the state file")
-                .with_context("path", &file.path)
-                .with_context("range", format!("{}..{}", range.start, range.end))
-                .with_context("size", bytes.len()));
+            return Err(
+                Error::corrupted("read range beyond the end of the state file")
+                    .with_context("path", &file.path)
+                    .with_context("range", format!("{}..{}", range.start, range.end))
+                    .with_context("size", bytes.len()),
+            );
         }
         self.bytes_read
             .fetch_add(range.end - range.start, Ordering::Relaxed);
@@ -241,7 +256,10 @@ impl CheckpointOutputStream for MemoryOutputStream {
             size: self.buf.len() as u64,
             crc32: crc32fast::hash(&self.buf),
         };
-        self.storage.files.lock().insert(self.path, Arc::new(self.buf));
+        self.storage
+            .files
+            .lock()
+            .insert(self.path, Arc::new(self.buf));
         Ok(StreamStateHandle::File(handle))
     }
 }
@@ -333,10 +351,10 @@ impl CheckpointOutputStream for InlineOutputStream {
 /// (such as the inline cap), or wraps it.
 pub fn stream_write_error(op: &'static str, e: std::io::Error) -> Error {
     if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        if let Some(inner) = e.into_inner() {
-            if let Ok(err) = inner.downcast::<Error>() {
-                return *err;
-            }
+        if let Some(inner) = e.into_inner()
+            && let Ok(err) = inner.downcast::<Error>()
+        {
+            return *err;
         }
         return Error::internal("lost the error of a checkpoint stream");
     }

@@ -98,5 +98,6 @@ pub trait MapTable<K, N, UK, UV>: Send + Sync {
     /// The keys that have a map in namespace `ns`.
     fn keys(&self, ns: &N) -> Result<Vec<K>>;
     /// As [`ValueTable::cleanup_incrementally`], per map entry.
-    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&UV) -> bool) -> Result<()>;
+    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&UV) -> bool)
+    -> Result<()>;
 }

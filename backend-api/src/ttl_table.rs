@@ -29,7 +29,9 @@ impl Ttl {
 }
 
 /// The snapshot filter that leaves expired values out of full snapshots, when configured.
-pub(crate) fn snapshot_filter<V: 'static>(config: &StateTtlConfig) -> Option<SnapshotFilter<TtlValue<V>>> {
+pub(crate) fn snapshot_filter<V: 'static>(
+    config: &StateTtlConfig,
+) -> Option<SnapshotFilter<TtlValue<V>>> {
     if !config.cleanup.in_full_snapshot {
         return None;
     }
@@ -70,7 +72,9 @@ impl<K, N, V> TtlValueTable<K, N, V> {
     }
 }
 
-impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V> for TtlValueTable<K, N, V> {
+impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V>
+    for TtlValueTable<K, N, V>
+{
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
         let now = self.ttl.now();
         incremental_step!(self, now);
@@ -97,7 +101,14 @@ impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V>
     fn put(&self, key: &K, ns: &N, value: V) -> Result<()> {
         let now = self.ttl.now();
         incremental_step!(self, now);
-        self.inner.put(key, ns, TtlValue { timestamp: now, value })
+        self.inner.put(
+            key,
+            ns,
+            TtlValue {
+                timestamp: now,
+                value,
+            },
+        )
     }
 
     fn remove(&self, key: &K, ns: &N) -> Result<()> {
@@ -119,7 +130,10 @@ impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V>
         let ttl = &self.ttl;
         self.inner.transform(key, ns, &mut |old| {
             let current = old.filter(|v| !ttl.expired(v, now)).map(|v| v.value);
-            f(current).map(|value| TtlValue { timestamp: now, value })
+            f(current).map(|value| TtlValue {
+                timestamp: now,
+                value,
+            })
         })
     }
 
@@ -154,12 +168,17 @@ impl<K, N, T> TtlListTable<K, N, T> {
     fn stamp(now: u64, values: Vec<T>) -> Vec<TtlValue<T>> {
         values
             .into_iter()
-            .map(|value| TtlValue { timestamp: now, value })
+            .map(|value| TtlValue {
+                timestamp: now,
+                value,
+            })
             .collect()
     }
 }
 
-impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T> for TtlListTable<K, N, T> {
+impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T>
+    for TtlListTable<K, N, T>
+{
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         let now = self.ttl.now();
         incremental_step!(self, now);
@@ -167,15 +186,17 @@ impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T> 
             return Ok(None);
         };
         let total = stored.len();
+        // Expired elements that are returned keep their place in insertion order.
+        let all: Option<Vec<T>> = self
+            .ttl
+            .return_expired()
+            .then(|| stored.iter().map(|v| v.value.clone()).collect());
         let (live, expired): (Vec<_>, Vec<_>) =
             stored.into_iter().partition(|v| !self.ttl.expired(v, now));
         let changed = !expired.is_empty() || self.ttl.update_on_read();
-        let visible: Vec<T> = if self.ttl.return_expired() {
-            let mut all: Vec<T> = live.iter().map(|v| v.value.clone()).collect();
-            all.extend(expired.into_iter().map(|v| v.value));
-            all
-        } else {
-            live.iter().map(|v| v.value.clone()).collect()
+        let visible: Vec<T> = match all {
+            Some(all) => all,
+            None => live.iter().map(|v| v.value.clone()).collect(),
         };
         if changed {
             let kept: Vec<TtlValue<T>> = if self.ttl.update_on_read() {
@@ -200,7 +221,14 @@ impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T> 
     fn add(&self, key: &K, ns: &N, value: T) -> Result<()> {
         let now = self.ttl.now();
         incremental_step!(self, now);
-        self.inner.add(key, ns, TtlValue { timestamp: now, value })
+        self.inner.add(
+            key,
+            ns,
+            TtlValue {
+                timestamp: now,
+                value,
+            },
+        )
     }
 
     fn add_all(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()> {
@@ -295,8 +323,15 @@ where
     fn put(&self, key: &K, ns: &N, user_key: UK, value: UV) -> Result<()> {
         let now = self.ttl.now();
         incremental_step!(self, now);
-        self.inner
-            .put(key, ns, user_key, TtlValue { timestamp: now, value })
+        self.inner.put(
+            key,
+            ns,
+            user_key,
+            TtlValue {
+                timestamp: now,
+                value,
+            },
+        )
     }
 
     fn put_all(&self, key: &K, ns: &N, entries: Vec<(UK, UV)>) -> Result<()> {
@@ -304,7 +339,15 @@ where
         incremental_step!(self, now);
         let stamped = entries
             .into_iter()
-            .map(|(k, value)| (k, TtlValue { timestamp: now, value }))
+            .map(|(k, value)| {
+                (
+                    k,
+                    TtlValue {
+                        timestamp: now,
+                        value,
+                    },
+                )
+            })
             .collect();
         self.inner.put_all(key, ns, stamped)
     }
@@ -365,7 +408,11 @@ where
         self.inner.keys(ns)
     }
 
-    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&UV) -> bool) -> Result<()> {
+    fn cleanup_incrementally(
+        &self,
+        budget: usize,
+        keep: &mut dyn FnMut(&UV) -> bool,
+    ) -> Result<()> {
         self.inner
             .cleanup_incrementally(budget, &mut |v| keep(&v.value))
     }

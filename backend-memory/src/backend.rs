@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use cornerstone_backend_api::keyed_format::{
-    Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, read_key_groups,
+    Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, Record, read_key_groups,
 };
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
@@ -114,7 +114,10 @@ impl StateBackendFactory for MemoryStateBackend {
         NAME
     }
 
-    fn create_keyed_backend<K: StateKey>(&self, params: KeyedBackendParams) -> Result<HeapKeyedStateBackend<K>> {
+    fn create_keyed_backend<K: StateKey>(
+        &self,
+        params: KeyedBackendParams,
+    ) -> Result<HeapKeyedStateBackend<K>> {
         HeapKeyedStateBackend::open(params, self.options())
     }
 }
@@ -125,6 +128,7 @@ struct Entry {
 }
 
 /// One restored record, still serialized.
+#[derive(Clone)]
 struct RawRecord {
     key: Vec<u8>,
     namespace: Vec<u8>,
@@ -134,8 +138,9 @@ struct RawRecord {
 
 struct Restored {
     meta: StateMeta,
-    /// Per key-group index in the backend's range.
-    groups: Vec<Vec<RawRecord>>,
+    /// Per key-group index in the backend's range; shared with snapshots that carry the
+    /// state over unregistered.
+    groups: Arc<Vec<Vec<RawRecord>>>,
 }
 
 /// A keyed backend with typed heap tables, shared by the memory and filesystem backends.
@@ -188,7 +193,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
                     .with_context("backend", &h.backend_id));
                 }
             };
-            restore_handle(handle, &params, &mut restored)?;
+            restore_handle(handle, &params, type_name::<K>(), &mut restored)?;
         }
         Ok(HeapKeyedStateBackend {
             options,
@@ -249,14 +254,27 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
 fn restore_handle(
     handle: &KeyGroupsStateHandle,
     params: &KeyedBackendParams,
+    key_type: &str,
     restored: &mut BTreeMap<String, Restored>,
 ) -> Result<()> {
+    let check_key_type = |header: &KeyedSnapshotHeader| {
+        if header.key_type == key_type {
+            Ok(())
+        } else {
+            Err(Error::invalid_input(
+                "the snapshot was written with another key type than the backend restoring it",
+            )
+            .with_context("stored", &header.key_type)
+            .with_context("requested", key_type))
+        }
+    };
     let range = params.key_group_range;
     let max_parallelism = params.max_parallelism;
     let groups = range.len() as usize;
     let mut state_names: Vec<String> = Vec::new();
-    let mut visit = |header: &KeyedSnapshotHeader, record: cornerstone_backend_api::keyed_format::Record<'_>| -> Result<()> {
+    let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
         if state_names.is_empty() && !header.states.is_empty() {
+            check_key_type(header)?;
             for meta in &header.states {
                 match restored.get(&meta.name) {
                     Some(r) if r.meta != *meta => {
@@ -271,7 +289,7 @@ fn restore_handle(
                             meta.name.clone(),
                             Restored {
                                 meta: meta.clone(),
-                                groups: (0..groups).map(|_| Vec::new()).collect(),
+                                groups: Arc::new((0..groups).map(|_| Vec::new()).collect()),
                             },
                         );
                     }
@@ -290,10 +308,11 @@ fn restore_handle(
             state_names.get(record.state as usize),
             range.index_of(record.key_group),
         ) else {
-            return Err(Error::corrupted("snapshot record out of place").with_context("key_group", record.key_group));
+            return Err(Error::corrupted("snapshot record out of place")
+                .with_context("key_group", record.key_group));
         };
         if let Some(r) = restored.get_mut(name) {
-            r.groups[index].push(RawRecord {
+            Arc::make_mut(&mut r.groups)[index].push(RawRecord {
                 key: record.key.to_vec(),
                 namespace: record.namespace.to_vec(),
                 user_key: record.user_key.map(<[u8]>::to_vec),
@@ -306,11 +325,14 @@ fn restore_handle(
     // Register states that had no record in our key groups, so they are known (and type
     // checked) all the same.
     if let Some(header) = header {
+        check_key_type(&header)?;
         for meta in header.states {
-            restored.entry(meta.name.clone()).or_insert_with(|| Restored {
-                meta,
-                groups: (0..groups).map(|_| Vec::new()).collect(),
-            });
+            restored
+                .entry(meta.name.clone())
+                .or_insert_with(|| Restored {
+                    meta,
+                    groups: Arc::new((0..groups).map(|_| Vec::new()).collect()),
+                });
         }
     }
     Ok(())
@@ -330,7 +352,12 @@ impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
     }
 
     fn registered_states(&self) -> Vec<StateMeta> {
-        let mut metas: Vec<StateMeta> = self.states.lock().values().map(|e| e.meta.clone()).collect();
+        let mut metas: Vec<StateMeta> = self
+            .states
+            .lock()
+            .values()
+            .map(|e| e.meta.clone())
+            .collect();
         metas.extend(self.restored.lock().values().map(|r| r.meta.clone()));
         metas.sort_by(|a, b| a.name.cmp(&b.name));
         metas
@@ -345,12 +372,14 @@ impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
             .collect();
         let restored = self.restored.lock();
         for r in restored.values() {
-            states.push((r.meta.clone(), Box::new(RawCapture(Arc::new(raw_groups(r))))));
+            states.push((r.meta.clone(), Box::new(RawCapture(Arc::clone(&r.groups)))));
         }
         drop(restored);
         if states.len() > usize::from(u16::MAX) {
-            return Err(Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
-                .with_context("states", states.len()));
+            return Err(
+                Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
+                    .with_context("states", states.len()),
+            );
         }
         states.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         Ok(Box::new(HeapSnapshot {
@@ -373,33 +402,19 @@ impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
     }
 }
 
-fn raw_groups(r: &Restored) -> Vec<Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>, Vec<u8>)>> {
-    r.groups
-        .iter()
-        .map(|g| {
-            g.iter()
-                .map(|rec| {
-                    (
-                        rec.key.clone(),
-                        rec.namespace.clone(),
-                        rec.user_key.clone(),
-                        rec.value.clone(),
-                    )
-                })
-                .collect()
-        })
-        .collect()
-}
-
-type RawGroups = Vec<Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>, Vec<u8>)>>;
-
 /// A restored state that was not registered again: written back as it was read.
-struct RawCapture(Arc<RawGroups>);
+struct RawCapture(Arc<Vec<Vec<RawRecord>>>);
 
 impl Captured for RawCapture {
-    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, _now: u64) -> Result<()> {
-        for (key, ns, user_key, value) in &self.0[index] {
-            writer.raw_record(state, key, ns, user_key.as_deref(), value)?;
+    fn write_key_group(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        _now: u64,
+    ) -> Result<()> {
+        for r in &self.0[index] {
+            writer.raw_record(state, &r.key, &r.namespace, r.user_key.as_deref(), &r.value)?;
         }
         Ok(())
     }
@@ -419,7 +434,10 @@ impl fmt::Debug for HeapSnapshot {
         f.debug_struct("HeapSnapshot")
             .field("checkpoint_id", &self.checkpoint_id)
             .field("range", &self.range)
-            .field("states", &self.states.iter().map(|s| &s.0.name).collect::<Vec<_>>())
+            .field(
+                "states",
+                &self.states.iter().map(|s| &s.0.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -444,7 +462,8 @@ impl AsyncSnapshot for HeapSnapshot {
             states: self.states.iter().map(|(m, _)| m.clone()).collect(),
         };
         let out = streams.create(StateScope::Exclusive)?;
-        let mut writer = KeyedSnapshotWriter::new(out, &header, self.range, self.options.compression)?;
+        let mut writer =
+            KeyedSnapshotWriter::new(out, &header, self.range, self.options.compression)?;
         for (index, kg) in self.range.iter().enumerate() {
             writer.begin_key_group(kg)?;
             for (state, (_, captured)) in self.states.iter().enumerate() {

@@ -17,6 +17,9 @@ use parking_lot::Mutex;
 /// The map of one key group: (key, namespace) to the stored value.
 pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
 
+/// The maps of every key group of a table, as a snapshot captures them.
+pub(crate) type Groups<K, N, S> = Vec<Arc<GroupMap<K, N, S>>>;
+
 /// A borrowed (key, namespace) that looks up a `(K, N)` without cloning.
 struct Lookup<'a, K, N>(&'a K, &'a N);
 
@@ -40,7 +43,13 @@ pub(crate) type SnapshotWriter = KeyedSnapshotWriter<Box<dyn CheckpointOutputStr
 /// A table's view captured by the synchronous phase of a snapshot.
 pub(crate) trait Captured: Send {
     /// Writes the records of the key group at `index` in the backend's range.
-    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()>;
+    fn write_key_group(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        now: u64,
+    ) -> Result<()>;
 }
 
 /// What the backend keeps of each registered table.
@@ -51,7 +60,7 @@ pub(crate) trait Registered: Send + Sync {
 
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group.
 pub(crate) struct HeapTable<K, N, S> {
-    groups: Mutex<Vec<Arc<GroupMap<K, N, S>>>>,
+    groups: Mutex<Groups<K, N, S>>,
     range: KeyGroupRange,
     max_parallelism: u32,
     /// (key-group index, entries already visited in it) of incremental cleanup.
@@ -87,8 +96,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     }
 
     /// Adds a restored map entry to the map of (key, ns) in the key group at `index`.
-    pub(crate) fn insert_restored_entry<UK: StateKey, UV>(&self, index: usize, key: K, ns: N, user_key: UK, value: UV)
-    where
+    pub(crate) fn insert_restored_entry<UK: StateKey, UV>(
+        &self,
+        index: usize,
+        key: K,
+        ns: N,
+        user_key: UK,
+        value: UV,
+    ) where
         S: Default + Extend<(UK, UV)>,
     {
         if let Some(group) = self.groups.lock().get_mut(index) {
@@ -152,7 +167,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
 
     /// Changes the entry in place, creating it with `init` when absent; removes it when
     /// `keep` says so afterwards.
-    fn modify(&self, key: &K, ns: &N, init: impl FnOnce() -> S, f: impl FnOnce(&mut S), keep: impl FnOnce(&S) -> bool) -> Result<()> {
+    fn modify(
+        &self,
+        key: &K,
+        ns: &N,
+        init: impl FnOnce() -> S,
+        f: impl FnOnce(&mut S),
+        keep: impl FnOnce(&S) -> bool,
+    ) -> Result<()> {
         self.write(key, |map| {
             let remove = match map.get_mut(&Lookup(key, ns)) {
                 Some(slot) => {
@@ -226,7 +248,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         }
     }
 
-    fn captured_groups(&self) -> Vec<Arc<GroupMap<K, N, S>>> {
+    fn captured_groups(&self) -> Groups<K, N, S> {
         self.groups.lock().iter().map(Arc::clone).collect()
     }
 }
@@ -285,18 +307,30 @@ impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for HeapValueT
         Ok(self.table.keys(ns))
     }
     fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&V) -> bool) -> Result<()> {
-        self.table.cleanup(budget, |v| if keep(v) { Cleanup::Keep } else { Cleanup::Remove });
+        self.table.cleanup(budget, |v| {
+            if keep(v) {
+                Cleanup::Keep
+            } else {
+                Cleanup::Remove
+            }
+        });
         Ok(())
     }
 }
 
 pub(crate) struct ValueCapture<K, N, V> {
-    groups: Vec<Arc<GroupMap<K, N, V>>>,
+    groups: Groups<K, N, V>,
     filter: Option<SnapshotFilter<V>>,
 }
 
 impl<K: StateKey, N: StateKey, V: StateValue> Captured for ValueCapture<K, N, V> {
-    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()> {
+    fn write_key_group(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        now: u64,
+    ) -> Result<()> {
         for ((k, n), v) in self.groups[index].iter() {
             if self.filter.as_ref().is_none_or(|f| f(v, now)) {
                 writer.record(state, k, n, None::<&()>, v)?;
@@ -323,11 +357,17 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTab
             .read_unlocked(key, ns, |v| v.into_iter().flatten().for_each(f))
     }
     fn add(&self, key: &K, ns: &N, value: T) -> Result<()> {
-        self.table.modify(key, ns, Vec::new, |list| list.push(value), |_| true)
+        self.table
+            .modify(key, ns, Vec::new, |list| list.push(value), |_| true)
     }
     fn add_all(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()> {
-        self.table
-            .modify(key, ns, Vec::new, |list| list.extend(values), |l| !l.is_empty())
+        self.table.modify(
+            key,
+            ns,
+            Vec::new,
+            |list| list.extend(values),
+            |l| !l.is_empty(),
+        )
     }
     fn update(&self, key: &K, ns: &N, values: Vec<T>) -> Result<()> {
         if values.is_empty() {
@@ -360,12 +400,18 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTab
 }
 
 pub(crate) struct ListCapture<K, N, T> {
-    groups: Vec<Arc<GroupMap<K, N, Vec<T>>>>,
+    groups: Groups<K, N, Vec<T>>,
     filter: Option<SnapshotFilter<T>>,
 }
 
 impl<K: StateKey, N: StateKey, T: StateValue> Captured for ListCapture<K, N, T> {
-    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()> {
+    fn write_key_group(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        now: u64,
+    ) -> Result<()> {
         for ((k, n), list) in self.groups[index].iter() {
             match &self.filter {
                 Some(f) if !list.iter().all(|v| f(v, now)) => {
@@ -389,7 +435,9 @@ pub(crate) struct HeapMapTable<K, N, UK, UV> {
     pub(crate) filter: Option<SnapshotFilter<UV>>,
 }
 
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, UV> for HeapMapTable<K, N, UK, UV> {
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, UV>
+    for HeapMapTable<K, N, UK, UV>
+{
     fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
         self.table
             .read(key, ns, |m| m.and_then(|m| m.get(user_key)).cloned())
@@ -406,8 +454,13 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
         )
     }
     fn put_all(&self, key: &K, ns: &N, entries: Vec<(UK, UV)>) -> Result<()> {
-        self.table
-            .modify(key, ns, HashMap::new, |m| m.extend(entries), |m| !m.is_empty())
+        self.table.modify(
+            key,
+            ns,
+            HashMap::new,
+            |m| m.extend(entries),
+            |m| !m.is_empty(),
+        )
     }
     fn remove(&self, key: &K, ns: &N, user_key: &UK) -> Result<()> {
         let present = self
@@ -438,7 +491,8 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
         })
     }
     fn is_empty(&self, key: &K, ns: &N) -> Result<bool> {
-        self.table.read(key, ns, |m| m.is_none_or(HashMap::is_empty))
+        self.table
+            .read(key, ns, |m| m.is_none_or(HashMap::is_empty))
     }
     fn clear(&self, key: &K, ns: &N) -> Result<()> {
         self.table.take(key, ns).map(drop)
@@ -446,7 +500,11 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
     fn keys(&self, ns: &N) -> Result<Vec<K>> {
         Ok(self.table.keys(ns))
     }
-    fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&UV) -> bool) -> Result<()> {
+    fn cleanup_incrementally(
+        &self,
+        budget: usize,
+        keep: &mut dyn FnMut(&UV) -> bool,
+    ) -> Result<()> {
         self.table.cleanup(budget, |m| {
             let kept = m.values().filter(|v| keep(v)).count();
             if kept == m.len() {
@@ -467,12 +525,18 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
 }
 
 pub(crate) struct MapCapture<K, N, UK, UV> {
-    groups: Vec<Arc<GroupMap<K, N, HashMap<UK, UV>>>>,
+    groups: Groups<K, N, HashMap<UK, UV>>,
     filter: Option<SnapshotFilter<UV>>,
 }
 
 impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> Captured for MapCapture<K, N, UK, UV> {
-    fn write_key_group(&self, index: usize, state: u16, writer: &mut SnapshotWriter, now: u64) -> Result<()> {
+    fn write_key_group(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        now: u64,
+    ) -> Result<()> {
         for ((k, n), map) in self.groups[index].iter() {
             for (uk, uv) in map {
                 if self.filter.as_ref().is_none_or(|f| f(uv, now)) {

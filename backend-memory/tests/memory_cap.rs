@@ -90,6 +90,9 @@ fn compression_fits_more_state_under_the_cap() {
                 .map(|s| s.keyed.len()),
         );
     }
-    assert_eq!(results[0].as_ref().unwrap_err().kind(), ErrorKind::LimitExceeded);
+    assert_eq!(
+        results[0].as_ref().unwrap_err().kind(),
+        ErrorKind::LimitExceeded
+    );
     assert_eq!(*results[1].as_ref().unwrap(), 1);
 }

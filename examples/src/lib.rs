@@ -84,7 +84,9 @@ pub struct JobReport {
 impl JobReport {
     /// Whether every key was restored exactly once with its count.
     pub fn all_counts_survived(&self) -> bool {
-        self.mismatches.is_empty() && self.duplicates == 0 && self.matching as u64 == self.config.keys
+        self.mismatches.is_empty()
+            && self.duplicates == 0
+            && self.matching as u64 == self.config.keys
     }
 }
 
@@ -107,7 +109,11 @@ impl fmt::Display for JobReport {
             c.parallelism_after, self.keys_per_subtask, self.restored_offsets
         )?;
         if self.all_counts_survived() {
-            write!(f, "OK: all {} counts survived the rescale, each key exactly once", self.matching)
+            write!(
+                f,
+                "OK: all {} counts survived the rescale, each key exactly once",
+                self.matching
+            )
         } else {
             write!(
                 f,
@@ -162,7 +168,8 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
     for i in 0..config.events {
         let key = word(event_key(i, config.keys));
         let kg = key_group_for_key(&key, max_p)?;
-        let state = &states[operator_index_for_key_group(max_p, config.parallelism_before, kg) as usize];
+        let state =
+            &states[operator_index_for_key_group(max_p, config.parallelism_before, kg) as usize];
         let n = state.get(&key, &())?.unwrap_or(0);
         state.update(&key, &(), n + 1)?;
         *expected.entry(key).or_default() += 1;
@@ -171,7 +178,10 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
         // Source split i read up to this offset.
         operator
             .list_state::<(u32, u64)>("source-offsets")?
-            .update(vec![(i as u32, config.events / u64::from(config.parallelism_before))]);
+            .update(vec![(
+                i as u32,
+                config.events / u64::from(config.parallelism_before),
+            )]);
     }
 
     // Checkpoint 1: synchronous phases on the task, asynchronous phases on other threads.
@@ -218,8 +228,10 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
     for i in 0..config.parallelism_after {
         let range = KeyGroupRange::for_subtask(max_p, config.parallelism_after, i)?;
         let backend = factory.create_keyed_backend::<String>(
-            KeyedBackendParams::new(max_p, range)
-                .restore(keyed_handles_for(all_keyed.iter().copied(), range), Some(Arc::clone(&reader))),
+            KeyedBackendParams::new(max_p, range).restore(
+                keyed_handles_for(all_keyed.iter().copied(), range),
+                Some(Arc::clone(&reader)),
+            ),
         )?;
         let state = backend.value_state::<u64, ()>(&counts)?;
         let keys = state.state_keys(&())?;

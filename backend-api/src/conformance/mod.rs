@@ -1,1 +1,394 @@
-//! placeholder
+//! The conformance suite that every keyed state backend runs. **Not semver-stable**: cases
+//! are added, renamed and tightened as the contract is pinned down.
+//!
+//! A backend crate runs the whole suite from an integration test, one `#[test]` per case, so
+//! a failure names the case:
+//!
+//! ```ignore
+//! // backend-memory/tests/conformance.rs
+//! use cornerstone_backend_api::conformance::MemoryStorageHarness;
+//! use cornerstone_backend_memory::MemoryStateBackend;
+//! cornerstone_backend_api::conformance_suite!(MemoryStorageHarness::new(MemoryStateBackend::new()));
+//! ```
+//!
+//! A backend that cannot run every case lists the cases it runs with
+//! `conformance_suite!(@each harness; case_a, case_b)`. Cases that depend on an optional
+//! capability ask the [`Harness`] and skip out loud (they print why) when it is missing.
+//!
+//! Every case is a `pub fn case<H: Harness>(h: &H)` that panics on failure. The harness is
+//! built anew for every test, so cases do not share storage.
+//!
+//! # Topics
+//! - `value`, `list`, `map`, `reducing`: the semantics of every state kind, with namespaces;
+//! - `registration`: names, descriptors and conflicts, parameter checks;
+//! - `keygroups`: key-group ranges and isolation;
+//! - `ttl`: time-to-live with a [`ManualClock`];
+//! - `snapshot`: round trips, the synchronous/asynchronous split, failed writes;
+//! - `compat`: restoring with incompatible descriptors;
+//! - `corruption`: damaged snapshots are detected, never panic;
+//! - `rescale`: restores at another parallelism;
+//! - `operator`: operator list, union and broadcast state;
+//! - `model`: a model-based property test against a `BTreeMap`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use crate::backend::{KeyedBackendParams, StateBackend, StateBackendFactory};
+use crate::clock::ManualClock;
+use crate::descriptor::StateKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handles::{CheckpointId, KeyedStateHandle, StreamStateHandle, SubtaskState};
+use crate::keygroup::{KeyGroupRange, key_group_for_key};
+use crate::stream::{CheckpointStreamFactory, MemoryCheckpointStorage, StateReader};
+
+mod compat;
+mod corruption;
+mod faults;
+mod keygroups;
+mod list;
+mod map;
+mod model;
+mod operator;
+mod reducing;
+mod registration;
+mod rescale;
+mod snapshot;
+mod ttl;
+mod value;
+
+pub use compat::*;
+pub use corruption::*;
+pub use faults::{FailingStreamFactory, FailureMode};
+pub use keygroups::*;
+pub use list::*;
+pub use map::*;
+pub use model::*;
+pub use operator::*;
+pub use reducing::*;
+pub use registration::*;
+pub use rescale::*;
+pub use snapshot::*;
+pub use ttl::*;
+pub use value::*;
+
+/// What the suite needs from a backend under test: a factory, and checkpoint storage to
+/// write snapshots into and read them back from.
+pub trait Harness {
+    /// The factory of the backend under test.
+    type Factory: StateBackendFactory;
+
+    /// A factory for backends under test (a fresh one per call is fine).
+    fn factory(&self) -> Self::Factory;
+
+    /// The stream factory of checkpoint `id` in this harness's storage.
+    fn stream_factory(&self, id: CheckpointId) -> Box<dyn CheckpointStreamFactory>;
+
+    /// Reads files of that storage.
+    fn reader(&self) -> Option<Arc<dyn StateReader>>;
+
+    /// Whether TTL's incremental cleanup removes expired entries as the state is accessed
+    /// (heap backends). Backends that clean up elsewhere (RocksDB compactions) return
+    /// `false`, and the cases that observe incremental cleanup skip.
+    fn incremental_ttl_cleanup(&self) -> bool {
+        true
+    }
+}
+
+/// A harness over a factory that stores snapshot files in a [`MemoryCheckpointStorage`].
+#[derive(Debug, Clone)]
+pub struct MemoryStorageHarness<F> {
+    /// The factory of the backend under test.
+    pub factory: F,
+    /// Where snapshots are written.
+    pub storage: MemoryCheckpointStorage,
+}
+
+impl<F> MemoryStorageHarness<F> {
+    /// A harness over `factory` with empty storage.
+    pub fn new(factory: F) -> Self {
+        MemoryStorageHarness {
+            factory,
+            storage: MemoryCheckpointStorage::new(),
+        }
+    }
+}
+
+impl<F: StateBackendFactory + Clone> Harness for MemoryStorageHarness<F> {
+    type Factory = F;
+
+    fn factory(&self) -> F {
+        self.factory.clone()
+    }
+
+    fn stream_factory(&self, id: CheckpointId) -> Box<dyn CheckpointStreamFactory> {
+        Box::new(self.storage.stream_factory(id))
+    }
+
+    fn reader(&self) -> Option<Arc<dyn StateReader>> {
+        Some(Arc::new(self.storage.clone()))
+    }
+}
+
+/// Runs the conformance suite against a harness expression: one `#[test]` per case. The
+/// expression is evaluated once per test.
+///
+/// `conformance_suite!(@each harness; case_a, case_b)` runs only the listed cases.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($h:expr) => {
+        $crate::conformance_suite!(@each $h;
+            // value
+            value_get_update_clear,
+            value_transform,
+            value_namespaces_isolate,
+            value_window_namespaces_and_state_keys,
+            value_struct_values,
+            // list
+            list_get_add_add_all_update_clear,
+            list_for_each_in_insertion_order,
+            list_empty_update_clears,
+            list_merge_namespaces,
+            // map
+            map_get_put_remove_contains,
+            map_put_all_entries_keys_values,
+            map_is_empty_clear_for_each,
+            map_removing_last_entry_removes_key,
+            map_namespaces_isolate,
+            // reducing and aggregating
+            reducing_add_get_clear,
+            reducing_merge_namespaces,
+            aggregating_average,
+            aggregating_merge_namespaces,
+            // iteration and clear
+            state_keys_iterates_every_key_once,
+            clear_of_one_key_keeps_others,
+            // registration
+            same_name_returns_same_data,
+            same_name_other_value_type_is_rejected,
+            same_name_other_kind_is_rejected,
+            same_name_other_namespace_or_ttl_is_rejected,
+            empty_state_name_is_rejected,
+            invalid_params_are_rejected,
+            registered_states_lists_states_by_name,
+            // key groups
+            foreign_key_is_rejected,
+            backend_reports_its_range,
+            keys_in_different_key_groups_do_not_interfere,
+            // ttl
+            ttl_on_create_and_write,
+            ttl_on_read_and_write_refreshes_on_read,
+            ttl_never_return_expired,
+            ttl_return_expired_if_not_cleaned_up,
+            ttl_expires_exactly_at_ttl,
+            ttl_list_elements_expire_individually,
+            ttl_list_return_expired_keeps_order,
+            ttl_map_entries_expire_individually,
+            ttl_reducing_restarts_after_expiry,
+            ttl_cleanup_full_snapshot_drops_expired,
+            ttl_expired_kept_in_snapshot_without_cleanup,
+            ttl_timestamps_survive_restore,
+            ttl_incremental_cleanup_removes_expired_values,
+            ttl_incremental_cleanup_lists_and_maps,
+            // snapshots
+            snapshot_roundtrip_value,
+            snapshot_roundtrip_list,
+            snapshot_roundtrip_map,
+            snapshot_roundtrip_reducing_and_aggregating,
+            snapshot_roundtrip_string_keys_struct_values,
+            snapshot_roundtrip_many_keys,
+            snapshot_empty_backend,
+            snapshot_keeps_registered_empty_state,
+            snapshot_excludes_later_updates,
+            snapshot_excludes_later_deletes,
+            snapshot_excludes_later_list_adds,
+            snapshot_excludes_later_map_puts,
+            two_snapshots_outstanding,
+            async_phase_on_another_thread,
+            failed_stream_create_leaves_backend_working,
+            failed_stream_write_leaves_backend_working,
+            unregistered_restored_state_survives_second_cycle,
+            // compatibility
+            restore_with_other_value_type_fails,
+            restore_with_other_kind_fails,
+            restore_with_ttl_toggled_fails,
+            restore_with_other_key_type_fails,
+            // corruption
+            corrupted_snapshot_byte_is_detected,
+            truncated_snapshot_is_detected,
+            // rescale
+            rescale_1_to_3,
+            rescale_3_to_1,
+            rescale_4_to_6,
+            rescale_max_parallelism_7,
+            rescale_max_parallelism_1000,
+            rescale_twice_without_registering,
+            // operator state
+            operator_split_2_to_3,
+            operator_split_3_to_2,
+            operator_split_same_parallelism_keeps_assignment,
+            operator_union_every_subtask_gets_all,
+            operator_broadcast_same_map_everywhere,
+            operator_restore_with_other_mode_fails,
+            operator_unregistered_state_survives,
+            // model
+            model_check
+        );
+    };
+    (@each $h:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::$case(&$h);
+            }
+        )+
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared helpers of the cases.
+
+/// The keyed backend of a harness for keys `K`.
+pub(crate) type Backend<H, K> = <<H as Harness>::Factory as StateBackendFactory>::Backend<K>;
+
+/// The max parallelism of most cases.
+pub(crate) const MAX_P: u32 = 128;
+
+/// The time the manual clocks of the cases start at.
+pub(crate) const T0: u64 = 1_000_000;
+
+/// A manual clock standing at [`T0`].
+pub(crate) fn clock() -> ManualClock {
+    ManualClock::new(T0)
+}
+
+/// The parameters of a fresh backend over `range` of `max_p` key groups, with `clock`.
+pub(crate) fn params(clock: &ManualClock, max_p: u32, range: KeyGroupRange) -> KeyedBackendParams {
+    KeyedBackendParams::new(max_p, range).clock(Arc::new(clock.clone()))
+}
+
+/// Creates a backend.
+pub(crate) fn create<H: Harness, K: StateKey>(
+    h: &H,
+    params: KeyedBackendParams,
+) -> Result<Backend<H, K>> {
+    h.factory().create_keyed_backend::<K>(params)
+}
+
+/// A fresh backend owning all [`MAX_P`] key groups.
+#[track_caller]
+pub(crate) fn fresh<H: Harness, K: StateKey>(h: &H, clock: &ManualClock) -> Backend<H, K> {
+    create::<H, K>(h, params(clock, MAX_P, KeyGroupRange::all(MAX_P)))
+        .expect("create a fresh backend")
+}
+
+/// Runs both phases of a snapshot into the harness's storage.
+#[track_caller]
+pub(crate) fn checkpoint<H: Harness, B: StateBackend + ?Sized>(
+    h: &H,
+    backend: &B,
+    id: u64,
+) -> SubtaskState {
+    let snapshot = backend
+        .snapshot(CheckpointId(id))
+        .expect("synchronous phase of a snapshot");
+    write_snapshot(h, snapshot, id)
+}
+
+/// Runs the asynchronous phase of a snapshot into the harness's storage.
+#[track_caller]
+pub(crate) fn write_snapshot<H: Harness>(
+    h: &H,
+    snapshot: Box<dyn crate::backend::AsyncSnapshot>,
+    id: u64,
+) -> SubtaskState {
+    assert_eq!(
+        snapshot.checkpoint_id(),
+        CheckpointId(id),
+        "checkpoint id of the snapshot"
+    );
+    snapshot
+        .write(&*h.stream_factory(CheckpointId(id)))
+        .expect("asynchronous phase of a snapshot")
+}
+
+/// Restores a backend over `range` of `max_p` key groups from `handles` (filtered to those
+/// overlapping `range`).
+pub(crate) fn restore<H: Harness, K: StateKey>(
+    h: &H,
+    clock: &ManualClock,
+    max_p: u32,
+    range: KeyGroupRange,
+    handles: &[KeyedStateHandle],
+) -> Result<Backend<H, K>> {
+    let handles = crate::rescale::keyed_handles_for(handles, range);
+    create::<H, K>(h, params(clock, max_p, range).restore(handles, h.reader()))
+}
+
+/// Snapshots `backend` and restores a new backend with the same range from it.
+#[track_caller]
+pub(crate) fn roundtrip<H: Harness, K: StateKey>(
+    h: &H,
+    backend: &Backend<H, K>,
+    clock: &ManualClock,
+    id: u64,
+) -> Backend<H, K> {
+    let state = checkpoint(h, backend, id);
+    restore::<H, K>(
+        h,
+        clock,
+        backend.max_parallelism(),
+        backend.key_group_range(),
+        &state.keyed,
+    )
+    .expect("restore from a snapshot")
+}
+
+/// Asserts that `result` is an error of `kind`, and returns the error.
+#[track_caller]
+pub(crate) fn expect_err<T: Debug>(result: Result<T>, kind: ErrorKind) -> Error {
+    match result {
+        Ok(value) => panic!("expected an error of kind {kind:?}, got Ok({value:?})"),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "unexpected error kind: {e}");
+            e
+        }
+    }
+}
+
+/// `v`, sorted.
+pub(crate) fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+/// The key group of `key`.
+#[track_caller]
+pub(crate) fn kg<K: serde::Serialize + ?Sized>(key: &K, max_p: u32) -> u32 {
+    key_group_for_key(key, max_p).expect("key group of a key")
+}
+
+/// The first `u64` key at or after `from` whose key group satisfies `pred`.
+#[track_caller]
+pub(crate) fn key_where(max_p: u32, from: u64, pred: impl Fn(u32) -> bool) -> u64 {
+    (from..from + 1_000_000)
+        .find(|k| pred(kg(k, max_p)))
+        .expect("a key with a key group as wanted")
+}
+
+/// Every stream of a keyed handle, for editing.
+pub(crate) fn keyed_streams_mut(handle: &mut KeyedStateHandle) -> Vec<&mut StreamStateHandle> {
+    match handle {
+        KeyedStateHandle::KeyGroups(h) => vec![&mut h.stream],
+        KeyedStateHandle::Incremental(h) => std::iter::once(&mut h.meta)
+            .chain(h.shared.iter_mut().map(|f| &mut f.handle))
+            .chain(h.private.iter_mut().map(|f| &mut f.handle))
+            .collect(),
+    }
+}
+
+/// Says that a case skips, and why.
+pub(crate) fn skip(case: &str, why: &str) {
+    eprintln!("conformance case {case} skipped: {why}");
+}
