@@ -483,6 +483,21 @@ impl AsyncSnapshot for HeapSnapshot {
     }
 }
 
+/// Decodes a restored (key, namespace, value) record into the key group at `index`.
+fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
+    table: &HeapTable<K, N, S>,
+    index: usize,
+    r: &RawRecord,
+) -> Result<()> {
+    table.insert_restored(
+        index,
+        codec::decode(&r.key)?,
+        codec::decode(&r.namespace)?,
+        codec::decode(&r.value)?,
+    );
+    Ok(())
+}
+
 impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
     fn value_table<N: StateKey, V: StateValue>(
         &self,
@@ -495,15 +510,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
             },
-            |t, index, r| {
-                t.table.insert_restored(
-                    index,
-                    codec::decode(&r.key)?,
-                    codec::decode(&r.namespace)?,
-                    codec::decode(&r.value)?,
-                );
-                Ok(())
-            },
+            |t, index, r| insert_decoded(&t.table, index, r),
         )?;
         Ok(table)
     }
@@ -519,15 +526,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::<K, N, Vec<T>>::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
             },
-            |t, index, r| {
-                t.table.insert_restored(
-                    index,
-                    codec::decode(&r.key)?,
-                    codec::decode(&r.namespace)?,
-                    codec::decode(&r.value)?,
-                );
-                Ok(())
-            },
+            |t, index, r| insert_decoded(&t.table, index, r),
         )?;
         Ok(table)
     }
