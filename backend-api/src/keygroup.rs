@@ -75,7 +75,11 @@ pub fn operator_index_for_key_group(max_parallelism: u32, parallelism: u32, key_
 }
 
 /// A contiguous, inclusive range of key groups, possibly empty.
+///
+/// Deserializing checks that the range is well formed, so a range read from storage never
+/// has its end before its start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RangeRepr", into = "RangeRepr")]
 pub struct KeyGroupRange {
     start: u32,
     /// Exclusive end; `start == end` is the empty range.
@@ -182,6 +186,35 @@ impl KeyGroupRange {
     }
 }
 
+/// The stored form of a [`KeyGroupRange`]: start and exclusive end.
+#[derive(Serialize, Deserialize)]
+struct RangeRepr {
+    start: u32,
+    end: u32,
+}
+
+impl TryFrom<RangeRepr> for KeyGroupRange {
+    type Error = String;
+    fn try_from(r: RangeRepr) -> std::result::Result<Self, String> {
+        if r.end < r.start || r.end > MAX_PARALLELISM_UPPER_BOUND {
+            return Err(format!("invalid key-group range {}..{}", r.start, r.end));
+        }
+        Ok(KeyGroupRange {
+            start: r.start,
+            end: r.end,
+        })
+    }
+}
+
+impl From<KeyGroupRange> for RangeRepr {
+    fn from(r: KeyGroupRange) -> Self {
+        RangeRepr {
+            start: r.start,
+            end: r.end,
+        }
+    }
+}
+
 impl fmt::Debug for KeyGroupRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -247,6 +280,21 @@ mod tests {
         assert_eq!(mur3::murmurhash3_x86_32(b"hello", 0), 0x248b_fa47);
         let kg = key_group_for_key(&42u64, 128).unwrap();
         assert_eq!(kg, key_group_for_bytes(&42u64.to_be_bytes(), 128));
+    }
+
+    #[test]
+    fn malformed_ranges_do_not_deserialize() {
+        let bytes = crate::codec::encode(&(10u32, 5u32)).unwrap();
+        assert!(crate::codec::decode::<KeyGroupRange>(&bytes).is_err());
+        let bytes = crate::codec::encode(&(0u32, 40_000u32)).unwrap();
+        assert!(crate::codec::decode::<KeyGroupRange>(&bytes).is_err());
+        let r = KeyGroupRange::new(3, 9);
+        let back: KeyGroupRange = crate::codec::decode(&crate::codec::encode(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            crate::codec::encode(&r).unwrap(),
+            crate::codec::encode(&(3u32, 10u32)).unwrap()
+        );
     }
 
     #[test]

@@ -1,0 +1,862 @@
+//! The completed-checkpoint store of one job: the commit protocol, retention, cleanup on
+//! termination, savepoints and restore (DESIGN.md §4).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use cornerstone_backend_api::{
+    CheckpointId, Error, ErrorKind, Result, SharedClock, StateScope, SubtaskState,
+    clock::system_clock,
+};
+use parking_lot::Mutex;
+
+use crate::codec::{self, MetadataCompression};
+use crate::layout;
+use crate::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
+use crate::store::{
+    CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, StoreStateReader,
+    StoreStreamFactory, random_name,
+};
+
+/// What happens to a job's externalized checkpoints when it terminates (DESIGN.md §4).
+///
+/// | policy | finished | cancelled | failed | suspended |
+/// |---|---|---|---|---|
+/// | `NoExternalized` (default) | delete | delete | delete | delete |
+/// | `DeleteOnCancellation` | delete | delete | keep | delete |
+/// | `RetainOnCancellation` | delete | keep | keep | keep |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CleanupPolicy {
+    /// Checkpoints are not externalized: always deleted.
+    #[default]
+    NoExternalized,
+    /// Kept only when the job failed.
+    DeleteOnCancellation,
+    /// Deleted only when the job finished.
+    RetainOnCancellation,
+}
+
+/// How a job terminated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// It finished.
+    Finished,
+    /// It was cancelled.
+    Cancelled,
+    /// It failed for good.
+    Failed,
+    /// It was suspended (e.g. the cluster lost leadership).
+    Suspended,
+}
+
+impl CleanupPolicy {
+    /// Whether the retained checkpoints are deleted when the job terminates with `status`.
+    pub fn deletes_on(self, status: JobStatus) -> bool {
+        use CleanupPolicy as P;
+        use JobStatus as S;
+        match (self, status) {
+            (P::NoExternalized, _) => true,
+            (P::DeleteOnCancellation, S::Failed) => false,
+            (P::DeleteOnCancellation, _) => true,
+            (P::RetainOnCancellation, S::Finished) => true,
+            (P::RetainOnCancellation, _) => false,
+        }
+    }
+}
+
+/// Restore ownership (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ClaimMode {
+    /// The restored files stay owned by whoever wrote them and are never deleted by this job;
+    /// new checkpoints may not reference them (the first new checkpoint is full).
+    #[default]
+    NoClaim,
+    /// The restored checkpoint becomes owned by this job and is subsumed normally.
+    /// Savepoints are never deleted automatically, so claiming one is the same as `NoClaim`.
+    Claim,
+}
+
+/// The configuration of a [`CompletedCheckpointStore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CheckpointConfig {
+    /// How many completed checkpoints are retained (at least 1; default 1).
+    pub num_retained: usize,
+    /// Streams smaller than this are kept inline in `_metadata` (default 20 KiB).
+    pub inline_threshold: usize,
+    /// The chunk size of state-file uploads (default 1 MiB).
+    pub write_chunk_size: usize,
+    /// What happens to retained checkpoints when the job terminates.
+    pub cleanup: CleanupPolicy,
+    /// How `_metadata` bodies are stored (default zstd).
+    pub compression: MetadataCompression,
+    /// Where timestamps come from.
+    pub clock: SharedClock,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            num_retained: 1,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            write_chunk_size: DEFAULT_WRITE_CHUNK_SIZE,
+            cleanup: CleanupPolicy::default(),
+            compression: MetadataCompression::default(),
+            clock: system_clock(),
+        }
+    }
+}
+
+impl CheckpointConfig {
+    /// Sets `num_retained` (values below 1 mean 1).
+    #[must_use]
+    pub fn num_retained(mut self, n: usize) -> Self {
+        self.num_retained = n.max(1);
+        self
+    }
+    /// Sets the inline threshold.
+    #[must_use]
+    pub fn inline_threshold(mut self, bytes: usize) -> Self {
+        self.inline_threshold = bytes;
+        self
+    }
+    /// Sets the upload chunk size.
+    #[must_use]
+    pub fn write_chunk_size(mut self, bytes: usize) -> Self {
+        self.write_chunk_size = bytes.max(1);
+        self
+    }
+    /// Sets the cleanup policy.
+    #[must_use]
+    pub fn cleanup(mut self, policy: CleanupPolicy) -> Self {
+        self.cleanup = policy;
+        self
+    }
+    /// Sets the `_metadata` compression.
+    #[must_use]
+    pub fn compression(mut self, compression: MetadataCompression) -> Self {
+        self.compression = compression;
+        self
+    }
+    /// Sets the clock.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// A committed checkpoint or savepoint: its metadata and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedCheckpoint {
+    /// The decoded `_metadata`.
+    pub metadata: Arc<CheckpointMetadata>,
+    /// The path of `_metadata` in the store.
+    pub metadata_path: String,
+    /// The directory handle paths are relative to: the job directory of a checkpoint, the
+    /// savepoint directory of a savepoint.
+    pub base_dir: String,
+}
+
+impl CompletedCheckpoint {
+    /// The checkpoint id.
+    pub fn id(&self) -> CheckpointId {
+        self.metadata.checkpoint_id
+    }
+
+    /// The directory that holds `_metadata`.
+    pub fn dir(&self) -> String {
+        layout::parent_dir(&self.metadata_path)
+    }
+
+    /// The full paths (in the store) of every referenced file, with their scope.
+    pub(crate) fn file_paths(&self) -> Vec<(String, StateScope)> {
+        self.metadata
+            .files()
+            .into_iter()
+            .map(|f| (layout::join(&self.base_dir, &f.path), f.scope))
+            .collect()
+    }
+}
+
+/// Reads and decodes a `_metadata` and works out its base directory.
+pub(crate) fn load_completed(
+    store: &CheckpointStore,
+    metadata_path: &str,
+) -> Result<CompletedCheckpoint> {
+    let bytes = store.read_all(metadata_path)?;
+    let metadata = codec::decode(&bytes).map_err(|e| e.with_context("path", metadata_path))?;
+    let dir = layout::parent_dir(metadata_path);
+    let base_dir = match metadata.kind {
+        SnapshotKind::Checkpoint => layout::parent_dir(&dir),
+        SnapshotKind::Savepoint => dir,
+    };
+    Ok(CompletedCheckpoint {
+        metadata: Arc::new(metadata),
+        metadata_path: metadata_path.to_owned(),
+        base_dir,
+    })
+}
+
+/// The `(id, dir)` of every `chk-N/` directory in `job_dir`, sorted numerically.
+pub(crate) fn checkpoint_dirs(
+    store: &CheckpointStore,
+    job_dir: &str,
+) -> Result<Vec<(CheckpointId, String)>> {
+    let mut dirs: Vec<(CheckpointId, String)> = store
+        .list(job_dir, false)?
+        .into_iter()
+        .filter_map(|e| {
+            let name = layout::file_name(&e.path);
+            layout::parse_checkpoint_dir(name).map(|id| (id, layout::checkpoint_dir(job_dir, id)))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    Ok(dirs)
+}
+
+impl CheckpointStore {
+    /// Resolves a restore location (DESIGN.md §4): a `_metadata` path, a `chk-N/` or
+    /// savepoint directory, or a job directory (its latest complete checkpoint; `chk-N/`
+    /// without a valid `_metadata` are skipped).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] when nothing restorable is there; decoding errors of an
+    /// explicitly named `_metadata`.
+    pub fn resolve(&self, path: &str) -> Result<CompletedCheckpoint> {
+        let trimmed = path.trim_start_matches('/');
+        if layout::file_name(trimmed) == layout::METADATA_FILE && !trimmed.ends_with('/') {
+            return load_completed(self, trimmed);
+        }
+        let dir = layout::normalize_dir(trimmed)?;
+        let meta = layout::metadata_path(&dir);
+        if self.exists(&meta)? {
+            return load_completed(self, &meta);
+        }
+        for (_, chk) in checkpoint_dirs(self, &dir)?.into_iter().rev() {
+            if let Ok(done) = load_completed(self, &layout::metadata_path(&chk))
+                && done.metadata.kind == SnapshotKind::Checkpoint
+            {
+                return Ok(done);
+            }
+        }
+        Err(
+            Error::not_found("no complete checkpoint or savepoint to restore")
+                .with_context("path", path),
+        )
+    }
+
+    /// Disposes of a savepoint (its directory or its `_metadata`): deletes `_metadata` first,
+    /// so a half-deleted savepoint is never restorable, then the rest of the directory.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the location is a checkpoint, or neither a valid
+    /// savepoint nor a directory named `savepoint-…`; storage errors.
+    pub fn dispose_savepoint(&self, path: &str) -> Result<()> {
+        let trimmed = path.trim_start_matches('/');
+        let dir = if layout::file_name(trimmed) == layout::METADATA_FILE && !trimmed.ends_with('/')
+        {
+            layout::parent_dir(trimmed)
+        } else {
+            layout::normalize_dir(trimmed)?
+        };
+        let meta = layout::metadata_path(&dir);
+        match load_completed(self, &meta) {
+            Ok(done) if done.metadata.kind == SnapshotKind::Savepoint => {}
+            Ok(_) => {
+                return Err(Error::invalid_input(
+                    "refusing to dispose of a checkpoint as a savepoint",
+                )
+                .with_context("path", &meta));
+            }
+            Err(e)
+                if layout::is_savepoint_dir(layout::file_name(&dir))
+                    && e.kind() != ErrorKind::Unavailable => {}
+            Err(e) => return Err(e),
+        }
+        self.delete(&meta)?;
+        self.remove_all(&dir)?;
+        self.delete_dir_if_empty(&dir);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Retained {
+    done: CompletedCheckpoint,
+    /// Restored from another location in `Claim` mode: deleted on subsumption, but new
+    /// checkpoints cannot reference its files.
+    foreign: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    retained: Vec<Retained>,
+    cleanup_failures: Vec<String>,
+    terminated: bool,
+}
+
+struct JobInner {
+    store: CheckpointStore,
+    job_id: String,
+    job_dir: String,
+    config: CheckpointConfig,
+    state: Mutex<State>,
+}
+
+/// The completed checkpoints of one job, in `<job-id>/` of a [`CheckpointStore`].
+///
+/// Opening it recovers the complete checkpoints from storage (ids sorted as numbers; a
+/// `chk-N/` without a valid `_metadata` is ignored and left for garbage collection).
+/// [`begin_checkpoint`](Self::begin_checkpoint) returns a [`PendingCheckpoint`] whose stream
+/// factory backends write through; [`PendingCheckpoint::commit`] writes `_metadata` last and
+/// atomically, then subsumes checkpoints beyond `num_retained`, deleting only files that no
+/// retained checkpoint references. Savepoint and task-owned files are never deleted.
+///
+/// Clones share the same state.
+#[derive(Clone)]
+pub struct CompletedCheckpointStore {
+    inner: Arc<JobInner>,
+}
+
+impl fmt::Debug for CompletedCheckpointStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompletedCheckpointStore")
+            .field("job_dir", &self.inner.job_dir)
+            .field("retained", &self.checkpoint_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompletedCheckpointStore {
+    /// Opens the checkpoints of `job_id` in `store` and recovers the completed ones.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a bad job id; storage errors while listing or reading.
+    pub fn open(store: &CheckpointStore, job_id: &str, config: CheckpointConfig) -> Result<Self> {
+        let job_dir = layout::job_dir(job_id)?;
+        let mut retained = Vec::new();
+        for (id, dir) in checkpoint_dirs(store, &job_dir)? {
+            let meta = layout::metadata_path(&dir);
+            match load_completed(store, &meta) {
+                Ok(done) if done.metadata.kind == SnapshotKind::Checkpoint && done.id() == id => {
+                    retained.push(Retained {
+                        done,
+                        foreign: false,
+                    });
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::NotFound | ErrorKind::Corrupted | ErrorKind::Unsupported
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(CompletedCheckpointStore {
+            inner: Arc::new(JobInner {
+                store: store.clone(),
+                job_id: job_id.to_owned(),
+                job_dir,
+                config,
+                state: Mutex::new(State {
+                    retained,
+                    ..State::default()
+                }),
+            }),
+        })
+    }
+
+    /// The job directory (`<job-id>/`).
+    pub fn job_dir(&self) -> &str {
+        &self.inner.job_dir
+    }
+
+    /// The ids of the retained checkpoints, ascending.
+    pub fn checkpoint_ids(&self) -> Vec<CheckpointId> {
+        self.inner
+            .state
+            .lock()
+            .retained
+            .iter()
+            .map(|r| r.done.id())
+            .collect()
+    }
+
+    /// The retained checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Vec<CompletedCheckpoint> {
+        self.inner
+            .state
+            .lock()
+            .retained
+            .iter()
+            .map(|r| r.done.clone())
+            .collect()
+    }
+
+    /// The latest retained checkpoint.
+    pub fn latest(&self) -> Option<CompletedCheckpoint> {
+        self.inner
+            .state
+            .lock()
+            .retained
+            .last()
+            .map(|r| r.done.clone())
+    }
+
+    /// Cleanup steps that failed (their files are left for garbage collection).
+    pub fn cleanup_failures(&self) -> Vec<String> {
+        self.inner.state.lock().cleanup_failures.clone()
+    }
+
+    /// Starts checkpoint `id`, which must be above every retained checkpoint.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a non-increasing id; [`ErrorKind::AlreadyExists`] when
+    /// `chk-N/_metadata` exists; [`ErrorKind::Closed`] after [`terminate`](Self::terminate).
+    pub fn begin_checkpoint(&self, id: CheckpointId) -> Result<PendingCheckpoint> {
+        let inner = &self.inner;
+        {
+            let state = inner.state.lock();
+            if state.terminated {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the job's checkpoint store was terminated",
+                )
+                .with_context("job", &inner.job_id));
+            }
+            if let Some(last) = state.retained.iter().map(|r| r.done.id()).max()
+                && id <= last
+            {
+                return Err(Error::invalid_input("checkpoint ids must increase")
+                    .with_context("checkpoint", id)
+                    .with_context("latest", last));
+            }
+        }
+        let dir = layout::checkpoint_dir(&inner.job_dir, id);
+        if inner.store.exists(&layout::metadata_path(&dir))? {
+            return Err(
+                Error::new(ErrorKind::AlreadyExists, "checkpoint is already complete")
+                    .with_context("checkpoint", id)
+                    .with_context("path", &dir),
+            );
+        }
+        Ok(self.pending(id, SnapshotKind::Checkpoint, inner.job_dir.clone(), dir))
+    }
+
+    /// Starts a savepoint at checkpoint `id` in a new directory
+    /// `<savepoint_parent>/savepoint-<6 of job id>-<random>/`. Savepoints are self-contained
+    /// (every file inside the directory, paths relative to it) and never deleted
+    /// automatically.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a bad directory.
+    pub fn begin_savepoint(
+        &self,
+        id: CheckpointId,
+        savepoint_parent: &str,
+    ) -> Result<PendingCheckpoint> {
+        let parent = layout::normalize_dir(savepoint_parent)?;
+        let random: String = random_name().chars().take(12).collect();
+        let dir = format!(
+            "{parent}{}/",
+            layout::savepoint_dir_name(&self.inner.job_id, &random)
+        );
+        Ok(self.pending(id, SnapshotKind::Savepoint, dir.clone(), dir))
+    }
+
+    fn pending(
+        &self,
+        id: CheckpointId,
+        kind: SnapshotKind,
+        base: String,
+        dir: String,
+    ) -> PendingCheckpoint {
+        let config = &self.inner.config;
+        let factory = StoreStreamFactory::new(
+            self.inner.store.clone(),
+            id,
+            base,
+            kind == SnapshotKind::Savepoint,
+            config.inline_threshold,
+            config.write_chunk_size,
+        );
+        PendingCheckpoint {
+            job: self.clone(),
+            id,
+            kind,
+            dir,
+            trigger_timestamp_ms: config.clock.now_millis(),
+            factory: Arc::new(factory),
+            operators: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// Registers a restore point with `mode` (see [`ClaimMode`]) and returns a reader for its
+    /// handles. `Claim` of a checkpoint makes it owned: it is subsumed (deleted) like this
+    /// job's own checkpoints. Either way, new checkpoints can only reference files this job
+    /// wrote, so the first checkpoint after a restore from elsewhere is full.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for `NoClaim` of a checkpoint inside this job's own
+    /// directory (its files are this job's: use `Claim`).
+    pub fn restore(
+        &self,
+        point: &CompletedCheckpoint,
+        mode: ClaimMode,
+    ) -> Result<StoreStateReader> {
+        let own = point.base_dir == self.inner.job_dir;
+        let checkpoint = point.metadata.kind == SnapshotKind::Checkpoint;
+        match (mode, checkpoint, own) {
+            (ClaimMode::NoClaim, true, true) => {
+                return Err(Error::invalid_input(
+                    "NoClaim restore of a checkpoint in the job's own directory: its files belong to this job; \
+                     use Claim or restore into a new job id",
+                )
+                .with_context("path", &point.metadata_path));
+            }
+            (ClaimMode::Claim, true, _) => {
+                let mut state = self.inner.state.lock();
+                if !state
+                    .retained
+                    .iter()
+                    .any(|r| r.done.metadata_path == point.metadata_path)
+                {
+                    state.retained.push(Retained {
+                        done: point.clone(),
+                        foreign: !own,
+                    });
+                    state.retained.sort_by_key(|r| r.done.id());
+                }
+            }
+            _ => {}
+        }
+        Ok(self.inner.store.reader(&point.base_dir))
+    }
+
+    /// The job terminated: applies the cleanup policy ([`CleanupPolicy::deletes_on`]). When
+    /// it deletes, every retained checkpoint goes (`_metadata` first), then what is left in
+    /// `shared/` and in `chk-*/`; `taskowned/` and savepoints are never touched. Afterwards no
+    /// new checkpoint can begin.
+    ///
+    /// # Errors
+    /// Storage errors of the deletion (what is left is garbage for `gc`).
+    pub fn terminate(&self, status: JobStatus) -> Result<()> {
+        let inner = &self.inner;
+        let mut state = inner.state.lock();
+        state.terminated = true;
+        if !inner.config.cleanup.deletes_on(status) {
+            return Ok(());
+        }
+        let retained = std::mem::take(&mut state.retained);
+        drop(state);
+        for r in &retained {
+            inner.store.delete(&r.done.metadata_path)?;
+        }
+        for r in &retained {
+            discard(&inner.store, &r.done, &BTreeSet::new(), !r.foreign)?;
+        }
+        for (_, dir) in checkpoint_dirs(&inner.store, &inner.job_dir)? {
+            inner.store.remove_all(&dir)?;
+            inner.store.delete_dir_if_empty(&dir);
+        }
+        let shared = layout::shared_dir(&inner.job_dir);
+        inner.store.remove_all(&shared)?;
+        inner.store.delete_dir_if_empty(&shared);
+        inner.store.delete_dir_if_empty(&inner.job_dir);
+        Ok(())
+    }
+}
+
+/// Deletes a checkpoint that is no longer retained: `_metadata` first, then its files that are
+/// not in `live` (never task-owned files, never savepoints), then the rest of its own `chk-N/`.
+fn discard(
+    store: &CheckpointStore,
+    done: &CompletedCheckpoint,
+    live: &BTreeSet<String>,
+    own_dir: bool,
+) -> Result<()> {
+    if done.metadata.kind == SnapshotKind::Savepoint {
+        return Ok(());
+    }
+    store.delete(&done.metadata_path)?;
+    for (path, scope) in done.file_paths() {
+        if scope != StateScope::TaskOwned && !live.contains(&path) {
+            store.delete(&path)?;
+        }
+    }
+    if own_dir {
+        let dir = done.dir();
+        for e in store.list(&dir, true)? {
+            if !e.is_dir && !live.contains(&e.path) {
+                store.delete(&e.path)?;
+            }
+        }
+        store.delete_dir_if_empty(&dir);
+    }
+    Ok(())
+}
+
+fn live_files(retained: &[Retained]) -> BTreeSet<String> {
+    retained
+        .iter()
+        .flat_map(|r| r.done.file_paths())
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// A checkpoint or savepoint being written. Backends write through
+/// [`stream_factory`](Self::stream_factory); the handles they return are added per subtask;
+/// [`commit`](Self::commit) writes `_metadata`. Dropping it uncommitted aborts it.
+pub struct PendingCheckpoint {
+    job: CompletedCheckpointStore,
+    id: CheckpointId,
+    kind: SnapshotKind,
+    dir: String,
+    trigger_timestamp_ms: u64,
+    factory: Arc<StoreStreamFactory>,
+    operators: Vec<OperatorState>,
+    finished: bool,
+}
+
+impl fmt::Debug for PendingCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCheckpoint")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingCheckpoint {
+    /// The checkpoint id.
+    pub fn id(&self) -> CheckpointId {
+        self.id
+    }
+
+    /// The directory `_metadata` will be written to.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The stream factory backends write this checkpoint's state through.
+    pub fn stream_factory(&self) -> Arc<StoreStreamFactory> {
+        self.factory.clone()
+    }
+
+    /// Adds (merges) the state of one subtask of an operator.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the operator was added with another parallelism,
+    /// max parallelism or name, or the index is not below the parallelism.
+    pub fn add_subtask_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        parallelism: u32,
+        max_parallelism: u32,
+        subtask: u32,
+        state: SubtaskState,
+    ) -> Result<()> {
+        if subtask >= parallelism {
+            return Err(
+                Error::invalid_input("subtask index not below the parallelism")
+                    .with_context("operator", uid)
+                    .with_context("subtask", subtask)
+                    .with_context("parallelism", parallelism),
+            );
+        }
+        let op = match self.operators.iter_mut().position(|o| o.uid == uid) {
+            Some(i) => &mut self.operators[i],
+            None => {
+                self.operators
+                    .push(OperatorState::new(uid, name, parallelism, max_parallelism));
+                let last = self.operators.len() - 1;
+                &mut self.operators[last]
+            }
+        };
+        if op.parallelism != parallelism || op.max_parallelism != max_parallelism || op.name != name
+        {
+            return Err(
+                Error::invalid_input("operator added twice with different properties")
+                    .with_context("operator", uid)
+                    .with_context(
+                        "parallelism",
+                        format!("{} vs {parallelism}", op.parallelism),
+                    )
+                    .with_context(
+                        "max_parallelism",
+                        format!("{} vs {max_parallelism}", op.max_parallelism),
+                    ),
+            );
+        }
+        op.subtasks.entry(subtask).or_default().merge(state);
+        Ok(())
+    }
+
+    /// Commits: checks that every referenced file was written by this job (or, for shared
+    /// files, is referenced by a retained checkpoint of this job), writes `_metadata` last and
+    /// atomically, then (for checkpoints) registers it and subsumes checkpoints beyond
+    /// `num_retained`. On error the checkpoint is aborted and every earlier one stays
+    /// restorable.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a reference to a file this job did not write (such as a
+    /// file of a `NoClaim` restore); storage and encoding errors.
+    pub fn commit(mut self) -> Result<CompletedCheckpoint> {
+        self.finished = true;
+        match self.try_commit() {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                let _ = self.cleanup_written(&BTreeSet::new());
+                Err(e.with_context("checkpoint", self.id))
+            }
+        }
+    }
+
+    fn try_commit(&mut self) -> Result<CompletedCheckpoint> {
+        let inner = self.job.inner.clone();
+        let metadata = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: self.id,
+            job_id: inner.job_id.clone(),
+            kind: self.kind,
+            trigger_timestamp_ms: self.trigger_timestamp_ms,
+            completed_timestamp_ms: inner.config.clock.now_millis(),
+            operators: std::mem::take(&mut self.operators),
+        };
+        let bytes = codec::encode(&metadata, inner.config.compression)?;
+        let done = CompletedCheckpoint {
+            metadata: Arc::new(metadata),
+            metadata_path: layout::metadata_path(&self.dir),
+            base_dir: self.factory.base_dir().to_owned(),
+        };
+        let written: BTreeSet<String> = self
+            .factory
+            .written()
+            .into_iter()
+            .map(|w| layout::join(&done.base_dir, &w.rel))
+            .collect();
+
+        let mut state = inner.state.lock();
+        if state.terminated {
+            return Err(Error::new(
+                ErrorKind::Closed,
+                "the job's checkpoint store was terminated",
+            ));
+        }
+        let owned_live: BTreeSet<String> = state
+            .retained
+            .iter()
+            .filter(|r| !r.foreign)
+            .flat_map(|r| r.done.file_paths())
+            .filter(|(_, scope)| *scope == StateScope::Shared)
+            .map(|(p, _)| p)
+            .collect();
+        for (path, scope) in done.file_paths() {
+            let ok = match scope {
+                StateScope::TaskOwned => self.kind == SnapshotKind::Checkpoint,
+                StateScope::Shared if self.kind == SnapshotKind::Checkpoint => {
+                    written.contains(&path) || owned_live.contains(&path)
+                }
+                _ => written.contains(&path),
+            };
+            if !ok {
+                return Err(Error::invalid_input(
+                    "checkpoint references a file this job did not write (a NoClaim restore's file, \
+                     or one no longer retained); the first checkpoint after a restore must be full",
+                )
+                .with_context("path", path)
+                .with_context("scope", format!("{scope:?}")));
+            }
+        }
+
+        inner.store.commit_metadata(&self.dir, bytes)?;
+
+        if self.kind == SnapshotKind::Savepoint {
+            drop(state);
+            return Ok(done);
+        }
+        state.retained.push(Retained {
+            done: done.clone(),
+            foreign: false,
+        });
+        state.retained.sort_by_key(|r| r.done.id());
+        let excess = state
+            .retained
+            .len()
+            .saturating_sub(inner.config.num_retained);
+        let subsumed: Vec<Retained> = state.retained.drain(..excess).collect();
+        let live = live_files(&state.retained);
+        // Files written for this checkpoint but not referenced (dropped streams).
+        for w in &written {
+            if !live.contains(w)
+                && !is_task_owned(&done.base_dir, w)
+                && let Err(e) = inner.store.delete(w)
+            {
+                state.cleanup_failures.push(e.to_string());
+            }
+        }
+        for r in subsumed {
+            if let Err(e) = discard(&inner.store, &r.done, &live, !r.foreign) {
+                state.cleanup_failures.push(e.to_string());
+            }
+        }
+        Ok(done)
+    }
+
+    /// Aborts: deletes what this checkpoint wrote (not task-owned files, not files a retained
+    /// checkpoint references) and its directory.
+    ///
+    /// # Errors
+    /// Storage errors (what is left is garbage for `gc`).
+    pub fn abort(mut self) -> Result<()> {
+        self.finished = true;
+        let live = live_files(&self.job.inner.state.lock().retained);
+        self.cleanup_written(&live)
+    }
+
+    fn cleanup_written(&self, live: &BTreeSet<String>) -> Result<()> {
+        let store = &self.job.inner.store;
+        let base = self.factory.base_dir();
+        let mut first_error = None;
+        for w in self.factory.written() {
+            let path = layout::join(base, &w.rel);
+            if w.scope == StateScope::TaskOwned && self.kind == SnapshotKind::Checkpoint
+                || live.contains(&path)
+            {
+                continue;
+            }
+            if let Err(e) = store.delete(&path) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if !store
+            .exists(&layout::metadata_path(&self.dir))
+            .unwrap_or(true)
+        {
+            store.delete_dir_if_empty(&self.dir);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn is_task_owned(base: &str, path: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|rel| layout::classify_job_path(rel) == layout::JobPath::TaskOwned)
+}
+
+impl Drop for PendingCheckpoint {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            let live = live_files(&self.job.inner.state.lock().retained);
+            let _ = self.cleanup_written(&live);
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! Read-only inspection of checkpoint storage, for the `cornerstone` command-line tool:
+//! [`list`], [`show`], [`verify`], [`gc_candidates`] (and [`gc_delete`], the one call here
+//! that deletes), [`diff`].
+//!
+//! Every function takes a [`CheckpointStore`] and a path inside it (`""` is the store's
+//! root); see [`CheckpointStore::open_location`] to turn a local path or URL into both.
+//! The returned types are plain data with public fields, ready to print or serialize.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cornerstone_backend_api::{
+    CheckpointId, ErrorKind, FileStateHandle, KeyedStateHandle, Result, StateScope,
+    StreamStateHandle,
+};
+
+use crate::completed::{CompletedCheckpoint, checkpoint_dirs, load_completed};
+use crate::layout;
+use crate::metadata::{CheckpointMetadata, SnapshotKind};
+use crate::store::CheckpointStore;
+
+/// Whether a `chk-N/` or savepoint directory can be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    /// `_metadata` exists and decodes.
+    Complete,
+    /// No `_metadata`: never committed (or being written); garbage for `gc`.
+    Incomplete,
+    /// `_metadata` exists but does not decode; the message says why.
+    Corrupt(String),
+}
+
+impl SnapshotStatus {
+    /// `"complete"`, `"incomplete"` or `"corrupt"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SnapshotStatus::Complete => "complete",
+            SnapshotStatus::Incomplete => "incomplete",
+            SnapshotStatus::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
+/// One checkpoint or savepoint found by [`list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSnapshot {
+    /// Checkpoint or savepoint (by directory name when the metadata is unreadable).
+    pub kind: SnapshotKind,
+    /// The checkpoint id: from the directory name for `chk-N/`, from `_metadata` for
+    /// savepoints (`None` when unreadable).
+    pub id: Option<CheckpointId>,
+    /// The directory (inside the store).
+    pub dir: String,
+    /// Complete, incomplete or corrupt.
+    pub status: SnapshotStatus,
+    /// When it was triggered (ms since the epoch), if known.
+    pub trigger_timestamp_ms: Option<u64>,
+    /// When it completed (ms since the epoch), if known.
+    pub completed_timestamp_ms: Option<u64>,
+    /// The referenced state size (inline and files) for complete ones; otherwise the bytes
+    /// in the directory.
+    pub size_bytes: u64,
+}
+
+/// Lists the checkpoints (`chk-N/`, sorted by id as numbers) and savepoints
+/// (`savepoint-*/`) directly in `dir` (a job directory, or a directory of savepoints).
+///
+/// # Errors
+/// Storage errors while listing; unreadable snapshots are reported as entries, not errors.
+pub fn list(store: &CheckpointStore, dir: &str) -> Result<Vec<ListedSnapshot>> {
+    let dir = layout::normalize_dir(dir)?;
+    let mut out = Vec::new();
+    for (id, chk) in checkpoint_dirs(store, &dir)? {
+        out.push(describe(store, &chk, SnapshotKind::Checkpoint, Some(id))?);
+    }
+    let mut savepoints: Vec<String> = store
+        .list(&dir, false)?
+        .into_iter()
+        .filter(|e| e.is_dir && layout::is_savepoint_dir(layout::file_name(&e.path)))
+        .map(|e| e.path)
+        .collect();
+    savepoints.sort();
+    for sp in savepoints {
+        let sp = layout::normalize_dir(&sp)?;
+        out.push(describe(store, &sp, SnapshotKind::Savepoint, None)?);
+    }
+    Ok(out)
+}
+
+fn dir_size(store: &CheckpointStore, dir: &str) -> Result<u64> {
+    let mut total = 0;
+    for e in store.list(dir, true)? {
+        if !e.is_dir {
+            total += store.size(&e.path).unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+fn describe(
+    store: &CheckpointStore,
+    dir: &str,
+    kind: SnapshotKind,
+    id: Option<CheckpointId>,
+) -> Result<ListedSnapshot> {
+    let meta = layout::metadata_path(dir);
+    let mut entry = ListedSnapshot {
+        kind,
+        id,
+        dir: dir.to_owned(),
+        status: SnapshotStatus::Incomplete,
+        trigger_timestamp_ms: None,
+        completed_timestamp_ms: None,
+        size_bytes: 0,
+    };
+    match load_completed(store, &meta) {
+        Ok(done) => {
+            let m = &done.metadata;
+            entry.kind = m.kind;
+            entry.id = Some(id.unwrap_or(m.checkpoint_id));
+            entry.status = match id {
+                Some(id) if id != m.checkpoint_id => SnapshotStatus::Corrupt(format!(
+                    "_metadata holds checkpoint {} in directory of checkpoint {id}",
+                    m.checkpoint_id
+                )),
+                _ => SnapshotStatus::Complete,
+            };
+            entry.trigger_timestamp_ms = Some(m.trigger_timestamp_ms);
+            entry.completed_timestamp_ms = Some(m.completed_timestamp_ms);
+            entry.size_bytes = m.state_size();
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            entry.size_bytes = dir_size(store, dir)?;
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::Corrupted | ErrorKind::Unsupported) => {
+            entry.status = SnapshotStatus::Corrupt(e.to_string());
+            entry.size_bytes = dir_size(store, dir)?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(entry)
+}
+
+/// Where one stream of a handle is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamLocation {
+    /// Inline in `_metadata`, with its size.
+    Inline {
+        /// Bytes.
+        size: u64,
+    },
+    /// A file.
+    File {
+        /// The path in the store.
+        path: String,
+        /// Who owns it.
+        scope: StateScope,
+        /// Bytes, as recorded in the handle.
+        size: u64,
+        /// The CRC32 recorded in the handle.
+        crc32: u32,
+    },
+}
+
+/// One state handle of a subtask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleSummary {
+    /// `"keyed"`, `"incremental"` or `"operator"`.
+    pub kind: &'static str,
+    /// The key groups of a keyed handle (inclusive), `None` for operator state or an
+    /// empty range.
+    pub key_groups: Option<(u32, u32)>,
+    /// The operator-state names of an operator handle.
+    pub state_names: Vec<String>,
+    /// The streams it references.
+    pub streams: Vec<StreamLocation>,
+}
+
+/// One subtask of an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtaskSummary {
+    /// The subtask index.
+    pub index: u32,
+    /// Its handles.
+    pub handles: Vec<HandleSummary>,
+    /// Total referenced bytes.
+    pub state_size: u64,
+}
+
+/// One operator of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSummary {
+    /// Stable uid.
+    pub uid: String,
+    /// Name.
+    pub name: String,
+    /// Parallelism.
+    pub parallelism: u32,
+    /// Max parallelism (number of key groups).
+    pub max_parallelism: u32,
+    /// The subtasks that have state.
+    pub subtasks: Vec<SubtaskSummary>,
+    /// Total referenced bytes.
+    pub state_size: u64,
+}
+
+/// What [`show`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotDetails {
+    /// The decoded metadata and its location.
+    pub snapshot: CompletedCheckpoint,
+    /// The size of the `_metadata` file.
+    pub metadata_size: u64,
+    /// Per operator.
+    pub operators: Vec<OperatorSummary>,
+    /// Every referenced file (path in the store → size recorded in the handle).
+    pub files: BTreeMap<String, u64>,
+    /// Total referenced bytes (inline and files).
+    pub state_size: u64,
+}
+
+fn locate(base: &str, s: &StreamStateHandle) -> StreamLocation {
+    match s {
+        StreamStateHandle::Inline(b) => StreamLocation::Inline {
+            size: b.len() as u64,
+        },
+        StreamStateHandle::File(f) => StreamLocation::File {
+            path: layout::join(base, &f.path),
+            scope: f.scope,
+            size: f.size,
+            crc32: f.crc32,
+        },
+    }
+}
+
+/// Shows a checkpoint or savepoint (any location [`CheckpointStore::resolve`] accepts):
+/// operators, parallelism, max parallelism, per-subtask key-group ranges, handles, files and
+/// sizes.
+///
+/// # Errors
+/// Resolution and decoding errors.
+pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
+    let snapshot = store.resolve(path)?;
+    let base = snapshot.base_dir.clone();
+    let metadata_size = store.size(&snapshot.metadata_path)?;
+    let m: &CheckpointMetadata = &snapshot.metadata;
+    let operators = m
+        .operators
+        .iter()
+        .map(|op| OperatorSummary {
+            uid: op.uid.clone(),
+            name: op.name.clone(),
+            parallelism: op.parallelism,
+            max_parallelism: op.max_parallelism,
+            state_size: op.state_size(),
+            subtasks: op
+                .subtasks
+                .iter()
+                .map(|(&index, st)| SubtaskSummary {
+                    index,
+                    state_size: st.state_size(),
+                    handles: st
+                        .keyed
+                        .iter()
+                        .map(|k| HandleSummary {
+                            kind: match k {
+                                KeyedStateHandle::KeyGroups(_) => "keyed",
+                                KeyedStateHandle::Incremental(_) => "incremental",
+                            },
+                            key_groups: k
+                                .key_group_range()
+                                .as_inclusive()
+                                .map(|r| (*r.start(), *r.end())),
+                            state_names: Vec::new(),
+                            streams: k.streams().into_iter().map(|s| locate(&base, s)).collect(),
+                        })
+                        .chain(st.operator.iter().map(|o| HandleSummary {
+                            kind: "operator",
+                            key_groups: None,
+                            state_names: o.states.keys().cloned().collect(),
+                            streams: vec![locate(&base, &o.stream)],
+                        }))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let files = m
+        .files()
+        .into_iter()
+        .map(|f| (layout::join(&base, &f.path), f.size))
+        .collect();
+    Ok(SnapshotDetails {
+        state_size: m.state_size(),
+        snapshot,
+        metadata_size,
+        operators,
+        files,
+    })
+}
+
+/// What kind of problem [`verify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// `_metadata` is missing, unreadable or does not decode.
+    Metadata,
+    /// A referenced file does not exist.
+    MissingFile,
+    /// A referenced file has another size than its handle says.
+    SizeMismatch,
+    /// A referenced file's CRC32 differs from its handle's.
+    ChecksumMismatch,
+    /// A referenced file could not be read.
+    Unreadable,
+    /// A savepoint references a file outside its directory (it would not be relocatable).
+    NotSelfContained,
+}
+
+/// One problem found by [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What kind.
+    pub kind: ProblemKind,
+    /// The path in the store.
+    pub path: String,
+    /// Details: expected and actual sizes or checksums, the error.
+    pub detail: String,
+}
+
+/// What [`verify`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// The `_metadata` that was verified (empty if none was found).
+    pub metadata_path: String,
+    /// The checkpoint id, if `_metadata` decoded.
+    pub checkpoint_id: Option<CheckpointId>,
+    /// How many files were checked.
+    pub files_checked: usize,
+    /// How many bytes were read.
+    pub bytes_read: u64,
+    /// Every problem found; empty when the snapshot is intact.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Verifies a checkpoint or savepoint: decodes `_metadata`, then reads every referenced file
+/// in full and checks its size and CRC32. Every problem is reported, not just the first.
+/// `progress` is called after each file with (files done, files total).
+///
+/// # Errors
+/// Only when the location cannot be resolved at all ([`ErrorKind::NotFound`]); a corrupt
+/// `_metadata` named explicitly is a [`ProblemKind::Metadata`] problem.
+pub fn verify(
+    store: &CheckpointStore,
+    path: &str,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let snapshot = match store.resolve(path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), ErrorKind::Corrupted | ErrorKind::Unsupported) => {
+            report.metadata_path = e.context("path").unwrap_or(path).to_owned();
+            report.problems.push(Problem {
+                kind: ProblemKind::Metadata,
+                path: report.metadata_path.clone(),
+                detail: e.to_string(),
+            });
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    report.metadata_path = snapshot.metadata_path.clone();
+    report.checkpoint_id = Some(snapshot.id());
+    let files: Vec<&FileStateHandle> = snapshot.metadata.files();
+    let total = files.len();
+    for (i, f) in files.into_iter().enumerate() {
+        let full = layout::join(&snapshot.base_dir, &f.path);
+        if snapshot.metadata.kind == SnapshotKind::Savepoint && f.path.contains('/') {
+            report.problems.push(Problem {
+                kind: ProblemKind::NotSelfContained,
+                path: full.clone(),
+                detail: "savepoint file is not directly in the savepoint directory".into(),
+            });
+        }
+        match store.read_all(&full) {
+            Ok(bytes) => {
+                report.bytes_read += bytes.len() as u64;
+                if bytes.len() as u64 != f.size {
+                    report.problems.push(Problem {
+                        kind: ProblemKind::SizeMismatch,
+                        path: full.clone(),
+                        detail: format!("expected {} bytes, found {}", f.size, bytes.len()),
+                    });
+                } else {
+                    let crc = crc32fast::hash(&bytes);
+                    if crc != f.crc32 {
+                        report.problems.push(Problem {
+                            kind: ProblemKind::ChecksumMismatch,
+                            path: full.clone(),
+                            detail: format!("expected crc32 {:08x}, found {crc:08x}", f.crc32),
+                        });
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => report.problems.push(Problem {
+                kind: ProblemKind::MissingFile,
+                path: full.clone(),
+                detail: format!("referenced file does not exist (expected {} bytes)", f.size),
+            }),
+            Err(e) => report.problems.push(Problem {
+                kind: ProblemKind::Unreadable,
+                path: full.clone(),
+                detail: e.to_string(),
+            }),
+        }
+        report.files_checked += 1;
+        progress(i + 1, total);
+    }
+    Ok(report)
+}
+
+/// Why a file is a garbage-collection candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GcReason {
+    /// In `shared/`, referenced by no complete checkpoint.
+    UnreferencedShared,
+    /// In a complete `chk-N/`, but not referenced by it or any other complete checkpoint.
+    UnreferencedExclusive,
+    /// In a `chk-N/` without `_metadata` (never committed).
+    IncompleteCheckpoint,
+    /// In a `chk-N/` whose `_metadata` does not decode (never restorable).
+    CorruptCheckpoint,
+}
+
+/// One garbage-collection candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcCandidate {
+    /// The path in the store.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Why it is garbage.
+    pub reason: GcReason,
+}
+
+/// What [`gc_candidates`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GcReport {
+    /// The job directory.
+    pub job_dir: String,
+    /// The complete checkpoints whose references were kept.
+    pub retained: Vec<CheckpointId>,
+    /// The files no complete checkpoint references.
+    pub candidates: Vec<GcCandidate>,
+}
+
+impl GcReport {
+    /// The total size of the candidates.
+    pub fn total_size(&self) -> u64 {
+        self.candidates.iter().map(|c| c.size).sum()
+    }
+}
+
+/// Finds the files under `shared/` and `chk-*/` of a job directory that no complete
+/// checkpoint in it references (`taskowned/` is the task's and never a candidate). A
+/// `chk-N/` without a valid `_metadata` is garbage as a whole.
+///
+/// # Errors
+/// Storage errors.
+pub fn gc_candidates(store: &CheckpointStore, job_dir: &str) -> Result<GcReport> {
+    let job_dir = layout::normalize_dir(job_dir)?;
+    let mut complete = Vec::new();
+    let mut dirs = Vec::new();
+    for (id, dir) in checkpoint_dirs(store, &job_dir)? {
+        let reason = match load_completed(store, &layout::metadata_path(&dir)) {
+            Ok(done) if done.id() == id && done.metadata.kind == SnapshotKind::Checkpoint => {
+                complete.push(done);
+                GcReason::UnreferencedExclusive
+            }
+            Ok(_) => GcReason::CorruptCheckpoint,
+            Err(e) if e.kind() == ErrorKind::NotFound => GcReason::IncompleteCheckpoint,
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupted | ErrorKind::Unsupported) => {
+                GcReason::CorruptCheckpoint
+            }
+            Err(e) => return Err(e),
+        };
+        dirs.push((dir, reason));
+    }
+    let referenced: BTreeSet<String> = complete
+        .iter()
+        .flat_map(CompletedCheckpoint::file_paths)
+        .map(|(p, _)| p)
+        .collect();
+    let metadata_paths: BTreeSet<&str> =
+        complete.iter().map(|c| c.metadata_path.as_str()).collect();
+    let mut candidates = Vec::new();
+    let mut consider = |path: String, reason: GcReason| -> Result<()> {
+        if !referenced.contains(&path) && !metadata_paths.contains(path.as_str()) {
+            let size = store.size(&path).unwrap_or(0);
+            candidates.push(GcCandidate { path, size, reason });
+        }
+        Ok(())
+    };
+    for (dir, reason) in dirs {
+        for e in store.list(&dir, true)? {
+            if !e.is_dir {
+                consider(e.path, reason)?;
+            }
+        }
+    }
+    for e in store.list(&layout::shared_dir(&job_dir), true)? {
+        if !e.is_dir {
+            consider(e.path, GcReason::UnreferencedShared)?;
+        }
+    }
+    Ok(GcReport {
+        job_dir,
+        retained: complete.iter().map(CompletedCheckpoint::id).collect(),
+        candidates,
+    })
+}
+
+/// Deletes the candidates of a [`gc_candidates`] report, re-checking first that no complete
+/// checkpoint references them now (a checkpoint may have completed since). Returns the
+/// number of files deleted.
+///
+/// # Errors
+/// Storage errors.
+pub fn gc_delete(store: &CheckpointStore, report: &GcReport) -> Result<usize> {
+    let fresh = gc_candidates(store, &report.job_dir)?;
+    let still: BTreeSet<&str> = fresh.candidates.iter().map(|c| c.path.as_str()).collect();
+    let mut deleted = 0;
+    let mut dirs = BTreeSet::new();
+    for c in &report.candidates {
+        if still.contains(c.path.as_str()) {
+            store.delete(&c.path)?;
+            dirs.insert(layout::parent_dir(&c.path));
+            deleted += 1;
+        }
+    }
+    for d in dirs {
+        if d != layout::shared_dir(&report.job_dir) {
+            store.delete_dir_if_empty(&d);
+        }
+    }
+    Ok(deleted)
+}
+
+/// How an operator changed between two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorChange {
+    /// The uid.
+    pub uid: String,
+    /// Parallelism in a and b.
+    pub parallelism: (u32, u32),
+    /// Max parallelism in a and b.
+    pub max_parallelism: (u32, u32),
+    /// Referenced state size in a and b.
+    pub state_size: (u64, u64),
+}
+
+/// What [`diff`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotDiff {
+    /// Operator uids only in a.
+    pub operators_removed: Vec<String>,
+    /// Operator uids only in b.
+    pub operators_added: Vec<String>,
+    /// Operators in both whose parallelism, max parallelism or size differ.
+    pub operators_changed: Vec<OperatorChange>,
+    /// Files (path in the store, size) only referenced by a.
+    pub files_removed: Vec<(String, u64)>,
+    /// Files only referenced by b.
+    pub files_added: Vec<(String, u64)>,
+    /// Files referenced by both (shared state reused by b).
+    pub files_common: Vec<(String, u64)>,
+    /// Total referenced size of a and b.
+    pub state_size: (u64, u64),
+}
+
+/// Compares two checkpoints or savepoints: operators, files and sizes.
+///
+/// # Errors
+/// Resolution and decoding errors of either.
+pub fn diff(store: &CheckpointStore, a: &str, b: &str) -> Result<SnapshotDiff> {
+    let a = store.resolve(a)?;
+    let b = store.resolve(b)?;
+    let (ma, mb) = (&a.metadata, &b.metadata);
+    let mut out = SnapshotDiff {
+        state_size: (ma.state_size(), mb.state_size()),
+        ..SnapshotDiff::default()
+    };
+    for op in &ma.operators {
+        match mb.operator(&op.uid) {
+            None => out.operators_removed.push(op.uid.clone()),
+            Some(other) => {
+                let change = OperatorChange {
+                    uid: op.uid.clone(),
+                    parallelism: (op.parallelism, other.parallelism),
+                    max_parallelism: (op.max_parallelism, other.max_parallelism),
+                    state_size: (op.state_size(), other.state_size()),
+                };
+                if change.parallelism.0 != change.parallelism.1
+                    || change.max_parallelism.0 != change.max_parallelism.1
+                    || change.state_size.0 != change.state_size.1
+                    || op.subtasks != other.subtasks
+                {
+                    out.operators_changed.push(change);
+                }
+            }
+        }
+    }
+    for op in &mb.operators {
+        if ma.operator(&op.uid).is_none() {
+            out.operators_added.push(op.uid.clone());
+        }
+    }
+    let files = |c: &CompletedCheckpoint| -> BTreeMap<String, u64> {
+        c.metadata
+            .files()
+            .into_iter()
+            .map(|f| (layout::join(&c.base_dir, &f.path), f.size))
+            .collect()
+    };
+    let (fa, fb) = (files(&a), files(&b));
+    for (p, s) in &fa {
+        if fb.contains_key(p) {
+            out.files_common.push((p.clone(), *s));
+        } else {
+            out.files_removed.push((p.clone(), *s));
+        }
+    }
+    for (p, s) in &fb {
+        if !fa.contains_key(p) {
+            out.files_added.push((p.clone(), *s));
+        }
+    }
+    Ok(out)
+}

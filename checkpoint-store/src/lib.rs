@@ -1,0 +1,69 @@
+//! Checkpoint storage of Cornerstone on any OpenDAL service: Flink's layout, the versioned
+//! `_metadata` format, the commit protocol, retention, cleanup policies, savepoints, restore
+//! and a read-only inspection API (DESIGN.md §3–§5).
+//!
+//! ```
+//! use std::io::Write;
+//! use cornerstone_backend_api::{CheckpointId, CheckpointStreamFactory, StateScope, SubtaskState};
+//! use cornerstone_backend_api::{OperatorStateHandle, stream::read_stream};
+//! use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore};
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let store = CheckpointStore::local(dir.path())?;
+//! let job = CompletedCheckpointStore::open(&store, "job-1", CheckpointConfig::default())?;
+//!
+//! // A backend writes its snapshot through the checkpoint's stream factory...
+//! let mut pending = job.begin_checkpoint(CheckpointId(1))?;
+//! let streams = pending.stream_factory();
+//! let mut out = streams.create(StateScope::Exclusive)?;
+//! out.write_all(&vec![7u8; 64 * 1024])?; // above the 20 KiB inline threshold: a file
+//! let handle = out.close()?;
+//! let state = SubtaskState {
+//!     keyed: vec![],
+//!     operator: vec![OperatorStateHandle { states: Default::default(), stream: handle.clone() }],
+//! };
+//! pending.add_subtask_state("source-uid", "Source", 1, 128, 0, state)?;
+//! // ... and the commit writes `_metadata` last.
+//! let done = pending.commit()?;
+//! assert_eq!(done.metadata_path, "job-1/chk-1/_metadata");
+//!
+//! // After a restart: recover, resolve the latest checkpoint and read the state back.
+//! let job = CompletedCheckpointStore::open(&store, "job-1", CheckpointConfig::default())?;
+//! assert_eq!(job.checkpoint_ids(), vec![CheckpointId(1)]);
+//! let point = store.resolve("job-1")?;
+//! let reader = job.restore(&point, ClaimMode::Claim)?;
+//! assert_eq!(read_stream(&handle, Some(&reader))?, vec![7u8; 64 * 1024]);
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Modules
+//! - [`layout`]: every path name (`chk-N/`, `_metadata`, `shared/`, `taskowned/`,
+//!   `savepoint-…/`);
+//! - [`metadata`] and [`codec`]: the `_metadata` content and its versioned format;
+//! - [`CheckpointStore`]: the operator, the stream factory ([`StoreStreamFactory`]) and the
+//!   state reader ([`StoreStateReader`]);
+//! - [`CompletedCheckpointStore`]: commit, retention, cleanup policies, savepoints, restore;
+//! - [`inspect`]: read-only queries for the command-line tool.
+
+mod completed;
+mod error;
+mod store;
+
+pub mod codec;
+pub mod inspect;
+pub mod layout;
+pub mod metadata;
+
+pub use codec::MetadataCompression;
+pub use completed::{
+    CheckpointConfig, ClaimMode, CleanupPolicy, CompletedCheckpoint, CompletedCheckpointStore,
+    JobStatus, PendingCheckpoint,
+};
+pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
+pub use store::{
+    CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, StoreStateReader,
+    StoreStreamFactory,
+};
+
+/// Re-exported so that callers can build operators with layers without a direct dependency.
+pub use opendal;

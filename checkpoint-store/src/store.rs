@@ -1,0 +1,668 @@
+//! [`CheckpointStore`]: an OpenDAL operator and a tokio runtime that drives its blocking API,
+//! plus the stream factory and the state reader over it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+use cornerstone_backend_api::{
+    CheckpointId, CheckpointOutputStream, CheckpointStreamFactory, Error, ErrorKind,
+    FileStateHandle, Result, StateReader, StateScope, StreamStateHandle,
+};
+use opendal::options::{ListOptions, WriteOptions};
+use parking_lot::Mutex;
+
+use crate::error::from_opendal;
+use crate::layout;
+
+/// The default size below which a stream is kept inline in `_metadata`: 20 KiB.
+pub const DEFAULT_INLINE_THRESHOLD: usize = 20 * 1024;
+/// The default size of the chunks a stream uploads (and so the memory it keeps): 1 MiB.
+pub const DEFAULT_WRITE_CHUNK_SIZE: usize = 1 << 20;
+
+struct Inner {
+    // Declared first so it is dropped before the runtime it needs.
+    op: opendal::blocking::Operator,
+    async_op: opendal::Operator,
+    description: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Checkpoint storage on any OpenDAL service: the entry point of this crate.
+///
+/// Every path that the store's methods take is relative to the root of the operator
+/// (`""` is the root itself). Clones share the operator.
+///
+/// # Blocking
+/// The methods block the calling thread. They run OpenDAL on a small tokio runtime that the
+/// store owns, so they must not be called from inside an async context (use
+/// `tokio::task::spawn_blocking`).
+#[derive(Clone)]
+pub struct CheckpointStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for CheckpointStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointStore")
+            .field("location", &self.inner.description)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One entry of a recursive listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub(crate) path: String,
+    pub(crate) is_dir: bool,
+}
+
+impl CheckpointStore {
+    /// A store over an existing OpenDAL operator (any service, with any layers).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Internal`] when the runtime cannot be started.
+    pub fn new(op: opendal::Operator) -> Result<Self> {
+        let description = format!("{}://{}", op.info().scheme(), op.info().root());
+        Self::with_description(op, description)
+    }
+
+    fn with_description(op: opendal::Operator, description: String) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cornerstone-checkpoint-io")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::internal("cannot start the checkpoint I/O runtime").with_source(e)
+            })?;
+        let blocking = {
+            let _guard = runtime.enter();
+            opendal::blocking::Operator::new(op.clone())
+                .map_err(|e| from_opendal("blocking operator", "", e))?
+        };
+        Ok(CheckpointStore {
+            inner: Arc::new(Inner {
+                op: blocking,
+                async_op: op,
+                description,
+                _runtime: runtime,
+            }),
+        })
+    }
+
+    /// A store in a local directory (OpenDAL's `fs` service), the embedded default. The
+    /// directory is created when missing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the directory cannot be used.
+    pub fn local(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::invalid_input("cannot create the checkpoint directory")
+                .with_context("path", dir.display())
+                .with_source(e)
+        })?;
+        let root = dir.to_str().ok_or_else(|| {
+            Error::invalid_input("checkpoint directory is not valid UTF-8")
+                .with_context("path", dir.display())
+        })?;
+        let op = opendal::Operator::new(opendal::services::Fs::default().root(root))
+            .map_err(|e| from_opendal("open fs", root, e))?;
+        Self::with_description(op, format!("file://{root}"))
+    }
+
+    /// A store from a URL: `file:///abs/dir` (or a plain path), `memory://` (a new, empty
+    /// in-memory store) or, with the `s3` feature, `s3://bucket/prefix`.
+    ///
+    /// S3 options (each falls back to the environment variable in brackets): `endpoint`
+    /// (`AWS_ENDPOINT_URL`), `region` (`AWS_REGION`, then `AWS_DEFAULT_REGION`),
+    /// `access_key_id` (`AWS_ACCESS_KEY_ID`), `secret_access_key` (`AWS_SECRET_ACCESS_KEY`),
+    /// `session_token` (`AWS_SESSION_TOKEN`). Unknown options are an error.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a malformed URL or unknown option;
+    /// [`ErrorKind::Unsupported`] for a scheme this build does not support.
+    pub fn from_url<K, V>(url: &str, options: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let options: BTreeMap<String, String> = options
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let (scheme, rest) = match url.split_once("://") {
+            Some((s, r)) => (s, r),
+            None => ("file", url),
+        };
+        let no_options = |scheme: &str| -> Result<()> {
+            match options.keys().next() {
+                Some(k) => Err(Error::invalid_input("unknown checkpoint storage option")
+                    .with_context("scheme", scheme)
+                    .with_context("option", k)),
+                None => Ok(()),
+            }
+        };
+        match scheme {
+            "file" => {
+                no_options(scheme)?;
+                if rest.is_empty() {
+                    return Err(
+                        Error::invalid_input("file URL has no path").with_context("url", url)
+                    );
+                }
+                Self::local(rest)
+            }
+            "memory" => {
+                no_options(scheme)?;
+                let op = opendal::Operator::new(
+                    opendal::services::Memory::default().root(&format!("/{rest}")),
+                )
+                .map_err(|e| from_opendal("open memory", rest, e))?;
+                Self::with_description(op, url.to_owned())
+            }
+            "s3" => Self::s3(url, rest, &options),
+            other => Err(Error::new(
+                ErrorKind::Unsupported,
+                "unsupported checkpoint storage URL scheme",
+            )
+            .with_context("scheme", other)
+            .with_context("supported", "file, memory, s3 (feature `s3`)")),
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3(url: &str, rest: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::invalid_input("s3 URL has no bucket").with_context("url", url));
+        }
+        for k in options.keys() {
+            if ![
+                "endpoint",
+                "region",
+                "access_key_id",
+                "secret_access_key",
+                "session_token",
+            ]
+            .contains(&k.as_str())
+            {
+                return Err(Error::invalid_input("unknown s3 option").with_context("option", k));
+            }
+        }
+        let get = |key: &str, env: &[&str]| -> Option<String> {
+            options
+                .get(key)
+                .cloned()
+                .or_else(|| env.iter().find_map(|e| std::env::var(e).ok()))
+        };
+        let mut b = opendal::services::S3::default()
+            .bucket(bucket)
+            .root(&format!("/{prefix}"));
+        if let Some(v) = get("endpoint", &["AWS_ENDPOINT_URL"]) {
+            b = b.endpoint(&v);
+        }
+        if let Some(v) = get("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+            b = b.region(&v);
+        }
+        if let Some(v) = get("access_key_id", &["AWS_ACCESS_KEY_ID"]) {
+            b = b.access_key_id(&v);
+        }
+        if let Some(v) = get("secret_access_key", &["AWS_SECRET_ACCESS_KEY"]) {
+            b = b.secret_access_key(&v);
+        }
+        if let Some(v) = get("session_token", &["AWS_SESSION_TOKEN"]) {
+            b = b.session_token(&v);
+        }
+        let op = opendal::Operator::new(b).map_err(|e| from_opendal("open s3", url, e))?;
+        Self::with_description(op, url.to_owned())
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn s3(url: &str, _rest: &str, _options: &BTreeMap<String, String>) -> Result<Self> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "s3 checkpoint storage needs the `s3` feature",
+        )
+        .with_context("url", url)
+        .with_context("implementer", "cornerstone-checkpoint-store"))
+    }
+
+    /// Opens the store that contains a location given as a local path or URL and returns it
+    /// with the location's path inside it. Local paths and `file://` URLs are rooted at `/`,
+    /// `s3://bucket/a/b` at the bucket, so that a `_metadata` path or a `chk-N` directory can
+    /// reach the job directory above it. This is what a command-line tool uses.
+    ///
+    /// # Errors
+    /// As [`from_url`](Self::from_url); a relative local path that cannot be made absolute.
+    pub fn open_location<K, V>(
+        location: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(Self, String)>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        match location.split_once("://") {
+            Some(("s3", rest)) => {
+                let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+                Ok((
+                    Self::from_url(&format!("s3://{bucket}"), options)?,
+                    path.to_owned(),
+                ))
+            }
+            Some(("file", path)) => Self::open_local_location(path, options),
+            Some(_) => Ok((Self::from_url(location, options)?, String::new())),
+            None => Self::open_local_location(location, options),
+        }
+    }
+
+    fn open_local_location<K, V>(
+        path: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(Self, String)>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let abs = std::path::absolute(path).map_err(|e| {
+            Error::invalid_input("cannot resolve the path")
+                .with_context("path", path)
+                .with_source(e)
+        })?;
+        let abs = abs
+            .to_str()
+            .ok_or_else(|| {
+                Error::invalid_input("path is not valid UTF-8").with_context("path", path)
+            })?
+            .to_owned();
+        let store = Self::from_url("file:///", options)?;
+        Ok((store, abs.trim_start_matches('/').to_owned()))
+    }
+
+    /// The OpenDAL operator.
+    pub fn operator(&self) -> &opendal::Operator {
+        &self.inner.async_op
+    }
+
+    /// A state reader that resolves handle paths against `base_dir` (a job directory for
+    /// checkpoints, the savepoint directory for savepoints).
+    pub fn reader(&self, base_dir: &str) -> StoreStateReader {
+        StoreStateReader {
+            store: self.clone(),
+            base: base_dir.to_owned(),
+        }
+    }
+
+    // ---- primitive operations, each mapped to our Error once ----
+
+    pub(crate) fn read_all(&self, path: &str) -> Result<Vec<u8>> {
+        self.inner
+            .op
+            .read(path)
+            .map(|b| b.to_vec())
+            .map_err(|e| from_opendal("read", path, e))
+    }
+
+    pub(crate) fn write_all(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.inner
+            .op
+            .write(path, bytes)
+            .map(|_| ())
+            .map_err(|e| from_opendal("write", path, e))
+    }
+
+    pub(crate) fn exists(&self, path: &str) -> Result<bool> {
+        self.inner
+            .op
+            .exists(path)
+            .map_err(|e| from_opendal("stat", path, e))
+    }
+
+    pub(crate) fn size(&self, path: &str) -> Result<u64> {
+        self.inner
+            .op
+            .stat(path)
+            .map(|m| m.content_length())
+            .map_err(|e| from_opendal("stat", path, e))
+    }
+
+    pub(crate) fn delete(&self, path: &str) -> Result<()> {
+        match self.inner.op.delete(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(from_opendal("delete", path, e)),
+        }
+    }
+
+    /// Deletes an empty directory; ignores services without directories and non-empty ones.
+    pub(crate) fn delete_dir_if_empty(&self, dir: &str) {
+        if let Ok(entries) = self.list(dir, true)
+            && entries.iter().all(|e| e.is_dir)
+        {
+            let mut dirs: Vec<&Listed> = entries.iter().collect();
+            dirs.sort_by_key(|e| std::cmp::Reverse(e.path.len()));
+            for d in dirs {
+                let _ = self.inner.op.delete(&d.path);
+            }
+            let _ = self.inner.op.delete(dir);
+        }
+    }
+
+    pub(crate) fn remove_all(&self, dir: &str) -> Result<()> {
+        match self.inner.op.delete_options(
+            dir,
+            opendal::options::DeleteOptions {
+                recursive: true,
+                ..opendal::options::DeleteOptions::default()
+            },
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(from_opendal("remove_all", dir, e)),
+        }
+    }
+
+    /// Lists a directory (`dir` ends with `/` or is empty), without the directory itself.
+    pub(crate) fn list(&self, dir: &str, recursive: bool) -> Result<Vec<Listed>> {
+        let entries = self
+            .inner
+            .op
+            .list_options(
+                dir,
+                ListOptions {
+                    recursive,
+                    ..ListOptions::default()
+                },
+            )
+            .map_err(|e| from_opendal("list", dir, e))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.path() != dir)
+            .map(|e| Listed {
+                is_dir: e.metadata().is_dir() || e.path().ends_with('/'),
+                path: e.path().to_owned(),
+            })
+            .collect())
+    }
+
+    /// Writes `_metadata` in `dir` atomically and only if it does not exist: temp file plus
+    /// rename where the service can rename (filesystems), a conditional put where it supports
+    /// if-not-exists (object storage), a checked put otherwise.
+    pub(crate) fn commit_metadata(&self, dir: &str, bytes: Vec<u8>) -> Result<()> {
+        let target = layout::metadata_path(dir);
+        let cap = self.inner.async_op.info().capability();
+        if self.exists(&target)? {
+            return Err(
+                Error::new(ErrorKind::AlreadyExists, "_metadata exists already")
+                    .with_context("path", &target),
+            );
+        }
+        if cap.rename {
+            let temp = layout::metadata_temp_path(dir, &random_name());
+            self.write_all(&temp, bytes)?;
+            if let Err(e) = self
+                .inner
+                .op
+                .rename(&temp, &target)
+                .map_err(|e| from_opendal("rename", &target, e))
+            {
+                let _ = self.delete(&temp);
+                return Err(e);
+            }
+            Ok(())
+        } else if cap.write_with_if_not_exists {
+            self.inner
+                .op
+                .write_options(
+                    &target,
+                    bytes,
+                    WriteOptions {
+                        if_not_exists: true,
+                        ..WriteOptions::default()
+                    },
+                )
+                .map(|_| ())
+                .map_err(|e| from_opendal("write", &target, e))
+        } else {
+            self.write_all(&target, bytes)
+        }
+    }
+
+    fn writer(&self, path: &str) -> Result<opendal::blocking::Writer> {
+        self.inner
+            .op
+            .writer(path)
+            .map_err(|e| from_opendal("open writer", path, e))
+    }
+}
+
+/// A random file name component (32 hex digits).
+pub(crate) fn random_name() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A file that a stream factory created (or started to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WrittenFile {
+    /// Relative to the factory's base directory.
+    pub(crate) rel: String,
+    pub(crate) scope: StateScope,
+}
+
+/// The stream factory of one checkpoint or savepoint over OpenDAL.
+///
+/// Streams below the inline threshold become [`StreamStateHandle::Inline`]; larger ones are
+/// uploaded in chunks of at most the write chunk size (memory stays bounded) to a new file
+/// named at random, and become a [`FileStateHandle`] with size and CRC32. Checkpoint files go
+/// to `chk-N/`, `shared/` or `taskowned/` of the job directory by scope; savepoint files all
+/// go into the savepoint directory.
+#[derive(Debug, Clone)]
+pub struct StoreStreamFactory {
+    store: CheckpointStore,
+    checkpoint_id: CheckpointId,
+    base: String,
+    savepoint: bool,
+    inline_threshold: usize,
+    chunk_size: usize,
+    written: Arc<Mutex<Vec<WrittenFile>>>,
+}
+
+impl StoreStreamFactory {
+    pub(crate) fn new(
+        store: CheckpointStore,
+        checkpoint_id: CheckpointId,
+        base: String,
+        savepoint: bool,
+        inline_threshold: usize,
+        chunk_size: usize,
+    ) -> Self {
+        StoreStreamFactory {
+            store,
+            checkpoint_id,
+            base,
+            savepoint,
+            inline_threshold,
+            chunk_size: chunk_size.max(1),
+            written: Arc::default(),
+        }
+    }
+
+    /// The directory handle paths are relative to.
+    pub fn base_dir(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn written(&self) -> Vec<WrittenFile> {
+        self.written.lock().clone()
+    }
+}
+
+impl CheckpointStreamFactory for StoreStreamFactory {
+    fn checkpoint_id(&self) -> CheckpointId {
+        self.checkpoint_id
+    }
+
+    fn create(&self, scope: StateScope) -> Result<Box<dyn CheckpointOutputStream>> {
+        let rel = layout::state_file_rel(self.checkpoint_id, scope, self.savepoint, &random_name());
+        Ok(Box::new(StoreOutputStream {
+            factory: self.clone(),
+            full: layout::join(&self.base, &rel),
+            rel,
+            scope,
+            buf: Vec::new(),
+            writer: None,
+            position: 0,
+            hasher: crc32fast::Hasher::new(),
+        }))
+    }
+}
+
+struct StoreOutputStream {
+    factory: StoreStreamFactory,
+    rel: String,
+    full: String,
+    scope: StateScope,
+    buf: Vec<u8>,
+    writer: Option<opendal::blocking::Writer>,
+    position: u64,
+    hasher: crc32fast::Hasher,
+}
+
+impl fmt::Debug for StoreOutputStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreOutputStream")
+            .field("path", &self.full)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreOutputStream {
+    fn flush_chunk(&mut self) -> Result<()> {
+        if self.writer.is_none() {
+            self.factory.written.lock().push(WrittenFile {
+                rel: self.rel.clone(),
+                scope: self.scope,
+            });
+            self.writer = Some(self.factory.store.writer(&self.full)?);
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.buf);
+        match self.writer.as_mut() {
+            Some(w) => w
+                .write(chunk)
+                .map_err(|e| from_opendal("write", &self.full, e)),
+            None => {
+                Err(Error::internal("state file writer missing").with_context("path", &self.full))
+            }
+        }
+    }
+}
+
+impl Write for StoreOutputStream {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.hasher.update(data);
+        self.position += data.len() as u64;
+        let limit = if self.writer.is_none() {
+            self.factory.inline_threshold.max(1)
+        } else {
+            self.factory.chunk_size
+        };
+        if self.buf.len() >= limit {
+            self.flush_chunk().map_err(std::io::Error::other)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CheckpointOutputStream for StoreOutputStream {
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn close(mut self: Box<Self>) -> Result<StreamStateHandle> {
+        if self.writer.is_none() && (self.position as usize) < self.factory.inline_threshold {
+            return Ok(StreamStateHandle::Inline(std::mem::take(&mut self.buf)));
+        }
+        self.flush_chunk()?;
+        if let Some(w) = self.writer.as_mut() {
+            w.close()
+                .map_err(|e| from_opendal("close", &self.full, e))?;
+        }
+        Ok(StreamStateHandle::File(FileStateHandle {
+            path: self.rel.clone(),
+            scope: self.scope,
+            size: self.position,
+            crc32: self.hasher.clone().finalize(),
+        }))
+    }
+}
+
+/// Reads state files through OpenDAL with range reads, resolving handle paths against a
+/// base directory (the job directory of a checkpoint, or a savepoint directory).
+#[derive(Debug, Clone)]
+pub struct StoreStateReader {
+    store: CheckpointStore,
+    base: String,
+}
+
+impl StoreStateReader {
+    /// The directory handle paths are resolved against.
+    pub fn base_dir(&self) -> &str {
+        &self.base
+    }
+
+    /// The full path (inside the store) of a handle's file.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupted`] when the handle's path is not a safe relative path.
+    pub fn resolve(&self, file: &FileStateHandle) -> Result<String> {
+        if !layout::is_safe_relative(&file.path) {
+            return Err(
+                Error::corrupted("state handle path is not a safe relative path")
+                    .with_context("path", format!("{:?}", file.path)),
+            );
+        }
+        Ok(layout::join(&self.base, &file.path))
+    }
+}
+
+impl StateReader for StoreStateReader {
+    fn open_file(
+        &self,
+        file: &FileStateHandle,
+        range: Range<u64>,
+    ) -> Result<Box<dyn Read + Send + '_>> {
+        let full = self.resolve(file)?;
+        if range.start > range.end || range.end > file.size {
+            return Err(Error::invalid_input("read range outside the state file")
+                .with_context("path", &full)
+                .with_context("range", format!("{}..{}", range.start, range.end))
+                .with_context("size", file.size));
+        }
+        let reader = self
+            .store
+            .inner
+            .op
+            .reader(&full)
+            .map_err(|e| from_opendal("open reader", &full, e))?;
+        if range.start == range.end {
+            return Ok(Box::new(std::io::empty()));
+        }
+        let std_reader = reader
+            .into_std_read(range.start..range.end)
+            .map_err(|e| from_opendal("read", &full, e))?;
+        Ok(Box::new(std_reader))
+    }
+}

@@ -1,0 +1,253 @@
+//! Crash injection: an OpenDAL layer fails the k-th storage write (writes and the commit
+//! rename), for every k of a checkpoint's writes; the store stays restorable to the previous
+//! completed checkpoint and nothing of it is lost.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{all_files, state_of};
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{
+    CheckpointId, CheckpointOutputStream, StateScope, StreamStateHandle,
+};
+use cornerstone_checkpoint_store::opendal::raw::*;
+use cornerstone_checkpoint_store::opendal::{self, OperationContext};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, CompletedCheckpointStore, inspect,
+};
+
+/// Fails the `fail_at`-th write-like operation (1-based; 0 = never); counts them all.
+#[derive(Debug, Clone, Default)]
+struct FailNthWrite {
+    count: Arc<AtomicUsize>,
+    fail_at: Arc<AtomicUsize>,
+}
+
+impl FailNthWrite {
+    fn tick(&self, what: &str, path: &str) -> opendal::Result<()> {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at.load(Ordering::SeqCst) {
+            return Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("injected failure of write #{n}: {what} {path}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for FailNthWrite {
+    fn apply_service(&self, inner: Servicer) -> Servicer {
+        Arc::new(FailService {
+            inner,
+            plan: self.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FailService {
+    inner: Servicer,
+    plan: FailNthWrite,
+}
+
+impl Service for FailService {
+    type Reader = oio::Reader;
+    type Writer = oio::Writer;
+    type Lister = oio::Lister;
+    type Deleter = oio::Deleter;
+    type Copier = oio::Copier;
+    type Composer = oio::Composer;
+
+    fn info(&self) -> ServiceInfo {
+        self.inner.info()
+    }
+    fn capability(&self) -> opendal::Capability {
+        self.inner.capability()
+    }
+    async fn create_dir(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpCreateDir,
+    ) -> opendal::Result<RpCreateDir> {
+        self.inner.create_dir(ctx, path, args).await
+    }
+    async fn stat(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpStat,
+    ) -> opendal::Result<RpStat> {
+        self.inner.stat(ctx, path, args).await
+    }
+    fn read(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpRead,
+    ) -> opendal::Result<Self::Reader> {
+        self.inner.read(ctx, path, args)
+    }
+    fn write(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpWrite,
+    ) -> opendal::Result<Self::Writer> {
+        self.plan.tick("write", path)?;
+        self.inner.write(ctx, path, args)
+    }
+    fn delete(&self, ctx: &OperationContext) -> opendal::Result<Self::Deleter> {
+        self.inner.delete(ctx)
+    }
+    fn list(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpList,
+    ) -> opendal::Result<Self::Lister> {
+        self.inner.list(ctx, path, args)
+    }
+    fn copy(
+        &self,
+        ctx: &OperationContext,
+        from: &str,
+        to: &str,
+        args: OpCopy,
+    ) -> opendal::Result<Self::Copier> {
+        self.inner.copy(ctx, from, to, args)
+    }
+    async fn rename(
+        &self,
+        ctx: &OperationContext,
+        from: &str,
+        to: &str,
+        args: OpRename,
+    ) -> opendal::Result<RpRename> {
+        self.plan.tick("rename", to)?;
+        self.inner.rename(ctx, from, to, args).await
+    }
+    async fn presign(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpPresign,
+    ) -> opendal::Result<RpPresign> {
+        self.inner.presign(ctx, path, args).await
+    }
+}
+
+fn try_checkpoint(
+    job: &CompletedCheckpointStore,
+    id: u64,
+    payload: &[u8],
+) -> Result<Vec<StreamStateHandle>, cornerstone_backend_api::Error> {
+    let mut p = job.begin_checkpoint(CheckpointId(id))?;
+    let f = p.stream_factory();
+    let mut streams = Vec::new();
+    for scope in [
+        StateScope::Exclusive,
+        StateScope::Shared,
+        StateScope::Exclusive,
+    ] {
+        let mut out = cornerstone_backend_api::CheckpointStreamFactory::create(&*f, scope)?;
+        // Several chunks per file: the write chunk size is 1 KiB.
+        std::io::Write::write_all(&mut out, payload)
+            .map_err(|e| cornerstone_backend_api::stream::stream_write_error("write", e))?;
+        streams.push(CheckpointOutputStream::close(out)?);
+    }
+    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams.clone()))?;
+    p.commit()?;
+    Ok(streams)
+}
+
+fn run(make_op: impl Fn() -> opendal::Operator, name: &str) {
+    let config = CheckpointConfig::default()
+        .inline_threshold(0)
+        .write_chunk_size(1024);
+    let payload = vec![5u8; 4000];
+    // Count the writes of one checkpoint.
+    let plan = FailNthWrite::default();
+    let store = CheckpointStore::new(make_op().layer(plan.clone())).unwrap();
+    let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+    try_checkpoint(&job, 1, &payload).unwrap();
+    let before = plan.count.load(Ordering::SeqCst);
+    try_checkpoint(&job, 2, &payload).unwrap();
+    let writes = plan.count.load(Ordering::SeqCst) - before;
+    assert!(writes >= 4, "{name}: {writes} writes per checkpoint");
+
+    for k in 1..=writes {
+        let plan = FailNthWrite::default();
+        let base = make_op();
+        let store = CheckpointStore::new(base.clone().layer(plan.clone())).unwrap();
+        let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+        let good = try_checkpoint(&job, 1, &payload).unwrap();
+        plan.fail_at
+            .store(plan.count.load(Ordering::SeqCst) + k, Ordering::SeqCst);
+        let err = try_checkpoint(&job, 2, &payload).expect_err("the injected failure surfaces");
+        assert!(
+            err.to_string().contains("injected failure"),
+            "{name} k={k}: {err}"
+        );
+
+        // Recover through a store without the layer (a restart).
+        let clean = CheckpointStore::new(base).unwrap();
+        let recovered = CompletedCheckpointStore::open(&clean, "job", config.clone()).unwrap();
+        assert_eq!(
+            recovered.checkpoint_ids(),
+            vec![CheckpointId(1)],
+            "{name} k={k}"
+        );
+        let point = clean.resolve("job").unwrap();
+        assert_eq!(point.id(), CheckpointId(1));
+        let reader = clean.reader(&point.base_dir);
+        for s in &good {
+            assert_eq!(
+                read_stream(s, Some(&reader)).unwrap(),
+                payload,
+                "{name} k={k}: nothing lost"
+            );
+        }
+        assert!(inspect::verify(&clean, "job", |_, _| {}).unwrap().is_ok());
+        // The aborted checkpoint cleaned up after itself: nothing is garbage.
+        let gc = inspect::gc_candidates(&clean, "job").unwrap();
+        assert!(
+            gc.candidates.is_empty(),
+            "{name} k={k}: {gc:?} {:?}",
+            all_files(&clean, "")
+        );
+        // And the job continues.
+        let next = CompletedCheckpointStore::open(&clean, "job", config.clone()).unwrap();
+        try_checkpoint(&next, 3, &payload).unwrap();
+        assert_eq!(clean.resolve("job").unwrap().id(), CheckpointId(3));
+    }
+}
+
+#[test]
+fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_fs() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    run(
+        || {
+            let sub = dir
+                .path()
+                .join(n.fetch_add(1, Ordering::SeqCst).to_string());
+            std::fs::create_dir_all(&sub).unwrap();
+            opendal::Operator::new(opendal::services::Fs::default().root(sub.to_str().unwrap()))
+                .unwrap()
+        },
+        "fs",
+    );
+}
+
+#[test]
+fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_memory() {
+    run(
+        || opendal::Operator::new(opendal::services::Memory::default()).unwrap(),
+        "memory",
+    );
+}

@@ -1,0 +1,105 @@
+//! Retention property test: random sequences of complete / abort / subsume / restart with
+//! shared files reused across checkpoints never delete a referenced file and leave no orphan.
+#![allow(clippy::unwrap_used, clippy::explicit_counter_loop, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{all_files, state_of, write_stream};
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{CheckpointId, StateScope, StreamStateHandle};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, CompletedCheckpointStore, inspect, layout,
+};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Complete a checkpoint with `new_shared` new shared files, reusing the shared files of
+    /// the latest retained checkpoint selected by `reuse` (bit mask).
+    Complete { new_shared: u8, reuse: u8 },
+    /// Write files, then abort.
+    Abort,
+    /// Write files, then drop without commit or abort (a failed checkpoint).
+    Drop,
+    /// Restart: reopen the store from storage.
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..3, any::<u8>()).prop_map(|(new_shared, reuse)| Op::Complete { new_shared, reuse }),
+        1 => Just(Op::Abort),
+        1 => Just(Op::Drop),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn retention_never_deletes_referenced_files_and_leaves_no_orphans(
+        num_retained in 1usize..4,
+        ops in proptest::collection::vec(op(), 1..25),
+    ) {
+        let store = CheckpointStore::from_url("memory://", Vec::<(String, String)>::new()).unwrap();
+        let config = CheckpointConfig::default().inline_threshold(0).num_retained(num_retained);
+        let mut job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+        let mut next_id = 1u64;
+        for op in ops {
+            match op {
+                Op::Complete { new_shared, reuse } => {
+                    let reusable: Vec<StreamStateHandle> = job
+                        .latest()
+                        .map(|c| c.metadata.streams().into_iter().filter(|s| s.file().is_some_and(|f| f.scope == StateScope::Shared)).cloned().collect())
+                        .unwrap_or_default();
+                    let mut p = job.begin_checkpoint(CheckpointId(next_id)).unwrap();
+                    let f = p.stream_factory();
+                    let mut streams = vec![write_stream(&*f, StateScope::Exclusive, &next_id.to_be_bytes())];
+                    for i in 0..new_shared {
+                        streams.push(write_stream(&*f, StateScope::Shared, &[i; 3]));
+                    }
+                    streams.extend(reusable.into_iter().enumerate().filter(|(i, _)| reuse >> (i % 8) & 1 == 1).map(|(_, s)| s));
+                    // An unreferenced upload (a dropped stream) must not survive either.
+                    write_stream(&*f, StateScope::Shared, b"unreferenced");
+                    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams)).unwrap();
+                    p.commit().unwrap();
+                }
+                Op::Abort | Op::Drop => {
+                    let p = job.begin_checkpoint(CheckpointId(next_id)).unwrap();
+                    let f = p.stream_factory();
+                    write_stream(&*f, StateScope::Exclusive, b"x");
+                    write_stream(&*f, StateScope::Shared, b"y");
+                    if matches!(op, Op::Abort) { p.abort().unwrap() } else { drop(p) }
+                }
+                Op::Restart => {
+                    job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+                }
+            }
+            next_id += 1;
+
+            // Invariant: every file of every retained checkpoint is intact.
+            let retained = job.checkpoints();
+            prop_assert!(retained.len() <= num_retained);
+            for c in &retained {
+                let reader = store.reader(&c.base_dir);
+                for s in c.metadata.streams() {
+                    prop_assert!(read_stream(s, Some(&reader)).is_ok(), "lost {:?} of checkpoint {}", s, c.id());
+                }
+            }
+            // Invariant: no orphan — every file in the job dir is _metadata or referenced.
+            let referenced: BTreeSet<String> = retained
+                .iter()
+                .flat_map(|c| c.metadata.files().into_iter().map(|f| format!("{}{}", c.base_dir, f.path)).collect::<Vec<_>>())
+                .chain(retained.iter().map(|c| c.metadata_path.clone()))
+                .collect();
+            for f in all_files(&store, "job/") {
+                prop_assert!(referenced.contains(&f), "orphan {f}");
+            }
+            prop_assert!(inspect::gc_candidates(&store, "job").unwrap().candidates.is_empty());
+            prop_assert_eq!(store.resolve("job").ok().map(|c| c.id()), retained.last().map(|c| c.id()));
+            let _ = layout::METADATA_FILE;
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! Commit, recovery, retention, cleanup policies, savepoints, restore and inspection on
+//! OpenDAL's fs and memory services.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{all_files, files_config, state_of, stores, write_stream};
+use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{
+    CheckpointId, ErrorKind, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ManualClock,
+    StateBackend, StateReader, StateScope, StreamStateHandle, ValueStateDescriptor,
+};
+use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+use cornerstone_checkpoint_store::inspect::{self, GcReason, ProblemKind, SnapshotStatus};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, ClaimMode, CleanupPolicy, CompletedCheckpointStore,
+    JobStatus, SnapshotKind,
+};
+
+fn is_random_name(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[test]
+fn layout_names_match_design() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(&dir) {
+        let job = CompletedCheckpointStore::open(&store, "abcdef123456", files_config()).unwrap();
+        let mut p = job.begin_checkpoint(CheckpointId(7)).unwrap();
+        let f = p.stream_factory();
+        let s = vec![
+            write_stream(&*f, StateScope::Exclusive, b"exclusive"),
+            write_stream(&*f, StateScope::Shared, b"shared"),
+            write_stream(&*f, StateScope::TaskOwned, b"taskowned"),
+        ];
+        p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+            .unwrap();
+        let done = p.commit().unwrap();
+        assert_eq!(done.metadata_path, "abcdef123456/chk-7/_metadata", "{name}");
+        let files = all_files(&store, "");
+        assert_eq!(files.len(), 4, "{name}: {files:?}");
+        for f in &files {
+            let rest = f.strip_prefix("abcdef123456/").unwrap();
+            let (dir, file) = rest.split_once('/').unwrap();
+            assert!(
+                ["chk-7", "shared", "taskowned"].contains(&dir),
+                "{name}: {f}"
+            );
+            assert!(file == "_metadata" || is_random_name(file), "{name}: {f}");
+        }
+
+        let mut sp = job.begin_savepoint(CheckpointId(8), "savepoints").unwrap();
+        let f = sp.stream_factory();
+        let s = vec![write_stream(&*f, StateScope::Shared, b"in the savepoint")];
+        sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+            .unwrap();
+        let done = sp.commit().unwrap();
+        let sp_dir = done.dir();
+        let seg = sp_dir
+            .strip_prefix("savepoints/")
+            .unwrap()
+            .trim_end_matches('/');
+        let (prefix, random) = seg.strip_prefix("savepoint-").unwrap().split_at(6);
+        assert_eq!(prefix, "abcdef", "{name}");
+        assert_eq!(random.len(), 13, "{name}: {seg}");
+        assert_eq!(all_files(&store, &sp_dir).len(), 2, "{name}");
+        assert_eq!(done.metadata.kind, SnapshotKind::Savepoint);
+    }
+}
+
+#[test]
+fn inline_below_threshold_and_files_above() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(&dir) {
+        let job = CompletedCheckpointStore::open(
+            &store,
+            "job",
+            CheckpointConfig::default().inline_threshold(100),
+        )
+        .unwrap();
+        let p = job.begin_checkpoint(CheckpointId(1)).unwrap();
+        let f = p.stream_factory();
+        assert!(
+            matches!(
+                write_stream(&*f, StateScope::Exclusive, &[1; 99]),
+                StreamStateHandle::Inline(_)
+            ),
+            "{name}"
+        );
+        let big = vec![3u8; 300_000];
+        let h = write_stream(&*f, StateScope::Exclusive, &big);
+        let file = h.file().unwrap();
+        assert_eq!(
+            (file.size, file.crc32),
+            (300_000, crc32fast::hash(&big)),
+            "{name}"
+        );
+        let reader = store.reader(f.base_dir());
+        assert_eq!(read_stream(&h, Some(&reader)).unwrap(), big);
+        // Range reads.
+        let mut part = Vec::new();
+        std::io::Read::read_to_end(&mut reader.open_file(file, 10..20).unwrap(), &mut part)
+            .unwrap();
+        assert_eq!(part, vec![3u8; 10]);
+        assert_eq!(
+            reader.open_file(file, 0..300_001).err().unwrap().kind(),
+            ErrorKind::InvalidInput
+        );
+        p.abort().unwrap();
+        assert!(
+            all_files(&store, "job/").is_empty(),
+            "{name}: abort leaves nothing"
+        );
+    }
+}
+
+fn commit_with(
+    job: &CompletedCheckpointStore,
+    id: u64,
+    shared: &[StreamStateHandle],
+) -> Vec<StreamStateHandle> {
+    let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
+    let f = p.stream_factory();
+    let mut streams = vec![
+        write_stream(
+            &*f,
+            StateScope::Exclusive,
+            format!("exclusive {id}").as_bytes(),
+        ),
+        write_stream(&*f, StateScope::Shared, format!("shared {id}").as_bytes()),
+    ];
+    streams.extend(shared.iter().cloned());
+    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams.clone()))
+        .unwrap();
+    p.commit().unwrap();
+    streams
+}
+
+#[test]
+fn recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(&dir) {
+        let config = files_config().num_retained(2);
+        let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+        let first = commit_with(&job, 2, &[]);
+        let reused = first[1].clone(); // shared file of chk-2, reused by every later one
+        commit_with(&job, 9, std::slice::from_ref(&reused));
+        commit_with(&job, 10, std::slice::from_ref(&reused));
+        assert_eq!(
+            job.checkpoint_ids(),
+            vec![CheckpointId(9), CheckpointId(10)],
+            "{name}"
+        );
+        assert!(
+            !all_files(&store, "job/")
+                .iter()
+                .any(|f| f.starts_with("job/chk-2/")),
+            "{name}"
+        );
+        let reader = store.reader("job/");
+        assert_eq!(
+            read_stream(&reused, Some(&reader)).unwrap(),
+            b"shared 2",
+            "{name}"
+        );
+
+        // An incomplete chk-11 (no _metadata) is not restored.
+        let p = job.begin_checkpoint(CheckpointId(11)).unwrap();
+        write_stream(&*p.stream_factory(), StateScope::Exclusive, b"torn");
+        std::mem::forget(p); // a crash: nothing is cleaned up
+
+        let job = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+        assert_eq!(
+            job.checkpoint_ids(),
+            vec![CheckpointId(9), CheckpointId(10)],
+            "{name}"
+        );
+        assert_eq!(
+            store.resolve("job").unwrap().id(),
+            CheckpointId(10),
+            "{name}"
+        );
+        // Liveness rebuilt from _metadata: the next subsumption keeps the reused file.
+        commit_with(&job, 12, std::slice::from_ref(&reused));
+        assert_eq!(
+            read_stream(&reused, Some(&reader)).unwrap(),
+            b"shared 2",
+            "{name}"
+        );
+        let listed = inspect::list(&store, "job").unwrap();
+        let ids: Vec<(u64, &str)> = listed
+            .iter()
+            .map(|l| (l.id.unwrap().0, l.status.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![(10, "complete"), (11, "incomplete"), (12, "complete")],
+            "{name}"
+        );
+        let gc = inspect::gc_candidates(&store, "job").unwrap();
+        assert_eq!(gc.candidates.len(), 1, "{name}: {gc:?}");
+        assert_eq!(gc.candidates[0].reason, GcReason::IncompleteCheckpoint);
+        assert_eq!(gc.candidates[0].size, 4);
+        assert_eq!(inspect::gc_delete(&store, &gc).unwrap(), 1);
+        assert!(
+            inspect::gc_candidates(&store, "job")
+                .unwrap()
+                .candidates
+                .is_empty(),
+            "{name}"
+        );
+        for c in job.checkpoints() {
+            assert!(
+                inspect::verify(&store, &c.metadata_path, |_, _| {})
+                    .unwrap()
+                    .is_ok(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_cleanup_policy_and_termination_status() {
+    use CleanupPolicy::*;
+    use JobStatus::*;
+    let expected_delete = [
+        (NoExternalized, [true, true, true, true]),
+        (DeleteOnCancellation, [true, true, false, true]),
+        (RetainOnCancellation, [true, false, false, false]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(&dir) {
+        for (policy, deletes) in expected_delete {
+            for (status, delete) in [Finished, Cancelled, Failed, Suspended]
+                .into_iter()
+                .zip(deletes)
+            {
+                assert_eq!(policy.deletes_on(status), delete);
+                let job_id = format!("job-{policy:?}-{status:?}");
+                let job =
+                    CompletedCheckpointStore::open(&store, &job_id, files_config().cleanup(policy))
+                        .unwrap();
+                commit_with(&job, 1, &[]);
+                let mut p = job.begin_checkpoint(CheckpointId(2)).unwrap();
+                let f = p.stream_factory();
+                let s = vec![write_stream(&*f, StateScope::TaskOwned, b"task")];
+                p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+                    .unwrap();
+                p.commit().unwrap();
+                let mut sp = job
+                    .begin_savepoint(CheckpointId(3), &format!("{job_id}-sp"))
+                    .unwrap();
+                let s = vec![write_stream(
+                    &*sp.stream_factory(),
+                    StateScope::Exclusive,
+                    b"sp",
+                )];
+                sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+                    .unwrap();
+                let sp = sp.commit().unwrap();
+                job.terminate(status).unwrap();
+                let left = all_files(&store, &format!("{job_id}/"));
+                if delete {
+                    assert!(
+                        left.iter().all(|f| f.contains("/taskowned/")),
+                        "{name} {policy:?} {status:?}: {left:?}"
+                    );
+                    assert_eq!(left.len(), 1, "{name}: task-owned files are never deleted");
+                    assert!(store.resolve(&job_id).is_err());
+                } else {
+                    assert_eq!(
+                        store.resolve(&job_id).unwrap().id(),
+                        CheckpointId(2),
+                        "{name} {policy:?} {status:?}"
+                    );
+                    assert!(inspect::verify(&store, &job_id, |_, _| {}).unwrap().is_ok());
+                }
+                assert!(
+                    store.resolve(&sp.metadata_path).is_ok(),
+                    "savepoints are never deleted"
+                );
+                assert_eq!(
+                    job.begin_checkpoint(CheckpointId(4)).unwrap_err().kind(),
+                    ErrorKind::Closed
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn savepoint_is_relocatable_and_dispose_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let job = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
+    let mut sp = job.begin_savepoint(CheckpointId(5), "sps").unwrap();
+    let f = sp.stream_factory();
+    let streams = vec![
+        write_stream(&*f, StateScope::Exclusive, b"one"),
+        write_stream(&*f, StateScope::Shared, b"two"),
+    ];
+    sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams.clone()))
+        .unwrap();
+    let done = sp.commit().unwrap();
+    assert!(
+        inspect::verify(&store, &done.dir(), |_, _| {})
+            .unwrap()
+            .is_ok()
+    );
+
+    // Copy the directory somewhere else entirely, delete the original, restore the copy.
+    let other = tempfile::tempdir().unwrap();
+    let src = dir.path().join(done.dir());
+    let dst = other.path().join("moved/my-savepoint");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    store.dispose_savepoint(&done.dir()).unwrap();
+    assert!(!src.exists());
+
+    let (moved, path) =
+        CheckpointStore::open_location(dst.to_str().unwrap(), Vec::<(String, String)>::new())
+            .unwrap();
+    let point = moved.resolve(&path).unwrap();
+    assert_eq!(point.metadata.kind, SnapshotKind::Savepoint);
+    let target = CheckpointStore::local(other.path().join("ckpts")).unwrap();
+    let new_job = CompletedCheckpointStore::open(&target, "job2", files_config()).unwrap();
+    let reader = moved.reader(&point.base_dir);
+    assert_eq!(
+        new_job
+            .restore(&point, ClaimMode::NoClaim)
+            .unwrap()
+            .base_dir(),
+        reader.base_dir()
+    );
+    let restored = point.metadata.operators[0].subtasks[&0].streams();
+    assert_eq!(read_stream(restored[0], Some(&reader)).unwrap(), b"one");
+    assert_eq!(read_stream(restored[1], Some(&reader)).unwrap(), b"two");
+    assert!(inspect::verify(&moved, &path, |_, _| {}).unwrap().is_ok());
+
+    // Disposing a checkpoint as a savepoint is refused.
+    commit_with(&job, 6, &[]);
+    assert_eq!(
+        store.dispose_savepoint("job/chk-6").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn no_claim_restores_never_delete_and_new_checkpoints_cannot_reference_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(&dir) {
+        let old = CompletedCheckpointStore::open(&store, "old", files_config()).unwrap();
+        let old_streams = commit_with(&old, 1, &[]);
+        let point = store.resolve("old").unwrap();
+        assert_eq!(point.base_dir, "old/");
+
+        let new =
+            CompletedCheckpointStore::open(&store, "new", files_config().num_retained(1)).unwrap();
+        let reader = new.restore(&point, ClaimMode::NoClaim).unwrap();
+        assert_eq!(
+            read_stream(&old_streams[1], Some(&reader)).unwrap(),
+            b"shared 1",
+            "{name}"
+        );
+        // Referencing a restored shared file in the new job is refused: the first checkpoint is full.
+        let mut p = new.begin_checkpoint(CheckpointId(2)).unwrap();
+        p.add_subtask_state(
+            "op",
+            "Op",
+            1,
+            128,
+            0,
+            state_of(vec![old_streams[1].clone()]),
+        )
+        .unwrap();
+        let e = p.commit().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{name}: {e}");
+        commit_with(&new, 3, &[]);
+        commit_with(&new, 4, &[]);
+        assert!(
+            inspect::verify(&store, "old", |_, _| {}).unwrap().is_ok(),
+            "{name}: NoClaim never deletes"
+        );
+        // NoClaim of the job's own checkpoint is refused.
+        let own = store.resolve("new").unwrap();
+        assert_eq!(
+            new.restore(&own, ClaimMode::NoClaim).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+
+        // Claim: the restored checkpoint is subsumed like our own.
+        let claimer = CompletedCheckpointStore::open(&store, "claimer", files_config()).unwrap();
+        claimer.restore(&point, ClaimMode::Claim).unwrap();
+        commit_with(&claimer, 2, &[]);
+        assert!(
+            store.resolve("old").is_err(),
+            "{name}: claimed checkpoint subsumed"
+        );
+        assert!(
+            all_files(&store, "old/").is_empty(),
+            "{name}: {:?}",
+            all_files(&store, "old/")
+        );
+    }
+}
+
+#[test]
+fn heap_backend_state_written_through_the_factory_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(&dir) {
+        let options = HeapBackendOptions {
+            name: "fs-test",
+            storage: HeapSnapshotStorage::Streams,
+            compression: Compression::None,
+        };
+        let job = CompletedCheckpointStore::open(
+            &store,
+            "job",
+            CheckpointConfig::default().inline_threshold(64),
+        )
+        .unwrap();
+        let mut pending = job.begin_checkpoint(CheckpointId(1)).unwrap();
+        for subtask in 0..2u32 {
+            let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+            let backend =
+                HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
+                    .unwrap();
+            let counts = backend
+                .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+                .unwrap();
+            for k in 0..500u64 {
+                if range.contains(
+                    cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap(),
+                ) {
+                    counts.update(&k, &(), format!("value-{k}")).unwrap();
+                }
+            }
+            let snap = backend.snapshot(CheckpointId(1)).unwrap();
+            let state = snap.write(&*pending.stream_factory()).unwrap();
+            assert!(
+                state.streams().iter().any(|s| s.file().is_some()),
+                "{name}: written to files"
+            );
+            pending
+                .add_subtask_state("keyed", "Keyed", 2, 128, subtask, state)
+                .unwrap();
+        }
+        pending.commit().unwrap();
+
+        let job =
+            CompletedCheckpointStore::open(&store, "job", CheckpointConfig::default()).unwrap();
+        let point = store.resolve("job/chk-1/_metadata").unwrap();
+        let reader: Arc<dyn StateReader> = Arc::new(job.restore(&point, ClaimMode::Claim).unwrap());
+        let op = point.metadata.operator("keyed").unwrap();
+        for subtask in 0..2u32 {
+            let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+            let params = KeyedBackendParams::new(128, range)
+                .restore(op.subtasks[&subtask].keyed.clone(), Some(reader.clone()));
+            let backend = HeapKeyedStateBackend::<u64>::open(params, options).unwrap();
+            let counts = backend
+                .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+                .unwrap();
+            for k in 0..500u64 {
+                if range.contains(
+                    cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap(),
+                ) {
+                    assert_eq!(
+                        counts.get(&k, &()).unwrap(),
+                        Some(format!("value-{k}")),
+                        "{name}"
+                    );
+                }
+            }
+        }
+        let shown = inspect::show(&store, "job").unwrap();
+        assert_eq!(shown.operators[0].subtasks.len(), 2);
+        assert_eq!(
+            shown.operators[0].subtasks[1].handles[0].key_groups,
+            Some((64, 127))
+        );
+    }
+}
+
+#[test]
+fn verify_reports_every_problem_and_diff_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let clock = ManualClock::new(1_000);
+    let job = CompletedCheckpointStore::open(
+        &store,
+        "job",
+        files_config()
+            .num_retained(2)
+            .clock(Arc::new(clock.clone())),
+    )
+    .unwrap();
+    let a = commit_with(&job, 1, &[]);
+    clock.advance(5);
+    commit_with(&job, 2, std::slice::from_ref(&a[1]));
+    let d = inspect::diff(&store, "job/chk-1", "job/chk-2").unwrap();
+    assert_eq!(
+        d.files_common,
+        vec![(format!("job/{}", a[1].file().unwrap().path), 8)]
+    );
+    assert_eq!((d.files_added.len(), d.files_removed.len()), (2, 1));
+    assert_eq!(d.operators_changed.len(), 1);
+    let listed = inspect::list(&store, "job").unwrap();
+    assert_eq!(listed[1].completed_timestamp_ms, Some(1_005));
+
+    // Corrupt one file, truncate another, delete a third.
+    let files = inspect::show(&store, "job/chk-2").unwrap().files;
+    let paths: Vec<&String> = files.keys().collect();
+    let abs = |p: &str| dir.path().join(p);
+    let mut bytes = std::fs::read(abs(paths[0])).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(abs(paths[0]), bytes).unwrap();
+    std::fs::write(abs(paths[1]), b"x").unwrap();
+    std::fs::remove_file(abs(paths[2])).unwrap();
+    let report = inspect::verify(&store, "job", |_, _| {}).unwrap();
+    let kinds: Vec<ProblemKind> = report.problems.iter().map(|p| p.kind).collect();
+    assert_eq!(kinds.len(), 3, "{report:?}");
+    for k in [
+        ProblemKind::ChecksumMismatch,
+        ProblemKind::SizeMismatch,
+        ProblemKind::MissingFile,
+    ] {
+        assert!(kinds.contains(&k), "{report:?}");
+    }
+    // A corrupt _metadata is listed as corrupt, reported by verify, and never restored.
+    std::fs::write(abs("job/chk-2/_metadata"), b"CSMD garbage").unwrap();
+    assert!(matches!(
+        inspect::list(&store, "job").unwrap()[1].status,
+        SnapshotStatus::Corrupt(_)
+    ));
+    assert_eq!(
+        inspect::verify(&store, "job/chk-2/_metadata", |_, _| {})
+            .unwrap()
+            .problems[0]
+            .kind,
+        ProblemKind::Metadata
+    );
+    assert_eq!(store.resolve("job").unwrap().id(), CheckpointId(1));
+}
