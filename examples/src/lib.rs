@@ -1,14 +1,17 @@
 //! The end-to-end job of the README: a keyed word count on the memory backend at
-//! parallelism 2, a checkpoint, then a restore at parallelism 3 that checks every count.
+//! parallelism 2, a checkpoint into a checkpoint store on the local filesystem, then a
+//! restore at parallelism 3 from that store that checks every count.
 //!
 //! ```
-//! let report = cornerstone_examples::run_rescale_job(&cornerstone_examples::JobConfig::small())?;
+//! # let dir = tempfile::tempdir()?;
+//! let report = cornerstone_examples::run_rescale_job(&cornerstone_examples::JobConfig::small(), dir.path())?;
 //! assert!(report.all_counts_survived());
-//! # Ok::<_, cornerstone_backend_api::Error>(())
+//! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,9 +20,12 @@ use cornerstone_backend_api::keygroup::{key_group_for_key, operator_index_for_ke
 use cornerstone_backend_api::operator::OperatorStateBackend;
 use cornerstone_backend_api::rescale::{keyed_handles_for, redistribute_operator_state};
 use cornerstone_backend_api::{
-    CheckpointId, Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    MemoryCheckpointStorage, Result, StateBackend, StateBackendFactory, StateReader, SubtaskState,
-    ValueStateDescriptor,
+    CheckpointId, Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, Result,
+    StateBackend, StateBackendFactory, StateReader, SubtaskState, ValueStateDescriptor,
+};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, ClaimMode, CleanupPolicy, CompletedCheckpointStore,
+    JobStatus,
 };
 use cornerstone_backend_memory::{HeapKeyedStateBackend, MemoryStateBackend};
 
@@ -77,8 +83,12 @@ pub struct JobReport {
     pub restored_offsets: Vec<(u32, u64)>,
     /// The largest synchronous snapshot phase.
     pub max_sync_phase: Duration,
-    /// Bytes of the checkpoint (inline handles).
+    /// Bytes of the checkpoint's state.
     pub checkpoint_bytes: u64,
+    /// The job directory of the checkpoint, for `cornerstone list` / `show`.
+    pub job_dir: PathBuf,
+    /// The checkpoint's `_metadata`, relative to the checkpoint directory.
+    pub metadata_path: String,
 }
 
 impl JobReport {
@@ -100,8 +110,14 @@ impl fmt::Display for JobReport {
         )?;
         writeln!(
             f,
-            "checkpoint 1: {} bytes inline, longest synchronous phase {:?}",
-            self.checkpoint_bytes, self.max_sync_phase
+            "checkpoint 1: {} bytes of state, longest synchronous phase {:?}, committed as {}",
+            self.checkpoint_bytes, self.max_sync_phase, self.metadata_path
+        )?;
+        writeln!(
+            f,
+            "checkpoints kept (RetainOnCancellation) in {}: try `cornerstone list {}`",
+            self.job_dir.display(),
+            self.job_dir.display()
         )?;
         writeln!(
             f,
@@ -127,6 +143,9 @@ impl fmt::Display for JobReport {
     }
 }
 
+/// The uid of the counting operator in checkpoint metadata.
+pub const OPERATOR_UID: &str = "counter";
+
 fn word(i: u64) -> String {
     format!("word-{i:05}")
 }
@@ -140,14 +159,31 @@ fn event_key(i: u64, keys: u64) -> u64 {
     (z ^ (z >> 31)) % keys
 }
 
-/// Runs the job: count, checkpoint, drop, restore at another parallelism, verify.
+/// The id of the job that counts, and of the job that restores its checkpoint.
+pub const JOB_ID: &str = "wordcount";
+/// The id of the rescaled job.
+pub const RESCALED_JOB_ID: &str = "wordcount-rescaled";
+
+/// Runs the job: count, checkpoint into a local checkpoint store under `checkpoint_dir`,
+/// cancel (keeping the checkpoint), restore from the store at another parallelism, verify.
+/// Earlier runs' job directories under `checkpoint_dir` are replaced.
 ///
 /// # Errors
-/// Any backend error; a report with mismatches is not an error (check
+/// Any backend or storage error; a report with mismatches is not an error (check
 /// [`JobReport::all_counts_survived`]).
-pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
+pub fn run_rescale_job(config: &JobConfig, checkpoint_dir: &Path) -> Result<JobReport> {
+    for job in [JOB_ID, RESCALED_JOB_ID] {
+        let dir = checkpoint_dir.join(job);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                Error::io("remove the previous run", e).with_context("path", dir.display())
+            })?;
+        }
+    }
+    let store = CheckpointStore::local(checkpoint_dir)?;
+    let checkpoints = CheckpointConfig::default().cleanup(CleanupPolicy::RetainOnCancellation);
+    let job = CompletedCheckpointStore::open(&store, JOB_ID, checkpoints.clone())?;
     let factory = MemoryStateBackend::new().max_state_size(64 << 20);
-    let storage = MemoryCheckpointStorage::new();
     let counts = ValueStateDescriptor::<u64>::new("count");
     let max_p = config.max_parallelism;
 
@@ -184,8 +220,10 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
             )]);
     }
 
-    // Checkpoint 1: synchronous phases on the task, asynchronous phases on other threads.
+    // Checkpoint 1: synchronous phases on the task, asynchronous phases on other threads,
+    // writing through the checkpoint store's stream factory.
     let id = CheckpointId(1);
+    let mut pending_checkpoint = job.begin_checkpoint(id)?;
     let mut max_sync = Duration::ZERO;
     let mut pending = Vec::new();
     for (backend, operator) in &subtasks {
@@ -193,10 +231,10 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
         let keyed = backend.snapshot(id)?;
         let op = operator.snapshot(id);
         max_sync = max_sync.max(start.elapsed());
-        let streams = storage.stream_factory(id);
+        let streams = pending_checkpoint.stream_factory();
         pending.push(thread::spawn(move || -> Result<SubtaskState> {
-            let mut state = keyed.write(&streams)?;
-            state.merge(op.write(&streams)?);
+            let mut state = keyed.write(&*streams)?;
+            state.merge(op.write(&*streams)?);
             Ok(state)
         }));
     }
@@ -206,22 +244,36 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
             state.update(&key, &(), u64::MAX)?;
         }
     }
-    let mut checkpoint: Vec<SubtaskState> = Vec::new();
-    for handle in pending {
-        checkpoint.push(
-            handle
-                .join()
-                .map_err(|_| Error::internal("asynchronous snapshot thread panicked"))??,
-        );
+    for (index, handle) in pending.into_iter().enumerate() {
+        let state = handle
+            .join()
+            .map_err(|_| Error::internal("asynchronous snapshot thread panicked"))??;
+        pending_checkpoint.add_subtask_state(
+            OPERATOR_UID,
+            "keyed count",
+            config.parallelism_before,
+            max_p,
+            index as u32,
+            state,
+        )?;
     }
-    drop((states, subtasks));
-    let checkpoint_bytes = checkpoint.iter().map(SubtaskState::state_size).sum();
+    let completed = pending_checkpoint.commit()?;
+    let checkpoint_bytes = completed.metadata.state_size();
+    // The job is cancelled; RetainOnCancellation keeps its checkpoint.
+    job.terminate(JobStatus::Cancelled)?;
+    drop((states, subtasks, job));
 
-    // Restore at parallelism `after`.
-    let all_keyed: Vec<_> = checkpoint.iter().flat_map(|s| s.keyed.iter()).collect();
-    let operator_old: Vec<_> = checkpoint.iter().map(|s| s.operator.clone()).collect();
+    // Restore at parallelism `after`, as a new job, from the latest checkpoint of the old one.
+    let point = store.resolve(JOB_ID)?;
+    let rescaled = CompletedCheckpointStore::open(&store, RESCALED_JOB_ID, checkpoints)?;
+    let reader: Arc<dyn StateReader> = Arc::new(rescaled.restore(&point, ClaimMode::NoClaim)?);
+    let operator = point.metadata.operator(OPERATOR_UID).ok_or_else(|| {
+        Error::not_found("the checkpoint has no state of the counting operator")
+            .with_context("operator", OPERATOR_UID)
+    })?;
+    let all_keyed: Vec<_> = operator.subtasks.values().flat_map(|s| s.keyed.iter()).collect();
+    let operator_old: Vec<_> = operator.subtasks.values().map(|s| s.operator.clone()).collect();
     let operator_new = redistribute_operator_state(&operator_old, config.parallelism_after)?;
-    let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
     let mut found: BTreeMap<String, (u64, usize)> = BTreeMap::new();
     let mut keys_per_subtask = Vec::new();
     let mut restored_offsets = Vec::new();
@@ -264,6 +316,8 @@ pub fn run_rescale_job(config: &JobConfig) -> Result<JobReport> {
         restored_offsets,
         max_sync_phase: max_sync,
         checkpoint_bytes,
+        job_dir: checkpoint_dir.join(JOB_ID),
+        metadata_path: completed.metadata_path,
     })
 }
 
