@@ -23,11 +23,11 @@ use cornerstone_backend_api::{
     CheckpointId, Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, Result,
     StateBackend, StateBackendFactory, StateReader, SubtaskState, ValueStateDescriptor,
 };
+use cornerstone_backend_memory::{HeapKeyedStateBackend, MemoryStateBackend};
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, ClaimMode, CleanupPolicy, CompletedCheckpointStore,
     JobStatus,
 };
-use cornerstone_backend_memory::{HeapKeyedStateBackend, MemoryStateBackend};
 
 /// The size of the job.
 #[derive(Debug, Clone)]
@@ -271,8 +271,16 @@ pub fn run_rescale_job(config: &JobConfig, checkpoint_dir: &Path) -> Result<JobR
         Error::not_found("the checkpoint has no state of the counting operator")
             .with_context("operator", OPERATOR_UID)
     })?;
-    let all_keyed: Vec<_> = operator.subtasks.values().flat_map(|s| s.keyed.iter()).collect();
-    let operator_old: Vec<_> = operator.subtasks.values().map(|s| s.operator.clone()).collect();
+    let all_keyed: Vec<_> = operator
+        .subtasks
+        .values()
+        .flat_map(|s| s.keyed.iter())
+        .collect();
+    let operator_old: Vec<_> = operator
+        .subtasks
+        .values()
+        .map(|s| s.operator.clone())
+        .collect();
     let operator_new = redistribute_operator_state(&operator_old, config.parallelism_after)?;
     let mut found: BTreeMap<String, (u64, usize)> = BTreeMap::new();
     let mut keys_per_subtask = Vec::new();
