@@ -217,6 +217,8 @@ impl CheckpointStore {
         if let Some(v) = get("session_token", &["AWS_SESSION_TOKEN"]) {
             b = b.session_token(&v);
         }
+        // The process-wide HTTP transport (reqwest with rustls); idempotent.
+        opendal::install_default();
         let op = opendal::Operator::new(b).map_err(|e| from_opendal("open s3", url, e))?;
         Self::with_description(op, url.to_owned())
     }
