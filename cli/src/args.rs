@@ -1,0 +1,125 @@
+//! The command line, parsed by clap.
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+LOCATIONS:
+  Every <path> is a local path, a file:// URL, memory:// (an empty in-memory store, only
+  useful for testing) or s3://bucket/prefix (with the `s3` feature). S3 options fall back to
+  AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,
+  AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+
+OUTPUT:
+  Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
+  lines). Progress bars (only on a terminal) and errors go to stderr.
+
+EXIT CODES:
+  0  success (verify: no problem found)
+  1  verify found problems in the checkpoint or savepoint
+  2  usage error or any other error (one line on stderr: `error: ...`)";
+
+/// Inspect and maintain Cornerstone checkpoints and savepoints.
+#[derive(Debug, Parser)]
+#[command(name = "cornerstone", version, about, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Options of the object store that holds the locations.
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+
+    /// The command.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Object-storage options (S3); unset options fall back to the AWS_* environment variables.
+#[derive(Debug, Args)]
+pub(crate) struct StorageArgs {
+    /// S3 endpoint URL (falls back to AWS_ENDPOINT_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) endpoint: Option<String>,
+    /// S3 region (falls back to AWS_REGION, then AWS_DEFAULT_REGION).
+    #[arg(long, global = true)]
+    pub(crate) region: Option<String>,
+    /// S3 access key id (falls back to AWS_ACCESS_KEY_ID).
+    #[arg(long, global = true, value_name = "ID")]
+    pub(crate) access_key_id: Option<String>,
+    /// S3 secret access key (falls back to AWS_SECRET_ACCESS_KEY).
+    #[arg(long, global = true, value_name = "KEY")]
+    pub(crate) secret_access_key: Option<String>,
+}
+
+impl StorageArgs {
+    /// The options given on the command line, as `CheckpointStore::open_location` takes them.
+    pub(crate) fn options(&self) -> Vec<(&'static str, String)> {
+        [
+            ("endpoint", &self.endpoint),
+            ("region", &self.region),
+            ("access_key_id", &self.access_key_id),
+            ("secret_access_key", &self.secret_access_key),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List the checkpoints (chk-N) and savepoints of a job directory with id, time, size and
+    /// status (complete, incomplete or corrupt).
+    List {
+        /// The job directory (or a directory of savepoints).
+        job_dir: String,
+    },
+    /// Show a checkpoint or savepoint: operators, parallelism, key-group ranges, handles,
+    /// files and sizes.
+    Show {
+        /// A _metadata file, a chk-N or savepoint directory, or a job directory (its latest
+        /// complete checkpoint).
+        path: String,
+    },
+    /// Read every file a checkpoint or savepoint references and check sizes, checksums and
+    /// references. Exits with 1 when a problem is found.
+    Verify {
+        /// A _metadata file, a chk-N or savepoint directory, or a job directory.
+        path: String,
+    },
+    /// Print the state entries of one operator as JSON lines (full snapshots of the heap
+    /// backends; values of unknown types as hex).
+    Dump {
+        /// A _metadata file, a chk-N or savepoint directory, or a job directory.
+        path: String,
+        /// The uid of the operator.
+        #[arg(long, value_name = "UID")]
+        operator: String,
+        /// Only this state (keyed or operator state name).
+        #[arg(long, value_name = "NAME")]
+        state: Option<String>,
+    },
+    /// Find files under shared/ and chk-* that no complete checkpoint references. Dry run
+    /// unless --delete is given.
+    Gc {
+        /// The job directory.
+        job_dir: String,
+        /// Delete the files found (re-checking that nothing references them now).
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Compare two checkpoints or savepoints: operators, files and sizes.
+    Diff {
+        /// The first (older) checkpoint or savepoint.
+        a: String,
+        /// The second (newer) checkpoint or savepoint.
+        b: String,
+    },
+    /// Dispose of a savepoint: delete its _metadata first, then its files.
+    Dispose {
+        /// The savepoint directory or its _metadata.
+        savepoint: String,
+    },
+}

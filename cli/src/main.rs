@@ -1,0 +1,430 @@
+//! `cornerstone`: inspect and maintain Cornerstone checkpoints and savepoints.
+//!
+//! A thin layer over [`cornerstone_checkpoint_store::inspect`]: the library does the work,
+//! this binary parses the command line and prints.
+//!
+//! - `cornerstone list <job-dir>`: checkpoints and savepoints with id, time, size and status
+//!   (complete, incomplete, corrupt);
+//! - `cornerstone show <path>`: operators (uid, name), parallelism, max parallelism,
+//!   per-subtask key-group ranges, handles, files and sizes;
+//! - `cornerstone verify <path>`: reads every referenced file and checks sizes, checksums and
+//!   references; exits with 1 and a precise report on any problem;
+//! - `cornerstone dump <path> --operator UID [--state NAME]`: state entries as JSON lines
+//!   (full snapshots of the heap backends; values of unknown types as hex);
+//! - `cornerstone gc <job-dir> [--delete]`: files under `shared/` and `chk-*` that no
+//!   complete checkpoint references, with sizes (a dry run unless `--delete`);
+//! - `cornerstone diff <a> <b>`: operators, files and sizes changed between two snapshots;
+//! - `cornerstone dispose <savepoint>`.
+//!
+//! Every location is a local path or a URL (`file://`, `memory://`, `s3://bucket/prefix`
+//! with the `s3` feature; `--endpoint`, `--region`, `--access-key-id`,
+//! `--secret-access-key` or the `AWS_*` variables). `--json` prints one stable JSON
+//! document on stdout. Progress bars (on a terminal only) and errors go to stderr; an error
+//! is one line, `error: ...`.
+//!
+//! Exit codes: 0 success, 1 problems found by `verify`, 2 usage and other errors.
+
+mod args;
+mod dump;
+mod output;
+
+use std::collections::BTreeSet;
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use cornerstone_backend_api::keyed_format::read_key_groups;
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{KeyedStateHandle, StateReader};
+use cornerstone_checkpoint_store::{CheckpointStore, inspect};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::args::{Cli, Command, StorageArgs};
+
+/// Exit code when `verify` found problems.
+const EXIT_PROBLEMS: u8 = 1;
+/// Exit code for usage and every other error.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            // One line: the library's errors already are; join any anyhow context chain.
+            let msg = format!("{e:#}").replace(['\n', '\r'], " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A progress bar on stderr, only when stderr is a terminal.
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new(message: &'static str, len: Option<u64>) -> Self {
+        if !io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = match len {
+            Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                ),
+            None => {
+                let s = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                s.enable_steady_tick(std::time::Duration::from_millis(120));
+                s
+            }
+        };
+        bar.set_message(message);
+        Progress(Some(bar))
+    }
+
+    fn update(&self, done: usize, total: usize) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    }
+
+    fn inc(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn open(location: &str, storage: &StorageArgs) -> Result<(CheckpointStore, String)> {
+    output::set_root(match location.split_once("://") {
+        None | Some(("file", _)) => "/".to_owned(),
+        Some(("s3", rest)) => format!("s3://{}/", rest.split('/').next().unwrap_or_default()),
+        Some(_) => String::new(),
+    });
+    Ok(CheckpointStore::open_location(location, storage.options())?)
+}
+
+/// For local locations, fails when the directory does not exist (listing a missing
+/// directory in object storage is simply empty).
+fn ensure_local_dir(location: &str) -> Result<()> {
+    let path = match location.split_once("://") {
+        Some(("file", path)) => path,
+        Some(_) => return Ok(()),
+        None => location,
+    };
+    let p = std::path::Path::new(path);
+    if !p.is_dir() {
+        bail!(
+            "not found: no such directory (path={})",
+            if p.exists() {
+                format!("{path}, which is not a directory")
+            } else {
+                path.to_owned()
+            }
+        );
+    }
+    Ok(())
+}
+
+fn print_out(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    print_out(&text)
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let st = &cli.storage;
+    match &cli.command {
+        Command::List { job_dir } => {
+            ensure_local_dir(job_dir)?;
+            let (store, path) = open(job_dir, st)?;
+            let entries = inspect::list(&store, &path)?;
+            if cli.json {
+                print_json(&output::list_json(job_dir, &entries))?;
+            } else {
+                print_out(&output::list_human(job_dir, &entries))?;
+            }
+        }
+        Command::Show { path: location } => {
+            let (store, path) = open(location, st)?;
+            let details = inspect::show(&store, &path)?;
+            if cli.json {
+                print_json(&output::show_json(&details))?;
+            } else {
+                print_out(&output::show_human(&details))?;
+            }
+        }
+        Command::Verify { path: location } => {
+            let (store, path) = open(location, st)?;
+            let progress = Progress::new("verifying", Some(0));
+            let report = inspect::verify(&store, &path, |done, total| {
+                progress.update(done, total);
+            });
+            progress.finish();
+            let report = report?;
+            if cli.json {
+                print_json(&output::verify_json(&report))?;
+            } else {
+                print_out(&output::verify_human(&report))?;
+            }
+            if !report.is_ok() {
+                return Ok(ExitCode::from(EXIT_PROBLEMS));
+            }
+        }
+        Command::Dump {
+            path: location,
+            operator,
+            state,
+        } => {
+            let (store, path) = open(location, st)?;
+            let count = run_dump(&store, &path, operator, state.as_deref())?;
+            if !cli.json && io::stderr().is_terminal() {
+                eprintln!("{count} entries of operator {operator}");
+            }
+        }
+        Command::Gc { job_dir, delete } => {
+            ensure_local_dir(job_dir)?;
+            let (store, path) = open(job_dir, st)?;
+            let progress = Progress::new("scanning for unreferenced files", None);
+            let report = inspect::gc_candidates(&store, &path);
+            progress.finish();
+            let report = report?;
+            let deleted = if *delete && !report.candidates.is_empty() {
+                let progress = Progress::new("deleting unreferenced files", None);
+                let n = inspect::gc_delete(&store, &report);
+                progress.finish();
+                Some(n?)
+            } else if *delete {
+                Some(0)
+            } else {
+                None
+            };
+            if cli.json {
+                print_json(&output::gc_json(&report, deleted))?;
+            } else {
+                print_out(&output::gc_human(&report, deleted))?;
+            }
+        }
+        Command::Diff { a, b } => {
+            let (store, pa) = open(a, st)?;
+            let (_, pb) = open(b, st)?;
+            if store_key(a) != store_key(b) {
+                bail!("invalid input: diff needs both snapshots in the same store (a={a}, b={b})");
+            }
+            let d = inspect::diff(&store, &pa, &pb)?;
+            if cli.json {
+                print_json(&output::diff_json(a, b, &d))?;
+            } else {
+                print_out(&output::diff_human(a, b, &d))?;
+            }
+        }
+        Command::Dispose { savepoint } => {
+            let (store, path) = open(savepoint, st)?;
+            store.dispose_savepoint(&path)?;
+            if cli.json {
+                print_json(&output::dispose_json(savepoint))?;
+            } else {
+                print_out(&output::dispose_human(savepoint))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which store a location is in: local paths and `file://` share the root, `s3://` is per
+/// bucket; other schemes are their own store.
+fn store_key(location: &str) -> String {
+    match location.split_once("://") {
+        None | Some(("file", _)) => "file".to_owned(),
+        Some(("s3", rest)) => format!("s3://{}", rest.split('/').next().unwrap_or_default()),
+        Some((scheme, rest)) => format!("{scheme}://{rest}"),
+    }
+}
+
+/// Writes the entries of one operator as JSON lines; returns how many.
+fn run_dump(
+    store: &CheckpointStore,
+    path: &str,
+    uid: &str,
+    state_filter: Option<&str>,
+) -> Result<u64> {
+    let snapshot = store.resolve(path)?;
+    let m = &snapshot.metadata;
+    let op = m.operator(uid).ok_or_else(|| {
+        let uids: Vec<&str> = m.operators.iter().map(|o| o.uid.as_str()).collect();
+        anyhow!(
+            "not found: no operator with this uid in {} (uid={uid}, operators={})",
+            snapshot.metadata_path,
+            uids.join(",")
+        )
+    })?;
+    for (subtask, st) in &op.subtasks {
+        if st
+            .keyed
+            .iter()
+            .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
+        {
+            bail!(
+                "unsupported: dump needs full snapshots, but subtask {subtask} of operator \
+                 {uid} has an incremental (native) snapshot; dump a savepoint or a full \
+                 checkpoint instead (path={})",
+                snapshot.metadata_path
+            );
+        }
+    }
+    let reader = store.reader(&snapshot.base_dir);
+    let reader_ref: &dyn StateReader = &reader;
+    let handles: usize = op
+        .subtasks
+        .values()
+        .map(|s| s.keyed.len() + s.operator.len())
+        .sum();
+    let progress = Progress::new("dumping", Some(handles as u64));
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut known_states = BTreeSet::new();
+    let mut count = 0u64;
+    let mut write_err: Option<io::Error> = None;
+    let mut emit = |value: serde_json::Value,
+                    out: &mut io::BufWriter<io::StdoutLock<'_>>,
+                    write_err: &mut Option<io::Error>|
+     -> bool {
+        let mut line = value.to_string();
+        line.push('\n');
+        match out.write_all(line.as_bytes()) {
+            Ok(()) => {
+                count += 1;
+                true
+            }
+            Err(e) => {
+                *write_err = Some(e);
+                false
+            }
+        }
+    };
+    for (&subtask, st) in &op.subtasks {
+        for k in &st.keyed {
+            let KeyedStateHandle::KeyGroups(h) = k else {
+                continue;
+            };
+            let header = read_key_groups(h, Some(reader_ref), h.range, &mut |header, rec| {
+                let meta = header.states.get(usize::from(rec.state)).ok_or_else(|| {
+                    cornerstone_backend_api::Error::corrupted(
+                        "record refers to a state missing from the header",
+                    )
+                    .with_context("state_index", rec.state)
+                    .with_context("key_group", rec.key_group)
+                })?;
+                if state_filter.is_some_and(|f| f != meta.name) {
+                    return Ok(());
+                }
+                let value = dump::keyed_record(
+                    subtask,
+                    rec.key_group,
+                    &header.key_type,
+                    meta,
+                    rec.key,
+                    rec.namespace,
+                    rec.user_key,
+                    rec.value,
+                );
+                if emit(value, &mut out, &mut write_err) {
+                    Ok(())
+                } else {
+                    Err(cornerstone_backend_api::Error::corrupted("stdout closed"))
+                }
+            });
+            if let Some(e) = write_err.take() {
+                return Err(e.into());
+            }
+            if let Some(header) = header.with_context(|| format!("dump subtask {subtask}"))? {
+                known_states.extend(header.states.iter().map(|s| s.name.clone()));
+            }
+            progress.inc();
+        }
+        for o in &st.operator {
+            let bytes = read_stream(&o.stream, Some(reader_ref))?;
+            if bytes.len() < 6 || bytes[0..4] != cornerstone_backend_api::operator::MAGIC {
+                bail!(
+                    "corrupted: not an operator-state stream (bad magic) (subtask={subtask}, \
+                     operator={uid})"
+                );
+            }
+            let version = u16::from_be_bytes([bytes[4], bytes[5]]);
+            if version != cornerstone_backend_api::operator::VERSION {
+                bail!(
+                    "unsupported: operator-state stream version {version} (subtask={subtask}, \
+                     operator={uid})"
+                );
+            }
+            for (name, meta) in &o.states {
+                known_states.insert(name.clone());
+                if state_filter.is_some_and(|f| f != name) {
+                    continue;
+                }
+                for (i, &offset) in meta.offsets.iter().enumerate() {
+                    let element = dump::element_at(&bytes, offset).ok_or_else(|| {
+                        anyhow!(
+                            "corrupted: operator-state element outside the stream \
+                             (subtask={subtask}, state={name}, offset={offset})"
+                        )
+                    })?;
+                    let value = dump::operator_record(
+                        subtask,
+                        name,
+                        meta.mode,
+                        &meta.element_type,
+                        i,
+                        element,
+                    );
+                    if !emit(value, &mut out, &mut write_err) {
+                        break;
+                    }
+                }
+                if let Some(e) = write_err.take() {
+                    return Err(e.into());
+                }
+            }
+            progress.inc();
+        }
+    }
+    out.flush()?;
+    progress.finish();
+    if let Some(f) = state_filter
+        && !known_states.contains(f)
+    {
+        let names: Vec<&str> = known_states.iter().map(String::as_str).collect();
+        bail!(
+            "not found: operator {uid} has no state with this name (state={f}, states={})",
+            names.join(",")
+        );
+    }
+    Ok(count)
+}

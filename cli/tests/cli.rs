@@ -1,0 +1,567 @@
+//! The `cornerstone` binary, run for real on checkpoints that the library wrote to a temp dir.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::operator::OperatorStateBackend;
+use cornerstone_backend_api::{
+    CheckpointId, CheckpointStreamFactory, IncrementalStateHandle, KeyGroupRange,
+    KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, ManualClock,
+    StateBackend, StateScope, SubtaskState, ValueStateDescriptor,
+};
+use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, CompletedCheckpointStore, PendingCheckpoint,
+};
+use serde_json::Value;
+
+const KEYS: u64 = 100;
+const LIST_KEYS: u64 = 10;
+const T0: u64 = 1_700_000_000_000;
+
+/// Writes the keyed operator (2 subtasks, heap backend, value state `count` u64 -> String
+/// and list state `hist` of u64) and the source operator (operator list state `offsets`).
+fn write_state(pending: &mut PendingCheckpoint, id: u64) {
+    let options = HeapBackendOptions {
+        name: "heap",
+        storage: HeapSnapshotStorage::Streams,
+        compression: Compression::None,
+    };
+    let factory = pending.stream_factory();
+    for subtask in 0..2u32 {
+        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+        let backend =
+            HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
+                .unwrap();
+        let counts = backend
+            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+            .unwrap();
+        let hist = backend
+            .list_state::<u64, ()>(&ListStateDescriptor::new("hist"))
+            .unwrap();
+        for k in 0..KEYS {
+            if range.contains(key_group_for_key(&k, 128).unwrap()) {
+                counts.update(&k, &(), format!("value-{k}-{id}")).unwrap();
+                if k < LIST_KEYS {
+                    hist.update(&k, &(), vec![k, k * 10]).unwrap();
+                }
+            }
+        }
+        let state = backend
+            .snapshot(CheckpointId(id))
+            .unwrap()
+            .write(&*factory)
+            .unwrap();
+        pending
+            .add_subtask_state("keyed-uid", "Keyed", 2, 128, subtask, state)
+            .unwrap();
+    }
+    let source = OperatorStateBackend::new();
+    source
+        .list_state::<u64>("offsets")
+        .unwrap()
+        .add_all([11, 22, 33 + id]);
+    let state = source.snapshot(CheckpointId(id)).write(&*factory).unwrap();
+    pending
+        .add_subtask_state("source-uid", "Source", 1, 128, 0, state)
+        .unwrap();
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    job: CompletedCheckpointStore,
+    savepoint: String,
+}
+
+impl Fixture {
+    /// Checkpoints 2 and 10 (ids that sort differently as strings), a savepoint, an
+    /// incomplete `chk-11/` and an orphan file in `shared/`.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::local(dir.path()).unwrap();
+        let clock = ManualClock::new(T0);
+        let job = CompletedCheckpointStore::open(
+            &store,
+            "job",
+            CheckpointConfig::default()
+                .inline_threshold(0)
+                .num_retained(5)
+                .clock(Arc::new(clock.clone())),
+        )
+        .unwrap();
+        for id in [2, 10] {
+            clock.advance(1_000);
+            let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
+            write_state(&mut p, id);
+            p.commit().unwrap();
+        }
+        let mut sp = job.begin_savepoint(CheckpointId(10), "job").unwrap();
+        write_state(&mut sp, 10);
+        let savepoint = sp.commit().unwrap().dir();
+
+        // chk-11 never committed: a state file but no _metadata.
+        let p = job.begin_checkpoint(CheckpointId(11)).unwrap();
+        let mut out = p.stream_factory().create(StateScope::Exclusive).unwrap();
+        out.write_all(b"half-written").unwrap();
+        out.close().unwrap();
+        std::mem::forget(p); // dropping would abort (and delete) it
+        let fx = Fixture {
+            dir,
+            job,
+            savepoint,
+        };
+        std::fs::create_dir_all(fx.path("job/shared")).unwrap();
+        std::fs::write(fx.path("job/shared/orphan.sst"), vec![1u8; 1234]).unwrap();
+        fx
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn arg(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_owned()
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cornerstone"))
+        .args(args)
+        .env_remove("AWS_REGION")
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[track_caller]
+fn ok_json(args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&ok(&args)).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn dump_lines(args: &[&str]) -> Vec<Value> {
+    ok(args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn help_works_and_documents_exit_codes() {
+    let help = ok(&["--help"]);
+    for cmd in [
+        "list", "show", "verify", "dump", "gc", "diff", "dispose", "--json",
+    ] {
+        assert!(help.contains(cmd), "{cmd}: {help}");
+    }
+    assert!(help.contains("EXIT CODES"), "{help}");
+    assert!(ok(&["dump", "--help"]).contains("--operator"));
+}
+
+#[test]
+fn list_sorts_numerically_and_shows_every_status() {
+    let fx = Fixture::new();
+    // A corrupt _metadata in a directory that looks like a checkpoint.
+    std::fs::create_dir_all(fx.path("job/chk-9")).unwrap();
+    std::fs::write(fx.path("job/chk-9/_metadata"), b"CSMD not really").unwrap();
+
+    let json = ok_json(&["list", &fx.arg("job")]);
+    let snaps = json["snapshots"].as_array().unwrap();
+    let rows: Vec<(String, Option<u64>, String)> = snaps
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["id"].as_u64(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |k: &str, id: u64, st: &str| (k.to_owned(), Some(id), st.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            row("checkpoint", 2, "complete"),
+            row("checkpoint", 9, "corrupt"),
+            row("checkpoint", 10, "complete"),
+            row("checkpoint", 11, "incomplete"),
+            row("savepoint", 10, "complete"),
+        ]
+    );
+    assert_eq!(snaps[0]["completed_timestamp_ms"], T0 + 1_000);
+    assert_eq!(snaps[0]["completed"], "2023-11-14T22:13:21.000Z");
+    assert!(snaps[0]["size_bytes"].as_u64().unwrap() > 0);
+    assert!(!snaps[1]["status_detail"].as_str().unwrap().is_empty());
+    assert_eq!(snaps[4]["dir"], fx.arg(&fx.savepoint));
+
+    let human = ok(&["list", &fx.arg("job")]);
+    let lines: Vec<&str> = human.lines().collect();
+    assert!(lines[0].starts_with("KIND"), "{human}");
+    let ids: Vec<&str> = lines[1..6]
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(ids, ["2", "9", "10", "11", "10"], "{human}");
+    assert!(lines[1].contains("2023-11-14T22:13:21.000Z"), "{human}");
+    assert!(lines[2].contains("corrupt") && lines[4].contains("incomplete"));
+    assert!(human.contains("KiB") || human.contains(" B "), "{human}");
+    // Columns are aligned: the STATUS column starts at the same offset on every row.
+    let col = lines[0].find("STATUS").unwrap();
+    for l in &lines[1..6] {
+        let status = &l[col..];
+        assert!(
+            ["complete", "corrupt", "incomplete"]
+                .iter()
+                .any(|s| status.starts_with(s)),
+            "{human}"
+        );
+    }
+    // The same through a file:// URL.
+    let url = format!("file://{}", fx.arg("job"));
+    assert_eq!(ok_json(&["list", &url])["snapshots"], json["snapshots"]);
+}
+
+#[test]
+fn show_lists_operators_ranges_and_files() {
+    let fx = Fixture::new();
+    let json = ok_json(&["show", &fx.arg("job/chk-2")]);
+    assert_eq!(json["kind"], "checkpoint");
+    assert_eq!(json["id"], 2);
+    let ops = json["operators"].as_array().unwrap();
+    let keyed = ops.iter().find(|o| o["uid"] == "keyed-uid").unwrap();
+    assert_eq!(keyed["name"], "Keyed");
+    assert_eq!(keyed["parallelism"], 2);
+    assert_eq!(keyed["max_parallelism"], 128);
+    let ranges: Vec<Value> = keyed["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["handles"][0]["key_groups"].clone())
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![serde_json::json!([0, 63]), serde_json::json!([64, 127])]
+    );
+    let source = ops.iter().find(|o| o["uid"] == "source-uid").unwrap();
+    assert_eq!(
+        source["subtasks"][0]["handles"][0]["state_names"],
+        serde_json::json!(["offsets"])
+    );
+    let files = json["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    for f in files {
+        let p = f["path"].as_str().unwrap();
+        assert_eq!(
+            std::fs::metadata(p).unwrap().len(),
+            f["size_bytes"].as_u64().unwrap()
+        );
+    }
+
+    let human = ok(&["show", &fx.arg("job/chk-10/_metadata")]);
+    assert!(human.starts_with("checkpoint 10 of job job"), "{human}");
+    assert!(
+        human.contains("operator keyed-uid (Keyed): parallelism 2, max parallelism 128"),
+        "{human}"
+    );
+    assert!(
+        human.contains("64..=127") && human.contains("offsets"),
+        "{human}"
+    );
+    // A job directory shows its latest complete checkpoint.
+    assert_eq!(ok_json(&["show", &fx.arg("job")])["id"], 10);
+    // And a savepoint.
+    assert_eq!(
+        ok_json(&["show", &fx.arg(&fx.savepoint)])["kind"],
+        "savepoint"
+    );
+}
+
+#[test]
+fn verify_passes_then_fails_naming_the_corrupted_file() {
+    let fx = Fixture::new();
+    let out = ok(&["verify", &fx.arg("job/chk-10")]);
+    assert!(out.starts_with("OK"), "{out}");
+    let json = ok_json(&["verify", &fx.arg(&fx.savepoint)]);
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["files_checked"], 3);
+
+    let files = ok_json(&["show", &fx.arg("job/chk-10")])["files"].clone();
+    let victim = files[0]["path"].as_str().unwrap().to_owned();
+    let abs = PathBuf::from(&victim);
+    let mut bytes = std::fs::read(&abs).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&abs, bytes).unwrap();
+
+    let out = run(&["verify", &fx.arg("job/chk-10")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("FAILED"), "{text}");
+    assert!(
+        text.contains(&victim) && text.contains("checksum-mismatch"),
+        "{text}"
+    );
+    let out = run(&["verify", &fx.arg("job/chk-10"), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["problems"][0]["path"], victim);
+    assert_eq!(json["problems"][0]["kind"], "checksum-mismatch");
+    // The other checkpoint is untouched.
+    assert!(ok(&["verify", &fx.arg("job/chk-2")]).starts_with("OK"));
+}
+
+#[test]
+fn dump_decodes_keyed_and_operator_state() {
+    let fx = Fixture::new();
+    let path = fx.arg("job/chk-10");
+    let all = dump_lines(&["dump", &path, "--operator", "keyed-uid"]);
+    let count: Vec<&Value> = all.iter().filter(|l| l["state"] == "count").collect();
+    let hist: Vec<&Value> = all.iter().filter(|l| l["state"] == "hist").collect();
+    assert_eq!(count.len() as u64, KEYS);
+    assert_eq!(hist.len() as u64, LIST_KEYS);
+    assert_eq!(all.len(), count.len() + hist.len());
+    let mut keys: Vec<u64> = count.iter().map(|l| l["key"].as_u64().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, (0..KEYS).collect::<Vec<_>>());
+    for l in &count {
+        let k = l["key"].as_u64().unwrap();
+        assert_eq!(l["value"], format!("value-{k}-10"));
+        assert_eq!(l["kind"], "value");
+        assert_eq!(l["namespace"], Value::Null);
+        let kg = key_group_for_key(&k, 128).unwrap();
+        assert_eq!(l["key_group"], kg);
+        assert_eq!(l["subtask"], u32::from(kg >= 64));
+        assert!(l.get("user_key").is_none());
+    }
+    for l in &hist {
+        let k = l["key"].as_u64().unwrap();
+        assert_eq!(l["kind"], "list");
+        assert_eq!(l["value"], serde_json::json!([k, k * 10]));
+    }
+
+    let only = dump_lines(&["dump", &path, "--operator", "keyed-uid", "--state", "hist"]);
+    assert_eq!(only.len() as u64, LIST_KEYS);
+    assert!(only.iter().all(|l| l["state"] == "hist"));
+
+    let ops = dump_lines(&["dump", &path, "--operator", "source-uid", "--json"]);
+    let values: Vec<&Value> = ops.iter().map(|l| &l["value"]).collect();
+    assert_eq!(
+        values,
+        [&Value::from(11), &Value::from(22), &Value::from(43)]
+    );
+    assert!(
+        ops.iter()
+            .all(|l| l["state"] == "offsets" && l["mode"] == "split" && l["kind"] == "operator")
+    );
+
+    // Savepoints dump the same way.
+    let sp = dump_lines(&["dump", &fx.arg(&fx.savepoint), "--operator", "keyed-uid"]);
+    assert_eq!(sp.len(), all.len());
+
+    // Unknown operator or state: one-line error, exit 2.
+    for args in [
+        vec!["dump", &path, "--operator", "nope"],
+        vec!["dump", &path, "--operator", "keyed-uid", "--state", "nope"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(err.contains("nope"), "{err}");
+    }
+}
+
+#[test]
+fn dump_refuses_incremental_snapshots_clearly() {
+    let fx = Fixture::new();
+    let mut p = fx.job.begin_checkpoint(CheckpointId(20)).unwrap();
+    let factory = p.stream_factory();
+    let mut out = factory.create(StateScope::Exclusive).unwrap();
+    out.write_all(b"meta").unwrap();
+    let meta = out.close().unwrap();
+    let state = SubtaskState {
+        keyed: vec![KeyedStateHandle::Incremental(IncrementalStateHandle {
+            range: KeyGroupRange::new(0, 127),
+            checkpoint_id: CheckpointId(20),
+            backend_id: "rocks-1".into(),
+            shared: vec![],
+            private: vec![],
+            meta,
+        })],
+        operator: vec![],
+    };
+    p.add_subtask_state("rocks-uid", "Rocks", 1, 128, 0, state)
+        .unwrap();
+    p.commit().unwrap();
+    let out = run(&["dump", &fx.arg("job/chk-20"), "--operator", "rocks-uid"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("dump needs full snapshots") && err.contains("incremental"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn gc_dry_run_then_delete_then_nothing() {
+    let fx = Fixture::new();
+    let job = fx.arg("job");
+    let json = ok_json(&["gc", &job]);
+    assert_eq!(json["dry_run"], true);
+    let cands = json["candidates"].as_array().unwrap();
+    let orphan = fx.arg("job/shared/orphan.sst");
+    let o = cands
+        .iter()
+        .find(|c| c["path"] == orphan.as_str())
+        .unwrap_or_else(|| panic!("{orphan} in {json}"));
+    assert_eq!(o["size_bytes"], 1234);
+    assert_eq!(o["reason"], "unreferenced-shared");
+    assert!(
+        cands.iter().any(|c| c["reason"] == "incomplete-checkpoint"
+            && c["path"].as_str().unwrap().contains("/chk-11/")),
+        "{json}"
+    );
+    assert_eq!(json["retained"], serde_json::json!([2, 10]));
+    let human = ok(&["gc", &job]);
+    assert!(
+        human.contains("orphan.sst") && human.contains("1234") && human.contains("1.2 KiB"),
+        "{human}"
+    );
+    assert!(human.contains("dry run"), "{human}");
+    assert!(
+        fx.path("job/shared/orphan.sst").exists(),
+        "dry run deletes nothing"
+    );
+
+    let json = ok_json(&["gc", &job, "--delete"]);
+    assert_eq!(json["deleted"].as_u64().unwrap() as usize, cands.len());
+    assert!(!fx.path("job/shared/orphan.sst").exists());
+    assert!(!fx.path("job/chk-11").exists());
+
+    let again = ok_json(&["gc", &job]);
+    assert_eq!(again["candidates"], serde_json::json!([]));
+    assert!(ok(&["gc", &job]).contains("no unreferenced files"));
+    // Everything still verifies after gc.
+    assert!(ok(&["verify", &fx.arg("job/chk-2")]).starts_with("OK"));
+    assert!(ok(&["verify", &fx.arg("job/chk-10")]).starts_with("OK"));
+}
+
+#[test]
+fn diff_shows_changed_operators_and_files() {
+    let fx = Fixture::new();
+    let (a, b) = (fx.arg("job/chk-2"), fx.arg("job/chk-10"));
+    let json = ok_json(&["diff", &a, &b]);
+    assert_eq!(json["operators_added"], serde_json::json!([]));
+    assert_eq!(json["operators_removed"], serde_json::json!([]));
+    let changed: Vec<&str> = json["operators_changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["keyed-uid", "source-uid"]);
+    assert_eq!(json["files_added"].as_array().unwrap().len(), 3);
+    assert_eq!(json["files_removed"].as_array().unwrap().len(), 3);
+    assert_eq!(json["files_common"].as_array().unwrap().len(), 0);
+    for f in json["files_added"].as_array().unwrap() {
+        assert!(f["path"].as_str().unwrap().contains("/chk-10/"), "{f}");
+    }
+    let human = ok(&["diff", &a, &b]);
+    assert!(human.contains("~ keyed-uid") && human.contains("files: 3 added, 3 removed"));
+    // A snapshot against itself: nothing changed.
+    let same = ok_json(&["diff", &b, &b]);
+    assert_eq!(same["operators_changed"], serde_json::json!([]));
+    assert_eq!(same["files_common"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn dispose_removes_the_savepoint_and_refuses_checkpoints() {
+    let fx = Fixture::new();
+    let sp = fx.arg(&fx.savepoint);
+    let json = ok_json(&["dispose", &sp]);
+    assert_eq!(json["disposed"], sp.as_str());
+    assert!(!Path::new(&sp).exists());
+    let listed = ok_json(&["list", &fx.arg("job")]);
+    assert!(
+        listed["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["kind"] == "checkpoint"),
+        "{listed}"
+    );
+    let out = run(&["dispose", &fx.arg("job/chk-2")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("refusing"), "{}", stderr(&out));
+    assert!(fx.path("job/chk-2/_metadata").exists());
+}
+
+#[test]
+fn errors_are_one_line_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-job");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["list", missing],
+        vec!["show", missing],
+        vec!["verify", missing],
+        vec!["gc", missing],
+        vec!["diff", missing, missing],
+        vec!["list", "ftp://host/x"],
+        vec!["list", missing, "--region", "eu-west-1"],
+        // S3 URLs parse; nothing listens on this endpoint.
+        vec![
+            "list",
+            "s3://bucket/job",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--region",
+            "us-east-1",
+            "--access-key-id",
+            "a",
+            "--secret-access-key",
+            "b",
+        ],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    // Usage errors also exit with 2.
+    assert_eq!(run(&["show"]).status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    // memory:// parses (it is simply empty in a new process).
+    let out = ok(&["list", "memory://", "--json"]);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["snapshots"], serde_json::json!([]));
+}
