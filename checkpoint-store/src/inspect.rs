@@ -16,7 +16,8 @@ use cornerstone_backend_api::{
 use crate::completed::{CompletedCheckpoint, checkpoint_dirs, load_completed};
 use crate::layout;
 use crate::metadata::{CheckpointMetadata, SnapshotKind};
-use crate::store::CheckpointStore;
+use crate::store::{CheckpointStore, StoreStateReader};
+use cornerstone_backend_api::keyed_format::read_header;
 
 /// Whether a `chk-N/` or savepoint directory can be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +233,18 @@ fn locate(base: &str, s: &StreamStateHandle) -> StreamLocation {
     }
 }
 
+/// The state names of a full keyed snapshot, from its stream's header (a small range read);
+/// a header that cannot be read is named as such (`verify` says why).
+fn keyed_state_names(reader: &StoreStateReader, handle: &KeyedStateHandle) -> Vec<String> {
+    match handle {
+        KeyedStateHandle::KeyGroups(h) => match read_header(h, Some(reader)) {
+            Ok(header) => header.states.into_iter().map(|s| s.name).collect(),
+            Err(e) => vec![format!("<header unreadable: {}>", e.kind())],
+        },
+        KeyedStateHandle::Incremental(_) => Vec::new(),
+    }
+}
+
 /// Shows a checkpoint or savepoint (any location [`CheckpointStore::resolve`] accepts):
 /// operators, parallelism, max parallelism, per-subtask key-group ranges, handles, files and
 /// sizes.
@@ -243,6 +256,7 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
     let base = snapshot.base_dir.clone();
     let metadata_size = store.size(&snapshot.metadata_path)?;
     let m: &CheckpointMetadata = &snapshot.metadata;
+    let reader = store.reader(&base);
     let operators = m
         .operators
         .iter()
@@ -270,7 +284,7 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
                                 .key_group_range()
                                 .as_inclusive()
                                 .map(|r| (*r.start(), *r.end())),
-                            state_names: Vec::new(),
+                            state_names: keyed_state_names(&reader, k),
                             streams: k.streams().into_iter().map(|s| locate(&base, s)).collect(),
                         })
                         .chain(st.operator.iter().map(|o| HandleSummary {
