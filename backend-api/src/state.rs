@@ -109,7 +109,8 @@ impl<K, T, N> ListState<K, T, N> {
 
     /// Calls `f` on every element without copying the list.
     pub fn for_each(&self, key: &K, ns: &N, mut f: impl FnMut(&T)) -> Result<()> {
-        self.table.for_each(key, ns, &mut f)
+        self.table
+            .with_elements(key, ns, &mut |elements| elements.iter().for_each(&mut f))
     }
 
     /// Appends an element.

@@ -59,8 +59,9 @@ pub trait ValueTable<K, N, V>: Send + Sync {
 pub trait ListTable<K, N, T>: Send + Sync {
     /// The list, if any.
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>>;
-    /// Calls `f` on every element, without copying the list.
-    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&T)) -> Result<()>;
+    /// Calls `f` once with the elements (empty when absent), without copying the list on
+    /// heap backends. `f` may use the state again.
+    fn with_elements(&self, key: &K, ns: &N, f: &mut dyn FnMut(&[T])) -> Result<()>;
     /// Appends an element.
     fn add(&self, key: &K, ns: &N, value: T) -> Result<()>;
     /// Appends elements.

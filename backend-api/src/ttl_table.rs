@@ -211,10 +211,8 @@ impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T>
         Ok((!visible.is_empty()).then_some(visible))
     }
 
-    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&T)) -> Result<()> {
-        for v in self.get(key, ns)?.unwrap_or_default() {
-            f(&v);
-        }
+    fn with_elements(&self, key: &K, ns: &N, f: &mut dyn FnMut(&[T])) -> Result<()> {
+        f(&self.get(key, ns)?.unwrap_or_default());
         Ok(())
     }
 

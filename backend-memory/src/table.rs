@@ -352,9 +352,9 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTab
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         self.table.read(key, ns, |v| v.cloned())
     }
-    fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&T)) -> Result<()> {
+    fn with_elements(&self, key: &K, ns: &N, f: &mut dyn FnMut(&[T])) -> Result<()> {
         self.table
-            .read_unlocked(key, ns, |v| v.into_iter().flatten().for_each(f))
+            .read_unlocked(key, ns, |v| f(v.map_or(&[], Vec::as_slice)))
     }
     fn add(&self, key: &K, ns: &N, value: T) -> Result<()> {
         self.table
