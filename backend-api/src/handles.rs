@@ -52,7 +52,7 @@ pub struct FileStateHandle {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StreamStateHandle {
     /// Small streams, kept in `_metadata` itself.
-    Inline(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A file in checkpoint storage.
     File(FileStateHandle),
 }
@@ -72,42 +72,6 @@ impl StreamStateHandle {
             StreamStateHandle::Inline(_) => None,
             StreamStateHandle::File(file) => Some(file),
         }
-    }
-}
-
-/// Serializes byte vectors as one length-prefixed blob rather than a sequence of integers.
-mod serde_bytes_compat {
-    use serde::{Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-                while let Some(b) = seq.next_element::<u8>()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_byte_buf(V)
     }
 }
 
