@@ -6,9 +6,14 @@
 //! header  = bincode(KeyedSnapshotHeader)
 //! block   = key_group u32 | stored_len u32 | flags u8 | crc32(stored) u32 | raw_len u32 | stored
 //! stored  = records, zstd-compressed when flags & 1
-//! record  = state u16 | key | namespace | [user key, map state only] | value
-//!           (each field a u32 length and the serialized bytes)
+//! record  = state | key | namespace | [user key, map state only] | value
+//!           version 2: the state index and each field's length are LEB128 varints
+//!           version 1: the state index a u16, each field's length a u32
+//!           (each field is followed by its serialized bytes)
 //! ```
+//!
+//! Version 2 (written since the filesystem backend) cuts a `ValueState<u64>` record of 16
+//! payload bytes from 30 to 20 bytes; version 1 streams stay readable.
 //!
 //! Blocks come in ascending key-group order; a key group may span several blocks (a block
 //! holds about [`BLOCK_TARGET_SIZE`] bytes, so writing needs bounded memory) and an empty key
@@ -17,6 +22,7 @@
 
 use std::io::{Read, Write};
 
+use integer_encoding::VarInt;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -29,7 +35,9 @@ use crate::stream::{StateReader, open_stream};
 /// The magic number of the stream.
 pub const MAGIC: [u8; 4] = *b"CSKG";
 /// The format version written.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// The oldest format version read.
+pub const MIN_VERSION: u16 = 1;
 /// A block is closed once its records reach this size.
 pub const BLOCK_TARGET_SIZE: usize = 256 * 1024;
 const PREAMBLE_LEN: usize = 4 + 2 + 4 + 4;
@@ -70,6 +78,8 @@ pub struct KeyedSnapshotWriter<W: Write> {
     kinds: Vec<StateKind>,
     current: Option<u32>,
     block: Vec<u8>,
+    /// One field being serialized, before its length is known.
+    field: Vec<u8>,
     compressed: Vec<u8>,
     compression: Compression,
 }
@@ -109,6 +119,7 @@ impl<W: Write> KeyedSnapshotWriter<W> {
             kinds: header.states.iter().map(|s| s.kind).collect(),
             current: None,
             block: Vec::new(),
+            field: Vec::new(),
             compressed: Vec::new(),
             compression,
         })
@@ -141,19 +152,26 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         Ok(())
     }
 
+    fn varint(&mut self, n: u64) {
+        let mut buf = [0u8; 10];
+        let len = n.encode_var(&mut buf);
+        self.block.extend_from_slice(&buf[..len]);
+    }
+
     fn field(&mut self, bytes: &[u8]) {
-        self.block
-            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.varint(bytes.len() as u64);
         self.block.extend_from_slice(bytes);
     }
 
     fn encoded_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let at = self.block.len();
-        self.block.extend_from_slice(&[0; 4]);
-        codec::encode_into(value, &mut self.block)?;
-        let len = (self.block.len() - at - 4) as u32;
-        self.block[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        Ok(())
+        let mut field = std::mem::take(&mut self.field);
+        field.clear();
+        let encoded = codec::encode_into(value, &mut field);
+        if encoded.is_ok() {
+            self.field(&field);
+        }
+        self.field = field;
+        encoded
     }
 
     fn start_record(&mut self, state: u16, has_user_key: bool) -> Result<()> {
@@ -174,7 +192,7 @@ impl<W: Write> KeyedSnapshotWriter<W> {
                     .with_context("state", state));
             }
         }
-        self.block.extend_from_slice(&state.to_be_bytes());
+        self.varint(u64::from(state));
         Ok(())
     }
 
@@ -323,6 +341,14 @@ pub fn read_header(
     handle: &KeyGroupsStateHandle,
     reader: Option<&dyn StateReader>,
 ) -> Result<KeyedSnapshotHeader> {
+    read_versioned_header(handle, reader).map(|(_, header)| header)
+}
+
+/// The format version and the header of a stream.
+fn read_versioned_header(
+    handle: &KeyGroupsStateHandle,
+    reader: Option<&dyn StateReader>,
+) -> Result<(u16, KeyedSnapshotHeader)> {
     let path = describe(&handle.stream);
     let end = handle
         .offsets
@@ -346,14 +372,14 @@ pub fn read_header(
         );
     }
     let version = u16::from_be_bytes([pre[4], pre[5]]);
-    if version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&version) {
         return Err(Error::new(
             crate::ErrorKind::Unsupported,
             "unsupported keyed snapshot version",
         )
         .with_context("path", path)
         .with_context("version", version)
-        .with_context("supported", VERSION));
+        .with_context("supported", format!("{MIN_VERSION}..={VERSION}")));
     }
     let len = u32::from_be_bytes([pre[6], pre[7], pre[8], pre[9]]) as u64;
     let crc = u32::from_be_bytes([pre[10], pre[11], pre[12], pre[13]]);
@@ -371,7 +397,8 @@ pub fn read_header(
             Error::corrupted("keyed snapshot header checksum mismatch").with_context("path", path)
         );
     }
-    codec::decode(&bytes).map_err(|e| e.with_context("path", path))
+    let header = codec::decode(&bytes).map_err(|e| e.with_context("path", path))?;
+    Ok((version, header))
 }
 
 /// Reads the records of the key groups of `handle` inside `range`, reading only their
@@ -401,7 +428,7 @@ pub fn read_key_groups(
                 .with_context("key_groups", handle.range.len()),
         );
     }
-    let header = read_header(handle, reader)?;
+    let (version, header) = read_versioned_header(handle, reader)?;
     let index = |kg: u32| (kg - handle.range.first()) as usize;
     let start = handle.offsets[index(wanted.first())];
     let end = if wanted.last() < handle.range.last() {
@@ -463,7 +490,7 @@ pub fn read_key_groups(
         if records.len() != raw_len as usize {
             return Err(block_err("snapshot block has the wrong length"));
         }
-        parse_records(&header, kg, records, visit).map_err(|e| {
+        parse_records(&header, version, kg, records, visit).map_err(|e| {
             e.with_context("path", path.clone())
                 .with_context("key_group", kg)
         })?;
@@ -474,6 +501,7 @@ pub fn read_key_groups(
 
 fn parse_records(
     header: &KeyedSnapshotHeader,
+    version: u16,
     key_group: u32,
     mut bytes: &[u8],
     visit: &mut dyn FnMut(&KeyedSnapshotHeader, Record<'_>) -> Result<()>,
@@ -486,26 +514,48 @@ fn parse_records(
         *bytes = rest;
         Ok(head)
     }
-    fn field<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
-        let len = take(bytes, 4)?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        take(bytes, len)
+    /// A length (or state index) of at most `max`: a varint in version 2, a big-endian
+    /// integer of `fixed` bytes in version 1.
+    fn number(bytes: &mut &[u8], version: u16, fixed: usize, max: u64) -> Result<u64> {
+        let n = if version >= 2 {
+            let Some((n, len)) = u64::decode_var(bytes) else {
+                return Err(Error::corrupted("snapshot record has a bad varint"));
+            };
+            *bytes = &bytes[len..];
+            n
+        } else {
+            take(bytes, fixed)?
+                .iter()
+                .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+        };
+        if n > max {
+            return Err(
+                Error::corrupted("snapshot record length out of bounds").with_context("length", n)
+            );
+        }
+        Ok(n)
     }
+    let field = |bytes: &mut &'_ [u8]| -> Result<usize> {
+        number(bytes, version, 4, u64::from(u32::MAX)).map(|n| n as usize)
+    };
     while !bytes.is_empty() {
-        let s = take(&mut bytes, 2)?;
-        let state = u16::from_be_bytes([s[0], s[1]]);
+        let state = number(&mut bytes, version, 2, u64::from(u16::MAX))? as u16;
         let Some(meta) = header.states.get(state as usize) else {
             return Err(Error::corrupted("snapshot record names an unknown state")
                 .with_context("state", state));
         };
-        let key = field(&mut bytes)?;
-        let namespace = field(&mut bytes)?;
+        let n = field(&mut bytes)?;
+        let key = take(&mut bytes, n)?;
+        let n = field(&mut bytes)?;
+        let namespace = take(&mut bytes, n)?;
         let user_key = if meta.kind == StateKind::Map {
-            Some(field(&mut bytes)?)
+            let n = field(&mut bytes)?;
+            Some(take(&mut bytes, n)?)
         } else {
             None
         };
-        let value = field(&mut bytes)?;
+        let n = field(&mut bytes)?;
+        let value = take(&mut bytes, n)?;
         visit(
             header,
             Record {
