@@ -2,6 +2,7 @@
 
 use std::any::type_name;
 use std::collections::BTreeMap;
+use std::collections::btree_map;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -127,20 +128,112 @@ struct Entry {
     table: Arc<dyn Registered>,
 }
 
-/// One restored record, still serialized.
-#[derive(Clone)]
-struct RawRecord {
-    key: Vec<u8>,
-    namespace: Vec<u8>,
-    user_key: Option<Vec<u8>>,
-    value: Vec<u8>,
+/// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.
+#[derive(Clone, Copy)]
+struct RawRecord<'a> {
+    key: &'a [u8],
+    namespace: &'a [u8],
+    user_key: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
+/// Where one record's parts are in [`RawGroup::bytes`]: they follow each other in the order
+/// key, namespace, user key, value.
+#[derive(Clone, Copy)]
+struct RawSpan {
+    start: usize,
+    key: u32,
+    namespace: u32,
+    /// `u32::MAX` for records without a user key.
+    user_key: u32,
+    value: u32,
+}
+
+/// The restored records of one key group, still serialized, in one buffer (a restore
+/// allocates per key group, not per record).
+#[derive(Clone, Default)]
+struct RawGroup {
+    bytes: Vec<u8>,
+    spans: Vec<RawSpan>,
+}
+
+impl RawGroup {
+    fn push(&mut self, record: &Record<'_>) -> Result<()> {
+        let len = |part: &[u8]| {
+            u32::try_from(part.len())
+                .ok()
+                .filter(|&n| n != u32::MAX)
+                .ok_or_else(|| {
+                    Error::corrupted("restored record part over 4 GiB")
+                        .with_context("key_group", record.key_group)
+                })
+        };
+        let span = RawSpan {
+            start: self.bytes.len(),
+            key: len(record.key)?,
+            namespace: len(record.namespace)?,
+            user_key: match record.user_key {
+                Some(uk) => len(uk)?,
+                None => u32::MAX,
+            },
+            value: len(record.value)?,
+        };
+        self.bytes.extend_from_slice(record.key);
+        self.bytes.extend_from_slice(record.namespace);
+        if let Some(uk) = record.user_key {
+            self.bytes.extend_from_slice(uk);
+        }
+        self.bytes.extend_from_slice(record.value);
+        self.spans.push(span);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Moves the records of `other` after those of `self`.
+    fn append(&mut self, mut other: RawGroup) {
+        if self.spans.is_empty() {
+            *self = other;
+            return;
+        }
+        let shift = self.bytes.len();
+        self.bytes.append(&mut other.bytes);
+        self.spans
+            .extend(other.spans.into_iter().map(|span| RawSpan {
+                start: span.start + shift,
+                ..span
+            }));
+    }
+
+    fn records(&self) -> impl Iterator<Item = RawRecord<'_>> {
+        self.spans.iter().map(|span| {
+            let mut at = span.start;
+            let mut take = |n: u32| {
+                let part = &self.bytes[at..at + n as usize];
+                at += n as usize;
+                part
+            };
+            let key = take(span.key);
+            let namespace = take(span.namespace);
+            let user_key = (span.user_key != u32::MAX).then(|| take(span.user_key));
+            let value = take(span.value);
+            RawRecord {
+                key,
+                namespace,
+                user_key,
+                value,
+            }
+        })
+    }
 }
 
 struct Restored {
     meta: StateMeta,
     /// Per key-group index in the backend's range; shared with snapshots that carry the
     /// state over unregistered.
-    groups: Arc<Vec<Vec<RawRecord>>>,
+    groups: Arc<Vec<RawGroup>>,
 }
 
 /// A keyed backend with typed heap tables, shared by the memory and filesystem backends.
@@ -212,7 +305,8 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         &self,
         meta: StateMeta,
         create: impl FnOnce() -> T,
-        fill: impl Fn(&T, usize, &RawRecord) -> Result<()>,
+        reserve: impl Fn(&T, usize, usize),
+        fill: impl Fn(&T, usize, RawRecord<'_>) -> Result<()>,
     ) -> Result<Arc<T>> {
         let mut states = self.states.lock();
         if let Some(entry) = states.get(&meta.name) {
@@ -229,8 +323,9 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         let mut restored = self.restored.lock();
         if let Some(r) = restored.get(&meta.name) {
             r.meta.check_compatible(&meta)?;
-            for (index, records) in r.groups.iter().enumerate() {
-                for record in records {
+            for (index, group) in r.groups.iter().enumerate() {
+                reserve(&table, index, group.len());
+                for record in group.records() {
                     fill(&table, index, record).map_err(|e| {
                         e.with_context("state", &meta.name)
                             .with_context("key_group", self.range.first() + index as u32)
@@ -271,31 +366,12 @@ fn restore_handle(
     let range = params.key_group_range;
     let max_parallelism = params.max_parallelism;
     let groups = range.len() as usize;
-    let mut state_names: Vec<String> = Vec::new();
+    // This handle's records, per state index of its header, then per key-group index.
+    let mut local: Vec<Vec<RawGroup>> = Vec::new();
     let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
-        if state_names.is_empty() && !header.states.is_empty() {
+        if local.is_empty() {
             check_key_type(header)?;
-            for meta in &header.states {
-                match restored.get(&meta.name) {
-                    Some(r) if r.meta != *meta => {
-                        return Err(Error::invalid_input(
-                            "restored handles disagree about a state's kind or types",
-                        )
-                        .with_context("state", &meta.name));
-                    }
-                    Some(_) => {}
-                    None => {
-                        restored.insert(
-                            meta.name.clone(),
-                            Restored {
-                                meta: meta.clone(),
-                                groups: Arc::new((0..groups).map(|_| Vec::new()).collect()),
-                            },
-                        );
-                    }
-                }
-                state_names.push(meta.name.clone());
-            }
+            local = vec![vec![RawGroup::default(); groups]; header.states.len()];
         }
         if key_group_for_bytes(record.key, max_parallelism) != record.key_group {
             return Err(Error::corrupted(
@@ -304,35 +380,47 @@ fn restore_handle(
             .with_context("key_group", record.key_group)
             .with_context("max_parallelism", max_parallelism));
         }
-        let (Some(name), Some(index)) = (
-            state_names.get(record.state as usize),
+        let (Some(state_groups), Some(index)) = (
+            local.get_mut(record.state as usize),
             range.index_of(record.key_group),
         ) else {
             return Err(Error::corrupted("snapshot record out of place")
                 .with_context("key_group", record.key_group));
         };
-        if let Some(r) = restored.get_mut(name) {
-            Arc::make_mut(&mut r.groups)[index].push(RawRecord {
-                key: record.key.to_vec(),
-                namespace: record.namespace.to_vec(),
-                user_key: record.user_key.map(<[u8]>::to_vec),
-                value: record.value.to_vec(),
-            });
-        }
-        Ok(())
+        state_groups[index].push(&record)
     };
-    let header = read_key_groups(handle, params.reader.as_deref(), range, &mut visit)?;
-    // Register states that had no record in our key groups, so they are known (and type
-    // checked) all the same.
-    if let Some(header) = header {
-        check_key_type(&header)?;
-        for meta in header.states {
-            restored
-                .entry(meta.name.clone())
-                .or_insert_with(|| Restored {
+    let Some(header) = read_key_groups(handle, params.reader.as_deref(), range, &mut visit)? else {
+        return Ok(());
+    };
+    check_key_type(&header)?;
+    // Every state of the header is registered, also those without a record in our key
+    // groups, so they are known (and type checked) all the same.
+    let mut local = local.into_iter();
+    for meta in header.states {
+        let state_groups = local.next();
+        match restored.entry(meta.name.clone()) {
+            btree_map::Entry::Occupied(mut known) => {
+                if known.get().meta != meta {
+                    return Err(Error::invalid_input(
+                        "restored handles disagree about a state's kind or types",
+                    )
+                    .with_context("state", &meta.name));
+                }
+                if let Some(state_groups) = state_groups {
+                    let target = Arc::make_mut(&mut known.get_mut().groups);
+                    for (into, from) in target.iter_mut().zip(state_groups) {
+                        into.append(from);
+                    }
+                }
+            }
+            btree_map::Entry::Vacant(vacant) => {
+                vacant.insert(Restored {
                     meta,
-                    groups: Arc::new((0..groups).map(|_| Vec::new()).collect()),
+                    groups: Arc::new(
+                        state_groups.unwrap_or_else(|| vec![RawGroup::default(); groups]),
+                    ),
                 });
+            }
         }
     }
     Ok(())
@@ -403,7 +491,7 @@ impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
 }
 
 /// A restored state that was not registered again: written back as it was read.
-struct RawCapture(Arc<Vec<Vec<RawRecord>>>);
+struct RawCapture(Arc<Vec<RawGroup>>);
 
 impl Captured for RawCapture {
     fn write_key_group(
@@ -413,8 +501,8 @@ impl Captured for RawCapture {
         writer: &mut SnapshotWriter,
         _now: u64,
     ) -> Result<()> {
-        for r in &self.0[index] {
-            writer.raw_record(state, &r.key, &r.namespace, r.user_key.as_deref(), &r.value)?;
+        for r in self.0[index].records() {
+            writer.raw_record(state, r.key, r.namespace, r.user_key, r.value)?;
         }
         Ok(())
     }
@@ -487,13 +575,13 @@ impl AsyncSnapshot for HeapSnapshot {
 fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
     table: &HeapTable<K, N, S>,
     index: usize,
-    r: &RawRecord,
+    r: RawRecord<'_>,
 ) -> Result<()> {
     table.insert_restored(
         index,
-        codec::decode(&r.key)?,
-        codec::decode(&r.namespace)?,
-        codec::decode(&r.value)?,
+        codec::decode(r.key)?,
+        codec::decode(r.namespace)?,
+        codec::decode(r.value)?,
     );
     Ok(())
 }
@@ -510,6 +598,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
             },
+            |t, index, n| t.table.reserve(index, n),
             |t, index, r| insert_decoded(&t.table, index, r),
         )?;
         Ok(table)
@@ -526,6 +615,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::<K, N, Vec<T>>::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
             },
+            |t, index, n| t.table.reserve(index, n),
             |t, index, r| insert_decoded(&t.table, index, r),
         )?;
         Ok(table)
@@ -542,14 +632,16 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
             },
+            // Records are map entries: their number says nothing of the number of maps.
+            |_, _, _| {},
             |t: &HeapMapTable<K, N, UK, UV>, index, r| {
-                let Some(user_key) = &r.user_key else {
+                let Some(user_key) = r.user_key else {
                     return Err(Error::corrupted("map state record without a map key"));
                 };
-                let key: K = codec::decode(&r.key)?;
-                let ns: N = codec::decode(&r.namespace)?;
+                let key: K = codec::decode(r.key)?;
+                let ns: N = codec::decode(r.namespace)?;
                 let uk: UK = codec::decode(user_key)?;
-                let uv: UV = codec::decode(&r.value)?;
+                let uv: UV = codec::decode(r.value)?;
                 t.table.insert_restored_entry(index, key, ns, uk, uv);
                 Ok(())
             },

@@ -95,6 +95,13 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         }
     }
 
+    /// Makes room for `additional` restored entries in the key group at `index`.
+    pub(crate) fn reserve(&self, index: usize, additional: usize) {
+        if let Some(group) = self.groups.lock().get_mut(index) {
+            Arc::make_mut(group).reserve(additional);
+        }
+    }
+
     /// Adds a restored map entry to the map of (key, ns) in the key group at `index`.
     pub(crate) fn insert_restored_entry<UK: StateKey, UV>(
         &self,
