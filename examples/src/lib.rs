@@ -1,102 +1,387 @@
-//! The end-to-end job of the README: a keyed word count on the memory backend at
-//! parallelism 2, a checkpoint into a checkpoint store on the local filesystem, then a
-//! restore at parallelism 3 from that store that checks every count.
+//! The end-to-end job of the README: an exactly-once windowed count that survives injected
+//! failures.
+//!
+//! Two sources (`source-a`, `source-b`, each with replayable offsets in operator state)
+//! feed a two-input operator (`counter`) that counts events per key and tumbling event-time
+//! window in keyed state — on the filesystem or the memory backend — with aligned barriers;
+//! its window results go to a transactional file sink (`sink`, two-phase commit: a file per
+//! transaction, pre-committed in the snapshot, renamed into place when the checkpoint
+//! completes). A [`CheckpointCoordinator`]
+//! checkpoints the job into a checkpoint store on the local filesystem. Failures are
+//! injected at random points (seeded); every failure restarts the job by its restart
+//! strategy from the latest checkpoint. At the end the output is checked: under
+//! exactly-once every expected (key, window, count) is there exactly once.
 //!
 //! ```
+//! use cornerstone_examples::{BackendChoice, JobConfig, run_job};
 //! # let dir = tempfile::tempdir()?;
-//! let report = cornerstone_examples::run_rescale_job(&cornerstone_examples::JobConfig::small(), dir.path())?;
-//! assert!(report.all_counts_survived());
+//! let config = JobConfig { failures: 2, seed: 7, ..JobConfig::small(dir.path()) };
+//! let report = run_job(&config)?;
+//! assert!(report.output.exactly_once(), "{report}");
+//! assert_eq!(report.failures.len(), report.restarts as usize);
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
+
+mod data;
+mod failure;
+mod runtime;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use cornerstone_backend_api::keygroup::{key_group_for_key, operator_index_for_key_group};
-use cornerstone_backend_api::operator::OperatorStateBackend;
-use cornerstone_backend_api::rescale::{keyed_handles_for, redistribute_operator_state};
 use cornerstone_backend_api::{
-    CheckpointId, Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, Result,
-    StateBackend, StateBackendFactory, StateReader, SubtaskState, ValueStateDescriptor,
+    CheckpointId, Error, ErrorKind, Result, SharedClock, StateBackendFactory,
 };
-use cornerstone_backend_memory::{HeapKeyedStateBackend, MemoryStateBackend};
-use cornerstone_checkpoint_store::{
-    CheckpointConfig, CheckpointStore, ClaimMode, CleanupPolicy, CompletedCheckpointStore,
-    JobStatus,
+use cornerstone_backend_fs::FsStateBackend;
+use cornerstone_backend_memory::MemoryStateBackend;
+use cornerstone_checkpoint_store::{CheckpointStore, CleanupPolicy, JobStatus};
+use cornerstone_coordinator::{
+    CheckpointCoordinator, CheckpointStats, CheckpointStatus, CheckpointingMode, CoordinatorConfig,
+    JobCheckpointStats, OperatorSpec, RestartDecision, RestartStrategy, TaskId,
+    TransactionalFileSink,
 };
 
-/// The size of the job.
+pub use data::{event_key, expected_counts, window_start};
+pub use failure::{FailPoint, FailureInjector, PlannedFailure, plan_failures};
+pub use runtime::{COUNT_STATE, COUNTER_UID, OFFSETS_STATE, SINK_UID, SOURCE_UIDS};
+
+use crate::runtime::{AttemptEnd, Topology, run_attempt, task_count};
+
+/// The job id: checkpoints go to `<dir>/wordcount/chk-N/`.
+pub const JOB_ID: &str = "wordcount";
+/// The sink's directory under `<dir>`.
+pub const OUTPUT_DIR: &str = "wordcount-output";
+
+/// The keyed state backend of the counter. Adding a backend is one variant and one arm in
+/// [`run_job`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// `cornerstone_backend_fs::FsStateBackend`: snapshots as files in `chk-N/`.
+    #[default]
+    Fs,
+    /// `cornerstone_backend_memory::MemoryStateBackend`: snapshots inline in `_metadata`.
+    Memory,
+}
+
+impl BackendChoice {
+    /// The backend's name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Fs => "fs",
+            BackendChoice::Memory => "memory",
+        }
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fs" | "filesystem" => Ok(BackendChoice::Fs),
+            "memory" => Ok(BackendChoice::Memory),
+            other => Err(
+                Error::invalid_input("unknown state backend (expected fs or memory)")
+                    .with_context("backend", other),
+            ),
+        }
+    }
+}
+
+/// Everything about a run.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
-    /// Events processed before the checkpoint.
-    pub events: u64,
-    /// Distinct keys.
-    pub keys: u64,
-    /// Parallelism before the checkpoint.
-    pub parallelism_before: u32,
-    /// Parallelism after the restore.
-    pub parallelism_after: u32,
+    /// The checkpoint store's root (checkpoints in `<dir>/wordcount/`, output in
+    /// `<dir>/wordcount-output/`).
+    pub dir: PathBuf,
+    /// The counter's keyed state backend.
+    pub backend: BackendChoice,
+    /// Exactly-once (aligned) or at-least-once barriers.
+    pub mode: CheckpointingMode,
+    /// Source splits per input (the parallelism of each source).
+    pub splits_per_input: u32,
+    /// The counter's parallelism.
+    pub counters: u32,
+    /// The sink's parallelism.
+    pub sinks: u32,
     /// Key groups.
     pub max_parallelism: u32,
+    /// Events per source split (event time = offset in ms).
+    pub events_per_split: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// The tumbling window size in ms of event time.
+    pub window_ms: u64,
+    /// Events a source emits per poll.
+    pub batch: u64,
+    /// A source's wait between polls (the job's speed).
+    pub pace: Duration,
+    /// The checkpoint interval.
+    pub checkpoint_interval: Duration,
+    /// The checkpoint timeout.
+    pub checkpoint_timeout: Duration,
+    /// Completed checkpoints retained.
+    pub num_retained: usize,
+    /// Checkpoint failures in a row tolerated before the job fails over (a failed
+    /// asynchronous phase declines its checkpoint).
+    pub tolerable_failed: u32,
+    /// Failures to inject (one per attempt, at a random point).
+    pub failures: u32,
+    /// The seed of the failure plan.
+    pub seed: u64,
+    /// The restart strategy.
+    pub restart: RestartStrategy,
+    /// Resume from the latest checkpoint in `dir` (after a crash) instead of starting fresh
+    /// (which deletes earlier checkpoints and output of this job).
+    pub resume: bool,
+    /// Print a line per completed checkpoint.
+    pub progress: bool,
 }
 
 impl JobConfig {
-    /// The README's job: 1M events over 10k keys, parallelism 2 → 3.
-    pub fn standard() -> Self {
+    /// The README's job: 2 inputs × 2 splits × 100k events over 1000 keys, 20 windows,
+    /// parallelism 2 everywhere, a checkpoint every 20 ms, 3 failures.
+    pub fn standard(dir: impl Into<PathBuf>) -> Self {
         JobConfig {
-            events: 1_000_000,
-            keys: 10_000,
-            parallelism_before: 2,
-            parallelism_after: 3,
+            dir: dir.into(),
+            backend: BackendChoice::Fs,
+            mode: CheckpointingMode::ExactlyOnce,
+            splits_per_input: 2,
+            counters: 2,
+            sinks: 2,
             max_parallelism: 128,
+            events_per_split: 100_000,
+            keys: 1_000,
+            window_ms: 5_000,
+            batch: 500,
+            pace: Duration::from_millis(2),
+            checkpoint_interval: Duration::from_millis(20),
+            checkpoint_timeout: Duration::from_secs(10),
+            num_retained: 3,
+            tolerable_failed: 0,
+            failures: 3,
+            seed: 42,
+            restart: RestartStrategy::fixed_delay(10, Duration::from_millis(20)),
+            resume: false,
+            progress: false,
         }
     }
 
-    /// A small job for tests and docs.
-    pub fn small() -> Self {
+    /// A small job for tests and docs (debug builds): 2 × 2 × 4000 events, 40 keys.
+    pub fn small(dir: impl Into<PathBuf>) -> Self {
         JobConfig {
-            events: 20_000,
-            keys: 500,
-            ..Self::standard()
+            events_per_split: 4_000,
+            keys: 40,
+            window_ms: 500,
+            batch: 100,
+            pace: Duration::from_millis(1),
+            checkpoint_interval: Duration::from_millis(5),
+            restart: RestartStrategy::fixed_delay(10, Duration::from_millis(1)),
+            ..Self::standard(dir)
         }
+    }
+
+    /// The checkpointing configuration.
+    pub fn checkpointing(&self) -> CoordinatorConfig {
+        CoordinatorConfig::every(self.checkpoint_interval)
+            .mode(self.mode)
+            .timeout(self.checkpoint_timeout)
+            .num_retained(self.num_retained)
+            .tolerable_failed(self.tolerable_failed)
+            .cleanup(CleanupPolicy::RetainOnCancellation)
+    }
+
+    /// Where the sink writes.
+    pub fn output_dir(&self) -> PathBuf {
+        self.dir.join(OUTPUT_DIR)
+    }
+
+    /// The job directory of the checkpoints.
+    pub fn job_dir(&self) -> PathBuf {
+        self.dir.join(JOB_ID)
+    }
+
+    fn topology(&self) -> Topology {
+        Topology {
+            splits_per_input: self.splits_per_input,
+            counters: self.counters,
+            sinks: self.sinks,
+            max_parallelism: self.max_parallelism,
+            events_per_split: self.events_per_split,
+            keys: self.keys,
+            window_ms: self.window_ms,
+            batch: self.batch,
+            pace: self.pace,
+            mode: self.mode,
+            output_dir: self.output_dir(),
+            progress: self.progress,
+        }
+    }
+
+    fn operators(&self) -> Vec<OperatorSpec> {
+        let p = self.max_parallelism;
+        vec![
+            OperatorSpec::new(SOURCE_UIDS[0], "Source A", self.splits_per_input, p),
+            OperatorSpec::new(SOURCE_UIDS[1], "Source B", self.splits_per_input, p),
+            OperatorSpec::new(COUNTER_UID, "Windowed count (two inputs)", self.counters, p),
+            OperatorSpec::new(SINK_UID, "Transactional file sink", self.sinks, p),
+        ]
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("splits_per_input", u64::from(self.splits_per_input)),
+            ("counters", u64::from(self.counters)),
+            ("sinks", u64::from(self.sinks)),
+            ("events_per_split", self.events_per_split),
+            ("keys", self.keys),
+            ("window_ms", self.window_ms),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::invalid_input("job setting must be at least 1")
+                    .with_context("setting", name));
+            }
+        }
+        Ok(())
     }
 }
 
-/// What the job saw.
+/// One failure the job went through.
+#[derive(Debug, Clone)]
+pub struct FailureRecord {
+    /// Which task failed.
+    pub task: TaskId,
+    /// The error.
+    pub error: String,
+    /// The checkpoint the restart restored (`None`: started from scratch).
+    pub restored_from: Option<CheckpointId>,
+}
+
+/// The check of the sink's committed output.
+#[derive(Debug, Clone, Default)]
+pub struct OutputCheck {
+    /// Committed lines.
+    pub lines: usize,
+    /// Committed files.
+    pub files: usize,
+    /// Expected (key, window, count) results.
+    pub expected: usize,
+    /// Expected results found exactly once with the right count.
+    pub exact: usize,
+    /// (key, window) with no line at all.
+    pub missing: Vec<(u64, u64)>,
+    /// (key, window) whose every line has a count below the expected one (records lost).
+    pub undercounted: Vec<(u64, u64)>,
+    /// Lines beyond the first for one (key, window) (duplicates).
+    pub duplicated: usize,
+    /// Lines whose count differs from the expected one, or unexpected (key, window).
+    pub wrong: usize,
+    /// Lines that do not parse.
+    pub malformed: usize,
+}
+
+impl OutputCheck {
+    /// Every expected result exactly once, nothing else.
+    pub fn exactly_once(&self) -> bool {
+        self.exact == self.expected && self.lines == self.expected && self.malformed == 0
+    }
+
+    /// No record lost: every (key, window) has a line counting at least the expected
+    /// records (at-least-once may count replayed records again and duplicate lines).
+    pub fn nothing_lost(&self) -> bool {
+        self.missing.is_empty() && self.undercounted.is_empty() && self.malformed == 0
+    }
+}
+
+/// Checks the committed output in `output_dir` against `expected`.
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn check_output(
+    output_dir: &Path,
+    expected: &BTreeMap<(u64, u64), u64>,
+) -> Result<OutputCheck> {
+    let files = TransactionalFileSink::committed_files(output_dir)?;
+    let mut seen: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    let mut check = OutputCheck {
+        files: files.len(),
+        expected: expected.len(),
+        ..OutputCheck::default()
+    };
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::io("read the sink output", e).with_context("path", file.display())
+        })?;
+        for line in text.lines() {
+            check.lines += 1;
+            let parsed: Option<Vec<u64>> = line.split(',').map(|f| f.parse().ok()).collect();
+            match parsed.as_deref() {
+                Some(&[key, window, count]) => seen.entry((key, window)).or_default().push(count),
+                _ => check.malformed += 1,
+            }
+        }
+    }
+    for (kw, want) in expected {
+        match seen.get(kw) {
+            None => check.missing.push(*kw),
+            Some(counts) => {
+                if counts.len() == 1 && counts[0] == *want {
+                    check.exact += 1;
+                }
+                if counts.iter().all(|c| c < want) {
+                    check.undercounted.push(*kw);
+                }
+            }
+        }
+    }
+    for (kw, counts) in &seen {
+        check.duplicated += counts.len().saturating_sub(1);
+        let want = expected.get(kw);
+        check.wrong += counts.iter().filter(|c| Some(*c) != want).count();
+    }
+    Ok(check)
+}
+
+/// What a run did.
 #[derive(Debug, Clone)]
 pub struct JobReport {
     /// The configuration.
     pub config: JobConfig,
-    /// Keys restored per new subtask.
-    pub keys_per_subtask: Vec<usize>,
-    /// Keys whose restored count matched.
-    pub matching: usize,
-    /// Keys whose count was missing or wrong, with (expected, found).
-    pub mismatches: Vec<(String, u64, Option<u64>)>,
-    /// Keys restored by more than one subtask.
-    pub duplicates: usize,
-    /// Source offsets restored (one per source split).
-    pub restored_offsets: Vec<(u32, u64)>,
-    /// The largest synchronous snapshot phase.
-    pub max_sync_phase: Duration,
-    /// Bytes of the checkpoint's state.
-    pub checkpoint_bytes: u64,
-    /// The job directory of the checkpoint, for `cornerstone list` / `show`.
-    pub job_dir: PathBuf,
-    /// The checkpoint's `_metadata`, relative to the checkpoint directory.
-    pub metadata_path: String,
+    /// The failures, in order.
+    pub failures: Vec<FailureRecord>,
+    /// The failure plan (one per attempt; a plan may not fire if its attempt finished).
+    pub planned: Vec<PlannedFailure>,
+    /// Restarts granted by the restart strategy.
+    pub restarts: u32,
+    /// The checkpoint the first attempt resumed from (`--resume`).
+    pub resumed_from: Option<CheckpointId>,
+    /// Checkpoint statistics.
+    pub stats: JobCheckpointStats,
+    /// The latest completed checkpoint's `_metadata` path, relative to `dir`.
+    pub latest_checkpoint: Option<String>,
+    /// The check of the output.
+    pub output: OutputCheck,
+    /// Wall time of the run.
+    pub elapsed: Duration,
 }
 
 impl JobReport {
-    /// Whether every key was restored exactly once with its count.
-    pub fn all_counts_survived(&self) -> bool {
-        self.mismatches.is_empty()
-            && self.duplicates == 0
-            && self.matching as u64 == self.config.keys
+    /// Whether the output meets the guarantee of the mode.
+    pub fn guarantee_met(&self) -> bool {
+        match self.config.mode {
+            CheckpointingMode::ExactlyOnce => self.output.exactly_once(),
+            CheckpointingMode::AtLeastOnce => self.output.nothing_lost(),
+        }
+    }
+}
+
+fn mode_name(mode: CheckpointingMode) -> &'static str {
+    match mode {
+        CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
+        CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
     }
 }
 
@@ -105,228 +390,260 @@ impl fmt::Display for JobReport {
         let c = &self.config;
         writeln!(
             f,
-            "processed {} events over {} keys at parallelism {} (memory backend, {} key groups)",
-            c.events, c.keys, c.parallelism_before, c.max_parallelism
+            "job `{JOB_ID}`: 2 sources x {} splits x {} events over {} keys -> two-input windowed count ({} windows of {} ms) -> transactional file sink",
+            c.splits_per_input,
+            c.events_per_split,
+            c.keys,
+            c.events_per_split.div_ceil(c.window_ms),
+            c.window_ms
         )?;
         writeln!(
             f,
-            "checkpoint 1: {} bytes of state, longest synchronous phase {:?}, committed as {}",
-            self.checkpoint_bytes, self.max_sync_phase, self.metadata_path
+            "backend {}, {}, checkpoint every {:?}, restart strategy {:?}, {} tasks, {:.2?}",
+            c.backend.name(),
+            mode_name(c.mode),
+            c.checkpoint_interval,
+            c.restart,
+            task_count(&c.topology()),
+            self.elapsed
         )?;
+        if let Some(id) = self.resumed_from {
+            writeln!(f, "resumed from checkpoint {id}")?;
+        }
+        writeln!(
+            f,
+            "seed {}: {} failures injected (reproduce with --seed {}), {} restarts",
+            c.seed,
+            self.failures.len(),
+            c.seed,
+            self.restarts
+        )?;
+        for (i, failure) in self.failures.iter().enumerate() {
+            let from = failure
+                .restored_from
+                .map_or_else(|| "from scratch".to_string(), |id| format!("from chk-{id}"));
+            writeln!(
+                f,
+                "  failure {}: {} ({}) -> restarted {from}",
+                i + 1,
+                failure.task,
+                failure.error
+            )?;
+        }
+        let s = &self.stats;
+        writeln!(
+            f,
+            "checkpoints: {} completed, {} failed, {} in progress, {} restored",
+            s.completed, s.failed, s.in_progress, s.restored
+        )?;
+        let completed: Vec<_> = s
+            .history
+            .iter()
+            .filter(|c| matches!(c.status, CheckpointStatus::Completed { .. }))
+            .collect();
+        if !completed.is_empty() {
+            let max = |g: &dyn Fn(&CheckpointStats) -> Duration| {
+                completed.iter().map(|c| g(c)).max().unwrap_or_default()
+            };
+            let sizes: Vec<u64> = completed.iter().map(|c| c.state_size).collect();
+            writeln!(
+                f,
+                "  last {} completed: state {}..{} bytes, end-to-end up to {:?}; per subtask: sync phase up to {:?}, async phase up to {:?}, alignment up to {:?} holding back up to {} records",
+                completed.len(),
+                sizes.iter().min().unwrap_or(&0),
+                sizes.iter().max().unwrap_or(&0),
+                max(&|c| c.end_to_end_duration),
+                max(&CheckpointStats::max_sync_duration),
+                max(&CheckpointStats::max_async_duration),
+                max(&CheckpointStats::max_alignment_duration),
+                completed
+                    .iter()
+                    .map(|c| c.max_buffered_records())
+                    .max()
+                    .unwrap_or(0),
+            )?;
+        }
+        let o = &self.output;
+        writeln!(
+            f,
+            "output: {} lines in {} committed files in {}",
+            o.lines,
+            o.files,
+            c.output_dir().display()
+        )?;
+        let job_dir = c.job_dir();
         writeln!(
             f,
             "checkpoints kept (RetainOnCancellation) in {}: try `cornerstone list {}`",
-            self.job_dir.display(),
-            self.job_dir.display()
+            job_dir.display(),
+            job_dir.display()
         )?;
-        writeln!(
-            f,
-            "restored at parallelism {}: keys per subtask {:?}, source offsets {:?}",
-            c.parallelism_after, self.keys_per_subtask, self.restored_offsets
-        )?;
-        if self.all_counts_survived() {
-            write!(
+        if let Some(path) = &self.latest_checkpoint {
+            writeln!(f, "  and `cornerstone show {}`", c.dir.join(path).display())?;
+        }
+        match (c.mode, self.guarantee_met()) {
+            (CheckpointingMode::ExactlyOnce, true) => write!(
                 f,
-                "OK: all {} counts survived the rescale, each key exactly once",
-                self.matching
-            )
-        } else {
-            write!(
+                "OK: exactly once: all {} (key, window, count) results once each, nothing else",
+                o.expected
+            ),
+            (CheckpointingMode::AtLeastOnce, true) => write!(
                 f,
-                "FAILED: {} matching, {} duplicated, {} wrong or missing (first: {:?})",
-                self.matching,
-                self.duplicates,
-                self.mismatches.len(),
-                self.mismatches.first()
-            )
+                "OK: at least once: no result lost ({} of {} exact, {} duplicate lines, {} counts above the exact one)",
+                o.exact, o.expected, o.duplicated, o.wrong
+            ),
+            (_, false) => write!(
+                f,
+                "FAILED: {} of {} exact, {} missing, {} undercounted, {} duplicate lines, {} wrong, {} malformed (first missing: {:?})",
+                o.exact,
+                o.expected,
+                o.missing.len(),
+                o.undercounted.len(),
+                o.duplicated,
+                o.wrong,
+                o.malformed,
+                o.missing.first()
+            ),
         }
     }
 }
 
-/// The uid of the counting operator in checkpoint metadata.
-pub const OPERATOR_UID: &str = "counter";
-
-fn word(i: u64) -> String {
-    format!("word-{i:05}")
-}
-
-/// A deterministic stream: event `i` has key `word(hash(i) % keys)`.
-fn event_key(i: u64, keys: u64) -> u64 {
-    // splitmix64: a fixed, well-mixed sequence.
-    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) % keys
-}
-
-/// The id of the job that counts, and of the job that restores its checkpoint.
-pub const JOB_ID: &str = "wordcount";
-/// The id of the rescaled job.
-pub const RESCALED_JOB_ID: &str = "wordcount-rescaled";
-
-/// Runs the job: count, checkpoint into a local checkpoint store under `checkpoint_dir`,
-/// cancel (keeping the checkpoint), restore from the store at another parallelism, verify.
-/// Earlier runs' job directories under `checkpoint_dir` are replaced.
+/// Runs the job with the backend of `config.backend` (the one place that maps the choice
+/// to a backend factory).
 ///
 /// # Errors
-/// Any backend or storage error; a report with mismatches is not an error (check
-/// [`JobReport::all_counts_survived`]).
-pub fn run_rescale_job(config: &JobConfig, checkpoint_dir: &Path) -> Result<JobReport> {
-    for job in [JOB_ID, RESCALED_JOB_ID] {
-        let dir = checkpoint_dir.join(job);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| {
-                Error::io("remove the previous run", e).with_context("path", dir.display())
-            })?;
-        }
+/// As [`run_job_with`].
+pub fn run_job(config: &JobConfig) -> Result<JobReport> {
+    match config.backend {
+        BackendChoice::Fs => run_job_with(config, FsStateBackend::new()),
+        BackendChoice::Memory => run_job_with(config, MemoryStateBackend::new()),
     }
-    let store = CheckpointStore::local(checkpoint_dir)?;
-    let checkpoints = CheckpointConfig::default().cleanup(CleanupPolicy::RetainOnCancellation);
-    let job = CompletedCheckpointStore::open(&store, JOB_ID, checkpoints.clone())?;
-    let factory = MemoryStateBackend::new().max_state_size(64 << 20);
-    let counts = ValueStateDescriptor::<u64>::new("count");
-    let max_p = config.max_parallelism;
+}
 
-    // Parallelism `before`: keyed backends plus one source split per subtask.
-    let mut subtasks: Vec<(HeapKeyedStateBackend<String>, OperatorStateBackend)> = Vec::new();
-    for i in 0..config.parallelism_before {
-        let range = KeyGroupRange::for_subtask(max_p, config.parallelism_before, i)?;
-        subtasks.push((
-            factory.create_keyed_backend::<String>(KeyedBackendParams::new(max_p, range))?,
-            OperatorStateBackend::new(),
-        ));
+fn remove_dir(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove the previous run", e).with_context("path", path.display())),
     }
-    let states = subtasks
-        .iter()
-        .map(|(backend, _)| backend.value_state::<u64, ()>(&counts))
-        .collect::<Result<Vec<_>>>()?;
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for i in 0..config.events {
-        let key = word(event_key(i, config.keys));
-        let kg = key_group_for_key(&key, max_p)?;
-        let state =
-            &states[operator_index_for_key_group(max_p, config.parallelism_before, kg) as usize];
-        let n = state.get(&key, &())?.unwrap_or(0);
-        state.update(&key, &(), n + 1)?;
-        *expected.entry(key).or_default() += 1;
-    }
-    for (i, (_, operator)) in subtasks.iter().enumerate() {
-        // Source split i read up to this offset.
-        operator
-            .list_state::<(u32, u64)>("source-offsets")?
-            .update(vec![(
-                i as u32,
-                config.events / u64::from(config.parallelism_before),
-            )]);
-    }
+}
 
-    // Checkpoint 1: synchronous phases on the task, asynchronous phases on other threads,
-    // writing through the checkpoint store's stream factory.
-    let id = CheckpointId(1);
-    let mut pending_checkpoint = job.begin_checkpoint(id)?;
-    let mut max_sync = Duration::ZERO;
-    let mut pending = Vec::new();
-    for (backend, operator) in &subtasks {
-        let start = Instant::now();
-        let keyed = backend.snapshot(id)?;
-        let op = operator.snapshot(id);
-        max_sync = max_sync.max(start.elapsed());
-        let streams = pending_checkpoint.stream_factory();
-        pending.push(thread::spawn(move || -> Result<SubtaskState> {
-            let mut state = keyed.write(&*streams)?;
-            state.merge(op.write(&*streams)?);
-            Ok(state)
-        }));
+/// Runs the job with the keyed state backend `factory`: attempts until it finishes, each
+/// failure restarting from the latest checkpoint as the restart strategy allows; then
+/// checks the output.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] for a bad configuration; an error naming the last failure
+/// when the restart strategy gives up (the job failed; its checkpoints are kept); storage
+/// errors of the coordinator.
+pub fn run_job_with<F: StateBackendFactory + 'static>(
+    config: &JobConfig,
+    factory: F,
+) -> Result<JobReport> {
+    config.validate()?;
+    let started = Instant::now();
+    if !config.resume {
+        remove_dir(&config.job_dir())?;
+        remove_dir(&config.output_dir())?;
     }
-    // Processing goes on during the asynchronous phase; these writes are not in checkpoint 1.
-    for state in &states {
-        for key in state.state_keys(&())? {
-            state.update(&key, &(), u64::MAX)?;
+    let clock: SharedClock = cornerstone_backend_api::clock::system_clock();
+    let store = CheckpointStore::local(&config.dir)?;
+    let coordinator = CheckpointCoordinator::open(
+        &store,
+        JOB_ID,
+        config.checkpointing(),
+        config.operators(),
+        clock.clone(),
+    )?;
+    let mut tracker = config.restart.tracker(clock.clone());
+    let injector = Arc::new(FailureInjector::default());
+    let topology = config.topology();
+    let per_attempt = config.events_per_split * u64::from(config.splits_per_input) * 2;
+    let planned = plan_failures(config.seed, config.failures, per_attempt);
+    let factory = Arc::new(factory);
+    let mut failures: Vec<FailureRecord> = Vec::new();
+    let mut resumed_from = None;
+    let mut attempt = 0usize;
+    let latest_path = loop {
+        let restored = coordinator.restore_latest()?;
+        let restored_id = restored.as_ref().map(|r| r.checkpoint.id());
+        if attempt == 0 {
+            resumed_from = restored_id;
+        } else if let Some(last) = failures.last_mut() {
+            last.restored_from = restored_id;
         }
-    }
-    for (index, handle) in pending.into_iter().enumerate() {
-        let state = handle
-            .join()
-            .map_err(|_| Error::internal("asynchronous snapshot thread panicked"))??;
-        pending_checkpoint.add_subtask_state(
-            OPERATOR_UID,
-            "keyed count",
-            config.parallelism_before,
-            max_p,
-            index as u32,
-            state,
+        injector.arm(planned.get(attempt).copied());
+        let (end, _) = run_attempt(
+            &topology,
+            &factory,
+            &coordinator,
+            restored,
+            &injector,
+            &clock,
         )?;
-    }
-    let completed = pending_checkpoint.commit()?;
-    let checkpoint_bytes = completed.metadata.state_size();
-    // The job is cancelled; RetainOnCancellation keeps its checkpoint.
-    job.terminate(JobStatus::Cancelled)?;
-    drop((states, subtasks, job));
-
-    // Restore at parallelism `after`, as a new job, from the latest checkpoint of the old one.
-    let point = store.resolve(JOB_ID)?;
-    let rescaled = CompletedCheckpointStore::open(&store, RESCALED_JOB_ID, checkpoints)?;
-    let reader: Arc<dyn StateReader> = Arc::new(rescaled.restore(&point, ClaimMode::NoClaim)?);
-    let operator = point.metadata.operator(OPERATOR_UID).ok_or_else(|| {
-        Error::not_found("the checkpoint has no state of the counting operator")
-            .with_context("operator", OPERATOR_UID)
-    })?;
-    let all_keyed: Vec<_> = operator
-        .subtasks
-        .values()
-        .flat_map(|s| s.keyed.iter())
-        .collect();
-    let operator_old: Vec<_> = operator
-        .subtasks
-        .values()
-        .map(|s| s.operator.clone())
-        .collect();
-    let operator_new = redistribute_operator_state(&operator_old, config.parallelism_after)?;
-    let mut found: BTreeMap<String, (u64, usize)> = BTreeMap::new();
-    let mut keys_per_subtask = Vec::new();
-    let mut restored_offsets = Vec::new();
-    for i in 0..config.parallelism_after {
-        let range = KeyGroupRange::for_subtask(max_p, config.parallelism_after, i)?;
-        let backend = factory.create_keyed_backend::<String>(
-            KeyedBackendParams::new(max_p, range).restore(
-                keyed_handles_for(all_keyed.iter().copied(), range),
-                Some(Arc::clone(&reader)),
-            ),
-        )?;
-        let state = backend.value_state::<u64, ()>(&counts)?;
-        let keys = state.state_keys(&())?;
-        keys_per_subtask.push(keys.len());
-        for key in keys {
-            let n = state.get(&key, &())?.unwrap_or(0);
-            let entry = found.entry(key).or_insert((n, 0));
-            entry.1 += 1;
+        match end {
+            AttemptEnd::Finished => {
+                let latest = coordinator
+                    .checkpoint_store()
+                    .latest()
+                    .map(|c| c.metadata_path);
+                // The bounded input is through and committed: stop the job as a cancel, so
+                // that RetainOnCancellation keeps its checkpoints for inspection.
+                coordinator.shutdown(JobStatus::Cancelled)?;
+                break latest;
+            }
+            AttemptEnd::Failed { task, error } => {
+                coordinator.abort_pending(&format!("failover: {task} failed"));
+                tracing::info!(%task, %error, "task failed; failing over");
+                failures.push(FailureRecord {
+                    task: task.clone(),
+                    error: error.to_string(),
+                    restored_from: None,
+                });
+                match tracker.on_failure() {
+                    RestartDecision::Restart { delay, .. } => {
+                        wait(delay);
+                        attempt += 1;
+                    }
+                    RestartDecision::Fail { reason } => {
+                        coordinator.shutdown(JobStatus::Failed)?;
+                        return Err(Error::new(
+                            ErrorKind::Unavailable,
+                            "the job failed: the restart strategy gave up",
+                        )
+                        .with_context("reason", reason)
+                        .with_context("task", task)
+                        .with_context("failure", error));
+                    }
+                }
+            }
         }
-        let operator = OperatorStateBackend::restore(&operator_new[i as usize], Some(&*reader))?;
-        restored_offsets.extend(operator.list_state::<(u32, u64)>("source-offsets")?.get());
-    }
-    restored_offsets.sort_unstable();
-
-    let mut matching = 0;
-    let mut mismatches = Vec::new();
-    for (key, want) in &expected {
-        match found.get(key) {
-            Some((n, _)) if n == want => matching += 1,
-            other => mismatches.push((key.clone(), *want, other.map(|(n, _)| *n))),
-        }
-    }
-    let duplicates = found.values().filter(|(_, times)| *times > 1).count();
+    };
+    let expected = expected_counts(
+        config.splits_per_input,
+        config.events_per_split,
+        config.keys,
+        config.window_ms,
+    );
+    let output = check_output(&config.output_dir(), &expected)?;
     Ok(JobReport {
         config: config.clone(),
-        keys_per_subtask,
-        matching,
-        mismatches,
-        duplicates,
-        restored_offsets,
-        max_sync_phase: max_sync,
-        checkpoint_bytes,
-        job_dir: checkpoint_dir.join(JOB_ID),
-        metadata_path: completed.metadata_path,
+        failures,
+        planned,
+        restarts: tracker.restarts(),
+        resumed_from,
+        stats: coordinator.stats(),
+        latest_checkpoint: latest_path,
+        output,
+        elapsed: started.elapsed(),
     })
+}
+
+/// Waits `delay` (the restart delay) without sleeping the thread through the std API the
+/// project bans: a timed wait on a channel that never receives.
+fn wait(delay: Duration) {
+    let (_keep, rx) = std::sync::mpsc::channel::<()>();
+    let _ = rx.recv_timeout(delay);
 }
 
 /// The README's examples, run as doctests.

@@ -1,0 +1,672 @@
+//! The checkpoint coordinator: triggers checkpoints, collects every task's
+//! acknowledgement, finalizes into the checkpoint store, notifies tasks, aborts on timeout or
+//! decline, counts failures against the tolerable number, and keeps statistics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result, SharedClock, SubtaskState};
+use cornerstone_checkpoint_store::{
+    CheckpointStore, ClaimMode, CompletedCheckpoint, CompletedCheckpointStore, JobStatus,
+    PendingCheckpoint, StoreStateReader, StoreStreamFactory, inspect,
+};
+use parking_lot::Mutex;
+
+use crate::config::CoordinatorConfig;
+use crate::stats::{
+    CheckpointStats, CheckpointStatus, JobCheckpointStats, StatsTracker, SubtaskMetrics,
+    SubtaskStats,
+};
+
+/// One operator of the job graph, as recorded in checkpoint metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSpec {
+    /// The stable uid (the key of its state in `_metadata`).
+    pub uid: String,
+    /// A readable name.
+    pub name: String,
+    /// How many subtasks it runs.
+    pub parallelism: u32,
+    /// Its number of key groups.
+    pub max_parallelism: u32,
+}
+
+impl OperatorSpec {
+    /// An operator with `parallelism` subtasks and `max_parallelism` key groups.
+    pub fn new(
+        uid: impl Into<String>,
+        name: impl Into<String>,
+        parallelism: u32,
+        max_parallelism: u32,
+    ) -> Self {
+        OperatorSpec {
+            uid: uid.into(),
+            name: name.into(),
+            parallelism,
+            max_parallelism,
+        }
+    }
+}
+
+/// One subtask of one operator: what acknowledges a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The operator's uid.
+    pub operator: String,
+    /// The subtask index.
+    pub subtask: u32,
+}
+
+impl TaskId {
+    /// Subtask `subtask` of operator `operator`.
+    pub fn new(operator: impl Into<String>, subtask: u32) -> Self {
+        TaskId {
+            operator: operator.into(),
+            subtask,
+        }
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.operator, self.subtask)
+    }
+}
+
+/// Receives the coordinator's notifications (Flink's `CheckpointListener`): the place where
+/// a task commits side effects, such as a two-phase-commit sink's transactions.
+pub trait CheckpointListener: Send + Sync + fmt::Debug {
+    /// Checkpoint `id` is committed to the checkpoint store.
+    fn notify_checkpoint_complete(&self, id: CheckpointId);
+    /// Checkpoint `id` was aborted (`reason` says why).
+    fn notify_checkpoint_aborted(&self, id: CheckpointId, reason: &str);
+}
+
+/// A triggered checkpoint: inject a barrier with this id into every source; tasks write
+/// their state through `streams`.
+#[derive(Debug, Clone)]
+pub struct TriggeredCheckpoint {
+    /// The checkpoint id.
+    pub id: CheckpointId,
+    /// When it was triggered (clock milliseconds).
+    pub timestamp_ms: u64,
+    /// The stream factory of the checkpoint's storage.
+    pub streams: Arc<StoreStreamFactory>,
+}
+
+/// Why a trigger did not start a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Periodic checkpointing is disabled (no interval).
+    Disabled,
+    /// The interval since the last trigger has not passed.
+    NotDue {
+        /// Until the next periodic trigger.
+        remaining: Duration,
+    },
+    /// `max_concurrent` checkpoints are in progress.
+    TooManyConcurrent {
+        /// In progress now.
+        in_progress: usize,
+        /// The effective maximum.
+        max: usize,
+    },
+    /// The minimum pause since the last completed checkpoint has not passed.
+    MinPause {
+        /// Until the pause has passed.
+        remaining: Duration,
+    },
+    /// The coordinator was shut down.
+    ShutDown,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Disabled => f.write_str("periodic checkpointing is disabled"),
+            SkipReason::NotDue { remaining } => write!(f, "not due for {remaining:?}"),
+            SkipReason::TooManyConcurrent { in_progress, max } => write!(
+                f,
+                "{in_progress} checkpoints in progress, at most {max} concurrent"
+            ),
+            SkipReason::MinPause { remaining } => {
+                write!(f, "minimum pause between checkpoints: {remaining:?} left")
+            }
+            SkipReason::ShutDown => f.write_str("the coordinator is shut down"),
+        }
+    }
+}
+
+/// The result of a trigger.
+#[derive(Debug, Clone)]
+pub enum TriggerResult {
+    /// A checkpoint started.
+    Triggered(TriggeredCheckpoint),
+    /// No checkpoint started.
+    Skipped(SkipReason),
+}
+
+impl TriggerResult {
+    /// The triggered checkpoint, if one started.
+    pub fn triggered(self) -> Option<TriggeredCheckpoint> {
+        match self {
+            TriggerResult::Triggered(t) => Some(t),
+            TriggerResult::Skipped(_) => None,
+        }
+    }
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone)]
+pub enum AckOutcome {
+    /// Recorded; `remaining` tasks have not acknowledged yet.
+    Pending {
+        /// Tasks still to acknowledge.
+        remaining: usize,
+    },
+    /// The last acknowledgement: the checkpoint is committed and the listeners notified.
+    Completed(CompletedCheckpoint),
+    /// The checkpoint is no longer pending (aborted, expired, or a duplicate
+    /// acknowledgement): the state is discarded, as in Flink.
+    Discarded,
+}
+
+/// A checkpoint a job restores from, with the reader of its files.
+#[derive(Debug, Clone)]
+pub struct RestoredCheckpoint {
+    /// The checkpoint.
+    pub checkpoint: CompletedCheckpoint,
+    /// Reads its file handles.
+    pub reader: Arc<StoreStateReader>,
+}
+
+struct Pending {
+    checkpoint: PendingCheckpoint,
+    deadline_ms: u64,
+    waiting: BTreeSet<TaskId>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    pending: BTreeMap<CheckpointId, Pending>,
+    next_periodic_ms: u64,
+    last_completion_ms: Option<u64>,
+    continuous_failures: u32,
+    stats: StatsTracker,
+    shut_down: bool,
+    listeners: Vec<Arc<dyn CheckpointListener>>,
+}
+
+/// The checkpoint coordinator of one job (Flink's `CheckpointCoordinator` with its
+/// `CheckpointFailureManager`).
+///
+/// It is a state machine driven by its caller, thread-safe (`&self` everywhere): the job
+/// calls [`trigger_if_due`](Self::trigger_if_due) and [`check_timeouts`](Self::check_timeouts)
+/// periodically, injects a barrier for each triggered checkpoint, and every task calls
+/// [`acknowledge`](Self::acknowledge) (or [`decline`](Self::decline)) with the state handles
+/// it wrote through the checkpoint's stream factory. The last acknowledgement commits the
+/// checkpoint through the checkpoint store (`_metadata` last; retention and subsumption are
+/// the store's) and notifies the [`CheckpointListener`]s. Time comes from the injected
+/// clock, so timeouts and pauses are tested on a manual clock.
+///
+/// # Failures
+/// A checkpoint that expires, is declined, or fails to commit is aborted (its files
+/// deleted) and counts as a failure; a completed checkpoint resets the count. When more
+/// than `tolerable_failed` failures happen in a row, the call that saw the last one returns
+/// an error of kind [`ErrorKind::LimitExceeded`]: the job must fail over (Flink's
+/// `CheckpointFailureManager`). Aborts caused by a failover or shutdown do not count.
+pub struct CheckpointCoordinator {
+    store: CompletedCheckpointStore,
+    config: CoordinatorConfig,
+    clock: SharedClock,
+    operators: Vec<OperatorSpec>,
+    tasks: BTreeSet<TaskId>,
+    inner: Mutex<Inner>,
+}
+
+impl fmt::Debug for CheckpointCoordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointCoordinator")
+            .field("job_dir", &self.store.job_dir())
+            .field("config", &self.config)
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointCoordinator {
+    /// Opens the checkpoints of `job_id` in `store` (recovering the completed ones) and
+    /// creates the coordinator of a job made of `operators`. Checkpoint ids continue after
+    /// the highest `chk-N/` in the job directory (complete or not).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a bad configuration, an empty job, a zero parallelism
+    /// or two operators with one uid; storage errors while recovering.
+    pub fn open(
+        store: &CheckpointStore,
+        job_id: &str,
+        config: CoordinatorConfig,
+        operators: Vec<OperatorSpec>,
+        clock: SharedClock,
+    ) -> Result<Self> {
+        config.validate()?;
+        if operators.is_empty() {
+            return Err(Error::invalid_input("a job needs at least one operator")
+                .with_context("job", job_id));
+        }
+        let mut tasks = BTreeSet::new();
+        let mut uids = BTreeSet::new();
+        for op in &operators {
+            if op.parallelism == 0 {
+                return Err(
+                    Error::invalid_input("an operator needs a parallelism of at least 1")
+                        .with_context("operator", &op.uid),
+                );
+            }
+            if !uids.insert(op.uid.clone()) {
+                return Err(Error::invalid_input("two operators with the same uid")
+                    .with_context("operator", &op.uid));
+            }
+            tasks.extend((0..op.parallelism).map(|i| TaskId::new(op.uid.clone(), i)));
+        }
+        let checkpoints =
+            CompletedCheckpointStore::open(store, job_id, config.store_config(clock.clone()))?;
+        // Never reuse the id of a checkpoint directory, even an incomplete one left by a
+        // crash (its files are garbage for `cornerstone gc`, not part of a new checkpoint).
+        let highest_dir = inspect::list(store, checkpoints.job_dir())?
+            .iter()
+            .filter_map(|s| s.id)
+            .map(CheckpointId::get)
+            .max()
+            .unwrap_or(0);
+        let latest = checkpoints.latest().map_or(0, |c| c.id().get());
+        let next_id = highest_dir.max(latest) + 1;
+        let now = clock.now_millis();
+        let next_periodic_ms = now.saturating_add(duration_ms(config.interval.unwrap_or_default()));
+        Ok(CheckpointCoordinator {
+            store: checkpoints,
+            config,
+            clock,
+            operators,
+            tasks,
+            inner: Mutex::new(Inner {
+                next_id,
+                next_periodic_ms,
+                ..Inner::default()
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// The completed-checkpoint store the coordinator finalizes into.
+    pub fn checkpoint_store(&self) -> &CompletedCheckpointStore {
+        &self.store
+    }
+
+    /// Every task that acknowledges a checkpoint.
+    pub fn tasks(&self) -> impl Iterator<Item = &TaskId> {
+        self.tasks.iter()
+    }
+
+    /// Replaces the listeners notified of completed and aborted checkpoints (the tasks of
+    /// the current execution attempt).
+    pub fn set_listeners(&self, listeners: Vec<Arc<dyn CheckpointListener>>) {
+        self.inner.lock().listeners = listeners;
+    }
+
+    /// Triggers a periodic checkpoint when the interval has passed since the last trigger
+    /// and neither `max_concurrent` nor `min_pause` forbid it.
+    ///
+    /// # Errors
+    /// Storage errors when beginning the checkpoint.
+    pub fn trigger_if_due(&self) -> Result<TriggerResult> {
+        let Some(interval) = self.config.interval else {
+            return Ok(TriggerResult::Skipped(SkipReason::Disabled));
+        };
+        let now = self.clock.now_millis();
+        let mut inner = self.inner.lock();
+        if now < inner.next_periodic_ms {
+            return Ok(TriggerResult::Skipped(SkipReason::NotDue {
+                remaining: Duration::from_millis(inner.next_periodic_ms - now),
+            }));
+        }
+        let result = self.trigger_locked(&mut inner, now)?;
+        if matches!(result, TriggerResult::Triggered(_)) {
+            inner.next_periodic_ms = now.saturating_add(duration_ms(interval));
+        }
+        Ok(result)
+    }
+
+    /// Triggers a checkpoint now (whatever the interval), unless `max_concurrent` or
+    /// `min_pause` forbid it.
+    ///
+    /// # Errors
+    /// Storage errors when beginning the checkpoint.
+    pub fn trigger(&self) -> Result<TriggerResult> {
+        let now = self.clock.now_millis();
+        let mut inner = self.inner.lock();
+        let result = self.trigger_locked(&mut inner, now)?;
+        if let (TriggerResult::Triggered(_), Some(interval)) = (&result, self.config.interval) {
+            inner.next_periodic_ms = now.saturating_add(duration_ms(interval));
+        }
+        Ok(result)
+    }
+
+    fn trigger_locked(&self, inner: &mut Inner, now: u64) -> Result<TriggerResult> {
+        if inner.shut_down {
+            return Ok(TriggerResult::Skipped(SkipReason::ShutDown));
+        }
+        let max = self.config.effective_max_concurrent();
+        if inner.pending.len() >= max {
+            return Ok(TriggerResult::Skipped(SkipReason::TooManyConcurrent {
+                in_progress: inner.pending.len(),
+                max,
+            }));
+        }
+        if let Some(done) = inner.last_completion_ms {
+            let earliest = done.saturating_add(duration_ms(self.config.min_pause));
+            if now < earliest {
+                return Ok(TriggerResult::Skipped(SkipReason::MinPause {
+                    remaining: Duration::from_millis(earliest - now),
+                }));
+            }
+        }
+        let id = CheckpointId(inner.next_id);
+        inner.next_id += 1;
+        let checkpoint = self.store.begin_checkpoint(id)?;
+        let streams = checkpoint.stream_factory();
+        inner.pending.insert(
+            id,
+            Pending {
+                checkpoint,
+                deadline_ms: now.saturating_add(duration_ms(self.config.timeout)),
+                waiting: self.tasks.clone(),
+            },
+        );
+        inner.stats.push(CheckpointStats {
+            id,
+            trigger_timestamp_ms: now,
+            end_to_end_duration: Duration::ZERO,
+            state_size: 0,
+            subtasks: BTreeMap::new(),
+            status: CheckpointStatus::InProgress,
+        });
+        tracing::debug!(checkpoint = %id, "triggered checkpoint");
+        Ok(TriggerResult::Triggered(TriggeredCheckpoint {
+            id,
+            timestamp_ms: now,
+            streams,
+        }))
+    }
+
+    /// Records the acknowledgement of `task` for checkpoint `id` with the state it wrote.
+    /// The last one commits the checkpoint and notifies the listeners.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when `task` is not a task of this job;
+    /// [`ErrorKind::LimitExceeded`] when the commit failed and that was one failure more
+    /// than tolerable (see the type's docs); a failed commit within the tolerance is not an
+    /// error (the outcome is [`AckOutcome::Discarded`]).
+    pub fn acknowledge(
+        &self,
+        id: CheckpointId,
+        task: &TaskId,
+        state: SubtaskState,
+        metrics: SubtaskMetrics,
+    ) -> Result<AckOutcome> {
+        let spec = self.spec_of(task)?;
+        let now = self.clock.now_millis();
+        let mut inner = self.inner.lock();
+        let Some(pending) = inner.pending.get_mut(&id) else {
+            return Ok(AckOutcome::Discarded);
+        };
+        if !pending.waiting.remove(task) {
+            return Ok(AckOutcome::Discarded);
+        }
+        let size = state.state_size();
+        pending.checkpoint.add_subtask_state(
+            &spec.uid,
+            &spec.name,
+            spec.parallelism,
+            spec.max_parallelism,
+            task.subtask,
+            state,
+        )?;
+        let remaining = pending.waiting.len();
+        if let Some(stats) = inner.stats.get_mut(id) {
+            stats.state_size += size;
+            stats.subtasks.insert(
+                task.clone(),
+                SubtaskStats {
+                    metrics,
+                    state_size: size,
+                    ack_latency_ms: now.saturating_sub(stats.trigger_timestamp_ms),
+                },
+            );
+        }
+        if remaining > 0 {
+            return Ok(AckOutcome::Pending { remaining });
+        }
+        let Some(pending) = inner.pending.remove(&id) else {
+            return Ok(AckOutcome::Discarded);
+        };
+        drop(inner);
+        // The commit does storage I/O: outside the lock.
+        match pending.checkpoint.commit() {
+            Ok(done) => {
+                let now = self.clock.now_millis();
+                let listeners = {
+                    let mut inner = self.inner.lock();
+                    inner.last_completion_ms = Some(now);
+                    inner.continuous_failures = 0;
+                    inner.stats.completed += 1;
+                    if let Some(stats) = inner.stats.get_mut(id) {
+                        stats.end_to_end_duration =
+                            Duration::from_millis(now.saturating_sub(stats.trigger_timestamp_ms));
+                        stats.status = CheckpointStatus::Completed {
+                            metadata_path: done.metadata_path.clone(),
+                        };
+                    }
+                    inner.listeners.clone()
+                };
+                tracing::debug!(checkpoint = %id, path = %done.metadata_path, "completed checkpoint");
+                for l in listeners {
+                    l.notify_checkpoint_complete(id);
+                }
+                Ok(AckOutcome::Completed(done))
+            }
+            Err(e) => {
+                let reason = format!("finalizing the checkpoint failed: {e}");
+                self.record_failure(id, &reason, true, None)?;
+                Ok(AckOutcome::Discarded)
+            }
+        }
+    }
+
+    /// A task declined checkpoint `id` (its snapshot failed): the checkpoint is aborted and
+    /// counts as a failure.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for an unknown task; [`ErrorKind::LimitExceeded`] when
+    /// this failure is one more than tolerable.
+    pub fn decline(&self, id: CheckpointId, task: &TaskId, reason: &str) -> Result<()> {
+        self.spec_of(task)?;
+        let pending = self.inner.lock().pending.remove(&id);
+        match pending {
+            Some(p) => {
+                let reason = format!("declined by {task}: {reason}");
+                self.record_failure(id, &reason, true, Some(p.checkpoint))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Aborts every checkpoint whose timeout has passed; returns their ids.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when the expirations make more failures in a row than
+    /// tolerable.
+    pub fn check_timeouts(&self) -> Result<Vec<CheckpointId>> {
+        let now = self.clock.now_millis();
+        let expired: Vec<(CheckpointId, Pending)> = {
+            let mut inner = self.inner.lock();
+            let ids: Vec<CheckpointId> = inner
+                .pending
+                .iter()
+                .filter(|(_, p)| now >= p.deadline_ms)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| inner.pending.remove(&id).map(|p| (id, p)))
+                .collect()
+        };
+        let mut ids = Vec::new();
+        let mut limit = None;
+        for (id, p) in expired {
+            ids.push(id);
+            let waiting: Vec<String> = p.waiting.iter().map(ToString::to_string).collect();
+            let reason = format!(
+                "expired after {:?} waiting for {}",
+                self.config.timeout,
+                waiting.join(", ")
+            );
+            if let Err(e) = self.record_failure(id, &reason, true, Some(p.checkpoint)) {
+                limit.get_or_insert(e);
+            }
+        }
+        limit.map_or(Ok(ids), Err)
+    }
+
+    /// Aborts every pending checkpoint because the job fails over or stops; these aborts do
+    /// not count against the tolerable failures.
+    pub fn abort_pending(&self, reason: &str) {
+        let pending: Vec<(CheckpointId, Pending)> = std::mem::take(&mut self.inner.lock().pending)
+            .into_iter()
+            .collect();
+        for (id, p) in pending {
+            // Not counted: cannot exceed the limit.
+            let _ = self.record_failure(id, reason, false, Some(p.checkpoint));
+        }
+    }
+
+    fn record_failure(
+        &self,
+        id: CheckpointId,
+        reason: &str,
+        counts: bool,
+        checkpoint: Option<PendingCheckpoint>,
+    ) -> Result<()> {
+        if let Some(c) = checkpoint
+            && let Err(e) = c.abort()
+        {
+            tracing::warn!(checkpoint = %id, error = %e, "cleaning up an aborted checkpoint failed");
+        }
+        tracing::info!(checkpoint = %id, reason, "checkpoint aborted");
+        let now = self.clock.now_millis();
+        let (listeners, exceeded) = {
+            let mut inner = self.inner.lock();
+            inner.stats.failed += 1;
+            if let Some(stats) = inner.stats.get_mut(id) {
+                stats.end_to_end_duration =
+                    Duration::from_millis(now.saturating_sub(stats.trigger_timestamp_ms));
+                stats.status = CheckpointStatus::Failed {
+                    reason: reason.to_owned(),
+                };
+            }
+            let mut exceeded = false;
+            if counts {
+                inner.continuous_failures += 1;
+                if inner.continuous_failures > self.config.tolerable_failed {
+                    inner.continuous_failures = 0;
+                    exceeded = true;
+                }
+            }
+            (inner.listeners.clone(), exceeded)
+        };
+        for l in listeners {
+            l.notify_checkpoint_aborted(id, reason);
+        }
+        if exceeded {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                "exceeded the tolerable number of checkpoint failures",
+            )
+            .with_context("tolerable", self.config.tolerable_failed)
+            .with_context("checkpoint", id)
+            .with_context("reason", reason));
+        }
+        Ok(())
+    }
+
+    /// Restores the latest completed checkpoint (claimed: it is subsumed like the job's own
+    /// checkpoints), or `None` when there is none. Pending checkpoints must have been
+    /// aborted ([`abort_pending`](Self::abort_pending)).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn restore_latest(&self) -> Result<Option<RestoredCheckpoint>> {
+        let Some(latest) = self.store.latest() else {
+            return Ok(None);
+        };
+        let reader = self.store.restore(&latest, ClaimMode::Claim)?;
+        let mut inner = self.inner.lock();
+        inner.next_id = inner.next_id.max(latest.id().get() + 1);
+        inner.stats.restored += 1;
+        inner.stats.last_restored = Some(latest.id());
+        tracing::info!(checkpoint = %latest.id(), "restoring from checkpoint");
+        Ok(Some(RestoredCheckpoint {
+            checkpoint: latest,
+            reader: Arc::new(reader),
+        }))
+    }
+
+    /// The ids of the checkpoints waiting for acknowledgements.
+    pub fn pending_ids(&self) -> Vec<CheckpointId> {
+        self.inner.lock().pending.keys().copied().collect()
+    }
+
+    /// The statistics so far.
+    pub fn stats(&self) -> JobCheckpointStats {
+        let inner = self.inner.lock();
+        JobCheckpointStats {
+            completed: inner.stats.completed,
+            failed: inner.stats.failed,
+            in_progress: inner.pending.len() as u64,
+            restored: inner.stats.restored,
+            last_restored: inner.stats.last_restored,
+            history: inner.stats.history.iter().cloned().collect(),
+        }
+    }
+
+    /// The job terminated with `status`: aborts pending checkpoints and applies the cleanup
+    /// policy through the checkpoint store. No checkpoint is triggered afterwards.
+    ///
+    /// # Errors
+    /// Storage errors of the cleanup.
+    pub fn shutdown(&self, status: JobStatus) -> Result<()> {
+        self.abort_pending(&format!("job terminated: {status:?}"));
+        self.inner.lock().shut_down = true;
+        self.store.terminate(status)
+    }
+
+    fn spec_of(&self, task: &TaskId) -> Result<&OperatorSpec> {
+        self.operators
+            .iter()
+            .find(|o| o.uid == task.operator && task.subtask < o.parallelism)
+            .ok_or_else(|| {
+                Error::invalid_input("acknowledgement from a task that is not part of the job")
+                    .with_context("task", task)
+            })
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

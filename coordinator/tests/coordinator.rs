@@ -1,0 +1,498 @@
+//! The checkpoint coordinator on a manual clock, over a real local checkpoint store.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cornerstone_backend_api::operator::OperatorStateBackend;
+use cornerstone_backend_api::{CheckpointId, ErrorKind, ManualClock, SharedClock, SubtaskState};
+use cornerstone_checkpoint_store::{CheckpointStore, CleanupPolicy, JobStatus};
+use cornerstone_coordinator::{
+    AckOutcome, CheckpointCoordinator, CheckpointListener, CheckpointStatus, CoordinatorConfig,
+    OperatorSpec, SkipReason, SubtaskMetrics, TaskId, TriggerResult, TriggeredCheckpoint,
+};
+use parking_lot::Mutex;
+
+#[derive(Debug, Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+}
+
+impl CheckpointListener for Recorder {
+    fn notify_checkpoint_complete(&self, id: CheckpointId) {
+        self.events.lock().push(format!("complete {id}"));
+    }
+    fn notify_checkpoint_aborted(&self, id: CheckpointId, _reason: &str) {
+        self.events.lock().push(format!("aborted {id}"));
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    coordinator: CheckpointCoordinator,
+    recorder: Arc<Recorder>,
+}
+
+fn operators() -> Vec<OperatorSpec> {
+    vec![
+        OperatorSpec::new("source", "Source", 2, 128),
+        OperatorSpec::new("sink", "Sink", 1, 128),
+    ]
+}
+
+fn fixture(config: CoordinatorConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let clock = ManualClock::new(1_000);
+    let coordinator = CheckpointCoordinator::open(
+        &store,
+        "job",
+        config,
+        operators(),
+        Arc::new(clock.clone()) as SharedClock,
+    )
+    .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    coordinator.set_listeners(vec![recorder.clone() as Arc<dyn CheckpointListener>]);
+    Fixture {
+        dir,
+        clock,
+        coordinator,
+        recorder,
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(files_under(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+fn tasks() -> Vec<TaskId> {
+    vec![
+        TaskId::new("source", 0),
+        TaskId::new("source", 1),
+        TaskId::new("sink", 0),
+    ]
+}
+
+/// Real operator state written through the checkpoint's streams.
+fn state_of(t: &TriggeredCheckpoint, value: u64) -> SubtaskState {
+    let backend = OperatorStateBackend::new();
+    backend
+        .list_state::<u64>("offsets")
+        .unwrap()
+        .add_all((0..5_000).map(|i| i + value));
+    backend.snapshot(t.id).write(&*t.streams).unwrap()
+}
+
+fn ack_all(f: &Fixture, t: &TriggeredCheckpoint) -> AckOutcome {
+    let mut last = None;
+    for (i, task) in tasks().iter().enumerate() {
+        last = Some(
+            f.coordinator
+                .acknowledge(t.id, task, state_of(t, i as u64), SubtaskMetrics::default())
+                .unwrap(),
+        );
+    }
+    last.unwrap()
+}
+
+fn trigger(f: &Fixture) -> TriggeredCheckpoint {
+    match f.coordinator.trigger().unwrap() {
+        TriggerResult::Triggered(t) => t,
+        TriggerResult::Skipped(r) => panic!("skipped: {r}"),
+    }
+}
+
+#[test]
+fn triggers_periodically_collects_acks_commits_and_notifies() {
+    let f = fixture(CoordinatorConfig::every(Duration::from_millis(500)).num_retained(2));
+    assert!(matches!(
+        f.coordinator.trigger_if_due().unwrap(),
+        TriggerResult::Skipped(SkipReason::NotDue { .. })
+    ));
+    f.clock.advance(500);
+    let t = f.coordinator.trigger_if_due().unwrap().triggered().unwrap();
+    assert_eq!(t.id, CheckpointId(1));
+    // Not complete until every task acknowledged.
+    let first = f
+        .coordinator
+        .acknowledge(
+            t.id,
+            &TaskId::new("source", 0),
+            state_of(&t, 0),
+            SubtaskMetrics::default(),
+        )
+        .unwrap();
+    assert!(matches!(first, AckOutcome::Pending { remaining: 2 }));
+    assert!(f.recorder.events.lock().is_empty());
+    // A duplicate acknowledgement is discarded.
+    assert!(matches!(
+        f.coordinator
+            .acknowledge(
+                t.id,
+                &TaskId::new("source", 0),
+                SubtaskState::default(),
+                SubtaskMetrics::default()
+            )
+            .unwrap(),
+        AckOutcome::Discarded
+    ));
+    f.clock.advance(7);
+    for task in &tasks()[1..] {
+        let outcome = f
+            .coordinator
+            .acknowledge(
+                t.id,
+                task,
+                state_of(&t, 1),
+                SubtaskMetrics {
+                    sync_duration: Duration::from_micros(3),
+                    ..SubtaskMetrics::default()
+                },
+            )
+            .unwrap();
+        if task.operator == "sink" {
+            let AckOutcome::Completed(done) = outcome else {
+                panic!("expected completion, got {outcome:?}")
+            };
+            assert_eq!(done.metadata_path, "job/chk-1/_metadata");
+            assert_eq!(done.metadata.operators.len(), 2);
+        }
+    }
+    assert_eq!(*f.recorder.events.lock(), vec!["complete 1".to_string()]);
+    let stats = f.coordinator.stats();
+    assert_eq!(
+        (stats.completed, stats.failed, stats.in_progress),
+        (1, 0, 0)
+    );
+    let c = stats.latest_completed().unwrap();
+    assert_eq!(c.subtasks.len(), 3);
+    assert_eq!(c.end_to_end_duration, Duration::from_millis(7));
+    assert!(c.state_size > 3 * 5_000);
+    assert_eq!(c.max_sync_duration(), Duration::from_micros(3));
+    // The checkpoint is in the store, and the next periodic one is an interval later.
+    assert!(f.dir.path().join("job/chk-1/_metadata").is_file());
+    f.clock.advance(499);
+    assert!(
+        f.coordinator
+            .trigger_if_due()
+            .unwrap()
+            .triggered()
+            .is_some()
+    );
+}
+
+#[test]
+fn an_unknown_task_is_an_error_naming_it() {
+    let f = fixture(CoordinatorConfig::default());
+    let t = trigger(&f);
+    let err = f
+        .coordinator
+        .acknowledge(
+            t.id,
+            &TaskId::new("nope", 3),
+            SubtaskState::default(),
+            SubtaskMetrics::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.context("task"), Some("nope#3"));
+    let err = f
+        .coordinator
+        .acknowledge(
+            t.id,
+            &TaskId::new("sink", 1),
+            SubtaskState::default(),
+            SubtaskMetrics::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.context("task"), Some("sink#1"));
+}
+
+#[test]
+fn timeout_aborts_the_checkpoint_and_deletes_its_files() {
+    let f = fixture(
+        CoordinatorConfig::every(Duration::from_millis(100))
+            .timeout(Duration::from_millis(1_000))
+            .tolerable_failed(5),
+    );
+    let t = trigger(&f);
+    // Two of three tasks write and acknowledge; the sink never does.
+    for task in &tasks()[..2] {
+        f.coordinator
+            .acknowledge(t.id, task, state_of(&t, 0), SubtaskMetrics::default())
+            .unwrap();
+    }
+    f.clock.advance(999);
+    assert!(f.coordinator.check_timeouts().unwrap().is_empty());
+    f.clock.advance(1);
+    assert_eq!(f.coordinator.check_timeouts().unwrap(), vec![t.id]);
+    assert_eq!(*f.recorder.events.lock(), vec!["aborted 1".to_string()]);
+    let stats = f.coordinator.stats();
+    assert_eq!(
+        (stats.completed, stats.failed, stats.in_progress),
+        (0, 1, 0)
+    );
+    let CheckpointStatus::Failed { reason } = &stats.history[0].status else {
+        panic!("not failed")
+    };
+    assert!(
+        reason.contains("expired") && reason.contains("sink#0"),
+        "{reason}"
+    );
+    // The aborted checkpoint left no files; a late acknowledgement is discarded.
+    let leftovers = files_under(&f.dir.path().join("job"));
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(matches!(
+        f.coordinator
+            .acknowledge(
+                t.id,
+                &TaskId::new("sink", 0),
+                SubtaskState::default(),
+                SubtaskMetrics::default()
+            )
+            .unwrap(),
+        AckOutcome::Discarded
+    ));
+    // The next checkpoint gets the next id and completes.
+    let t2 = trigger(&f);
+    assert_eq!(t2.id, CheckpointId(2));
+    assert!(matches!(ack_all(&f, &t2), AckOutcome::Completed(_)));
+}
+
+#[test]
+fn min_pause_is_measured_from_the_last_completion() {
+    let f = fixture(
+        CoordinatorConfig::every(Duration::from_millis(100))
+            .min_pause(Duration::from_millis(500))
+            .max_concurrent(4),
+    );
+    assert_eq!(f.coordinator.config().effective_max_concurrent(), 1);
+    let t = trigger(&f);
+    f.clock.advance(50);
+    assert!(matches!(ack_all(&f, &t), AckOutcome::Completed(_)));
+    f.clock.advance(100); // the interval has passed, the pause has not
+    match f.coordinator.trigger_if_due().unwrap() {
+        TriggerResult::Skipped(SkipReason::MinPause { remaining }) => {
+            assert_eq!(remaining, Duration::from_millis(400));
+        }
+        other => panic!("expected a min-pause skip, got {other:?}"),
+    }
+    f.clock.advance(399);
+    assert!(
+        f.coordinator
+            .trigger_if_due()
+            .unwrap()
+            .triggered()
+            .is_none()
+    );
+    f.clock.advance(1);
+    assert!(
+        f.coordinator
+            .trigger_if_due()
+            .unwrap()
+            .triggered()
+            .is_some()
+    );
+}
+
+#[test]
+fn max_concurrent_limits_checkpoints_in_progress() {
+    let f = fixture(CoordinatorConfig::every(Duration::from_millis(10)).max_concurrent(2));
+    let a = trigger(&f);
+    let b = trigger(&f);
+    match f.coordinator.trigger().unwrap() {
+        TriggerResult::Skipped(SkipReason::TooManyConcurrent { in_progress, max }) => {
+            assert_eq!((in_progress, max), (2, 2));
+        }
+        other => panic!("expected a skip, got {other:?}"),
+    }
+    assert_eq!(f.coordinator.pending_ids(), vec![a.id, b.id]);
+    assert_eq!(f.coordinator.stats().in_progress, 2);
+    // Completing the newer one first is fine; then there is room again.
+    assert!(matches!(ack_all(&f, &b), AckOutcome::Completed(_)));
+    assert!(f.coordinator.trigger().unwrap().triggered().is_some());
+}
+
+#[test]
+fn tolerable_failures_then_the_job_fails() {
+    let f = fixture(
+        CoordinatorConfig::every(Duration::from_millis(10))
+            .timeout(Duration::from_millis(100))
+            .tolerable_failed(2),
+    );
+    let task = TaskId::new("source", 1);
+    // Two declines are tolerated...
+    for _ in 0..2 {
+        let t = trigger(&f);
+        f.coordinator
+            .decline(t.id, &task, "snapshot failed")
+            .unwrap();
+    }
+    // ...a success resets the count...
+    let t = trigger(&f);
+    assert!(matches!(ack_all(&f, &t), AckOutcome::Completed(_)));
+    for _ in 0..2 {
+        let t = trigger(&f);
+        f.coordinator
+            .decline(t.id, &task, "snapshot failed")
+            .unwrap();
+    }
+    // ...and the third failure in a row (here a timeout) fails the job.
+    let t = trigger(&f);
+    f.clock.advance(100);
+    let err = f.coordinator.check_timeouts().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded);
+    assert_eq!(err.context("tolerable"), Some("2"));
+    assert_eq!(err.context("checkpoint"), Some(t.id.to_string().as_str()));
+    let stats = f.coordinator.stats();
+    assert_eq!((stats.completed, stats.failed), (1, 5));
+    // Aborts of a failover do not count.
+    for _ in 0..5 {
+        trigger(&f);
+        f.coordinator.abort_pending("failover");
+    }
+    let t = trigger(&f);
+    f.coordinator.decline(t.id, &task, "one").unwrap();
+}
+
+#[test]
+fn restore_continues_ids_and_shutdown_applies_the_cleanup_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let clock: SharedClock = Arc::new(ManualClock::new(0));
+    let config = CoordinatorConfig::every(Duration::from_millis(10))
+        .num_retained(2)
+        .cleanup(CleanupPolicy::RetainOnCancellation);
+    {
+        let f = Fixture {
+            coordinator: CheckpointCoordinator::open(
+                &store,
+                "job",
+                config.clone(),
+                operators(),
+                clock.clone(),
+            )
+            .unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            clock: ManualClock::new(0),
+            recorder: Arc::new(Recorder::default()),
+        };
+        for _ in 0..3 {
+            let t = trigger(&f);
+            assert!(matches!(ack_all(&f, &t), AckOutcome::Completed(_)));
+        }
+        // A fourth checkpoint has written state when the process dies (no cleanup runs).
+        let t = trigger(&f);
+        state_of(&t, 9);
+        let Fixture { coordinator, .. } = f;
+        std::mem::forget(coordinator);
+    }
+    assert!(dir.path().join("job/chk-4").is_dir());
+    assert!(!dir.path().join("job/chk-4/_metadata").exists());
+    // A new process: recovers checkpoints 2 and 3, restores 3, continues after chk-4/.
+    let coordinator =
+        CheckpointCoordinator::open(&store, "job", config, operators(), clock).unwrap();
+    let restored = coordinator.restore_latest().unwrap().unwrap();
+    assert_eq!(restored.checkpoint.id(), CheckpointId(3));
+    assert_eq!(coordinator.stats().restored, 1);
+    let handles = &restored
+        .checkpoint
+        .metadata
+        .operator("sink")
+        .unwrap()
+        .subtasks[&0]
+        .operator;
+    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
+    assert_eq!(op.list_state::<u64>("offsets").unwrap().get().len(), 5_000);
+    // Checkpoint 4 was in progress (its directory may exist): the next id is above it.
+    let t = coordinator.trigger().unwrap().triggered().unwrap();
+    assert_eq!(t.id, CheckpointId(5));
+    coordinator.shutdown(JobStatus::Cancelled).unwrap();
+    assert!(matches!(
+        coordinator.trigger().unwrap(),
+        TriggerResult::Skipped(SkipReason::ShutDown)
+    ));
+    // RetainOnCancellation kept the retained checkpoints.
+    assert!(dir.path().join("job/chk-3/_metadata").is_file());
+    assert!(dir.path().join("job/chk-2/_metadata").is_file());
+    assert!(!dir.path().join("job/chk-1/_metadata").exists());
+}
+
+#[test]
+fn bad_configuration_is_rejected_naming_the_knob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let clock: SharedClock = Arc::new(ManualClock::new(0));
+    let err = CheckpointCoordinator::open(
+        &store,
+        "job",
+        CoordinatorConfig::every(Duration::ZERO),
+        operators(),
+        clock.clone(),
+    )
+    .unwrap_err();
+    assert_eq!(err.context("knob"), Some("interval"));
+    let err = CheckpointCoordinator::open(
+        &store,
+        "job",
+        CoordinatorConfig::default().max_concurrent(0),
+        operators(),
+        clock.clone(),
+    )
+    .unwrap_err();
+    assert_eq!(err.context("knob"), Some("max_concurrent"));
+    let err =
+        CheckpointCoordinator::open(&store, "job", CoordinatorConfig::default(), vec![], clock)
+            .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn works_on_the_opendal_memory_service_too() {
+    let store = CheckpointStore::from_url("memory://", std::iter::empty::<(&str, &str)>()).unwrap();
+    let clock = ManualClock::new(0);
+    let coordinator = CheckpointCoordinator::open(
+        &store,
+        "job",
+        CoordinatorConfig::every(Duration::from_millis(10)).num_retained(2),
+        operators(),
+        Arc::new(clock.clone()) as SharedClock,
+    )
+    .unwrap();
+    for round in 1..=3u64 {
+        clock.advance(10);
+        let t = coordinator.trigger_if_due().unwrap().triggered().unwrap();
+        for task in tasks() {
+            coordinator
+                .acknowledge(t.id, &task, state_of(&t, round), SubtaskMetrics::default())
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        coordinator.checkpoint_store().checkpoint_ids(),
+        vec![CheckpointId(2), CheckpointId(3)]
+    );
+    let restored = coordinator.restore_latest().unwrap().unwrap();
+    let handles = &restored
+        .checkpoint
+        .metadata
+        .operator("source")
+        .unwrap()
+        .subtasks[&1]
+        .operator;
+    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
+    // The state of the third round (its first element is the round).
+    assert_eq!(op.list_state::<u64>("offsets").unwrap().get()[0], 3);
+}

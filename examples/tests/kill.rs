@@ -1,0 +1,71 @@
+//! A real `kill -9` of the job's process mid-run, then a resume from the latest checkpoint
+//! in the same directory: the output is exactly once.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use cornerstone_examples::{check_output, expected_counts};
+
+const EVENTS: u64 = 20_000;
+const KEYS: u64 = 100;
+
+fn job(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cornerstone-job"));
+    cmd.arg("--dir")
+        .arg(dir)
+        .args(["--events", &EVENTS.to_string(), "--keys", &KEYS.to_string()])
+        .args(["--failures", "0", "--interval-ms", "10", "--seed", "1"]);
+    cmd
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_is_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow: 50 ms between source batches, 40 batches per split (at least two seconds).
+    let mut child = job(dir.path())
+        .args(["--pace-ms", "50", "--progress"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut completed = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("completed checkpoint") {
+            completed += 1;
+            if completed == 4 {
+                break;
+            }
+        }
+    }
+    assert_eq!(completed, 4, "the job ended before its fourth checkpoint");
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the job finished before it was killed");
+
+    // Mid-run: some output may be committed, but not all of it.
+    let expected = expected_counts(2, EVENTS, KEYS, 5_000);
+    let partial = check_output(&dir.path().join("wordcount-output"), &expected).unwrap();
+    assert!(
+        !partial.exactly_once(),
+        "the output was complete before the kill"
+    );
+    assert!(dir.path().join("wordcount").is_dir());
+
+    let out = job(dir.path())
+        .args(["--pace-ms", "1", "--resume"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("resumed from checkpoint"), "{report}");
+    assert!(report.contains("OK: exactly once"), "{report}");
+    let done = check_output(&dir.path().join("wordcount-output"), &expected).unwrap();
+    assert!(done.exactly_once(), "{done:?}");
+}
