@@ -23,11 +23,34 @@ pub const DEFAULT_INLINE_THRESHOLD: usize = 20 * 1024;
 pub const DEFAULT_WRITE_CHUNK_SIZE: usize = 1 << 20;
 
 struct Inner {
-    // Declared first so it is dropped before the runtime it needs.
     op: opendal::blocking::Operator,
     async_op: opendal::Operator,
     description: String,
-    _runtime: tokio::runtime::Runtime,
+}
+
+/// The tokio runtime that drives OpenDAL for every store of the process; never dropped.
+///
+/// One runtime for all stores, not one per store: OpenDAL's HTTP transport (S3) is
+/// process-wide and pools its connections, and each pooled connection is driven by a task on
+/// the runtime that opened it. With a runtime per store, dropping a store killed those tasks
+/// and the next store to reuse such a connection failed with "dispatch task is gone: runtime
+/// dropped the dispatch task".
+fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("cornerstone-checkpoint-io")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| {
+            Error::internal("cannot start the checkpoint I/O runtime").with_context("cause", e)
+        })
 }
 
 /// Checkpoint storage on any OpenDAL service: the entry point of this crate.
@@ -36,9 +59,9 @@ struct Inner {
 /// (`""` is the root itself). Clones share the operator.
 ///
 /// # Blocking
-/// The methods block the calling thread. They run OpenDAL on a small tokio runtime that the
-/// store owns, so they must not be called from inside an async context (use
-/// `tokio::task::spawn_blocking`).
+/// The methods block the calling thread. They run OpenDAL on a small tokio runtime shared by
+/// every store of the process (two threads, started with the first store), so they must not
+/// be called from inside an async context (use `tokio::task::spawn_blocking`).
 #[derive(Clone)]
 pub struct CheckpointStore {
     inner: Arc<Inner>,
@@ -70,14 +93,7 @@ impl CheckpointStore {
     }
 
     fn with_description(op: opendal::Operator, description: String) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("cornerstone-checkpoint-io")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::internal("cannot start the checkpoint I/O runtime").with_source(e)
-            })?;
+        let runtime = io_runtime()?;
         let blocking = {
             let _guard = runtime.enter();
             opendal::blocking::Operator::new(op.clone())
@@ -88,7 +104,6 @@ impl CheckpointStore {
                 op: blocking,
                 async_op: op,
                 description,
-                _runtime: runtime,
             }),
         })
     }

@@ -1,6 +1,6 @@
 //! Crash injection: an OpenDAL layer fails the k-th storage write (writes and the commit
 //! rename), for every k of a checkpoint's writes; the store stays restorable to the previous
-//! completed checkpoint and nothing of it is lost.
+//! completed checkpoint and nothing of it is lost (fs, memory and S3).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -250,4 +250,13 @@ fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_memory() {
         || opendal::Operator::new(opendal::services::Memory::default()).unwrap(),
         "memory",
     );
+}
+
+#[test]
+fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_s3() {
+    let test = "crash::s3";
+    let Some(server) = common::s3::SeaweedFs::shared(test) else {
+        return;
+    };
+    run(|| server.operator(&common::s3::unique_prefix(test)), "s3");
 }

@@ -1,17 +1,20 @@
 //! Commit, recovery, retention, cleanup policies, savepoints, restore and inspection on
-//! OpenDAL's fs and memory services.
+//! OpenDAL's fs and memory services and on S3 (SeaweedFS): one suite, each test run per storage.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 
 use std::sync::Arc;
 
-use common::{all_files, files_config, state_of, stores, write_stream};
+use common::{
+    TestStore, all_files, files_config, get, put, remove, state_of, storage_tests, write_stream,
+};
 use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, ErrorKind, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ManualClock,
-    StateBackend, StateReader, StateScope, StreamStateHandle, ValueStateDescriptor,
+    CheckpointId, CheckpointStreamFactory, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, ManualClock, StateBackend, StateReader, StateScope, StreamStateHandle,
+    ValueStateDescriptor,
 };
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 use cornerstone_checkpoint_store::inspect::{self, GcReason, ProblemKind, SnapshotStatus};
@@ -24,97 +27,90 @@ fn is_random_name(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-#[test]
-fn layout_names_match_design() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, store) in stores(&dir) {
-        let job = CompletedCheckpointStore::open(&store, "abcdef123456", files_config()).unwrap();
-        let mut p = job.begin_checkpoint(CheckpointId(7)).unwrap();
-        let f = p.stream_factory();
-        let s = vec![
-            write_stream(&*f, StateScope::Exclusive, b"exclusive"),
-            write_stream(&*f, StateScope::Shared, b"shared"),
-            write_stream(&*f, StateScope::TaskOwned, b"taskowned"),
-        ];
-        p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
-            .unwrap();
-        let done = p.commit().unwrap();
-        assert_eq!(done.metadata_path, "abcdef123456/chk-7/_metadata", "{name}");
-        let files = all_files(&store, "");
-        assert_eq!(files.len(), 4, "{name}: {files:?}");
-        for f in &files {
-            let rest = f.strip_prefix("abcdef123456/").unwrap();
-            let (dir, file) = rest.split_once('/').unwrap();
-            assert!(
-                ["chk-7", "shared", "taskowned"].contains(&dir),
-                "{name}: {f}"
-            );
-            assert!(file == "_metadata" || is_random_name(file), "{name}: {f}");
-        }
-
-        let mut sp = job.begin_savepoint(CheckpointId(8), "savepoints").unwrap();
-        let f = sp.stream_factory();
-        let s = vec![write_stream(&*f, StateScope::Shared, b"in the savepoint")];
-        sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
-            .unwrap();
-        let done = sp.commit().unwrap();
-        let sp_dir = done.dir();
-        let seg = sp_dir
-            .strip_prefix("savepoints/")
-            .unwrap()
-            .trim_end_matches('/');
-        let (prefix, random) = seg.strip_prefix("savepoint-").unwrap().split_at(6);
-        assert_eq!(prefix, "abcdef", "{name}");
-        assert_eq!(random.len(), 13, "{name}: {seg}");
-        assert_eq!(all_files(&store, &sp_dir).len(), 2, "{name}");
-        assert_eq!(done.metadata.kind, SnapshotKind::Savepoint);
+fn layout_names_match_design(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    let job = CompletedCheckpointStore::open(&store, "abcdef123456", files_config()).unwrap();
+    let mut p = job.begin_checkpoint(CheckpointId(7)).unwrap();
+    let f = p.stream_factory();
+    let s = vec![
+        write_stream(&*f, StateScope::Exclusive, b"exclusive"),
+        write_stream(&*f, StateScope::Shared, b"shared"),
+        write_stream(&*f, StateScope::TaskOwned, b"taskowned"),
+    ];
+    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+        .unwrap();
+    let done = p.commit().unwrap();
+    assert_eq!(done.metadata_path, "abcdef123456/chk-7/_metadata", "{name}");
+    let files = all_files(&store, "");
+    assert_eq!(files.len(), 4, "{name}: {files:?}");
+    for f in &files {
+        let rest = f.strip_prefix("abcdef123456/").unwrap();
+        let (dir, file) = rest.split_once('/').unwrap();
+        assert!(
+            ["chk-7", "shared", "taskowned"].contains(&dir),
+            "{name}: {f}"
+        );
+        assert!(file == "_metadata" || is_random_name(file), "{name}: {f}");
     }
+
+    let mut sp = job.begin_savepoint(CheckpointId(8), "savepoints").unwrap();
+    let f = sp.stream_factory();
+    let s = vec![write_stream(&*f, StateScope::Shared, b"in the savepoint")];
+    sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+        .unwrap();
+    let done = sp.commit().unwrap();
+    let sp_dir = done.dir();
+    let seg = sp_dir
+        .strip_prefix("savepoints/")
+        .unwrap()
+        .trim_end_matches('/');
+    let (prefix, random) = seg.strip_prefix("savepoint-").unwrap().split_at(6);
+    assert_eq!(prefix, "abcdef", "{name}");
+    assert_eq!(random.len(), 13, "{name}: {seg}");
+    assert_eq!(all_files(&store, &sp_dir).len(), 2, "{name}");
+    assert_eq!(done.metadata.kind, SnapshotKind::Savepoint);
 }
 
-#[test]
-fn inline_below_threshold_and_files_above() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, store) in stores(&dir) {
-        let job = CompletedCheckpointStore::open(
-            &store,
-            "job",
-            CheckpointConfig::default().inline_threshold(100),
-        )
-        .unwrap();
-        let p = job.begin_checkpoint(CheckpointId(1)).unwrap();
-        let f = p.stream_factory();
-        assert!(
-            matches!(
-                write_stream(&*f, StateScope::Exclusive, &[1; 99]),
-                StreamStateHandle::Inline(_)
-            ),
-            "{name}"
-        );
-        let big = vec![3u8; 300_000];
-        let h = write_stream(&*f, StateScope::Exclusive, &big);
-        let file = h.file().unwrap();
-        assert_eq!(
-            (file.size, file.crc32),
-            (300_000, crc32fast::hash(&big)),
-            "{name}"
-        );
-        let reader = store.reader(f.base_dir());
-        assert_eq!(read_stream(&h, Some(&reader)).unwrap(), big);
-        // Range reads.
-        let mut part = Vec::new();
-        std::io::Read::read_to_end(&mut reader.open_file(file, 10..20).unwrap(), &mut part)
-            .unwrap();
-        assert_eq!(part, vec![3u8; 10]);
-        assert_eq!(
-            reader.open_file(file, 0..300_001).err().unwrap().kind(),
-            ErrorKind::InvalidInput
-        );
-        p.abort().unwrap();
-        assert!(
-            all_files(&store, "job/").is_empty(),
-            "{name}: abort leaves nothing"
-        );
-    }
+fn inline_below_threshold_and_files_above(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    let job = CompletedCheckpointStore::open(
+        &store,
+        "job",
+        CheckpointConfig::default().inline_threshold(100),
+    )
+    .unwrap();
+    let p = job.begin_checkpoint(CheckpointId(1)).unwrap();
+    let f = p.stream_factory();
+    assert!(
+        matches!(
+            write_stream(&*f, StateScope::Exclusive, &[1; 99]),
+            StreamStateHandle::Inline(_)
+        ),
+        "{name}"
+    );
+    let big = vec![3u8; 300_000];
+    let h = write_stream(&*f, StateScope::Exclusive, &big);
+    let file = h.file().unwrap();
+    assert_eq!(
+        (file.size, file.crc32),
+        (300_000, crc32fast::hash(&big)),
+        "{name}"
+    );
+    let reader = store.reader(f.base_dir());
+    assert_eq!(read_stream(&h, Some(&reader)).unwrap(), big);
+    // Range reads.
+    let mut part = Vec::new();
+    std::io::Read::read_to_end(&mut reader.open_file(file, 10..20).unwrap(), &mut part).unwrap();
+    assert_eq!(part, vec![3u8; 10]);
+    assert_eq!(
+        reader.open_file(file, 0..300_001).err().unwrap().kind(),
+        ErrorKind::InvalidInput
+    );
+    p.abort().unwrap();
+    assert!(
+        all_files(&store, "job/").is_empty(),
+        "{name}: abort leaves nothing"
+    );
 }
 
 fn commit_with(
@@ -139,92 +135,88 @@ fn commit_with(
     streams
 }
 
-#[test]
-fn recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, store) in stores(&dir) {
-        let config = files_config().num_retained(2);
-        let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
-        let first = commit_with(&job, 2, &[]);
-        let reused = first[1].clone(); // shared file of chk-2, reused by every later one
-        commit_with(&job, 9, std::slice::from_ref(&reused));
-        commit_with(&job, 10, std::slice::from_ref(&reused));
-        assert_eq!(
-            job.checkpoint_ids(),
-            vec![CheckpointId(9), CheckpointId(10)],
-            "{name}"
-        );
-        assert!(
-            !all_files(&store, "job/")
-                .iter()
-                .any(|f| f.starts_with("job/chk-2/")),
-            "{name}"
-        );
-        let reader = store.reader("job/");
-        assert_eq!(
-            read_stream(&reused, Some(&reader)).unwrap(),
-            b"shared 2",
-            "{name}"
-        );
-
-        // An incomplete chk-11 (no _metadata) is not restored.
-        let p = job.begin_checkpoint(CheckpointId(11)).unwrap();
-        write_stream(&*p.stream_factory(), StateScope::Exclusive, b"torn");
-        std::mem::forget(p); // a crash: nothing is cleaned up
-
-        let job = CompletedCheckpointStore::open(&store, "job", config).unwrap();
-        assert_eq!(
-            job.checkpoint_ids(),
-            vec![CheckpointId(9), CheckpointId(10)],
-            "{name}"
-        );
-        assert_eq!(
-            store.resolve("job").unwrap().id(),
-            CheckpointId(10),
-            "{name}"
-        );
-        // Liveness rebuilt from _metadata: the next subsumption keeps the reused file.
-        commit_with(&job, 12, std::slice::from_ref(&reused));
-        assert_eq!(
-            read_stream(&reused, Some(&reader)).unwrap(),
-            b"shared 2",
-            "{name}"
-        );
-        let listed = inspect::list(&store, "job").unwrap();
-        let ids: Vec<(u64, &str)> = listed
+fn recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    let config = files_config().num_retained(2);
+    let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+    let first = commit_with(&job, 2, &[]);
+    let reused = first[1].clone(); // shared file of chk-2, reused by every later one
+    commit_with(&job, 9, std::slice::from_ref(&reused));
+    commit_with(&job, 10, std::slice::from_ref(&reused));
+    assert_eq!(
+        job.checkpoint_ids(),
+        vec![CheckpointId(9), CheckpointId(10)],
+        "{name}"
+    );
+    assert!(
+        !all_files(&store, "job/")
             .iter()
-            .map(|l| (l.id.unwrap().0, l.status.as_str()))
-            .collect();
-        assert_eq!(
-            ids,
-            vec![(10, "complete"), (11, "incomplete"), (12, "complete")],
-            "{name}"
-        );
-        let gc = inspect::gc_candidates(&store, "job").unwrap();
-        assert_eq!(gc.candidates.len(), 1, "{name}: {gc:?}");
-        assert_eq!(gc.candidates[0].reason, GcReason::IncompleteCheckpoint);
-        assert_eq!(gc.candidates[0].size, 4);
-        assert_eq!(inspect::gc_delete(&store, &gc).unwrap(), 1);
+            .any(|f| f.starts_with("job/chk-2/")),
+        "{name}"
+    );
+    let reader = store.reader("job/");
+    assert_eq!(
+        read_stream(&reused, Some(&reader)).unwrap(),
+        b"shared 2",
+        "{name}"
+    );
+
+    // An incomplete chk-11 (no _metadata) is not restored.
+    let p = job.begin_checkpoint(CheckpointId(11)).unwrap();
+    write_stream(&*p.stream_factory(), StateScope::Exclusive, b"torn");
+    std::mem::forget(p); // a crash: nothing is cleaned up
+
+    let job = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    assert_eq!(
+        job.checkpoint_ids(),
+        vec![CheckpointId(9), CheckpointId(10)],
+        "{name}"
+    );
+    assert_eq!(
+        store.resolve("job").unwrap().id(),
+        CheckpointId(10),
+        "{name}"
+    );
+    // Liveness rebuilt from _metadata: the next subsumption keeps the reused file.
+    commit_with(&job, 12, std::slice::from_ref(&reused));
+    assert_eq!(
+        read_stream(&reused, Some(&reader)).unwrap(),
+        b"shared 2",
+        "{name}"
+    );
+    let listed = inspect::list(&store, "job").unwrap();
+    let ids: Vec<(u64, &str)> = listed
+        .iter()
+        .map(|l| (l.id.unwrap().0, l.status.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(10, "complete"), (11, "incomplete"), (12, "complete")],
+        "{name}"
+    );
+    let gc = inspect::gc_candidates(&store, "job").unwrap();
+    assert_eq!(gc.candidates.len(), 1, "{name}: {gc:?}");
+    assert_eq!(gc.candidates[0].reason, GcReason::IncompleteCheckpoint);
+    assert_eq!(gc.candidates[0].size, 4);
+    assert_eq!(inspect::gc_delete(&store, &gc).unwrap(), 1);
+    assert!(
+        inspect::gc_candidates(&store, "job")
+            .unwrap()
+            .candidates
+            .is_empty(),
+        "{name}"
+    );
+    for c in job.checkpoints() {
         assert!(
-            inspect::gc_candidates(&store, "job")
+            inspect::verify(&store, &c.metadata_path, |_, _| {})
                 .unwrap()
-                .candidates
-                .is_empty(),
+                .is_ok(),
             "{name}"
         );
-        for c in job.checkpoints() {
-            assert!(
-                inspect::verify(&store, &c.metadata_path, |_, _| {})
-                    .unwrap()
-                    .is_ok(),
-                "{name}"
-            );
-        }
     }
 }
 
-#[test]
-fn every_cleanup_policy_and_termination_status() {
+fn every_cleanup_policy_and_termination_status(s: &TestStore) {
     use CleanupPolicy::*;
     use JobStatus::*;
     let expected_delete = [
@@ -232,70 +224,66 @@ fn every_cleanup_policy_and_termination_status() {
         (DeleteOnCancellation, [true, true, false, true]),
         (RetainOnCancellation, [true, false, false, false]),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    for (name, store) in stores(&dir) {
-        for (policy, deletes) in expected_delete {
-            for (status, delete) in [Finished, Cancelled, Failed, Suspended]
-                .into_iter()
-                .zip(deletes)
-            {
-                assert_eq!(policy.deletes_on(status), delete);
-                let job_id = format!("job-{policy:?}-{status:?}");
-                let job =
-                    CompletedCheckpointStore::open(&store, &job_id, files_config().cleanup(policy))
-                        .unwrap();
-                commit_with(&job, 1, &[]);
-                let mut p = job.begin_checkpoint(CheckpointId(2)).unwrap();
-                let f = p.stream_factory();
-                let s = vec![write_stream(&*f, StateScope::TaskOwned, b"task")];
-                p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+    let (name, store) = (s.name, s.store.clone());
+    for (policy, deletes) in expected_delete {
+        for (status, delete) in [Finished, Cancelled, Failed, Suspended]
+            .into_iter()
+            .zip(deletes)
+        {
+            assert_eq!(policy.deletes_on(status), delete);
+            let job_id = format!("job-{policy:?}-{status:?}");
+            let job =
+                CompletedCheckpointStore::open(&store, &job_id, files_config().cleanup(policy))
                     .unwrap();
-                p.commit().unwrap();
-                let mut sp = job
-                    .begin_savepoint(CheckpointId(3), &format!("{job_id}-sp"))
-                    .unwrap();
-                let s = vec![write_stream(
-                    &*sp.stream_factory(),
-                    StateScope::Exclusive,
-                    b"sp",
-                )];
-                sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
-                    .unwrap();
-                let sp = sp.commit().unwrap();
-                job.terminate(status).unwrap();
-                let left = all_files(&store, &format!("{job_id}/"));
-                if delete {
-                    assert!(
-                        left.iter().all(|f| f.contains("/taskowned/")),
-                        "{name} {policy:?} {status:?}: {left:?}"
-                    );
-                    assert_eq!(left.len(), 1, "{name}: task-owned files are never deleted");
-                    assert!(store.resolve(&job_id).is_err());
-                } else {
-                    assert_eq!(
-                        store.resolve(&job_id).unwrap().id(),
-                        CheckpointId(2),
-                        "{name} {policy:?} {status:?}"
-                    );
-                    assert!(inspect::verify(&store, &job_id, |_, _| {}).unwrap().is_ok());
-                }
+            commit_with(&job, 1, &[]);
+            let mut p = job.begin_checkpoint(CheckpointId(2)).unwrap();
+            let f = p.stream_factory();
+            let s = vec![write_stream(&*f, StateScope::TaskOwned, b"task")];
+            p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+                .unwrap();
+            p.commit().unwrap();
+            let mut sp = job
+                .begin_savepoint(CheckpointId(3), &format!("{job_id}-sp"))
+                .unwrap();
+            let s = vec![write_stream(
+                &*sp.stream_factory(),
+                StateScope::Exclusive,
+                b"sp",
+            )];
+            sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+                .unwrap();
+            let sp = sp.commit().unwrap();
+            job.terminate(status).unwrap();
+            let left = all_files(&store, &format!("{job_id}/"));
+            if delete {
                 assert!(
-                    store.resolve(&sp.metadata_path).is_ok(),
-                    "savepoints are never deleted"
+                    left.iter().all(|f| f.contains("/taskowned/")),
+                    "{name} {policy:?} {status:?}: {left:?}"
                 );
+                assert_eq!(left.len(), 1, "{name}: task-owned files are never deleted");
+                assert!(store.resolve(&job_id).is_err());
+            } else {
                 assert_eq!(
-                    job.begin_checkpoint(CheckpointId(4)).unwrap_err().kind(),
-                    ErrorKind::Closed
+                    store.resolve(&job_id).unwrap().id(),
+                    CheckpointId(2),
+                    "{name} {policy:?} {status:?}"
                 );
+                assert!(inspect::verify(&store, &job_id, |_, _| {}).unwrap().is_ok());
             }
+            assert!(
+                store.resolve(&sp.metadata_path).is_ok(),
+                "savepoints are never deleted"
+            );
+            assert_eq!(
+                job.begin_checkpoint(CheckpointId(4)).unwrap_err().kind(),
+                ErrorKind::Closed
+            );
         }
     }
 }
 
-#[test]
-fn savepoint_is_relocatable_and_dispose_deletes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::local(dir.path()).unwrap();
+fn savepoint_is_relocatable_and_dispose_deletes_it(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
     let job = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
     let mut sp = job.begin_savepoint(CheckpointId(5), "sps").unwrap();
     let f = sp.stream_factory();
@@ -309,27 +297,35 @@ fn savepoint_is_relocatable_and_dispose_deletes_it() {
     assert!(
         inspect::verify(&store, &done.dir(), |_, _| {})
             .unwrap()
-            .is_ok()
+            .is_ok(),
+        "{name}"
     );
 
-    // Copy the directory somewhere else entirely, delete the original, restore the copy.
-    let other = tempfile::tempdir().unwrap();
-    let src = dir.path().join(done.dir());
-    let dst = other.path().join("moved/my-savepoint");
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    // Copy the directory into another store entirely, delete the original, restore the copy.
+    let moved = s.sibling("other");
+    for file in all_files(&store, &done.dir()) {
+        let base = file.rsplit('/').next().unwrap();
+        put(
+            &moved,
+            &format!("moved/my-savepoint/{base}"),
+            get(&store, &file),
+        );
     }
     store.dispose_savepoint(&done.dir()).unwrap();
-    assert!(!src.exists());
+    assert!(all_files(&store, &done.dir()).is_empty(), "{name}");
 
-    let (moved, path) =
-        CheckpointStore::open_location(dst.to_str().unwrap(), Vec::<(String, String)>::new())
-            .unwrap();
+    let mut path = "moved/my-savepoint".to_owned();
+    let mut moved = moved;
+    if let Some(dir) = &s.dir {
+        // A local path, as the command-line tool gets it.
+        let dst = dir.path().join("other/moved/my-savepoint");
+        (moved, path) =
+            CheckpointStore::open_location(dst.to_str().unwrap(), Vec::<(String, String)>::new())
+                .unwrap();
+    }
     let point = moved.resolve(&path).unwrap();
     assert_eq!(point.metadata.kind, SnapshotKind::Savepoint);
-    let target = CheckpointStore::local(other.path().join("ckpts")).unwrap();
+    let target = s.sibling("ckpts");
     let new_job = CompletedCheckpointStore::open(&target, "job2", files_config()).unwrap();
     let reader = moved.reader(&point.base_dir);
     assert_eq!(
@@ -352,146 +348,137 @@ fn savepoint_is_relocatable_and_dispose_deletes_it() {
     );
 }
 
-#[test]
-fn no_claim_restores_never_delete_and_new_checkpoints_cannot_reference_them() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, store) in stores(&dir) {
-        let old = CompletedCheckpointStore::open(&store, "old", files_config()).unwrap();
-        let old_streams = commit_with(&old, 1, &[]);
-        let point = store.resolve("old").unwrap();
-        assert_eq!(point.base_dir, "old/");
+fn no_claim_restores_never_delete_and_new_checkpoints_cannot_reference_them(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    let old = CompletedCheckpointStore::open(&store, "old", files_config()).unwrap();
+    let old_streams = commit_with(&old, 1, &[]);
+    let point = store.resolve("old").unwrap();
+    assert_eq!(point.base_dir, "old/");
 
-        let new =
-            CompletedCheckpointStore::open(&store, "new", files_config().num_retained(1)).unwrap();
-        let reader = new.restore(&point, ClaimMode::NoClaim).unwrap();
-        assert_eq!(
-            read_stream(&old_streams[1], Some(&reader)).unwrap(),
-            b"shared 1",
-            "{name}"
-        );
-        // Referencing a restored shared file in the new job is refused: the first checkpoint is full.
-        let mut p = new.begin_checkpoint(CheckpointId(2)).unwrap();
-        p.add_subtask_state(
-            "op",
-            "Op",
-            1,
-            128,
-            0,
-            state_of(vec![old_streams[1].clone()]),
-        )
-        .unwrap();
-        let e = p.commit().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{name}: {e}");
-        commit_with(&new, 3, &[]);
-        commit_with(&new, 4, &[]);
-        assert!(
-            inspect::verify(&store, "old", |_, _| {}).unwrap().is_ok(),
-            "{name}: NoClaim never deletes"
-        );
-        // NoClaim of the job's own checkpoint is refused.
-        let own = store.resolve("new").unwrap();
-        assert_eq!(
-            new.restore(&own, ClaimMode::NoClaim).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
+    let new =
+        CompletedCheckpointStore::open(&store, "new", files_config().num_retained(1)).unwrap();
+    let reader = new.restore(&point, ClaimMode::NoClaim).unwrap();
+    assert_eq!(
+        read_stream(&old_streams[1], Some(&reader)).unwrap(),
+        b"shared 1",
+        "{name}"
+    );
+    // Referencing a restored shared file in the new job is refused: the first checkpoint is full.
+    let mut p = new.begin_checkpoint(CheckpointId(2)).unwrap();
+    p.add_subtask_state(
+        "op",
+        "Op",
+        1,
+        128,
+        0,
+        state_of(vec![old_streams[1].clone()]),
+    )
+    .unwrap();
+    let e = p.commit().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{name}: {e}");
+    commit_with(&new, 3, &[]);
+    commit_with(&new, 4, &[]);
+    assert!(
+        inspect::verify(&store, "old", |_, _| {}).unwrap().is_ok(),
+        "{name}: NoClaim never deletes"
+    );
+    // NoClaim of the job's own checkpoint is refused.
+    let own = store.resolve("new").unwrap();
+    assert_eq!(
+        new.restore(&own, ClaimMode::NoClaim).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
 
-        // Claim: the restored checkpoint is subsumed like our own.
-        let claimer = CompletedCheckpointStore::open(&store, "claimer", files_config()).unwrap();
-        claimer.restore(&point, ClaimMode::Claim).unwrap();
-        commit_with(&claimer, 2, &[]);
-        assert!(
-            store.resolve("old").is_err(),
-            "{name}: claimed checkpoint subsumed"
-        );
-        assert!(
-            all_files(&store, "old/").is_empty(),
-            "{name}: {:?}",
-            all_files(&store, "old/")
-        );
-    }
+    // Claim: the restored checkpoint is subsumed like our own.
+    let claimer = CompletedCheckpointStore::open(&store, "claimer", files_config()).unwrap();
+    claimer.restore(&point, ClaimMode::Claim).unwrap();
+    commit_with(&claimer, 2, &[]);
+    assert!(
+        store.resolve("old").is_err(),
+        "{name}: claimed checkpoint subsumed"
+    );
+    assert!(
+        all_files(&store, "old/").is_empty(),
+        "{name}: {:?}",
+        all_files(&store, "old/")
+    );
 }
 
-#[test]
-fn heap_backend_state_written_through_the_factory_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, store) in stores(&dir) {
-        let options = HeapBackendOptions {
-            name: "fs-test",
-            storage: HeapSnapshotStorage::Streams,
-            compression: Compression::None,
-        };
-        let job = CompletedCheckpointStore::open(
-            &store,
-            "job",
-            CheckpointConfig::default().inline_threshold(64),
-        )
-        .unwrap();
-        let mut pending = job.begin_checkpoint(CheckpointId(1)).unwrap();
-        for subtask in 0..2u32 {
-            let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
-            let backend =
-                HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
-                    .unwrap();
-            let counts = backend
-                .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+fn heap_backend_state_written_through_the_factory_round_trips(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    let options = HeapBackendOptions {
+        name: "fs-test",
+        storage: HeapSnapshotStorage::Streams,
+        compression: Compression::None,
+    };
+    let job = CompletedCheckpointStore::open(
+        &store,
+        "job",
+        CheckpointConfig::default().inline_threshold(64),
+    )
+    .unwrap();
+    let mut pending = job.begin_checkpoint(CheckpointId(1)).unwrap();
+    for subtask in 0..2u32 {
+        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+        let backend =
+            HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
                 .unwrap();
-            for k in 0..500u64 {
-                if range.contains(
-                    cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap(),
-                ) {
-                    counts.update(&k, &(), format!("value-{k}")).unwrap();
-                }
-            }
-            let snap = backend.snapshot(CheckpointId(1)).unwrap();
-            let state = snap.write(&*pending.stream_factory()).unwrap();
-            assert!(
-                state.streams().iter().any(|s| s.file().is_some()),
-                "{name}: written to files"
-            );
-            pending
-                .add_subtask_state("keyed", "Keyed", 2, 128, subtask, state)
-                .unwrap();
-        }
-        pending.commit().unwrap();
-
-        let job =
-            CompletedCheckpointStore::open(&store, "job", CheckpointConfig::default()).unwrap();
-        let point = store.resolve("job/chk-1/_metadata").unwrap();
-        let reader: Arc<dyn StateReader> = Arc::new(job.restore(&point, ClaimMode::Claim).unwrap());
-        let op = point.metadata.operator("keyed").unwrap();
-        for subtask in 0..2u32 {
-            let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
-            let params = KeyedBackendParams::new(128, range)
-                .restore(op.subtasks[&subtask].keyed.clone(), Some(reader.clone()));
-            let backend = HeapKeyedStateBackend::<u64>::open(params, options).unwrap();
-            let counts = backend
-                .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
-                .unwrap();
-            for k in 0..500u64 {
-                if range.contains(
-                    cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap(),
-                ) {
-                    assert_eq!(
-                        counts.get(&k, &()).unwrap(),
-                        Some(format!("value-{k}")),
-                        "{name}"
-                    );
-                }
+        let counts = backend
+            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+            .unwrap();
+        for k in 0..500u64 {
+            if range
+                .contains(cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap())
+            {
+                counts.update(&k, &(), format!("value-{k}")).unwrap();
             }
         }
-        let shown = inspect::show(&store, "job").unwrap();
-        assert_eq!(shown.operators[0].subtasks.len(), 2);
-        assert_eq!(
-            shown.operators[0].subtasks[1].handles[0].key_groups,
-            Some((64, 127))
+        let snap = backend.snapshot(CheckpointId(1)).unwrap();
+        let state = snap.write(&*pending.stream_factory()).unwrap();
+        assert!(
+            state.streams().iter().any(|s| s.file().is_some()),
+            "{name}: written to files"
         );
+        pending
+            .add_subtask_state("keyed", "Keyed", 2, 128, subtask, state)
+            .unwrap();
     }
+    pending.commit().unwrap();
+
+    let job = CompletedCheckpointStore::open(&store, "job", CheckpointConfig::default()).unwrap();
+    let point = store.resolve("job/chk-1/_metadata").unwrap();
+    let reader: Arc<dyn StateReader> = Arc::new(job.restore(&point, ClaimMode::Claim).unwrap());
+    let op = point.metadata.operator("keyed").unwrap();
+    for subtask in 0..2u32 {
+        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+        let params = KeyedBackendParams::new(128, range)
+            .restore(op.subtasks[&subtask].keyed.clone(), Some(reader.clone()));
+        let backend = HeapKeyedStateBackend::<u64>::open(params, options).unwrap();
+        let counts = backend
+            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+            .unwrap();
+        for k in 0..500u64 {
+            if range
+                .contains(cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap())
+            {
+                assert_eq!(
+                    counts.get(&k, &()).unwrap(),
+                    Some(format!("value-{k}")),
+                    "{name}"
+                );
+            }
+        }
+    }
+    let shown = inspect::show(&store, "job").unwrap();
+    assert_eq!(shown.operators[0].subtasks.len(), 2);
+    assert_eq!(
+        shown.operators[0].subtasks[1].handles[0].key_groups,
+        Some((64, 127))
+    );
 }
 
-#[test]
-fn verify_reports_every_problem_and_diff_compares() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::local(dir.path()).unwrap();
+fn verify_reports_every_problem_and_diff_compares(s: &TestStore) {
+    let store = s.store.clone();
     let clock = ManualClock::new(1_000);
     let job = CompletedCheckpointStore::open(
         &store,
@@ -517,12 +504,11 @@ fn verify_reports_every_problem_and_diff_compares() {
     // Corrupt one file, truncate another, delete a third.
     let files = inspect::show(&store, "job/chk-2").unwrap().files;
     let paths: Vec<&String> = files.keys().collect();
-    let abs = |p: &str| dir.path().join(p);
-    let mut bytes = std::fs::read(abs(paths[0])).unwrap();
+    let mut bytes = get(&store, paths[0]);
     bytes[0] ^= 1;
-    std::fs::write(abs(paths[0]), bytes).unwrap();
-    std::fs::write(abs(paths[1]), b"x").unwrap();
-    std::fs::remove_file(abs(paths[2])).unwrap();
+    put(&store, paths[0], bytes);
+    put(&store, paths[1], b"x".to_vec());
+    remove(&store, paths[2]);
     let report = inspect::verify(&store, "job", |_, _| {}).unwrap();
     let kinds: Vec<ProblemKind> = report.problems.iter().map(|p| p.kind).collect();
     assert_eq!(kinds.len(), 3, "{report:?}");
@@ -534,7 +520,7 @@ fn verify_reports_every_problem_and_diff_compares() {
         assert!(kinds.contains(&k), "{report:?}");
     }
     // A corrupt _metadata is listed as corrupt, reported by verify, and never restored.
-    std::fs::write(abs("job/chk-2/_metadata"), b"CSMD garbage").unwrap();
+    put(&store, "job/chk-2/_metadata", b"CSMD garbage".to_vec());
     assert!(matches!(
         inspect::list(&store, "job").unwrap()[1].status,
         SnapshotStatus::Corrupt(_)
@@ -547,4 +533,163 @@ fn verify_reports_every_problem_and_diff_compares() {
         ProblemKind::Metadata
     );
     assert_eq!(store.resolve("job").unwrap().id(), CheckpointId(1));
+}
+
+storage_tests!(
+    layout_names_match_design,
+    inline_below_threshold_and_files_above,
+    recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files,
+    every_cleanup_policy_and_termination_status,
+    savepoint_is_relocatable_and_dispose_deletes_it,
+    no_claim_restores_never_delete_and_new_checkpoints_cannot_reference_them,
+    heap_backend_state_written_through_the_factory_round_trips,
+    verify_reports_every_problem_and_diff_compares,
+);
+
+/// A state file several times the write chunk size goes up in parts (on S3 a multipart
+/// upload: OpenDAL buffers at most one 5 MiB part, the stream one write chunk) and reads back
+/// whole and by range with its CRC.
+fn large_stream_uploads_in_parts_and_reads_back(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    let job =
+        CompletedCheckpointStore::open(&store, "job", files_config().write_chunk_size(1 << 20))
+            .unwrap();
+    let mut p = job.begin_checkpoint(CheckpointId(1)).unwrap();
+    let f = p.stream_factory();
+    // 13 MiB of varied bytes in 64 KiB writes: three 5 MiB S3 parts (5 + 5 + 3).
+    let total = 13 << 20;
+    let big: Vec<u8> = (0..total as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut out = f.create(StateScope::Exclusive).unwrap();
+    for piece in big.chunks(64 << 10) {
+        std::io::Write::write_all(&mut out, piece).unwrap();
+    }
+    let h = out.close().unwrap();
+    let file = h.file().unwrap().clone();
+    assert_eq!(
+        (file.size, file.crc32),
+        (total as u64, crc32fast::hash(&big)),
+        "{name}"
+    );
+    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(vec![h.clone()]))
+        .unwrap();
+    p.commit().unwrap();
+
+    let full = format!("job/{}", file.path);
+    if name == "s3" {
+        // S3 gives a multipart upload the ETag "<md5 of the part md5s>-<number of parts>".
+        let meta = common::s3::runtime()
+            .block_on(store.operator().stat(&full))
+            .unwrap();
+        let etag = meta.etag().unwrap_or_default().trim_matches('"').to_owned();
+        assert!(
+            etag.ends_with("-3"),
+            "{name}: expected a 3-part multipart upload, ETag {etag:?}"
+        );
+    }
+    let reader = store.reader("job/");
+    let back = read_stream(&h, Some(&reader)).unwrap();
+    assert_eq!(back.len(), big.len(), "{name}");
+    assert!(back == big, "{name}: content differs");
+    let range = (6 << 20) - 7..(6 << 20) + 100_003;
+    let mut part = Vec::new();
+    std::io::Read::read_to_end(
+        &mut reader.open_file(&file, range.clone()).unwrap(),
+        &mut part,
+    )
+    .unwrap();
+    assert!(
+        part[..] == big[range.start as usize..range.end as usize],
+        "{name}"
+    );
+    assert!(
+        inspect::verify(&store, "job", |_, _| {}).unwrap().is_ok(),
+        "{name}"
+    );
+}
+
+/// Two coordinators race to commit the same `chk-N`: the conditional put (`if_not_exists`,
+/// enforced by the service) lets exactly one of them complete it; the other fails with
+/// `AlreadyExists` and the winner's checkpoint restores.
+fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
+    let (name, store) = (s.name, s.store.clone());
+    // The service itself refuses the second conditional write (no check before it).
+    let op = store.operator().clone();
+    let rt = common::s3::runtime();
+    let conditional = || cornerstone_checkpoint_store::opendal::options::WriteOptions {
+        if_not_exists: true,
+        ..Default::default()
+    };
+    rt.block_on(op.write_options("cond/_metadata", "first", conditional()))
+        .unwrap();
+    let second = rt
+        .block_on(op.write_options("cond/_metadata", "second", conditional()))
+        .unwrap_err();
+    assert_eq!(
+        second.kind(),
+        cornerstone_checkpoint_store::opendal::ErrorKind::ConditionNotMatch,
+        "{name}: {second}"
+    );
+    assert_eq!(get(&store, "cond/_metadata"), b"first", "{name}");
+
+    for id in 1..=6u64 {
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<Result<String, cornerstone_backend_api::Error>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = ["a", "b"]
+                    .into_iter()
+                    .map(|who| {
+                        let (store, barrier) = (store.clone(), &barrier);
+                        scope.spawn(move || {
+                            let job =
+                                CompletedCheckpointStore::open(&store, "race", files_config())
+                                    .unwrap();
+                            let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
+                            let f = p.stream_factory();
+                            let h = write_stream(&*f, StateScope::Exclusive, who.as_bytes());
+                            p.add_subtask_state("op", who, 1, 128, 0, state_of(vec![h]))
+                                .unwrap();
+                            barrier.wait();
+                            p.commit().map(|_| who.to_owned())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+        let winners: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "{name} chk-{id}: {results:?}");
+        let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert_eq!(loser.kind(), ErrorKind::AlreadyExists, "{name}: {loser}");
+        // The winner's checkpoint is the one on storage, whole.
+        let point = store.resolve(&format!("race/chk-{id}")).unwrap();
+        assert_eq!(
+            &point.metadata.operators[0].name, winners[0],
+            "{name} chk-{id}"
+        );
+        assert!(
+            inspect::verify(&store, &format!("race/chk-{id}"), |_, _| {})
+                .unwrap()
+                .is_ok(),
+            "{name} chk-{id}"
+        );
+    }
+}
+
+storage_tests!(large_stream_uploads_in_parts_and_reads_back);
+
+// Not on `fs`: there the store commits with temp file + rename (DESIGN.md §4), and a rename
+// replaces an existing `_metadata` written at the same instant.
+mod two_writers_never_both_complete_a_checkpoint {
+    #[test]
+    fn memory() {
+        super::two_writers_never_both_complete_a_checkpoint(&crate::common::TestStore::memory());
+    }
+
+    #[test]
+    fn s3() {
+        if let Some(s) = crate::common::TestStore::s3(module_path!()) {
+            super::two_writers_never_both_complete_a_checkpoint(&s);
+        }
+    }
 }

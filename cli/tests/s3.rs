@@ -1,0 +1,375 @@
+//! The `cornerstone` binary on `s3://bucket/prefix` locations of a real S3-compatible server
+//! (SeaweedFS on 127.0.0.1, started by the test; see `scripts/seaweedfs.sh`), with the
+//! endpoint and credentials from options or from the `AWS_*` variables; and the fault test:
+//! the server killed in the middle of a checkpoint's uploads.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "../../checkpoint-store/tests/common/s3.rs"]
+mod s3;
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{
+    CheckpointId, CheckpointStreamFactory, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    OperatorStateHandle, StateBackend, StateScope, StreamStateHandle, SubtaskState,
+    ValueStateDescriptor,
+};
+use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore, PendingCheckpoint,
+};
+use s3::{ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFs, runtime, unique_prefix};
+use serde_json::Value;
+
+const KEYS: u64 = 200;
+
+/// How the binary gets the server: command-line options or the `AWS_*` variables.
+#[derive(Clone, Copy, Debug)]
+enum Creds {
+    Options,
+    Env,
+}
+
+fn run(server: &SeaweedFs, creds: Creds, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cornerstone"));
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    match creds {
+        Creds::Options => {
+            cmd.args(["--endpoint", &server.endpoint(), "--region", REGION])
+                .args(["--access-key-id", ACCESS_KEY])
+                .args(["--secret-access-key", SECRET_KEY]);
+        }
+        Creds::Env => {
+            cmd.env("AWS_ENDPOINT_URL", server.endpoint())
+                .env("AWS_REGION", REGION)
+                .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        }
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[track_caller]
+fn ok(server: &SeaweedFs, creds: Creds, args: &[&str]) -> String {
+    let out = run(server, creds, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[track_caller]
+fn ok_json(server: &SeaweedFs, creds: Creds, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&ok(server, creds, &args)).unwrap()
+}
+
+/// The keyed operator (2 subtasks of the heap backend in streams mode, value state `count`).
+fn write_keyed(pending: &mut PendingCheckpoint, id: u64) {
+    let options = HeapBackendOptions {
+        name: "heap",
+        storage: HeapSnapshotStorage::Streams,
+        compression: Compression::None,
+    };
+    let factory = pending.stream_factory();
+    for subtask in 0..2u32 {
+        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+        let backend =
+            HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
+                .unwrap();
+        let counts = backend
+            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
+            .unwrap();
+        for k in 0..KEYS {
+            if range.contains(key_group_for_key(&k, 128).unwrap()) {
+                counts.update(&k, &(), format!("value-{k}-{id}")).unwrap();
+            }
+        }
+        let state = backend
+            .snapshot(CheckpointId(id))
+            .unwrap()
+            .write(&*factory)
+            .unwrap();
+        pending
+            .add_subtask_state("keyed-uid", "Keyed", 2, 128, subtask, state)
+            .unwrap();
+    }
+}
+
+fn put(store: &CheckpointStore, path: &str, bytes: Vec<u8>) {
+    runtime()
+        .block_on(store.operator().write(path, bytes))
+        .unwrap();
+}
+
+fn files_under(store: &CheckpointStore, dir: &str) -> Vec<String> {
+    let entries = runtime()
+        .block_on(store.operator().list_options(
+            dir,
+            cornerstone_checkpoint_store::opendal::options::ListOptions {
+                recursive: true,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let mut files: Vec<String> = entries
+        .into_iter()
+        .filter(|e| e.metadata().is_file())
+        .map(|e| e.path().to_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_command_works_on_s3_urls_with_options_or_environment() {
+    let test = "cli::s3::every_command";
+    let Some(server) = SeaweedFs::shared(test) else {
+        return;
+    };
+    let prefix = unique_prefix(test);
+    let store = server.store(&prefix);
+    let job = CompletedCheckpointStore::open(
+        &store,
+        "job",
+        CheckpointConfig::default()
+            .inline_threshold(0)
+            .num_retained(5),
+    )
+    .unwrap();
+    for id in [2, 10] {
+        let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
+        write_keyed(&mut p, id);
+        p.commit().unwrap();
+    }
+    let mut sp = job.begin_savepoint(CheckpointId(10), "savepoints").unwrap();
+    write_keyed(&mut sp, 10);
+    let savepoint = sp.commit().unwrap().dir();
+    put(&store, "job/shared/orphan.sst", vec![1u8; 1234]);
+
+    let url = |rel: &str| format!("s3://{BUCKET}/{prefix}/{rel}");
+    for creds in [Creds::Options, Creds::Env] {
+        let json = ok_json(&server, creds, &["list", &url("job")]);
+        let ids: Vec<(u64, &str)> = json["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_u64().unwrap(), s["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ids, vec![(2, "complete"), (10, "complete")], "{creds:?}");
+    }
+    let creds = Creds::Options;
+    let shown = ok_json(&server, creds, &["show", &url("job/chk-10")]);
+    assert_eq!(shown["id"], 10, "{shown}");
+    assert_eq!(
+        shown["operators"][0]["subtasks"].as_array().unwrap().len(),
+        2
+    );
+    assert!(ok(&server, creds, &["verify", &url("job")]).starts_with("OK"));
+    assert!(ok(&server, creds, &["verify", &url(&savepoint)]).starts_with("OK"));
+
+    let dumped: Vec<Value> = ok(
+        &server,
+        creds,
+        &[
+            "dump",
+            &url("job/chk-2/_metadata"),
+            "--operator",
+            "keyed-uid",
+        ],
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(dumped.len() as u64, KEYS, "{dumped:?}");
+    assert!(
+        dumped
+            .iter()
+            .any(|v| v["key"] == 7 && v["value"] == "value-7-2"),
+        "{dumped:?}"
+    );
+
+    let diff = ok_json(
+        &server,
+        creds,
+        &["diff", &url("job/chk-2"), &url("job/chk-10")],
+    );
+    assert_eq!(
+        diff["operators_changed"].as_array().unwrap().len(),
+        1,
+        "{diff}"
+    );
+
+    let gc = ok_json(&server, creds, &["gc", &url("job")]);
+    let cands = gc["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 1, "{gc}");
+    assert!(
+        cands[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("job/shared/orphan.sst")
+    );
+    assert_eq!(cands[0]["size_bytes"], 1234);
+    let deleted = ok_json(&server, creds, &["gc", &url("job"), "--delete"]);
+    assert_eq!(deleted["deleted"], 1, "{deleted}");
+    assert!(
+        !files_under(&store, "job/shared/")
+            .iter()
+            .any(|f| f.ends_with("orphan.sst"))
+    );
+
+    ok(&server, creds, &["dispose", &url(&savepoint)]);
+    assert!(files_under(&store, &savepoint).is_empty());
+    assert!(ok(&server, creds, &["verify", &url("job")]).starts_with("OK"));
+
+    // Wrong credentials: the server refuses them, and the tool says so in one line (exit 2).
+    let out = Command::new(env!("CARGO_BIN_EXE_cornerstone"))
+        .args(["--endpoint", &server.endpoint(), "--region", REGION])
+        .args([
+            "--access-key-id",
+            ACCESS_KEY,
+            "--secret-access-key",
+            "wrong",
+        ])
+        .args(["list", &url("job")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}
+
+fn stream_of(f: &dyn CheckpointStreamFactory, bytes: &[u8]) -> StreamStateHandle {
+    let mut out = f.create(StateScope::Exclusive).unwrap();
+    out.write_all(bytes).unwrap();
+    out.close().unwrap()
+}
+
+fn subtask_state(streams: Vec<StreamStateHandle>) -> SubtaskState {
+    SubtaskState {
+        keyed: vec![],
+        operator: streams
+            .into_iter()
+            .map(|stream| OperatorStateHandle {
+                states: Default::default(),
+                stream,
+            })
+            .collect(),
+    }
+}
+
+/// The server is SIGKILLed while checkpoint 2 uploads its state: checkpoint 2 fails with an
+/// error naming the file, checkpoint 1 restores once the server is back, and `cornerstone gc`
+/// removes what checkpoint 2 left behind.
+#[test]
+fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
+    let test = "cli::s3::server_killed";
+    // A server of its own: the test kills it.
+    let Some(server) = SeaweedFs::start(test) else {
+        return;
+    };
+    let prefix = unique_prefix(test);
+    let config = CheckpointConfig::default()
+        .inline_threshold(0)
+        .write_chunk_size(1 << 20);
+    let store = server.store(&prefix);
+    let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+    let payload: Vec<u8> = (0..(7u32 << 20)).map(|i| (i % 251) as u8).collect();
+
+    let mut p = job.begin_checkpoint(CheckpointId(1)).unwrap();
+    let f = p.stream_factory();
+    let good = vec![
+        stream_of(&*f, &payload),
+        stream_of(&*f, b"small but a file"),
+    ];
+    p.add_subtask_state("op", "Op", 1, 128, 0, subtask_state(good.clone()))
+        .unwrap();
+    p.commit().unwrap();
+
+    // Checkpoint 2: one state file is up, the next (21 MiB, a multipart upload) has had
+    // 16 MiB written to its stream when the server dies.
+    let mut p = job.begin_checkpoint(CheckpointId(2)).unwrap();
+    let f = p.stream_factory();
+    let uploaded = stream_of(&*f, &payload);
+    let big: Vec<u8> = payload.iter().cycle().take(21 << 20).copied().collect();
+    let mut out = f.create(StateScope::Exclusive).unwrap();
+    out.write_all(&big[..16 << 20]).unwrap();
+    server.kill();
+    let failed = out
+        .write_all(&big[16 << 20..])
+        .map_err(|e| e.to_string())
+        .and_then(|()| out.close().map(|_| ()).map_err(|e| e.to_string()));
+    let err = failed.expect_err("uploading to a dead server fails");
+    eprintln!("checkpoint 2 failed as expected: {err}");
+    assert!(
+        err.contains("checkpoint storage operation failed") && err.contains("job/chk-2/"),
+        "a clear error naming the file: {err}"
+    );
+    // The checkpoint is given up; its abort cannot reach the server either.
+    p.add_subtask_state("op", "Op", 1, 128, 0, subtask_state(vec![uploaded]))
+        .unwrap();
+    let commit = p.commit();
+    assert!(commit.is_err(), "no commit while the server is down");
+    drop(job);
+
+    server.restart();
+    let store = server.store(&prefix);
+    let job = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    assert_eq!(job.checkpoint_ids(), vec![CheckpointId(1)]);
+    let point = store.resolve("job").unwrap();
+    assert_eq!(point.id(), CheckpointId(1));
+    let restorer =
+        CompletedCheckpointStore::open(&store, "job-restored", CheckpointConfig::default())
+            .unwrap();
+    let reader = restorer.restore(&point, ClaimMode::NoClaim).unwrap();
+    assert!(read_stream(&good[0], Some(&reader)).unwrap() == payload);
+    assert_eq!(
+        read_stream(&good[1], Some(&reader)).unwrap(),
+        b"small but a file"
+    );
+
+    // What checkpoint 2 left behind is garbage for `cornerstone gc`.
+    let left = files_under(&store, "job/chk-2/");
+    assert!(!left.is_empty(), "the failed attempt left files: {left:?}");
+    let url = format!("s3://{BUCKET}/{prefix}/job");
+    let gc = ok_json(&server, Creds::Env, &["gc", &url]);
+    let cands = gc["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), left.len(), "{gc} vs {left:?}");
+    assert!(
+        cands.iter().all(|c| c["reason"] == "incomplete-checkpoint"),
+        "{gc}"
+    );
+    let deleted = ok_json(&server, Creds::Env, &["gc", &url, "--delete"]);
+    assert_eq!(deleted["deleted"].as_u64().unwrap() as usize, left.len());
+    assert!(files_under(&store, "job/chk-2/").is_empty());
+    assert!(ok(&server, Creds::Env, &["verify", &url]).starts_with("OK"));
+    // And the job goes on.
+    let mut p = job.begin_checkpoint(CheckpointId(3)).unwrap();
+    let f = p.stream_factory();
+    let s = vec![stream_of(&*f, b"after the restart")];
+    p.add_subtask_state("op", "Op", 1, 128, 0, subtask_state(s))
+        .unwrap();
+    p.commit().unwrap();
+    assert_eq!(store.resolve("job").unwrap().id(), CheckpointId(3));
+}
