@@ -81,7 +81,7 @@ pub use handles::{
 pub use keygroup::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 pub use stream::{
-    CheckpointOutputStream, CheckpointStreamFactory, InlineStreamFactory, MemoryCheckpointStorage,
-    StateReader,
+    CheckpointOutputStream, CheckpointStreamFactory, CountingReader, InlineStreamFactory,
+    MemoryCheckpointStorage, StateReader,
 };
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};

@@ -57,6 +57,55 @@ pub trait StateReader: Send + Sync + Debug {
     ) -> Result<Box<dyn Read + Send + '_>>;
 }
 
+/// A [`StateReader`] that counts the bytes read through it: how much of the snapshot files a
+/// restore really read (a rescaled restore reads only the byte ranges of its key groups).
+#[derive(Debug)]
+pub struct CountingReader {
+    inner: Arc<dyn StateReader>,
+    bytes: AtomicU64,
+}
+
+impl CountingReader {
+    /// Counts what is read through `inner`.
+    pub fn new(inner: Arc<dyn StateReader>) -> Self {
+        CountingReader {
+            inner,
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+struct CountingRead<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    bytes: &'a AtomicU64,
+}
+
+impl Read for CountingRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl StateReader for CountingReader {
+    fn open_file(
+        &self,
+        file: &FileStateHandle,
+        range: Range<u64>,
+    ) -> Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(CountingRead {
+            inner: self.inner.open_file(file, range)?,
+            bytes: &self.bytes,
+        }))
+    }
+}
+
 /// Opens `range` of any stream handle: inline bytes are served directly, files by `reader`.
 ///
 /// # Errors

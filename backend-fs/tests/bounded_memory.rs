@@ -54,6 +54,8 @@ fn writing_a_snapshot_allocates_a_bounded_amount_of_memory() {
         peak < 8 * 1024 * 1024,
         "writing a snapshot of {size} bytes allocated up to {peak} bytes at once"
     );
-    pending.add_subtask_state("op", "Op", 1, 128, 0, state).unwrap();
+    pending
+        .add_subtask_state("op", "Op", 1, 128, 0, state)
+        .unwrap();
     pending.commit().unwrap();
 }

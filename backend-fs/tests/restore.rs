@@ -5,15 +5,12 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::{
-    CheckpointId, ErrorKind, FileStateHandle, KeyGroupRange, KeyedBackendParams,
+    CheckpointId, CountingReader, ErrorKind, KeyGroupRange, KeyedBackendParams,
     KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, StateBackend, StateBackendFactory,
     StateReader, StreamStateHandle, ValueStateDescriptor,
 };
@@ -24,39 +21,6 @@ use cornerstone_checkpoint_store::{
 
 const MAX_P: u32 = 128;
 const KEYS: u64 = 200_000;
-
-/// Counts the bytes read through a [`StateReader`].
-#[derive(Debug)]
-struct CountingReader {
-    inner: Arc<dyn StateReader>,
-    bytes: Arc<AtomicU64>,
-}
-
-struct CountingRead<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Read for CountingRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-impl StateReader for CountingReader {
-    fn open_file(
-        &self,
-        file: &FileStateHandle,
-        range: Range<u64>,
-    ) -> cornerstone_backend_api::Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(CountingRead {
-            inner: self.inner.open_file(file, range)?,
-            bytes: Arc::clone(&self.bytes),
-        }))
-    }
-}
 
 fn subtask_range(parallelism: u32, index: u32) -> KeyGroupRange {
     KeyGroupRange::for_subtask(MAX_P, parallelism, index).unwrap()
@@ -127,11 +91,8 @@ fn restore(
     parallelism: u32,
     index: u32,
 ) -> (FsKeyedStateBackend<u64>, u64) {
-    let bytes = Arc::new(AtomicU64::new(0));
-    let reader: Arc<dyn StateReader> = Arc::new(CountingReader {
-        inner: Arc::new(store.reader(&point.base_dir)),
-        bytes: Arc::clone(&bytes),
-    });
+    let counting = Arc::new(CountingReader::new(Arc::new(store.reader(&point.base_dir))));
+    let reader: Arc<dyn StateReader> = Arc::clone(&counting) as Arc<dyn StateReader>;
     let range = subtask_range(parallelism, index);
     let handles = keyed_handles_for(&keyed_handles(point), range);
     let backend = FsStateBackend::new()
@@ -139,7 +100,7 @@ fn restore(
             KeyedBackendParams::new(MAX_P, range).restore(handles, Some(reader)),
         )
         .unwrap();
-    let read = bytes.load(Ordering::Relaxed);
+    let read = counting.bytes_read();
     (backend, read)
 }
 
@@ -216,7 +177,10 @@ fn rescale_4_to_6_and_to_1(store: &CheckpointStore) {
         read_6 <= size + size / 50,
         "restoring at 6 read {read_6} of {size} bytes"
     );
-    assert!(read_1 <= size, "restoring at 1 read {read_1} of {size} bytes");
+    assert!(
+        read_1 <= size,
+        "restoring at 1 read {read_1} of {size} bytes"
+    );
 }
 
 #[test]

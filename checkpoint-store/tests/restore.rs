@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use common::{TestStore, storage_tests};
@@ -18,8 +15,8 @@ use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, FileStateHandle, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    KeyedStateHandle, Result, StateBackend, StateReader, ValueStateDescriptor,
+    CheckpointId, CountingReader, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    KeyedStateHandle, StateBackend, StateReader, ValueStateDescriptor,
 };
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 use cornerstone_checkpoint_store::{
@@ -33,39 +30,6 @@ fn options(compression: Compression) -> HeapBackendOptions {
         name: "fs",
         storage: HeapSnapshotStorage::Streams,
         compression,
-    }
-}
-
-/// A state reader that counts the bytes read through it.
-#[derive(Debug)]
-struct CountingReader {
-    inner: Arc<dyn StateReader>,
-    bytes: Arc<AtomicU64>,
-}
-
-struct Counted<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-impl StateReader for CountingReader {
-    fn open_file(
-        &self,
-        file: &FileStateHandle,
-        range: Range<u64>,
-    ) -> Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(Counted {
-            inner: self.inner.open_file(file, range)?,
-            bytes: Arc::clone(&self.bytes),
-        }))
     }
 }
 
@@ -150,14 +114,10 @@ fn restore_job(
     let mut read = Vec::new();
     for subtask in 0..parallelism {
         let range = KeyGroupRange::for_subtask(MAX_PARALLELISM, parallelism, subtask).unwrap();
-        let bytes = Arc::new(AtomicU64::new(0));
-        let counting: Arc<dyn StateReader> = Arc::new(CountingReader {
-            inner: Arc::clone(&reader),
-            bytes: Arc::clone(&bytes),
-        });
+        let counting = Arc::new(CountingReader::new(Arc::clone(&reader)));
         let params = KeyedBackendParams::new(MAX_PARALLELISM, range).restore(
             keyed_handles_for(handles.iter().copied(), range),
-            Some(counting),
+            Some(Arc::clone(&counting) as Arc<dyn StateReader>),
         );
         let backend = HeapKeyedStateBackend::<u64>::open(params, options(compression)).unwrap();
         let v = backend
@@ -171,7 +131,7 @@ fn restore_job(
             }
         }
         assert_eq!(v.state_keys(&()).unwrap().len() as u64, owned);
-        read.push(bytes.load(Ordering::Relaxed));
+        read.push(counting.bytes_read());
     }
     (read, started.elapsed())
 }
