@@ -94,6 +94,13 @@ pub trait Harness {
     fn incremental_ttl_cleanup(&self) -> bool {
         true
     }
+
+    /// Whether snapshots apply TTL's cleanup in full snapshots (every full, key-group-indexed
+    /// snapshot). Backends whose snapshots are native and incremental (RocksDB) return
+    /// `false`: as in Flink, `cleanupFullSnapshot` does not apply to them.
+    fn full_snapshot_ttl_cleanup(&self) -> bool {
+        true
+    }
 }
 
 /// A harness over a factory that stores snapshot files in a [`MemoryCheckpointStorage`].

@@ -306,6 +306,12 @@ pub fn ttl_reducing_restarts_after_expiry<H: Harness>(h: &H) {
 /// restore they are gone even with `ReturnExpiredIfNotCleanedUp`. The working state keeps
 /// them until read.
 pub fn ttl_cleanup_full_snapshot_drops_expired<H: Harness>(h: &H) {
+    if !h.full_snapshot_ttl_cleanup() {
+        return skip(
+            "ttl_cleanup_full_snapshot_drops_expired",
+            "snapshots are not full snapshots (incremental native snapshots)",
+        );
+    }
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
     let config = return_expired().cleanup_full_snapshot();

@@ -1,0 +1,329 @@
+//! The RocksDB keyed backend: registration of states (a column family each), the
+//! synchronous phase of snapshots, checkpoint notifications.
+
+use std::any::type_name;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::table::{
+    ListTable, MapTable, SnapshotFilter, TableOptions, ValueTable,
+};
+use cornerstone_backend_api::{
+    AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateMeta,
+    StateValue, StreamStateHandle, codec,
+};
+use parking_lot::Mutex;
+
+use crate::config::{NAME, RocksDbConfig};
+use crate::db::{Instance, Resources};
+use crate::error::from_rocksdb;
+use crate::keys::prefix_len;
+use crate::restore::restore;
+use crate::snapshot::{FullSnapshot, IncrementalSnapshot, SnapshotState};
+use crate::table::{Core, RocksListTable, RocksMapTable, RocksValueTable};
+
+/// What a full snapshot does with a stored value (TTL's cleanup in full snapshots).
+pub(crate) enum Filtered {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+}
+
+/// A snapshot filter over stored bytes, built from the typed filter of a table.
+pub(crate) type RawFilter = Arc<dyn Fn(&[u8], u64) -> Result<Filtered> + Send + Sync>;
+
+/// A state known to the backend: registered, or restored and not registered yet.
+#[derive(Clone)]
+pub(crate) struct StateEntry {
+    pub(crate) meta: StateMeta,
+    pub(crate) cf: String,
+    pub(crate) filter: Option<RawFilter>,
+    pub(crate) registered: bool,
+}
+
+/// The column family of state `name`.
+pub(crate) fn cf_name(name: &str) -> String {
+    format!("state/{name}")
+}
+
+/// Shared SST files: those of the last completed checkpoint (reused by the next ones) and
+/// those of checkpoints in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Uploads {
+    pub(crate) confirmed: BTreeMap<String, StreamStateHandle>,
+    pub(crate) pending: BTreeMap<CheckpointId, Vec<NamedStateFile>>,
+}
+
+/// The keyed backend of the RocksDB state backend, for keys `K`.
+///
+/// Every state is a column family of one RocksDB instance in a local working directory,
+/// removed when the backend (and every state handle and snapshot using it) is dropped.
+pub struct RocksDbKeyedStateBackend<K> {
+    inst: Arc<Instance>,
+    incremental: bool,
+    snapshot_compression: Compression,
+    max_parallelism: u32,
+    range: KeyGroupRange,
+    prefix_len: usize,
+    clock: SharedClock,
+    backend_id: String,
+    states: Mutex<BTreeMap<String, StateEntry>>,
+    uploads: Arc<Mutex<Uploads>>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for RocksDbKeyedStateBackend<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbKeyedStateBackend")
+            .field("dir", &self.inst.dir.path())
+            .field("range", &self.range)
+            .field("max_parallelism", &self.max_parallelism)
+            .field("incremental", &self.incremental)
+            .field("states", &self.states.lock().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: StateKey> RocksDbKeyedStateBackend<K> {
+    /// Creates the backend in a new working directory under `config.working_dir` and
+    /// restores the handles of `params` (full or incremental, of any key-group ranges).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for bad parameters, handles of another key type or max
+    /// parallelism, or handles that disagree about a state; read, decoding and RocksDB
+    /// errors naming the file.
+    pub(crate) fn open(
+        params: KeyedBackendParams,
+        config: &RocksDbConfig,
+        resources: Resources,
+    ) -> Result<Self> {
+        params.validate()?;
+        let (inst, states) = restore(&params, &config.working_dir, resources, type_name::<K>())?;
+        Ok(RocksDbKeyedStateBackend {
+            inst: Arc::new(inst),
+            incremental: config.incremental,
+            snapshot_compression: config.snapshot_compression,
+            max_parallelism: params.max_parallelism,
+            range: params.key_group_range,
+            prefix_len: prefix_len(params.max_parallelism),
+            clock: params.clock,
+            backend_id: uuid::Uuid::new_v4().to_string(),
+            states: Mutex::new(states),
+            uploads: Arc::new(Mutex::new(Uploads::default())),
+            _key: PhantomData,
+        })
+    }
+
+    /// The local working directory of this instance.
+    pub fn working_dir(&self) -> &std::path::Path {
+        self.inst.dir.path()
+    }
+
+    /// The id of this instance, recorded in its incremental handles.
+    pub fn backend_id(&self) -> &str {
+        &self.backend_id
+    }
+
+    /// Registers (or finds) the state of `meta`, creating its column family.
+    fn register(&self, meta: StateMeta, filter: Option<RawFilter>) -> Result<Core> {
+        let mut states = self.states.lock();
+        let cf = match states.get_mut(&meta.name) {
+            Some(entry) => {
+                entry.meta.check_compatible(&meta)?;
+                if !entry.registered {
+                    entry.registered = true;
+                    entry.filter = filter;
+                }
+                entry.cf.clone()
+            }
+            None => {
+                let cf = cf_name(&meta.name);
+                self.inst.ensure_cf(&cf)?;
+                states.insert(
+                    meta.name.clone(),
+                    StateEntry {
+                        meta: meta.clone(),
+                        cf: cf.clone(),
+                        filter,
+                        registered: true,
+                    },
+                );
+                cf
+            }
+        };
+        Ok(Core {
+            inst: Arc::clone(&self.inst),
+            cf,
+            state: meta.name.as_str().into(),
+            prefix_len: self.prefix_len,
+            max_parallelism: self.max_parallelism,
+            range: self.range,
+        })
+    }
+}
+
+fn value_filter<V: StateValue>(filter: Option<SnapshotFilter<V>>) -> Option<RawFilter> {
+    filter.map(|f| -> RawFilter {
+        Arc::new(move |bytes: &[u8], now| {
+            let v: V = codec::decode(bytes)?;
+            Ok(if f(&v, now) {
+                Filtered::Keep
+            } else {
+                Filtered::Drop
+            })
+        })
+    })
+}
+
+fn list_filter<T: StateValue>(filter: Option<SnapshotFilter<T>>) -> Option<RawFilter> {
+    filter.map(|f| -> RawFilter {
+        Arc::new(move |bytes: &[u8], now| {
+            let list: Vec<T> = codec::decode(bytes)?;
+            let live: Vec<&T> = list.iter().filter(|v| f(v, now)).collect();
+            Ok(if live.len() == list.len() {
+                Filtered::Keep
+            } else if live.is_empty() {
+                Filtered::Drop
+            } else {
+                Filtered::Replace(codec::encode(&live)?)
+            })
+        })
+    })
+}
+
+impl<K: StateKey> StateBackend for RocksDbKeyedStateBackend<K> {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn max_parallelism(&self) -> u32 {
+        self.max_parallelism
+    }
+
+    fn key_group_range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    fn registered_states(&self) -> Vec<StateMeta> {
+        self.states
+            .lock()
+            .values()
+            .map(|e| e.meta.clone())
+            .collect()
+    }
+
+    fn snapshot(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
+        let states: Vec<StateEntry> = self.states.lock().values().cloned().collect();
+        if states.len() > usize::from(u16::MAX) {
+            return Err(
+                Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
+                    .with_context("states", states.len()),
+            );
+        }
+        // A native checkpoint: flushes the memtables and hard-links the SST files.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("snapshot-{checkpoint_id}-"))
+            .tempdir_in(self.inst.dir.path())
+            .map_err(|e| {
+                crate::error::local_io("create snapshot directory", self.inst.dir.path(), e)
+            })?;
+        let path = dir.path().join("db");
+        rocksdb::checkpoint::Checkpoint::new(&self.inst.db)
+            .and_then(|c| c.create_checkpoint(&path))
+            .map_err(|e| {
+                from_rocksdb("create native checkpoint", e)
+                    .with_context("checkpoint", checkpoint_id)
+                    .with_context("path", path.display())
+            })?;
+        let state = SnapshotState {
+            checkpoint_id,
+            inst: Arc::clone(&self.inst),
+            _dir: dir,
+            path,
+            range: self.range,
+            max_parallelism: self.max_parallelism,
+            prefix_len: self.prefix_len,
+            key_type: type_name::<K>(),
+            states,
+        };
+        if self.incremental {
+            let confirmed = self.uploads.lock().confirmed.clone();
+            Ok(Box::new(IncrementalSnapshot {
+                state,
+                backend_id: self.backend_id.clone(),
+                confirmed,
+                uploads: Arc::clone(&self.uploads),
+            }))
+        } else {
+            Ok(Box::new(FullSnapshot {
+                state,
+                now: self.clock.now_millis(),
+                compression: self.snapshot_compression,
+            }))
+        }
+    }
+
+    fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()> {
+        let mut uploads = self.uploads.lock();
+        if let Some(files) = uploads.pending.remove(&checkpoint_id) {
+            uploads.confirmed = files
+                .into_iter()
+                .map(|f| (f.local_name, f.handle))
+                .collect();
+        }
+        // Earlier checkpoints in flight are subsumed.
+        uploads.pending.retain(|id, _| *id > checkpoint_id);
+        Ok(())
+    }
+
+    fn notify_checkpoint_aborted(&self, checkpoint_id: CheckpointId) -> Result<()> {
+        self.uploads.lock().pending.remove(&checkpoint_id);
+        Ok(())
+    }
+}
+
+impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
+    fn value_table<N: StateKey, V: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<V>,
+    ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
+        let core = self.register(meta, value_filter(options.snapshot_filter))?;
+        Ok(Arc::new(RocksValueTable::<K, N, V> {
+            core,
+            _types: PhantomData,
+        }))
+    }
+
+    fn list_table<N: StateKey, T: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<T>,
+    ) -> Result<Arc<dyn ListTable<K, N, T>>> {
+        let core = self.register(meta, list_filter(options.snapshot_filter))?;
+        Ok(Arc::new(RocksListTable::<K, N, T> {
+            core,
+            _types: PhantomData,
+        }))
+    }
+
+    fn map_table<N: StateKey, UK: StateKey, UV: StateValue>(
+        &self,
+        meta: StateMeta,
+        options: TableOptions<UV>,
+    ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
+        let core = self.register(meta, value_filter(options.snapshot_filter))?;
+        Ok(Arc::new(RocksMapTable::<K, N, UK, UV> {
+            core,
+            _types: PhantomData,
+        }))
+    }
+
+    fn clock(&self) -> SharedClock {
+        Arc::clone(&self.clock)
+    }
+}

@@ -1,0 +1,194 @@
+//! The factory of RocksDB keyed backends and its options.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackendFactory, StateKey};
+
+use crate::backend::RocksDbKeyedStateBackend;
+use crate::db::{Resources, RocksDbCompression};
+
+/// The name of the RocksDB backend, used in logs, metadata and CLI flags.
+pub const NAME: &str = "rocksdb";
+
+/// The default size of the block cache shared by the instances of one factory: 128 MiB.
+pub const DEFAULT_BLOCK_CACHE_SIZE: usize = 128 << 20;
+/// The default limit of all memtables of one factory's instances: 64 MiB, charged to the
+/// block cache.
+pub const DEFAULT_WRITE_BUFFER_MANAGER_LIMIT: usize = 64 << 20;
+/// The default memtable size of one column family: 16 MiB.
+pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 16 << 20;
+
+/// How a [`RocksDbStateBackend`] is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RocksDbConfig {
+    /// Where instances keep their working directories (one `rocksdb-*` directory each,
+    /// removed when the backend is dropped).
+    pub working_dir: PathBuf,
+    /// Incremental checkpoints (Flink's `state.backend.incremental`, on by default):
+    /// native RocksDB checkpoints whose SST files are shared between checkpoints. Off:
+    /// full key-group-indexed snapshots, restorable by every backend.
+    pub incremental: bool,
+    /// Bytes of the LRU block cache shared by all instances of the factory.
+    pub block_cache_size: usize,
+    /// Bytes all memtables of the factory's instances may use (0: no limit), charged to
+    /// the block cache.
+    pub write_buffer_manager_limit: usize,
+    /// The memtable size of one column family.
+    pub write_buffer_size: usize,
+    /// Compression of SST blocks.
+    pub compression: RocksDbCompression,
+    /// Compression of full snapshots.
+    pub snapshot_compression: Compression,
+}
+
+impl Default for RocksDbConfig {
+    fn default() -> Self {
+        RocksDbConfig {
+            working_dir: std::env::temp_dir().join("cornerstone-rocksdb"),
+            incremental: true,
+            block_cache_size: DEFAULT_BLOCK_CACHE_SIZE,
+            write_buffer_manager_limit: DEFAULT_WRITE_BUFFER_MANAGER_LIMIT,
+            write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
+            compression: RocksDbCompression::default(),
+            snapshot_compression: Compression::None,
+        }
+    }
+}
+
+/// The RocksDB state backend (Flink's `EmbeddedRocksDBStateBackend`): working state in
+/// one RocksDB instance per keyed backend, on local disk, with a column family per state;
+/// incremental checkpoints by default.
+///
+/// Clones share the block cache and the write-buffer manager, so memory is bounded per
+/// factory, whatever the number of instances; a setter gives the factory new ones.
+#[derive(Clone)]
+pub struct RocksDbStateBackend {
+    config: RocksDbConfig,
+    resources: Arc<OnceLock<Resources>>,
+}
+
+impl fmt::Debug for RocksDbStateBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbStateBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RocksDbStateBackend {
+    fn default() -> Self {
+        Self::with_config(RocksDbConfig::default())
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self.resources = Arc::new(OnceLock::new());
+            self
+        }
+    };
+}
+
+impl RocksDbStateBackend {
+    /// A backend with the default options, working under the system's temp directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A backend with `config`.
+    pub fn with_config(config: RocksDbConfig) -> Self {
+        RocksDbStateBackend {
+            config,
+            resources: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RocksDbConfig {
+        &self.config
+    }
+
+    /// Sets the root of the working directories.
+    #[must_use]
+    pub fn working_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.config.working_dir = dir.as_ref().to_path_buf();
+        self
+    }
+
+    setter!(
+        /// Switches incremental checkpoints on (the default) or off.
+        incremental: bool
+    );
+    setter!(
+        /// Sets the size of the shared block cache in bytes.
+        block_cache_size: usize
+    );
+    setter!(
+        /// Sets the limit of all memtables in bytes (0: none).
+        write_buffer_manager_limit: usize
+    );
+    setter!(
+        /// Sets the memtable size of a column family in bytes.
+        write_buffer_size: usize
+    );
+    setter!(
+        /// Sets the compression of SST blocks.
+        compression: RocksDbCompression
+    );
+    setter!(
+        /// Sets the compression of full snapshots.
+        snapshot_compression: Compression
+    );
+
+    pub(crate) fn resources(&self) -> Resources {
+        self.resources
+            .get_or_init(|| {
+                Resources::new(
+                    self.config.block_cache_size,
+                    self.config.write_buffer_manager_limit,
+                    self.config.write_buffer_size,
+                    self.config.compression,
+                )
+            })
+            .clone()
+    }
+
+    /// The database options of the instances (shared cache and write-buffer manager
+    /// included), for baselines that use the `rocksdb` crate directly.
+    pub fn db_options(&self) -> rocksdb::Options {
+        self.resources().db_options()
+    }
+
+    /// The options of a state's column family (merge operator of list state included).
+    pub fn column_family_options(&self) -> rocksdb::Options {
+        self.resources().cf_options()
+    }
+
+    /// The write options of state access (no write-ahead log).
+    pub fn write_options() -> rocksdb::WriteOptions {
+        crate::db::write_options()
+    }
+}
+
+impl StateBackendFactory for RocksDbStateBackend {
+    type Backend<K: StateKey> = RocksDbKeyedStateBackend<K>;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn create_keyed_backend<K: StateKey>(
+        &self,
+        params: KeyedBackendParams,
+    ) -> Result<RocksDbKeyedStateBackend<K>> {
+        RocksDbKeyedStateBackend::open(params, &self.config, self.resources())
+    }
+}

@@ -1,0 +1,237 @@
+//! One RocksDB instance in its own local working directory, and the options every
+//! instance of a factory shares (block cache, write-buffer manager).
+
+use std::fmt;
+use std::path::Path;
+
+use cornerstone_backend_api::{Error, Result};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, LogLevel, MergeOperands,
+    MultiThreaded, Options, ReadOptions, WriteBufferManager, WriteOptions,
+};
+use tempfile::TempDir;
+
+use crate::error::{from_rocksdb, local_io};
+
+/// The RocksDB handle type: column families can be created through `&self`.
+pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
+
+/// The name of the merge operator of list state.
+const LIST_MERGE: &str = "cornerstone-list-append";
+
+/// Block compression of the SST files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RocksDbCompression {
+    /// No compression.
+    None,
+    /// LZ4 (the default: fast, like Flink's Snappy default).
+    #[default]
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl RocksDbCompression {
+    fn to_rocksdb(self) -> DBCompressionType {
+        match self {
+            RocksDbCompression::None => DBCompressionType::None,
+            RocksDbCompression::Lz4 => DBCompressionType::Lz4,
+            RocksDbCompression::Zstd => DBCompressionType::Zstd,
+        }
+    }
+}
+
+/// Memory and engine settings shared by every instance of one factory.
+#[derive(Clone)]
+pub(crate) struct Resources {
+    pub(crate) cache: Cache,
+    pub(crate) write_buffer_manager: Option<WriteBufferManager>,
+    pub(crate) write_buffer_size: usize,
+    pub(crate) compression: RocksDbCompression,
+}
+
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resources")
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resources {
+    /// A block cache of `block_cache_size` bytes; memtables of all instances limited to
+    /// `write_buffer_limit` bytes (0: unlimited), charged to the cache.
+    pub(crate) fn new(
+        block_cache_size: usize,
+        write_buffer_limit: usize,
+        write_buffer_size: usize,
+        compression: RocksDbCompression,
+    ) -> Self {
+        let cache = Cache::new_lru_cache(block_cache_size);
+        let write_buffer_manager = (write_buffer_limit > 0).then(|| {
+            WriteBufferManager::new_write_buffer_manager_with_cache(
+                write_buffer_limit,
+                false,
+                cache.clone(),
+            )
+        });
+        Resources {
+            cache,
+            write_buffer_manager,
+            write_buffer_size,
+            compression,
+        }
+    }
+
+    /// The options of a database.
+    pub(crate) fn db_options(&self) -> Options {
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        o.set_max_background_jobs(2);
+        o.set_log_level(LogLevel::Warn);
+        o.set_keep_log_file_num(1);
+        o.set_max_log_file_size(1 << 20);
+        if let Some(wbm) = &self.write_buffer_manager {
+            o.set_write_buffer_manager(wbm);
+        }
+        self.apply_cf(&mut o);
+        o
+    }
+
+    /// The options of the column family of a state.
+    pub(crate) fn cf_options(&self) -> Options {
+        let mut o = Options::default();
+        self.apply_cf(&mut o);
+        o
+    }
+
+    fn apply_cf(&self, o: &mut Options) {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        o.set_block_based_table_factory(&table);
+        o.set_compression_type(self.compression.to_rocksdb());
+        o.set_write_buffer_size(self.write_buffer_size);
+        o.set_merge_operator_associative(LIST_MERGE, list_merge);
+    }
+
+    /// The descriptors of the column families `cfs`.
+    pub(crate) fn descriptors(&self, cfs: &[String]) -> Vec<ColumnFamilyDescriptor> {
+        cfs.iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, self.cf_options()))
+            .collect()
+    }
+}
+
+/// The write options of state access: no WAL (checkpoints make state durable, as in Flink).
+pub(crate) fn write_options() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.disable_wal(true);
+    w
+}
+
+/// The merge operator of list state: a list is stored as a serialized `Vec` (a big-endian
+/// `u64` count, then the elements), so appending adds the counts and concatenates the
+/// elements, without knowing their type.
+fn list_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut size = 8;
+    for part in existing.into_iter().chain(operands.iter()) {
+        size += part.len().checked_sub(8)?;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&[0; 8]);
+    let mut count: u64 = 0;
+    for part in existing.into_iter().chain(operands.iter()) {
+        let (head, tail) = part.split_at(8);
+        let mut n = [0u8; 8];
+        n.copy_from_slice(head);
+        count = count.checked_add(u64::from_be_bytes(n))?;
+        out.extend_from_slice(tail);
+    }
+    out[..8].copy_from_slice(&count.to_be_bytes());
+    Some(out)
+}
+
+/// An open database in its own working directory, removed when the instance is dropped
+/// (after the database is closed: fields drop in declaration order).
+pub(crate) struct Instance {
+    pub(crate) db: Db,
+    pub(crate) write: WriteOptions,
+    pub(crate) read: ReadOptions,
+    pub(crate) resources: Resources,
+    pub(crate) dir: TempDir,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a new working directory under `root` (creating `root` if needed).
+pub(crate) fn working_dir(root: &Path) -> Result<TempDir> {
+    std::fs::create_dir_all(root).map_err(|e| local_io("create working directory", root, e))?;
+    tempfile::Builder::new()
+        .prefix("rocksdb-")
+        .tempdir_in(root)
+        .map_err(|e| local_io("create working directory", root, e))
+}
+
+impl Instance {
+    /// Opens (creating if needed) the database at `dir/db` with column families `cfs`.
+    pub(crate) fn open(dir: TempDir, resources: Resources, cfs: &[String]) -> Result<Self> {
+        let db_path = dir.path().join("db");
+        let db = Db::open_cf_descriptors(
+            &resources.db_options(),
+            &db_path,
+            resources.descriptors(cfs),
+        )
+        .map_err(|e| from_rocksdb("open", e).with_context("path", db_path.display()))?;
+        Ok(Instance {
+            db,
+            write: write_options(),
+            read: ReadOptions::default(),
+            resources,
+            dir,
+        })
+    }
+
+    /// Creates the column family `name` unless it exists.
+    pub(crate) fn ensure_cf(&self, name: &str) -> Result<()> {
+        if self.db.cf_handle(name).is_none() {
+            self.db
+                .create_cf(name, &self.resources.cf_options())
+                .map_err(|e| {
+                    from_rocksdb("create column family", e).with_context("column_family", name)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The handle of column family `name`.
+    #[inline]
+    pub(crate) fn cf(&self, name: &str) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>> {
+        self.db.cf_handle(name).ok_or_else(|| {
+            Error::internal("column family of a registered state is missing")
+                .with_context("column_family", name)
+        })
+    }
+}
+
+/// Opens a database read-only (a native checkpoint or a downloaded snapshot).
+pub(crate) fn open_read_only(resources: &Resources, path: &Path, cfs: &[String]) -> Result<Db> {
+    Db::open_cf_descriptors_read_only(
+        &resources.db_options(),
+        path,
+        resources.descriptors(cfs),
+        false,
+    )
+    .map_err(|e| from_rocksdb("open read-only", e).with_context("path", path.display()))
+}

@@ -1,0 +1,321 @@
+//! Restores: full (key-group-indexed) handles of any backend and incremental handles of
+//! this one, at any parallelism.
+//!
+//! - one incremental handle covering the backend's key groups: its files are downloaded
+//!   into the working directory and opened, and key groups outside the range are deleted
+//!   (delete-range);
+//! - otherwise every handle's records of the backend's key groups are inserted into a
+//!   fresh database (incremental handles are downloaded into a temporary directory and
+//!   opened read-only for that).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
+use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{
+    Error, IncrementalStateHandle, KeyGroupRange, KeyedBackendParams, KeyedStateHandle, Result,
+    StateMeta, StateReader, StreamStateHandle,
+};
+use rocksdb::WriteBatch;
+
+use crate::backend::{StateEntry, cf_name};
+use crate::db::{Instance, Resources, open_read_only, working_dir};
+use crate::error::{from_rocksdb, local_io};
+use crate::keys::{key_group_bound, prefix_len, push_field, push_key_group};
+use crate::snapshot::{SnapshotMeta, decode_meta};
+use crate::table::scan;
+
+/// Writes are applied in batches of about this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+
+fn describe(stream: &StreamStateHandle) -> String {
+    match stream {
+        StreamStateHandle::Inline(_) => "<inline>".to_owned(),
+        StreamStateHandle::File(f) => f.path.clone(),
+    }
+}
+
+/// Reads and checks the meta stream of an incremental handle.
+fn read_meta(
+    h: &IncrementalStateHandle,
+    reader: Option<&dyn StateReader>,
+    params: &KeyedBackendParams,
+    key_type: &str,
+) -> Result<SnapshotMeta> {
+    let what = describe(&h.meta);
+    let meta = decode_meta(&read_stream(&h.meta, reader)?, &what)?;
+    if meta.key_type != key_type {
+        return Err(Error::invalid_input(
+            "the snapshot was written with another key type than the backend restoring it",
+        )
+        .with_context("stored", &meta.key_type)
+        .with_context("requested", key_type));
+    }
+    if meta.max_parallelism != params.max_parallelism {
+        return Err(Error::invalid_input(
+            "the snapshot was written with another max parallelism than the backend restoring it",
+        )
+        .with_context("stored", meta.max_parallelism)
+        .with_context("requested", params.max_parallelism)
+        .with_context("path", what));
+    }
+    Ok(meta)
+}
+
+/// Downloads the files of `h` into `dir`, checking each file's size and checksum.
+fn download(
+    h: &IncrementalStateHandle,
+    reader: Option<&dyn StateReader>,
+    dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| local_io("create restore directory", dir, e))?;
+    for file in h.shared.iter().chain(&h.private) {
+        let name = &file.local_name;
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\\'])
+            && !name.contains('\0');
+        if !plain {
+            return Err(
+                Error::corrupted("incremental handle names a file with a bad local name")
+                    .with_context("local_name", name)
+                    .with_context("path", describe(&file.handle)),
+            );
+        }
+        let path = dir.join(name);
+        if path.exists() {
+            return Err(
+                Error::corrupted("incremental handle names a local file twice")
+                    .with_context("local_name", name),
+            );
+        }
+        let bytes = read_stream(&file.handle, reader)?;
+        std::fs::write(&path, bytes).map_err(|e| local_io("write restored file", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Adds `meta` to the known states, checking that handles agree.
+fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Result<String> {
+    if let Some(e) = states.get(&meta.name) {
+        if e.meta != *meta {
+            return Err(Error::invalid_input(
+                "restored handles disagree about a state's kind or types",
+            )
+            .with_context("state", &meta.name));
+        }
+        return Ok(e.cf.clone());
+    }
+    let cf = cf_name(&meta.name);
+    states.insert(
+        meta.name.clone(),
+        StateEntry {
+            meta: meta.clone(),
+            cf: cf.clone(),
+            filter: None,
+            registered: false,
+        },
+    );
+    Ok(cf)
+}
+
+/// A write batch that is applied when it grows large.
+struct Loader<'a> {
+    inst: &'a Instance,
+    batch: WriteBatch,
+}
+
+impl Loader<'_> {
+    fn put(&mut self, cf: &str, k: &[u8], v: &[u8]) -> Result<()> {
+        let handle = self.inst.cf(cf)?;
+        self.batch.put_cf(&handle, k, v);
+        drop(handle);
+        if self.batch.size_in_bytes() >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.inst
+            .db
+            .write_opt(batch, &self.inst.write)
+            .map_err(|e| from_rocksdb("restore write", e))
+    }
+}
+
+/// Opens the working database of a new backend, restoring `params.restore`.
+pub(crate) fn restore(
+    params: &KeyedBackendParams,
+    root: &Path,
+    resources: Resources,
+    key_type: &str,
+) -> Result<(Instance, BTreeMap<String, StateEntry>)> {
+    let range = params.key_group_range;
+    let reader = params.reader.as_deref();
+    let plen = prefix_len(params.max_parallelism);
+    let dir = working_dir(root)?;
+    let mut states: BTreeMap<String, StateEntry> = BTreeMap::new();
+
+    // One incremental handle covering our range: open its files directly.
+    if let [KeyedStateHandle::Incremental(h)] = params.restore.as_slice()
+        && h.range.intersection(&range) == range
+    {
+        let meta = read_meta(h, reader, params, key_type)?;
+        download(h, reader, &dir.path().join("db"))?;
+        let mut cfs = Vec::new();
+        for s in &meta.states {
+            let cf = add_state(&mut states, &s.meta)?;
+            if cf != s.column_family {
+                return Err(
+                    Error::corrupted("snapshot meta names an unexpected column family")
+                        .with_context("state", &s.meta.name)
+                        .with_context("column_family", &s.column_family),
+                );
+            }
+            cfs.push(cf);
+        }
+        let inst = Instance::open(dir, resources, &cfs)?;
+        if h.range != range {
+            clip(&inst, &cfs, range, params.max_parallelism, plen)?;
+        }
+        return Ok((inst, states));
+    }
+
+    let inst = Instance::open(dir, resources, &[])?;
+    let mut loader = Loader {
+        inst: &inst,
+        batch: WriteBatch::default(),
+    };
+    for (n, handle) in params.restore.iter().enumerate() {
+        match handle {
+            KeyedStateHandle::KeyGroups(h) => {
+                let mut names: Vec<(String, bool)> = Vec::new();
+                let mut key = Vec::new();
+                let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
+                    if names.is_empty() && !header.states.is_empty() {
+                        check_key_type(header, key_type)?;
+                        for meta in &header.states {
+                            let cf = add_state(&mut states, meta)?;
+                            inst.ensure_cf(&cf)?;
+                            names.push((cf, meta.kind == cornerstone_backend_api::StateKind::Map));
+                        }
+                    }
+                    if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
+                        return Err(Error::corrupted(
+                            "a restored key does not hash to its key group (was the max parallelism changed?)",
+                        )
+                        .with_context("key_group", record.key_group)
+                        .with_context("max_parallelism", params.max_parallelism));
+                    }
+                    let Some((cf, _)) = names.get(record.state as usize) else {
+                        return Err(Error::corrupted("snapshot record out of place")
+                            .with_context("key_group", record.key_group));
+                    };
+                    key.clear();
+                    push_key_group(&mut key, record.key_group, plen);
+                    push_field(&mut key, record.key);
+                    push_field(&mut key, record.namespace);
+                    if let Some(uk) = record.user_key {
+                        key.extend_from_slice(uk);
+                    }
+                    loader.put(cf, &key, record.value)
+                };
+                let header = read_key_groups(h, reader, range, &mut visit)?;
+                if let Some(header) = header {
+                    check_key_type(&header, key_type)?;
+                    for meta in &header.states {
+                        let cf = add_state(&mut states, meta)?;
+                        inst.ensure_cf(&cf)?;
+                    }
+                }
+            }
+            KeyedStateHandle::Incremental(h) => {
+                let wanted = h.range.intersection(&range);
+                if wanted.is_empty() {
+                    continue;
+                }
+                let meta = read_meta(h, reader, params, key_type)?;
+                let tmp = inst.dir.path().join(format!("restore-{n}"));
+                download(h, reader, &tmp)?;
+                let cfs: Vec<String> = meta
+                    .states
+                    .iter()
+                    .map(|s| s.column_family.clone())
+                    .collect();
+                {
+                    let db = open_read_only(&inst.resources, &tmp, &cfs)?;
+                    let lower = key_group_bound(wanted.first(), plen);
+                    let upper = key_group_bound(wanted.last() + 1, plen);
+                    for s in &meta.states {
+                        let cf = add_state(&mut states, &s.meta)?;
+                        inst.ensure_cf(&cf)?;
+                        let source = db.cf_handle(&s.column_family).ok_or_else(|| {
+                            Error::corrupted("a state's column family is missing from the snapshot")
+                                .with_context("state", &s.meta.name)
+                        })?;
+                        scan(&db, &source, &lower, Some(upper.clone()), &mut |k, v| {
+                            loader.put(&cf, k, v)?;
+                            Ok(true)
+                        })?;
+                    }
+                }
+                std::fs::remove_dir_all(&tmp)
+                    .map_err(|e| local_io("remove restore directory", &tmp, e))?;
+            }
+        }
+    }
+    loader.flush()?;
+    drop(loader);
+    Ok((inst, states))
+}
+
+fn check_key_type(header: &KeyedSnapshotHeader, key_type: &str) -> Result<()> {
+    if header.key_type == key_type {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(
+            "the snapshot was written with another key type than the backend restoring it",
+        )
+        .with_context("stored", &header.key_type)
+        .with_context("requested", key_type))
+    }
+}
+
+/// Deletes the key groups outside `range` from every column family.
+fn clip(
+    inst: &Instance,
+    cfs: &[String],
+    range: KeyGroupRange,
+    max_parallelism: u32,
+    plen: usize,
+) -> Result<()> {
+    for cf in cfs {
+        let handle = inst.cf(cf)?;
+        if range.first() > 0 {
+            inst.db
+                .delete_range_cf_opt(
+                    &handle,
+                    key_group_bound(0, plen),
+                    key_group_bound(range.first(), plen),
+                    &inst.write,
+                )
+                .map_err(|e| from_rocksdb("delete range", e))?;
+        }
+        if range.last() + 1 < max_parallelism {
+            inst.db
+                .delete_range_cf_opt(
+                    &handle,
+                    key_group_bound(range.last() + 1, plen),
+                    key_group_bound(max_parallelism, plen),
+                    &inst.write,
+                )
+                .map_err(|e| from_rocksdb("delete range", e))?;
+        }
+    }
+    Ok(())
+}

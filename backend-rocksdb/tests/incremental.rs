@@ -1,0 +1,392 @@
+//! Incremental checkpoints with the real checkpoint store, full snapshots across backends,
+//! and the lifecycle of working directories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use cornerstone_backend_api::{
+    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
+    ListStateDescriptor, MapStateDescriptor, MemoryCheckpointStorage, StateBackend,
+    StateBackendFactory, StateReader, StateScope, ValueStateDescriptor,
+};
+use cornerstone_backend_memory::MemoryStateBackend;
+use cornerstone_backend_rocksdb::{RocksDbKeyedStateBackend, RocksDbStateBackend};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore,
+};
+
+const MAX_P: u32 = 128;
+
+fn params() -> KeyedBackendParams {
+    KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P))
+}
+
+fn factory(dir: &std::path::Path) -> RocksDbStateBackend {
+    RocksDbStateBackend::new()
+        .working_dir(dir)
+        .block_cache_size(8 << 20)
+        .write_buffer_size(4 << 20)
+}
+
+fn value_d() -> ValueStateDescriptor<u64> {
+    ValueStateDescriptor::new("value")
+}
+fn list_d() -> ListStateDescriptor<String> {
+    ListStateDescriptor::new("list")
+}
+fn map_d() -> MapStateDescriptor<u32, u64> {
+    MapStateDescriptor::new("map")
+}
+
+/// The incremental handle of a checkpoint's only subtask.
+fn incremental_handle(
+    done: &cornerstone_checkpoint_store::CompletedCheckpoint,
+) -> cornerstone_backend_api::IncrementalStateHandle {
+    let op = &done.metadata.operators[0];
+    match &op.subtasks[&0].keyed[0] {
+        KeyedStateHandle::Incremental(h) => h.clone(),
+        other => panic!("expected an incremental handle, got {other:?}"),
+    }
+}
+
+/// Six incremental checkpoints with `num_retained = 2` in a local checkpoint store: later
+/// checkpoints reuse the SST files of earlier ones, retention deletes no file that a
+/// retained checkpoint references, and the newest restores exactly the state it captured.
+#[test]
+fn chain_of_incremental_checkpoints_restores_from_newest_and_retention_keeps_references() {
+    let work = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(chk.path()).unwrap();
+    let job = CompletedCheckpointStore::open(
+        &store,
+        "job-a",
+        CheckpointConfig::default()
+            .num_retained(2)
+            .inline_threshold(0),
+    )
+    .unwrap();
+    let factory = factory(work.path());
+    let backend = factory.create_keyed_backend::<u64>(params()).unwrap();
+    let value = backend.value_state::<u64, ()>(&value_d()).unwrap();
+    let list = backend.list_state::<String, ()>(&list_d()).unwrap();
+    let map = backend.map_state::<u32, u64, ()>(&map_d()).unwrap();
+
+    let mut model_v: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut model_l: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut model_m: BTreeMap<u64, BTreeMap<u32, u64>> = BTreeMap::new();
+    let mut reused_total = 0;
+    for round in 1..=6u64 {
+        // Round 1 writes 3,000 keys, later rounds change 100 of them and delete a few.
+        let keys: Vec<u64> = if round == 1 {
+            (0..3_000).collect()
+        } else {
+            (0..100).map(|i| (i * 31 + round * 7) % 3_000).collect()
+        };
+        for &k in &keys {
+            value.update(&k, &(), k * 10 + round).unwrap();
+            model_v.insert(k, k * 10 + round);
+            list.add(&k, &(), format!("r{round}")).unwrap();
+            model_l.entry(k).or_default().push(format!("r{round}"));
+            map.put(&k, &(), round as u32, k).unwrap();
+            model_m.entry(k).or_default().insert(round as u32, k);
+        }
+        if round > 1 {
+            let gone = round * 13;
+            value.clear(&gone, &()).unwrap();
+            model_v.remove(&gone);
+            map.clear(&gone, &()).unwrap();
+            model_m.remove(&gone);
+        }
+        let id = CheckpointId(round);
+        let mut pending = job.begin_checkpoint(id).unwrap();
+        let snapshot = backend.snapshot(id).unwrap();
+        // Changes after the synchronous phase are not in this checkpoint.
+        value.update(&0, &(), 999_999).unwrap();
+        let state = snapshot.write(&*pending.stream_factory()).unwrap();
+        value.update(&0, &(), model_v[&0]).unwrap();
+        pending
+            .add_subtask_state("op", "op", 1, MAX_P, 0, state)
+            .unwrap();
+        let done = pending.commit().unwrap();
+        backend.notify_checkpoint_complete(id).unwrap();
+        let h = incremental_handle(&done);
+        assert_eq!(h.checkpoint_id, id);
+        assert_eq!(h.backend_id, backend.backend_id());
+        assert!(!h.shared.is_empty() && !h.private.is_empty());
+        assert!(h.private.iter().any(|f| f.local_name == "CURRENT"));
+        assert!(
+            h.private
+                .iter()
+                .any(|f| f.local_name.starts_with("MANIFEST"))
+        );
+        for f in &h.shared {
+            assert!(f.local_name.ends_with(".sst"), "{}", f.local_name);
+            assert_eq!(f.handle.file().unwrap().scope, StateScope::Shared);
+        }
+        for f in &h.private {
+            assert_eq!(f.handle.file().unwrap().scope, StateScope::Exclusive);
+        }
+        if round > 1 {
+            // Only new SSTs were uploaded: the others are the previous checkpoint's files.
+            let previous = job
+                .checkpoints()
+                .iter()
+                .find(|c| c.id() == CheckpointId(round - 1))
+                .map(incremental_handle)
+                .unwrap();
+            let before: BTreeSet<&str> = previous
+                .shared
+                .iter()
+                .map(|f| f.handle.file().unwrap().path.as_str())
+                .collect();
+            let reused = h
+                .shared
+                .iter()
+                .filter(|f| before.contains(f.handle.file().unwrap().path.as_str()))
+                .count();
+            reused_total += reused;
+        }
+        // Retention: at most two retained, and every file they reference exists.
+        let retained = job.checkpoints();
+        assert!(retained.len() <= 2);
+        assert_eq!(retained.last().unwrap().id(), id);
+        for c in &retained {
+            for f in c.metadata.files() {
+                let path = chk.path().join("job-a").join(&f.path);
+                assert!(
+                    path.is_file(),
+                    "checkpoint {} references {} which retention deleted",
+                    c.id(),
+                    f.path
+                );
+            }
+        }
+    }
+    assert!(reused_total > 0, "no SST file was ever reused");
+    // Subsumed checkpoints are gone, and shared/ holds only referenced files.
+    assert!(!chk.path().join("job-a/chk-1").exists());
+    assert!(!chk.path().join("job-a/chk-4").exists());
+    let referenced: BTreeSet<String> = job
+        .checkpoints()
+        .iter()
+        .flat_map(|c| {
+            c.metadata
+                .files()
+                .into_iter()
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for entry in std::fs::read_dir(chk.path().join("job-a/shared")).unwrap() {
+        let name = format!("shared/{}", entry.unwrap().file_name().to_string_lossy());
+        assert!(referenced.contains(&name), "{name} leaked in shared/");
+    }
+
+    // Restore from the newest, through the store's reader (a new job claiming it).
+    let latest = job.latest().unwrap();
+    assert_eq!(latest.id(), CheckpointId(6));
+    let reader: Arc<dyn StateReader> = Arc::new(job.restore(&latest, ClaimMode::Claim).unwrap());
+    let handles = latest.metadata.operators[0].subtasks[&0].keyed.clone();
+    drop(backend);
+    let restored = factory
+        .create_keyed_backend::<u64>(params().restore(handles, Some(reader)))
+        .unwrap();
+    let rv = restored.value_state::<u64, ()>(&value_d()).unwrap();
+    let rl = restored.list_state::<String, ()>(&list_d()).unwrap();
+    let rm = restored.map_state::<u32, u64, ()>(&map_d()).unwrap();
+    let mut keys = rv.state_keys(&()).unwrap();
+    keys.sort_unstable();
+    assert_eq!(keys, model_v.keys().copied().collect::<Vec<_>>());
+    for (k, v) in &model_v {
+        assert_eq!(rv.get(k, &()).unwrap(), Some(*v), "value of {k}");
+    }
+    for (k, l) in &model_l {
+        assert_eq!(&rl.get(k, &()).unwrap(), l, "list of {k}");
+    }
+    for k in 0..3_000u64 {
+        let mut entries = rm.entries(&k, &()).unwrap();
+        entries.sort_unstable();
+        let expected: Vec<(u32, u64)> = model_m
+            .get(&k)
+            .map(|m| m.iter().map(|(a, b)| (*a, *b)).collect())
+            .unwrap_or_default();
+        assert_eq!(entries, expected, "map of {k}");
+    }
+}
+
+fn fill<B: KeyedStateBackendExt<u64>>(backend: &B) {
+    let v = backend.value_state::<u64, u64>(&value_d()).unwrap();
+    let l = backend.list_state::<String, ()>(&list_d()).unwrap();
+    let m = backend.map_state::<u32, u64, ()>(&map_d()).unwrap();
+    for k in 0..500u64 {
+        v.update(&k, &(k % 3), k).unwrap();
+        l.add_all(&k, &(), vec![format!("a{k}"), format!("b{k}")])
+            .unwrap();
+        m.put_all(&k, &(), vec![(1, k), (2, k + 1)]).unwrap();
+    }
+}
+
+fn check<B: KeyedStateBackendExt<u64>>(backend: &B) {
+    let v = backend.value_state::<u64, u64>(&value_d()).unwrap();
+    let l = backend.list_state::<String, ()>(&list_d()).unwrap();
+    let m = backend.map_state::<u32, u64, ()>(&map_d()).unwrap();
+    for k in 0..500u64 {
+        assert_eq!(v.get(&k, &(k % 3)).unwrap(), Some(k));
+        assert_eq!(v.get(&k, &((k + 1) % 3)).unwrap(), None);
+        assert_eq!(l.get(&k, &()).unwrap(), [format!("a{k}"), format!("b{k}")]);
+        let mut e = m.entries(&k, &()).unwrap();
+        e.sort_unstable();
+        assert_eq!(e, vec![(1, k), (2, k + 1)]);
+    }
+    assert_eq!(l.state_keys(&()).unwrap().len(), 500);
+}
+
+/// A full snapshot of the RocksDB backend restores into the heap backend, and a heap
+/// snapshot into the RocksDB backend: one format, one restore path.
+#[test]
+fn full_snapshots_restore_across_rocksdb_and_heap_backends() {
+    let work = tempfile::tempdir().unwrap();
+    let rocks = factory(work.path()).incremental(false);
+    let heap = MemoryStateBackend::new();
+    let storage = MemoryCheckpointStorage::new();
+    let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
+
+    let from_rocks = rocks.create_keyed_backend::<u64>(params()).unwrap();
+    fill(&from_rocks);
+    let handles = from_rocks
+        .snapshot(CheckpointId(1))
+        .unwrap()
+        .write(&storage.stream_factory(CheckpointId(1)))
+        .unwrap()
+        .keyed;
+    assert!(matches!(handles[0], KeyedStateHandle::KeyGroups(_)));
+    let into_heap = heap
+        .create_keyed_backend::<u64>(params().restore(handles.clone(), Some(reader.clone())))
+        .unwrap();
+    check(&into_heap);
+    assert_eq!(
+        into_heap.registered_states(),
+        from_rocks.registered_states()
+    );
+
+    let from_heap = heap.create_keyed_backend::<u64>(params()).unwrap();
+    fill(&from_heap);
+    let handles = from_heap
+        .snapshot(CheckpointId(2))
+        .unwrap()
+        .write(&storage.stream_factory(CheckpointId(2)))
+        .unwrap()
+        .keyed;
+    let into_rocks = rocks
+        .create_keyed_backend::<u64>(params().restore(handles, None))
+        .unwrap();
+    check(&into_rocks);
+    // And a restored RocksDB backend snapshots incrementally too.
+    let inc = factory(work.path());
+    let handles = into_rocks
+        .snapshot(CheckpointId(3))
+        .unwrap()
+        .write(&storage.stream_factory(CheckpointId(3)))
+        .unwrap()
+        .keyed;
+    let again = inc
+        .create_keyed_backend::<u64>(params().restore(handles, Some(reader)))
+        .unwrap();
+    check(&again);
+}
+
+/// A working directory is removed when the backend is dropped; a directory left by a
+/// crashed process does not disturb a new backend.
+#[test]
+fn working_directories_are_removed_and_leftovers_are_harmless() {
+    let work = tempfile::tempdir().unwrap();
+    // What a crash leaves: a working directory with a database and a snapshot in it.
+    let stale = work.path().join("rocksdb-crashed");
+    std::fs::create_dir_all(stale.join("db")).unwrap();
+    std::fs::write(stale.join("db/CURRENT"), b"garbage").unwrap();
+    std::fs::write(stale.join("db/LOCK"), b"").unwrap();
+    let factory = factory(work.path());
+    let backend: RocksDbKeyedStateBackend<u64> =
+        factory.create_keyed_backend::<u64>(params()).unwrap();
+    let dir = backend.working_dir().to_path_buf();
+    assert!(dir.starts_with(work.path()) && dir.is_dir());
+    let v = backend.value_state::<u64, ()>(&value_d()).unwrap();
+    v.update(&1, &(), 1).unwrap();
+    let storage = MemoryCheckpointStorage::new();
+    let snapshot = backend.snapshot(CheckpointId(1)).unwrap();
+    drop(v);
+    drop(backend);
+    // The pending snapshot keeps the directory until it is written.
+    assert!(dir.is_dir());
+    snapshot
+        .write(&storage.stream_factory(CheckpointId(1)))
+        .unwrap();
+    assert!(
+        !dir.exists(),
+        "working directory left behind: {}",
+        dir.display()
+    );
+    // A second backend in the same root works.
+    let other = factory.create_keyed_backend::<u64>(params()).unwrap();
+    let v = other.value_state::<u64, ()>(&value_d()).unwrap();
+    v.update(&2, &(), 2).unwrap();
+    assert_eq!(v.get(&2, &()).unwrap(), Some(2));
+}
+
+/// After changing 1% of the keys, an incremental checkpoint uploads a small fraction of
+/// what a full snapshot of the same state writes, and references the unchanged files.
+#[test]
+fn incremental_checkpoint_after_changing_one_percent_uploads_little() {
+    const KEYS: u64 = 50_000;
+    let work = tempfile::tempdir().unwrap();
+    let factory = factory(work.path());
+    let backend = factory.create_keyed_backend::<u64>(params()).unwrap();
+    let v = backend.value_state::<u64, ()>(&value_d()).unwrap();
+    for k in 0..KEYS {
+        v.update(&k, &(), k).unwrap();
+    }
+    let storage = MemoryCheckpointStorage::new();
+    let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
+    let write = |id: u64| {
+        let before = storage.total_size();
+        let state = backend
+            .snapshot(CheckpointId(id))
+            .unwrap()
+            .write(&storage.stream_factory(CheckpointId(id)))
+            .unwrap();
+        backend
+            .notify_checkpoint_complete(CheckpointId(id))
+            .unwrap();
+        (state, storage.total_size() - before)
+    };
+    let (_, first) = write(1);
+    for k in (0..KEYS).step_by(100) {
+        v.update(&k, &(), k + 1).unwrap();
+    }
+    let (second, uploaded) = write(2);
+    let full = factory
+        .clone()
+        .incremental(false)
+        .create_keyed_backend::<u64>(params().restore(second.keyed.clone(), Some(reader)))
+        .unwrap();
+    let full_size = full
+        .snapshot(CheckpointId(3))
+        .unwrap()
+        .write(&storage.stream_factory(CheckpointId(3)))
+        .unwrap()
+        .state_size();
+    eprintln!(
+        "{KEYS} keys, 1% changed: incremental upload {uploaded} B = {:.2}% of the full snapshot \
+         ({full_size} B); first checkpoint {first} B",
+        uploaded as f64 * 100.0 / full_size as f64
+    );
+    assert!(
+        uploaded * 20 <= full_size,
+        "incremental upload {uploaded} B is more than 5% of the full snapshot {full_size} B \
+         (first checkpoint {first} B)"
+    );
+    let rv = full.value_state::<u64, ()>(&value_d()).unwrap();
+    assert_eq!(rv.get(&100, &()).unwrap(), Some(101));
+    assert_eq!(rv.get(&101, &()).unwrap(), Some(101));
+}
