@@ -34,6 +34,8 @@
 //! Every backend runs single-threaded with keys `u64`, namespace `()`, max parallelism
 //! [`MAX_PARALLELISM`] and one backend owning all key groups.
 
+pub mod storage;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
