@@ -64,6 +64,9 @@ pub enum BackendChoice {
     Fs,
     /// `cornerstone_backend_memory::MemoryStateBackend`: snapshots inline in `_metadata`.
     Memory,
+    /// `cornerstone_backend_rocksdb::RocksDbStateBackend` (incremental checkpoints: SSTs in
+    /// `shared/`); needs the crate feature `rocksdb`.
+    RocksDb,
 }
 
 impl BackendChoice {
@@ -72,6 +75,7 @@ impl BackendChoice {
         match self {
             BackendChoice::Fs => "fs",
             BackendChoice::Memory => "memory",
+            BackendChoice::RocksDb => "rocksdb",
         }
     }
 }
@@ -82,10 +86,11 @@ impl std::str::FromStr for BackendChoice {
         match s {
             "fs" | "filesystem" => Ok(BackendChoice::Fs),
             "memory" => Ok(BackendChoice::Memory),
-            other => Err(
-                Error::invalid_input("unknown state backend (expected fs or memory)")
-                    .with_context("backend", other),
-            ),
+            "rocksdb" => Ok(BackendChoice::RocksDb),
+            other => Err(Error::invalid_input(
+                "unknown state backend (expected fs, memory or rocksdb)",
+            )
+            .with_context("backend", other)),
         }
     }
 }
@@ -517,6 +522,17 @@ pub fn run_job(config: &JobConfig) -> Result<JobReport> {
     match config.backend {
         BackendChoice::Fs => run_job_with(config, FsStateBackend::new()),
         BackendChoice::Memory => run_job_with(config, MemoryStateBackend::new()),
+        #[cfg(feature = "rocksdb")]
+        BackendChoice::RocksDb => run_job_with(
+            config,
+            cornerstone_backend_rocksdb::RocksDbStateBackend::new(),
+        ),
+        #[cfg(not(feature = "rocksdb"))]
+        BackendChoice::RocksDb => Err(Error::new(
+            cornerstone_backend_api::ErrorKind::Unsupported,
+            "this build has no RocksDB backend: build with `--features rocksdb` \
+             (cargo run --release -p cornerstone-examples --features rocksdb --bin cornerstone-job -- --backend rocksdb)",
+        )),
     }
 }
 

@@ -59,6 +59,36 @@ fn exactly_once_on_the_memory_backend_too() {
     }
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn exactly_once_on_the_rocksdb_backend_too() {
+    for seed in [300, 301] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = JobConfig {
+            seed,
+            failures: 3,
+            backend: BackendChoice::RocksDb,
+            ..JobConfig::small(dir.path())
+        };
+        let report = run_job(&config).unwrap();
+        assert!(report.output.exactly_once(), "seed {seed}:\n{report}");
+        assert!(report.stats.completed > 0, "{report}");
+    }
+}
+
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn rocksdb_without_the_feature_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JobConfig {
+        backend: BackendChoice::RocksDb,
+        ..JobConfig::small(dir.path())
+    };
+    let err = run_job(&config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("--features rocksdb"), "{err}");
+}
+
 #[test]
 fn at_least_once_never_loses_a_record() {
     for seed in 200..206 {

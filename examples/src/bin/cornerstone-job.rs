@@ -18,6 +18,8 @@ use rand::RngExt;
 enum Backend {
     Fs,
     Memory,
+    /// Needs the crate feature `rocksdb`.
+    Rocksdb,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         backend: match args.backend {
             Backend::Fs => BackendChoice::Fs,
             Backend::Memory => BackendChoice::Memory,
+            Backend::Rocksdb => BackendChoice::RocksDb,
         },
         mode: match args.mode {
             Mode::ExactlyOnce => CheckpointingMode::ExactlyOnce,
