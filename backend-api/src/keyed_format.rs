@@ -68,6 +68,25 @@ pub struct KeyedSnapshotHeader {
     pub states: Vec<StateMeta>,
 }
 
+impl KeyedSnapshotHeader {
+    /// Checks that the stream was written with keys of `key_type` (a Rust type name), the
+    /// key type of the backend restoring it.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] naming both types.
+    pub fn check_key_type(&self, key_type: &str) -> Result<()> {
+        if self.key_type == key_type {
+            Ok(())
+        } else {
+            Err(Error::invalid_input(
+                "the snapshot was written with another key type than the backend restoring it",
+            )
+            .with_context("stored", &self.key_type)
+            .with_context("requested", key_type))
+        }
+    }
+}
+
 /// Writes a keyed-state stream.
 #[derive(Debug)]
 pub struct KeyedSnapshotWriter<W: Write> {

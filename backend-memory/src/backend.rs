@@ -352,17 +352,6 @@ fn restore_handle(
     key_type: &str,
     restored: &mut BTreeMap<String, Restored>,
 ) -> Result<()> {
-    let check_key_type = |header: &KeyedSnapshotHeader| {
-        if header.key_type == key_type {
-            Ok(())
-        } else {
-            Err(Error::invalid_input(
-                "the snapshot was written with another key type than the backend restoring it",
-            )
-            .with_context("stored", &header.key_type)
-            .with_context("requested", key_type))
-        }
-    };
     let range = params.key_group_range;
     let max_parallelism = params.max_parallelism;
     let groups = range.len() as usize;
@@ -370,7 +359,7 @@ fn restore_handle(
     let mut local: Vec<Vec<RawGroup>> = Vec::new();
     let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
         if local.is_empty() {
-            check_key_type(header)?;
+            header.check_key_type(key_type)?;
             local = vec![vec![RawGroup::default(); groups]; header.states.len()];
         }
         if key_group_for_bytes(record.key, max_parallelism) != record.key_group {
@@ -392,7 +381,7 @@ fn restore_handle(
     let Some(header) = read_key_groups(handle, params.reader.as_deref(), range, &mut visit)? else {
         return Ok(());
     };
-    check_key_type(&header)?;
+    header.check_key_type(key_type)?;
     // Every state of the header is registered, also those without a record in our key
     // groups, so they are known (and type checked) all the same.
     let mut local = local.into_iter();

@@ -198,7 +198,7 @@ pub(crate) fn restore(
                 let mut key = Vec::new();
                 let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
                     if names.is_empty() && !header.states.is_empty() {
-                        check_key_type(header, key_type)?;
+                        header.check_key_type(key_type)?;
                         for meta in &header.states {
                             let cf = add_state(&mut states, meta)?;
                             inst.ensure_cf(&cf)?;
@@ -227,7 +227,7 @@ pub(crate) fn restore(
                 };
                 let header = read_key_groups(h, reader, range, &mut visit)?;
                 if let Some(header) = header {
-                    check_key_type(&header, key_type)?;
+                    header.check_key_type(key_type)?;
                     for meta in &header.states {
                         let cf = add_state(&mut states, meta)?;
                         inst.ensure_cf(&cf)?;
@@ -272,18 +272,6 @@ pub(crate) fn restore(
     loader.flush()?;
     drop(loader);
     Ok((inst, states))
-}
-
-fn check_key_type(header: &KeyedSnapshotHeader, key_type: &str) -> Result<()> {
-    if header.key_type == key_type {
-        Ok(())
-    } else {
-        Err(Error::invalid_input(
-            "the snapshot was written with another key type than the backend restoring it",
-        )
-        .with_context("stored", &header.key_type)
-        .with_context("requested", key_type))
-    }
 }
 
 /// Deletes the key groups outside `range` from every column family.
