@@ -192,6 +192,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
                     m,
                     TableOptions {
                         snapshot_filter: snapshot_filter::<T>(config),
+                        ttl: Some(config.clone()),
                     },
                 )?;
                 Arc::new(TtlListTable::new(inner, config.clone(), self.clock()))
@@ -224,6 +225,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
                     m,
                     TableOptions {
                         snapshot_filter: snapshot_filter::<UV>(config),
+                        ttl: Some(config.clone()),
                     },
                 )?;
                 Arc::new(TtlMapTable::new(inner, config.clone(), self.clock()))
@@ -301,6 +303,7 @@ fn value_table_for<K: StateKey, N: StateKey, V: StateValue, B: KeyedStateBackend
                 m,
                 TableOptions {
                     snapshot_filter: snapshot_filter::<V>(config),
+                    ttl: Some(config.clone()),
                 },
             )?;
             Arc::new(TtlValueTable::new(inner, config.clone(), backend.clock()))

@@ -60,6 +60,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
 }
 
+/// Decodes one `T` from the start of `bytes` and returns it with the number of bytes it
+/// took, for walking a sequence of encoded values (the elements of a stored list).
+///
+/// # Errors
+/// [`crate::ErrorKind::Corrupted`] naming the type when the bytes do not start with a `T`.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| {
+        Error::corrupted("bytes do not start with the expected type")
+            .with_context("type", std::any::type_name::<T>())
+            .with_context("len", bytes.len())
+            .with_source(e)
+    })
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -106,5 +120,16 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
         assert!(decode::<u32>(&[0, 0, 0, 1, 9]).is_err());
         assert!(decode::<String>(&[0, 0, 0, 0, 0, 0, 0, 9, b'x']).is_err());
+    }
+
+    #[test]
+    fn decode_prefix_reports_the_length_taken() {
+        let mut bytes = encode("ab").unwrap();
+        bytes.extend_from_slice(&encode(&5u32).unwrap());
+        let (s, n) = decode_prefix::<String>(&bytes).unwrap();
+        assert_eq!((s.as_str(), n), ("ab", 10));
+        assert_eq!(decode_prefix::<u32>(&bytes[n..]).unwrap(), (5, 4));
+        let err = decode_prefix::<u64>(&bytes[n..]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::ttl::StateTtlConfig;
 
 /// Decides whether a stored value goes into a full snapshot, given the snapshot's time in
 /// milliseconds (TTL's cleanup in full snapshots).
@@ -17,12 +18,18 @@ pub type SnapshotFilter<S> = Arc<dyn Fn(&S, u64) -> bool + Send + Sync>;
 pub struct TableOptions<S> {
     /// Values for which this returns `false` are left out of full snapshots.
     pub snapshot_filter: Option<SnapshotFilter<S>>,
+    /// The state's TTL, when it has one. Its stored values are then
+    /// [`TtlValue`](crate::ttl::TtlValue)s, whose encoding starts with the big-endian timestamp
+    /// (list elements each start with theirs), so a backend can drop expired entries in
+    /// the background without decoding them (RocksDB's compaction filter).
+    pub ttl: Option<StateTtlConfig>,
 }
 
 impl<S> Default for TableOptions<S> {
     fn default() -> Self {
         TableOptions {
             snapshot_filter: None,
+            ttl: None,
         }
     }
 }
@@ -31,6 +38,7 @@ impl<S> std::fmt::Debug for TableOptions<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableOptions")
             .field("snapshot_filter", &self.snapshot_filter.is_some())
+            .field("ttl", &self.ttl)
             .finish()
     }
 }

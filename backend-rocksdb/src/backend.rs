@@ -14,17 +14,18 @@ use cornerstone_backend_api::table::{
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
     KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateMeta,
-    StateValue, StreamStateHandle, codec,
+    StateTtlConfig, StateValue, StreamStateHandle, codec,
 };
 use parking_lot::Mutex;
 
 use crate::config::{NAME, RocksDbConfig};
-use crate::db::{Instance, Resources};
+use crate::db::{CfSpec, Instance, Resources};
 use crate::error::from_rocksdb;
 use crate::keys::prefix_len;
 use crate::restore::restore;
 use crate::snapshot::{FullSnapshot, IncrementalSnapshot, SnapshotState};
 use crate::table::{Core, RocksListTable, RocksMapTable, RocksValueTable};
+use crate::ttl::{Layout, TtlCompaction};
 
 /// What a full snapshot does with a stored value (TTL's cleanup in full snapshots).
 pub(crate) enum Filtered {
@@ -128,21 +129,65 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
         &self.backend_id
     }
 
-    /// Registers (or finds) the state of `meta`, creating its column family.
-    fn register(&self, meta: StateMeta, filter: Option<RawFilter>) -> Result<Core> {
+    /// Flushes and compacts every state's column family fully.
+    ///
+    /// Compactions run in the background on their own; this forces one over all the data,
+    /// which drops the expired entries of states whose TTL asks for
+    /// [cleanup in compactions](cornerstone_backend_api::StateTtlConfig::cleanup_in_rocksdb_compaction)
+    /// and reclaims the space of removed entries (before a savepoint, or in tests).
+    ///
+    /// # Errors
+    /// RocksDB's error, naming the column family.
+    pub fn compact(&self) -> Result<()> {
+        let cfs: Vec<String> = self.states.lock().values().map(|e| e.cf.clone()).collect();
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in &cfs {
+            let cf = self.inst.cf(name)?;
+            self.inst
+                .db
+                .flush_cf(&cf)
+                .map_err(|e| from_rocksdb("flush", e).with_context("column_family", name))?;
+            self.inst
+                .db
+                .compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        Ok(())
+    }
+
+    /// Registers (or finds) the state of `meta`, creating its column family. The first
+    /// registration sets the snapshot filter and the compaction filter of a TTL state
+    /// (stored with the layout `layout`).
+    fn register(
+        &self,
+        meta: StateMeta,
+        filter: Option<RawFilter>,
+        ttl: Option<&StateTtlConfig>,
+        layout: Layout,
+    ) -> Result<Core> {
         let mut states = self.states.lock();
+        let compaction = |cf: &str| {
+            let config =
+                ttl.and_then(|ttl| TtlCompaction::new(ttl, Arc::clone(&self.clock), layout));
+            self.inst.set_ttl_compaction(cf, config);
+        };
         let cf = match states.get_mut(&meta.name) {
             Some(entry) => {
                 entry.meta.check_compatible(&meta)?;
                 if !entry.registered {
                     entry.registered = true;
+                    compaction(&entry.cf);
                     entry.filter = filter;
                 }
                 entry.cf.clone()
             }
             None => {
                 let cf = cf_name(&meta.name);
-                self.inst.ensure_cf(&cf)?;
+                self.inst.ensure_cf(&CfSpec {
+                    name: cf.clone(),
+                    ttl: meta.ttl,
+                })?;
+                compaction(&cf);
                 states.insert(
                     meta.name.clone(),
                     StateEntry {
@@ -177,6 +222,12 @@ fn value_filter<V: StateValue>(filter: Option<SnapshotFilter<V>>) -> Option<RawF
             })
         })
     })
+}
+
+/// The encoded length of the `T` at the start of `bytes`: how the compaction filter walks
+/// a stored list.
+fn element_len<T: StateValue>(bytes: &[u8]) -> Option<usize> {
+    codec::decode_prefix::<T>(bytes).ok().map(|(_, len)| len)
 }
 
 fn list_filter<T: StateValue>(filter: Option<SnapshotFilter<T>>) -> Option<RawFilter> {
@@ -292,7 +343,8 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
         meta: StateMeta,
         options: TableOptions<V>,
     ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
-        let core = self.register(meta, value_filter(options.snapshot_filter))?;
+        let filter = value_filter(options.snapshot_filter);
+        let core = self.register(meta, filter, options.ttl.as_ref(), Layout::Value)?;
         Ok(Arc::new(RocksValueTable::<K, N, V> {
             core,
             _types: PhantomData,
@@ -304,7 +356,9 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
         meta: StateMeta,
         options: TableOptions<T>,
     ) -> Result<Arc<dyn ListTable<K, N, T>>> {
-        let core = self.register(meta, list_filter(options.snapshot_filter))?;
+        let filter = list_filter(options.snapshot_filter);
+        let layout = Layout::List(element_len::<T>);
+        let core = self.register(meta, filter, options.ttl.as_ref(), layout)?;
         Ok(Arc::new(RocksListTable::<K, N, T> {
             core,
             _types: PhantomData,
@@ -316,7 +370,8 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
         meta: StateMeta,
         options: TableOptions<UV>,
     ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
-        let core = self.register(meta, value_filter(options.snapshot_filter))?;
+        let filter = value_filter(options.snapshot_filter);
+        let core = self.register(meta, filter, options.ttl.as_ref(), Layout::Value)?;
         Ok(Arc::new(RocksMapTable::<K, N, UK, UV> {
             core,
             _types: PhantomData,

@@ -169,7 +169,7 @@ impl RocksDbStateBackend {
 
     /// The options of a state's column family (merge operator of list state included).
     pub fn column_family_options(&self) -> rocksdb::Options {
-        self.resources().cf_options()
+        self.resources().cf_options(None)
     }
 
     /// The write options of state access (no write-ahead log).

@@ -1,10 +1,13 @@
 //! One RocksDB instance in its own local working directory, and the options every
 //! instance of a factory shares (block cache, write-buffer manager).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use cornerstone_backend_api::{Error, Result};
+use parking_lot::Mutex;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, LogLevel, MergeOperands,
     MultiThreaded, Options, ReadOptions, WriteBufferManager, WriteOptions,
@@ -12,6 +15,7 @@ use rocksdb::{
 use tempfile::TempDir;
 
 use crate::error::{from_rocksdb, local_io};
+use crate::ttl::{TtlCompaction, TtlFilterFactory, TtlSlot};
 
 /// The RocksDB handle type: column families can be created through `&self`.
 pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
@@ -101,10 +105,14 @@ impl Resources {
         o
     }
 
-    /// The options of the column family of a state.
-    pub(crate) fn cf_options(&self) -> Options {
+    /// The options of the column family of a state; a TTL state's also filter expired
+    /// entries in compactions, as configured in `ttl`.
+    pub(crate) fn cf_options(&self, ttl: Option<&TtlSlot>) -> Options {
         let mut o = Options::default();
         self.apply_cf(&mut o);
+        if let Some(slot) = ttl {
+            o.set_compaction_filter_factory(TtlFilterFactory::new(Arc::clone(slot)));
+        }
         o
     }
 
@@ -119,13 +127,13 @@ impl Resources {
         o.set_write_buffer_size(self.write_buffer_size);
         o.set_merge_operator_associative(LIST_MERGE, list_merge);
     }
+}
 
-    /// The descriptors of the column families `cfs`.
-    pub(crate) fn descriptors(&self, cfs: &[String]) -> Vec<ColumnFamilyDescriptor> {
-        cfs.iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, self.cf_options()))
-            .collect()
-    }
+/// A column family to open: its name, and whether it holds a TTL state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CfSpec {
+    pub(crate) name: String,
+    pub(crate) ttl: bool,
 }
 
 /// The write options of state access: no WAL (checkpoints make state durable, as in Flink).
@@ -164,6 +172,8 @@ pub(crate) struct Instance {
     pub(crate) write: WriteOptions,
     pub(crate) read: ReadOptions,
     pub(crate) resources: Resources,
+    /// The TTL compaction configuration of each TTL state's column family.
+    ttl_slots: Mutex<HashMap<String, TtlSlot>>,
     pub(crate) dir: TempDir,
 }
 
@@ -186,33 +196,56 @@ pub(crate) fn working_dir(root: &Path) -> Result<TempDir> {
 
 impl Instance {
     /// Opens (creating if needed) the database at `dir/db` with column families `cfs`.
-    pub(crate) fn open(dir: TempDir, resources: Resources, cfs: &[String]) -> Result<Self> {
+    pub(crate) fn open(dir: TempDir, resources: Resources, cfs: &[CfSpec]) -> Result<Self> {
         let db_path = dir.path().join("db");
-        let db = Db::open_cf_descriptors(
-            &resources.db_options(),
-            &db_path,
-            resources.descriptors(cfs),
-        )
-        .map_err(|e| from_rocksdb("open", e).with_context("path", db_path.display()))?;
+        let mut ttl_slots = HashMap::new();
+        let descriptors: Vec<ColumnFamilyDescriptor> = cfs
+            .iter()
+            .map(|cf| {
+                let slot = cf.ttl.then(|| {
+                    let slot = TtlSlot::default();
+                    ttl_slots.insert(cf.name.clone(), Arc::clone(&slot));
+                    slot
+                });
+                ColumnFamilyDescriptor::new(&cf.name, resources.cf_options(slot.as_ref()))
+            })
+            .collect();
+        let db = Db::open_cf_descriptors(&resources.db_options(), &db_path, descriptors)
+            .map_err(|e| from_rocksdb("open", e).with_context("path", db_path.display()))?;
         Ok(Instance {
             db,
             write: write_options(),
             read: ReadOptions::default(),
             resources,
+            ttl_slots: Mutex::new(ttl_slots),
             dir,
         })
     }
 
-    /// Creates the column family `name` unless it exists.
-    pub(crate) fn ensure_cf(&self, name: &str) -> Result<()> {
-        if self.db.cf_handle(name).is_none() {
+    /// Creates the column family of `cf` unless it exists.
+    pub(crate) fn ensure_cf(&self, cf: &CfSpec) -> Result<()> {
+        if self.db.cf_handle(&cf.name).is_none() {
+            let slot = cf.ttl.then(|| {
+                let slot = TtlSlot::default();
+                self.ttl_slots
+                    .lock()
+                    .insert(cf.name.clone(), Arc::clone(&slot));
+                slot
+            });
             self.db
-                .create_cf(name, &self.resources.cf_options())
+                .create_cf(&cf.name, &self.resources.cf_options(slot.as_ref()))
                 .map_err(|e| {
-                    from_rocksdb("create column family", e).with_context("column_family", name)
+                    from_rocksdb("create column family", e).with_context("column_family", &cf.name)
                 })?;
         }
         Ok(())
+    }
+
+    /// Sets what the compaction filter of TTL column family `name` drops (`None`: nothing).
+    pub(crate) fn set_ttl_compaction(&self, name: &str, config: Option<TtlCompaction>) {
+        if let Some(slot) = self.ttl_slots.lock().get(name) {
+            *slot.write() = config.map(Arc::new);
+        }
     }
 
     /// The handle of column family `name`.
@@ -225,13 +258,12 @@ impl Instance {
     }
 }
 
-/// Opens a database read-only (a native checkpoint or a downloaded snapshot).
+/// Opens a database read-only (a native checkpoint or a downloaded snapshot): nothing is
+/// compacted, so no column family needs a compaction filter.
 pub(crate) fn open_read_only(resources: &Resources, path: &Path, cfs: &[String]) -> Result<Db> {
-    Db::open_cf_descriptors_read_only(
-        &resources.db_options(),
-        path,
-        resources.descriptors(cfs),
-        false,
-    )
-    .map_err(|e| from_rocksdb("open read-only", e).with_context("path", path.display()))
+    let descriptors = cfs
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, resources.cf_options(None)));
+    Db::open_cf_descriptors_read_only(&resources.db_options(), path, descriptors, false)
+        .map_err(|e| from_rocksdb("open read-only", e).with_context("path", path.display()))
 }

@@ -66,6 +66,7 @@ mod keys;
 mod restore;
 mod snapshot;
 mod table;
+mod ttl;
 
 pub use backend::RocksDbKeyedStateBackend;
 pub use config::{

@@ -21,7 +21,7 @@ use cornerstone_backend_api::{
 use rocksdb::WriteBatch;
 
 use crate::backend::{StateEntry, cf_name};
-use crate::db::{Instance, Resources, open_read_only, working_dir};
+use crate::db::{CfSpec, Instance, Resources, open_read_only, working_dir};
 use crate::error::{from_rocksdb, local_io};
 use crate::keys::{key_group_bound, prefix_len, push_field, push_key_group};
 use crate::snapshot::{SnapshotMeta, decode_meta};
@@ -98,8 +98,8 @@ fn download(
     Ok(())
 }
 
-/// Adds `meta` to the known states, checking that handles agree.
-fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Result<String> {
+/// Adds `meta` to the known states, checking that handles agree; returns its column family.
+fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Result<CfSpec> {
     if let Some(e) = states.get(&meta.name) {
         if e.meta != *meta {
             return Err(Error::invalid_input(
@@ -107,7 +107,10 @@ fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Res
             )
             .with_context("state", &meta.name));
         }
-        return Ok(e.cf.clone());
+        return Ok(CfSpec {
+            name: e.cf.clone(),
+            ttl: meta.ttl,
+        });
     }
     let cf = cf_name(&meta.name);
     states.insert(
@@ -119,7 +122,10 @@ fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Res
             registered: false,
         },
     );
-    Ok(cf)
+    Ok(CfSpec {
+        name: cf,
+        ttl: meta.ttl,
+    })
 }
 
 /// A write batch that is applied when it grows large.
@@ -170,7 +176,7 @@ pub(crate) fn restore(
         let mut cfs = Vec::new();
         for s in &meta.states {
             let cf = add_state(&mut states, &s.meta)?;
-            if cf != s.column_family {
+            if cf.name != s.column_family {
                 return Err(
                     Error::corrupted("snapshot meta names an unexpected column family")
                         .with_context("state", &s.meta.name)
@@ -202,7 +208,10 @@ pub(crate) fn restore(
                         for meta in &header.states {
                             let cf = add_state(&mut states, meta)?;
                             inst.ensure_cf(&cf)?;
-                            names.push((cf, meta.kind == cornerstone_backend_api::StateKind::Map));
+                            names.push((
+                                cf.name,
+                                meta.kind == cornerstone_backend_api::StateKind::Map,
+                            ));
                         }
                     }
                     if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
@@ -259,7 +268,7 @@ pub(crate) fn restore(
                                 .with_context("state", &s.meta.name)
                         })?;
                         scan(&db, &source, &lower, Some(upper.clone()), &mut |k, v| {
-                            loader.put(&cf, k, v)?;
+                            loader.put(&cf.name, k, v)?;
                             Ok(true)
                         })?;
                     }
@@ -277,13 +286,13 @@ pub(crate) fn restore(
 /// Deletes the key groups outside `range` from every column family.
 fn clip(
     inst: &Instance,
-    cfs: &[String],
+    cfs: &[CfSpec],
     range: KeyGroupRange,
     max_parallelism: u32,
     plen: usize,
 ) -> Result<()> {
     for cf in cfs {
-        let handle = inst.cf(cf)?;
+        let handle = inst.cf(&cf.name)?;
         if range.first() > 0 {
             inst.db
                 .delete_range_cf_opt(
