@@ -406,17 +406,34 @@ impl CheckpointStore {
             .collect())
     }
 
-    /// Writes `_metadata` in `dir` atomically and only if it does not exist: temp file plus
-    /// rename where the service can rename (filesystems), a conditional put where it supports
+    /// Writes `_metadata` in `dir` atomically and only if it does not exist: on the local
+    /// filesystem a temp file hard-linked into place (a link, unlike a rename, never
+    /// replaces an existing file, so of two racing writers exactly one completes), temp file
+    /// plus rename where another service can rename, a conditional put where it supports
     /// if-not-exists (object storage), a checked put otherwise.
     pub(crate) fn commit_metadata(&self, dir: &str, bytes: Vec<u8>) -> Result<()> {
         let target = layout::metadata_path(dir);
-        let cap = self.inner.async_op.info().capability();
+        let info = self.inner.async_op.info();
+        let cap = info.capability();
+        let exists = || {
+            Error::new(ErrorKind::AlreadyExists, "_metadata exists already")
+                .with_context("path", &target)
+        };
         if self.exists(&target)? {
-            return Err(
-                Error::new(ErrorKind::AlreadyExists, "_metadata exists already")
-                    .with_context("path", &target),
-            );
+            return Err(exists());
+        }
+        if info.scheme() == opendal::services::FS_SCHEME {
+            let temp = layout::metadata_temp_path(dir, &random_name());
+            self.write_all(&temp, bytes)?;
+            let root = std::path::PathBuf::from(info.root());
+            let (from, to) = (root.join(&temp), root.join(&target));
+            let linked = std::fs::hard_link(&from, &to);
+            let _ = self.delete(&temp);
+            return match linked {
+                Ok(()) => sync_dir(&to),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+                Err(e) => Err(Error::io("link _metadata", e).with_context("path", to.display())),
+            };
         }
         if cap.rename {
             let temp = layout::metadata_temp_path(dir, &random_name());
@@ -455,6 +472,16 @@ impl CheckpointStore {
             .writer(path)
             .map_err(|e| from_opendal("open writer", path, e))
     }
+}
+
+/// Makes the directory entry of the local file `path` durable (fsync of its directory).
+fn sync_dir(path: &std::path::Path) -> Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", e).with_context("path", parent.display()))
 }
 
 /// A random file name component (32 hex digits).

@@ -609,9 +609,9 @@ fn large_stream_uploads_in_parts_and_reads_back(s: &TestStore) {
     );
 }
 
-/// Two coordinators race to commit the same `chk-N`: the conditional put (`if_not_exists`,
-/// enforced by the service) lets exactly one of them complete it; the other fails with
-/// `AlreadyExists` and the winner's checkpoint restores.
+/// Two coordinators race to commit the same `chk-N`: the hard link (local filesystem) or
+/// the conditional put (`if_not_exists`, enforced by the service) lets exactly one of them
+/// complete it; the other fails with `AlreadyExists` and the winner's checkpoint restores.
 fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
     let (name, store) = (s.name, s.store.clone());
     // The service itself refuses the second conditional write (no check before it).
@@ -678,9 +678,12 @@ fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
 
 storage_tests!(large_stream_uploads_in_parts_and_reads_back);
 
-// Not on `fs`: there the store commits with temp file + rename (DESIGN.md §4), and a rename
-// replaces an existing `_metadata` written at the same instant.
 mod two_writers_never_both_complete_a_checkpoint {
+    #[test]
+    fn fs() {
+        super::two_writers_never_both_complete_a_checkpoint(&crate::common::TestStore::fs());
+    }
+
     #[test]
     fn memory() {
         super::two_writers_never_both_complete_a_checkpoint(&crate::common::TestStore::memory());
