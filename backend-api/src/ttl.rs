@@ -101,7 +101,11 @@ impl StateTtlConfig {
         self
     }
 
-    /// Drops expired entries in RocksDB compactions.
+    /// Drops expired entries in RocksDB compactions (Flink's
+    /// `cleanupInRocksdbCompactFilter`): values, map entries, and lists whose every
+    /// element expired. The filter reads the clock when a compaction starts and again after
+    /// every `query_time_after_num_entries` entries (Flink's default: 1000). Heap backends
+    /// ignore it.
     #[must_use]
     pub fn cleanup_in_rocksdb_compaction(mut self, query_time_after_num_entries: u64) -> Self {
         self.cleanup.rocksdb_compaction_query_time_after = Some(query_time_after_num_entries);

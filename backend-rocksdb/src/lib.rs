@@ -45,6 +45,14 @@
 //! serialized `Vec`s and appended to with a merge operator. Values of TTL states start with
 //! their big-endian timestamp.
 //!
+//! # TTL
+//! Expired values are hidden and removed on read, as on every backend. States whose TTL
+//! asks for [cleanup in compactions](cornerstone_backend_api::StateTtlConfig::cleanup_in_rocksdb_compaction)
+//! also lose expired values, map entries, and lists whose every element expired, in
+//! RocksDB's background compactions (Flink's `FlinkCompactionFilter`);
+//! [`RocksDbKeyedStateBackend::compact`] forces one. A partly expired list stays whole
+//! until it is read.
+//!
 //! # Snapshots
 //! The synchronous phase flushes the memtables and creates a native RocksDB checkpoint
 //! (hard links). An incremental snapshot uploads the checkpoint's SST files that the last
