@@ -39,6 +39,16 @@ pub struct RocksDbConfig {
     pub write_buffer_manager_limit: usize,
     /// The memtable size of one column family.
     pub write_buffer_size: usize,
+    /// Buckets of hash-indexed memtables (0, the default: RocksDB's plain skiplist
+    /// memtable, Flink's choice). Entries are hashed by key group and key into small
+    /// skiplists, so point accesses do not search one skiplist of the whole memtable;
+    /// each bucket costs 8 bytes of every memtable.
+    ///
+    /// A trade-off, measured in `benches/README.md` with 100k buckets: point reads of
+    /// values 2.6× faster and map iteration 1.6× faster, but every flush first sorts the
+    /// memtable, so write-heavy work pays on the flush threads and a full-snapshot
+    /// restore (which re-inserts every key) took 4.9× longer.
+    pub memtable_hash_buckets: usize,
     /// Compression of SST blocks.
     pub compression: RocksDbCompression,
     /// Compression of full snapshots.
@@ -53,6 +63,7 @@ impl Default for RocksDbConfig {
             block_cache_size: DEFAULT_BLOCK_CACHE_SIZE,
             write_buffer_manager_limit: DEFAULT_WRITE_BUFFER_MANAGER_LIMIT,
             write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
+            memtable_hash_buckets: 0,
             compression: RocksDbCompression::default(),
             snapshot_compression: Compression::None,
         }
@@ -140,6 +151,11 @@ impl RocksDbStateBackend {
         write_buffer_size: usize
     );
     setter!(
+        /// Sets the number of hash buckets of a memtable (0, the default: a plain
+        /// skiplist memtable); see [`RocksDbConfig::memtable_hash_buckets`].
+        memtable_hash_buckets: usize
+    );
+    setter!(
         /// Sets the compression of SST blocks.
         compression: RocksDbCompression
     );
@@ -155,6 +171,7 @@ impl RocksDbStateBackend {
                     self.config.block_cache_size,
                     self.config.write_buffer_manager_limit,
                     self.config.write_buffer_size,
+                    self.config.memtable_hash_buckets,
                     self.config.compression,
                 )
             })
@@ -167,9 +184,11 @@ impl RocksDbStateBackend {
         self.resources().db_options()
     }
 
-    /// The options of a state's column family (merge operator of list state included).
-    pub fn column_family_options(&self) -> rocksdb::Options {
-        self.resources().cf_options(None)
+    /// The options of a state's column family in a job with `max_parallelism` key groups
+    /// (merge operator of list state and memtable layout included).
+    pub fn column_family_options(&self, max_parallelism: u32) -> rocksdb::Options {
+        self.resources()
+            .cf_options(crate::keys::prefix_len(max_parallelism), None)
     }
 
     /// The write options of state access (no write-ahead log).

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use cornerstone_backend_api::{Error, Result};
 use parking_lot::Mutex;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, LogLevel, MergeOperands,
-    MultiThreaded, Options, ReadOptions, WriteBufferManager, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, LogLevel, MemtableFactory,
+    MergeOperands, MultiThreaded, Options, ReadOptions, SliceTransform, WriteBufferManager,
+    WriteOptions,
 };
 use tempfile::TempDir;
 
 use crate::error::{from_rocksdb, local_io};
+use crate::keys::{key_part_1, key_part_2};
 use crate::ttl::{TtlCompaction, TtlFilterFactory, TtlSlot};
 
 /// The RocksDB handle type: column families can be created through `&self`.
@@ -52,6 +54,7 @@ pub(crate) struct Resources {
     pub(crate) cache: Cache,
     pub(crate) write_buffer_manager: Option<WriteBufferManager>,
     pub(crate) write_buffer_size: usize,
+    pub(crate) memtable_hash_buckets: usize,
     pub(crate) compression: RocksDbCompression,
 }
 
@@ -59,6 +62,7 @@ impl fmt::Debug for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resources")
             .field("write_buffer_size", &self.write_buffer_size)
+            .field("memtable_hash_buckets", &self.memtable_hash_buckets)
             .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
@@ -66,11 +70,13 @@ impl fmt::Debug for Resources {
 
 impl Resources {
     /// A block cache of `block_cache_size` bytes; memtables of all instances limited to
-    /// `write_buffer_limit` bytes (0: unlimited), charged to the cache.
+    /// `write_buffer_limit` bytes (0: unlimited), charged to the cache; memtables hashed
+    /// into `memtable_hash_buckets` buckets by key (0: RocksDB's plain skiplist).
     pub(crate) fn new(
         block_cache_size: usize,
         write_buffer_limit: usize,
         write_buffer_size: usize,
+        memtable_hash_buckets: usize,
         compression: RocksDbCompression,
     ) -> Self {
         let cache = Cache::new_lru_cache(block_cache_size);
@@ -85,6 +91,7 @@ impl Resources {
             cache,
             write_buffer_manager,
             write_buffer_size,
+            memtable_hash_buckets,
             compression,
         }
     }
@@ -101,15 +108,39 @@ impl Resources {
         if let Some(wbm) = &self.write_buffer_manager {
             o.set_write_buffer_manager(wbm);
         }
+        if self.memtable_hash_buckets > 0 {
+            // Only the plain skiplist takes concurrent inserts; writes to one instance are
+            // serialized instead (a subtask writes from one thread anyway).
+            o.set_allow_concurrent_memtable_write(false);
+        }
         self.apply_cf(&mut o);
         o
     }
 
-    /// The options of the column family of a state; a TTL state's also filter expired
-    /// entries in compactions, as configured in `ttl`.
-    pub(crate) fn cf_options(&self, ttl: Option<&TtlSlot>) -> Options {
+    /// The options of the column family of a state, whose keys have a key-group prefix of
+    /// `prefix_len` bytes. A TTL state's also filter expired entries in compactions, as
+    /// configured in `ttl`.
+    ///
+    /// With memtable hash buckets, the memtable is a hash of skiplists keyed by the key
+    /// group and the key ([`key_part_1`]), so a point access searches the few entries of
+    /// its key instead of one skiplist of everything. Iterators then only see the entries
+    /// of their seek key's key unless they ask for total order ([`crate::table::Seek`]).
+    pub(crate) fn cf_options(&self, prefix_len: usize, ttl: Option<&TtlSlot>) -> Options {
         let mut o = Options::default();
         self.apply_cf(&mut o);
+        if self.memtable_hash_buckets > 0 {
+            let part = if prefix_len == 1 {
+                key_part_1
+            } else {
+                key_part_2
+            };
+            o.set_prefix_extractor(SliceTransform::create("cornerstone-key", part, None));
+            o.set_memtable_factory(MemtableFactory::HashSkipList {
+                bucket_count: self.memtable_hash_buckets,
+                height: 4,
+                branching_factor: 4,
+            });
+        }
         if let Some(slot) = ttl {
             o.set_compaction_filter_factory(TtlFilterFactory::new(Arc::clone(slot)));
         }
@@ -172,6 +203,8 @@ pub(crate) struct Instance {
     pub(crate) write: WriteOptions,
     pub(crate) read: ReadOptions,
     pub(crate) resources: Resources,
+    /// The width of the key-group prefix of the keys.
+    prefix_len: usize,
     /// The TTL compaction configuration of each TTL state's column family.
     ttl_slots: Mutex<HashMap<String, TtlSlot>>,
     pub(crate) dir: TempDir,
@@ -195,8 +228,14 @@ pub(crate) fn working_dir(root: &Path) -> Result<TempDir> {
 }
 
 impl Instance {
-    /// Opens (creating if needed) the database at `dir/db` with column families `cfs`.
-    pub(crate) fn open(dir: TempDir, resources: Resources, cfs: &[CfSpec]) -> Result<Self> {
+    /// Opens (creating if needed) the database at `dir/db` with column families `cfs`,
+    /// whose keys have a key-group prefix of `prefix_len` bytes.
+    pub(crate) fn open(
+        dir: TempDir,
+        resources: Resources,
+        prefix_len: usize,
+        cfs: &[CfSpec],
+    ) -> Result<Self> {
         let db_path = dir.path().join("db");
         let mut ttl_slots = HashMap::new();
         let descriptors: Vec<ColumnFamilyDescriptor> = cfs
@@ -207,7 +246,10 @@ impl Instance {
                     ttl_slots.insert(cf.name.clone(), Arc::clone(&slot));
                     slot
                 });
-                ColumnFamilyDescriptor::new(&cf.name, resources.cf_options(slot.as_ref()))
+                ColumnFamilyDescriptor::new(
+                    &cf.name,
+                    resources.cf_options(prefix_len, slot.as_ref()),
+                )
             })
             .collect();
         let db = Db::open_cf_descriptors(&resources.db_options(), &db_path, descriptors)
@@ -217,6 +259,7 @@ impl Instance {
             write: write_options(),
             read: ReadOptions::default(),
             resources,
+            prefix_len,
             ttl_slots: Mutex::new(ttl_slots),
             dir,
         })
@@ -233,7 +276,10 @@ impl Instance {
                 slot
             });
             self.db
-                .create_cf(&cf.name, &self.resources.cf_options(slot.as_ref()))
+                .create_cf(
+                    &cf.name,
+                    &self.resources.cf_options(self.prefix_len, slot.as_ref()),
+                )
                 .map_err(|e| {
                     from_rocksdb("create column family", e).with_context("column_family", &cf.name)
                 })?;
@@ -259,11 +305,14 @@ impl Instance {
 }
 
 /// Opens a database read-only (a native checkpoint or a downloaded snapshot): nothing is
-/// compacted, so no column family needs a compaction filter.
+/// written or compacted, so no column family needs a memtable layout or a compaction
+/// filter.
 pub(crate) fn open_read_only(resources: &Resources, path: &Path, cfs: &[String]) -> Result<Db> {
-    let descriptors = cfs
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, resources.cf_options(None)));
+    let descriptors = cfs.iter().map(|name| {
+        let mut o = Options::default();
+        resources.apply_cf(&mut o);
+        ColumnFamilyDescriptor::new(name, o)
+    });
     Db::open_cf_descriptors_read_only(&resources.db_options(), path, descriptors, false)
         .map_err(|e| from_rocksdb("open read-only", e).with_context("path", path.display()))
 }

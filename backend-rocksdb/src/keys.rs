@@ -120,6 +120,29 @@ pub(crate) fn split(raw: &[u8], prefix_len: usize) -> Result<SplitKey<'_>> {
     })
 }
 
+/// The key-group prefix and the length-prefixed key of a stored key: the prefix that
+/// RocksDB hashes into the buckets of the memtable (every namespace and map entry of one
+/// key shares it). A key too short to hold one is its own prefix.
+#[inline]
+fn key_part(raw: &[u8], prefix_len: usize) -> &[u8] {
+    let Some(rest) = raw.get(prefix_len..) else {
+        return raw;
+    };
+    read_varint(rest)
+        .and_then(|(len, n)| raw.get(..prefix_len + n + len))
+        .unwrap_or(raw)
+}
+
+/// [`key_part`] with a 1-byte key-group prefix (a RocksDB prefix extractor).
+pub(crate) fn key_part_1(raw: &[u8]) -> &[u8] {
+    key_part(raw, 1)
+}
+
+/// [`key_part`] with a 2-byte key-group prefix (a RocksDB prefix extractor).
+pub(crate) fn key_part_2(raw: &[u8]) -> &[u8] {
+    key_part(raw, 2)
+}
+
 /// The smallest key above every key that starts with `prefix`, if any.
 pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut out = prefix.to_vec();
@@ -156,5 +179,24 @@ mod tests {
         assert!(split(&[], 2).is_err());
         assert_eq!(prefix_successor(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_successor(&[0xff]), None);
+    }
+
+    #[test]
+    fn the_key_part_is_the_key_group_and_the_key() {
+        for prefix in [1usize, 2] {
+            let mut out = Vec::new();
+            push_key_group(&mut out, 77, prefix);
+            let long = "y".repeat(200);
+            push_encoded(&mut out, &long).unwrap();
+            let key_end = out.len();
+            push_encoded(&mut out, &5u64).unwrap();
+            out.extend_from_slice(b"uk");
+            let part = if prefix == 1 { key_part_1 } else { key_part_2 };
+            assert_eq!(part(&out), &out[..key_end]);
+            assert_eq!(part(&out[..key_end]), &out[..key_end]);
+            // Too short to hold a key: the whole slice (a key-group bound, a cut key).
+            assert_eq!(part(&out[..prefix]), &out[..prefix]);
+            assert_eq!(part(&out[..key_end - 1]), &out[..key_end - 1]);
+        }
     }
 }

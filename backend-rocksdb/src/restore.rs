@@ -25,7 +25,7 @@ use crate::db::{CfSpec, Instance, Resources, open_read_only, working_dir};
 use crate::error::{from_rocksdb, local_io};
 use crate::keys::{key_group_bound, prefix_len, push_field, push_key_group};
 use crate::snapshot::{SnapshotMeta, decode_meta};
-use crate::table::scan;
+use crate::table::{Seek, scan};
 
 /// Writes are applied in batches of about this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
@@ -185,14 +185,14 @@ pub(crate) fn restore(
             }
             cfs.push(cf);
         }
-        let inst = Instance::open(dir, resources, &cfs)?;
+        let inst = Instance::open(dir, resources, plen, &cfs)?;
         if h.range != range {
             clip(&inst, &cfs, range, params.max_parallelism, plen)?;
         }
         return Ok((inst, states));
     }
 
-    let inst = Instance::open(dir, resources, &[])?;
+    let inst = Instance::open(dir, resources, plen, &[])?;
     let mut loader = Loader {
         inst: &inst,
         batch: WriteBatch::default(),
@@ -267,10 +267,17 @@ pub(crate) fn restore(
                             Error::corrupted("a state's column family is missing from the snapshot")
                                 .with_context("state", &s.meta.name)
                         })?;
-                        scan(&db, &source, &lower, Some(upper.clone()), &mut |k, v| {
-                            loader.put(&cf.name, k, v)?;
-                            Ok(true)
-                        })?;
+                        scan(
+                            &db,
+                            &source,
+                            &lower,
+                            Some(upper.clone()),
+                            Seek::Total,
+                            &mut |k, v| {
+                                loader.put(&cf.name, k, v)?;
+                                Ok(true)
+                            },
+                        )?;
                     }
                 }
                 std::fs::remove_dir_all(&tmp)

@@ -25,7 +25,7 @@ use crate::config::NAME;
 use crate::db::{Instance, open_read_only};
 use crate::error::local_io;
 use crate::keys::{key_group_bound, split};
-use crate::table::scan;
+use crate::table::{Seek, scan};
 
 /// What the synchronous phase captured: a native checkpoint in a local directory and the
 /// states it holds.
@@ -99,26 +99,36 @@ impl AsyncSnapshot for FullSnapshot {
             for (index, (entry, cf)) in s.states.iter().zip(&handles).enumerate() {
                 let is_map = entry.meta.kind == StateKind::Map;
                 let state = index as u16;
-                scan(&db, cf, &lower, Some(upper.clone()), &mut |k, v| {
-                    let parts = split(k, s.prefix_len)?;
-                    let user_key = is_map.then_some(parts.rest);
-                    let filtered = match &entry.filter {
-                        Some(f) => {
-                            f(v, self.now).map_err(|e| e.with_context("state", &entry.meta.name))?
+                scan(
+                    &db,
+                    cf,
+                    &lower,
+                    Some(upper.clone()),
+                    Seek::Total,
+                    &mut |k, v| {
+                        let parts = split(k, s.prefix_len)?;
+                        let user_key = is_map.then_some(parts.rest);
+                        let filtered = match &entry.filter {
+                            Some(f) => f(v, self.now)
+                                .map_err(|e| e.with_context("state", &entry.meta.name))?,
+                            None => Filtered::Keep,
+                        };
+                        match filtered {
+                            Filtered::Keep => {
+                                writer.raw_record(state, parts.key, parts.namespace, user_key, v)?
+                            }
+                            Filtered::Replace(v) => writer.raw_record(
+                                state,
+                                parts.key,
+                                parts.namespace,
+                                user_key,
+                                &v,
+                            )?,
+                            Filtered::Drop => {}
                         }
-                        None => Filtered::Keep,
-                    };
-                    match filtered {
-                        Filtered::Keep => {
-                            writer.raw_record(state, parts.key, parts.namespace, user_key, v)?
-                        }
-                        Filtered::Replace(v) => {
-                            writer.raw_record(state, parts.key, parts.namespace, user_key, &v)?
-                        }
-                        Filtered::Drop => {}
-                    }
-                    Ok(true)
-                })?;
+                        Ok(true)
+                    },
+                )?;
             }
         }
         let (out, offsets) = writer.finish()?;

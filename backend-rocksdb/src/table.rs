@@ -20,15 +20,28 @@ pub(crate) type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
 /// Type markers of a table.
 type Types<K, N, V> = PhantomData<fn() -> (K, N, V)>;
 
-/// Visits the entries of `cf` in `[lower, upper)`; `visit` returns `false` to stop.
+/// Which entries an iterator sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seek {
+    /// Every entry, in key order (across keys, key groups, the whole column family).
+    Total,
+    /// Only the entries of the seek key's key (its namespaces, its map entries): the
+    /// iterator reads one bucket of a hash-indexed memtable.
+    WithinKey,
+}
+
+/// Visits the entries of `cf` in `[lower, upper)`; `visit` returns `false` to stop. With
+/// [`Seek::WithinKey`], `[lower, upper)` must lie within the entries of one key.
 pub(crate) fn scan(
     db: &Db,
     cf: &impl rocksdb::AsColumnFamilyRef,
     lower: &[u8],
     upper: Option<Vec<u8>>,
+    seek: Seek,
     visit: &mut Visit<'_>,
 ) -> Result<()> {
     let mut ro = ReadOptions::default();
+    ro.set_total_order_seek(seek == Seek::Total);
     if let Some(upper) = upper {
         ro.set_iterate_upper_bound(upper);
     }
@@ -134,11 +147,20 @@ impl Core {
             .map_err(|e| from_rocksdb("write batch", e).with_context("state", &self.state))
     }
 
-    /// Visits the entries whose key starts with `prefix`.
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+    /// Visits the entries whose stored key starts with `prefix`, which holds a whole key
+    /// (its namespace too: the entries of one map) with [`Seek::WithinKey`], or anything
+    /// with [`Seek::Total`].
+    fn scan_prefix(&self, prefix: &[u8], seek: Seek, visit: &mut Visit<'_>) -> Result<()> {
         let cf = self.inst.cf(&self.cf)?;
-        scan(&self.inst.db, &cf, prefix, prefix_successor(prefix), visit)
-            .map_err(|e| e.with_context("state", &self.state))
+        scan(
+            &self.inst.db,
+            &cf,
+            prefix,
+            prefix_successor(prefix),
+            seek,
+            visit,
+        )
+        .map_err(|e| e.with_context("state", &self.state))
     }
 
     /// The keys with an entry in namespace `ns`, each once.
@@ -148,7 +170,7 @@ impl Core {
         let mut last: Vec<u8> = Vec::new();
         let mut first = true;
         let prefix_len = self.prefix_len;
-        self.scan_prefix(&[], &mut |k, _| {
+        self.scan_prefix(&[], Seek::Total, &mut |k, _| {
             let s = split(k, prefix_len)?;
             if s.namespace == ns.as_slice() && (first || s.key != last.as_slice()) {
                 first = false;
@@ -326,7 +348,7 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
     fn for_each(&self, key: &K, ns: &N, f: &mut dyn FnMut(&UK, &UV)) -> Result<()> {
         let prefix = self.core.key_ns(key, ns)?;
         let core = &self.core;
-        core.scan_prefix(&prefix, &mut |k, v| {
+        core.scan_prefix(&prefix, Seek::WithinKey, &mut |k, v| {
             let uk: UK = core.decode(&k[prefix.len()..])?;
             let uv: UV = core.decode(v)?;
             f(&uk, &uv);
@@ -336,19 +358,21 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
     fn is_empty(&self, key: &K, ns: &N) -> Result<bool> {
         let prefix = self.core.key_ns(key, ns)?;
         let mut empty = true;
-        self.core.scan_prefix(&prefix, &mut |_, _| {
-            empty = false;
-            Ok(false)
-        })?;
+        self.core
+            .scan_prefix(&prefix, Seek::WithinKey, &mut |_, _| {
+                empty = false;
+                Ok(false)
+            })?;
         Ok(empty)
     }
     fn clear(&self, key: &K, ns: &N) -> Result<()> {
         let prefix = self.core.key_ns(key, ns)?;
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        self.core.scan_prefix(&prefix, &mut |k, _| {
-            keys.push(k.to_vec());
-            Ok(true)
-        })?;
+        self.core
+            .scan_prefix(&prefix, Seek::WithinKey, &mut |k, _| {
+                keys.push(k.to_vec());
+                Ok(true)
+            })?;
         if keys.is_empty() {
             return Ok(());
         }

@@ -22,9 +22,12 @@ fn params() -> KeyedBackendParams {
     KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P))
 }
 
+/// Hash-indexed memtables here, beside the default plain skiplist in the incremental
+/// conformance suite.
 fn factory(dir: &std::path::Path) -> RocksDbStateBackend {
     RocksDbStateBackend::new()
         .working_dir(dir)
+        .memtable_hash_buckets(1024)
         .block_cache_size(8 << 20)
         .write_buffer_size(4 << 20)
 }

@@ -29,13 +29,20 @@ const SEED: u64 = 0x5eed_c0de;
 /// Keys of the checkpoint-size workload.
 const CHECKPOINT_KEYS: u64 = 1_000_000;
 
+/// Buckets of the hash-indexed memtables of the `rocksdb_hash` runs.
+const HASH_BUCKETS: usize = 100_000;
+
 fn factory(dir: &std::path::Path) -> RocksDbStateBackend {
     RocksDbStateBackend::new().working_dir(dir)
 }
 
+/// The backend with its defaults (`rocksdb`), and with hash-indexed memtables
+/// (`rocksdb_hash`).
 fn backend(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temp dir");
     state_ops(c, "rocksdb", &factory(dir.path()));
+    let hashed = factory(dir.path()).memtable_hash_buckets(HASH_BUCKETS);
+    state_ops(c, "rocksdb_hash", &hashed);
 }
 
 /// The stored key of `key` in namespace `()`: key group, length-prefixed big-endian key,
@@ -51,9 +58,9 @@ fn state_key(key: u64, out: &mut Vec<u8>) {
 }
 
 fn open_raw(dir: &std::path::Path, factory: &RocksDbStateBackend, cfs: &[&str]) -> Db {
-    let descriptors = cfs
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, factory.column_family_options()));
+    let descriptors = cfs.iter().map(|name| {
+        ColumnFamilyDescriptor::new(*name, factory.column_family_options(MAX_PARALLELISM))
+    });
     Db::open_cf_descriptors(&factory.db_options(), dir.join("db"), descriptors)
         .expect("open raw db")
 }
@@ -331,16 +338,18 @@ fn checkpoints(c: &mut Criterion) {
     );
 
     let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
+    let hashed = factory(dir.path()).memtable_hash_buckets(HASH_BUCKETS);
     let mut group = c.benchmark_group("restore");
     group.sample_size(10);
     group.throughput(Throughput::Elements(CHECKPOINT_KEYS));
-    for (label, handles) in [
-        ("incremental", second.keyed.clone()),
-        ("full", full_handles),
+    for (label, handles, into) in [
+        ("rocksdb/incremental", second.keyed.clone(), &incremental),
+        ("rocksdb/full", full_handles.clone(), &incremental),
+        ("rocksdb_hash/full", full_handles, &hashed),
     ] {
-        group.bench_function(format!("rocksdb/{label}/1M"), |b| {
+        group.bench_function(format!("{label}/1M"), |b| {
             b.iter(|| {
-                let restored = incremental
+                let restored = into
                     .create_keyed_backend::<u64>(
                         params().restore(handles.clone(), Some(reader.clone())),
                     )

@@ -18,11 +18,12 @@ pub struct RocksHarness {
 }
 
 impl RocksHarness {
-    fn new(incremental: bool) -> Self {
+    fn new(incremental: bool, memtable_hash_buckets: usize) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("a temp dir"));
         let factory = RocksDbStateBackend::new()
             .working_dir(dir.path())
             .incremental(incremental)
+            .memtable_hash_buckets(memtable_hash_buckets)
             .block_cache_size(8 << 20)
             .write_buffer_size(4 << 20)
             .write_buffer_manager_limit(16 << 20);
@@ -33,14 +34,16 @@ impl RocksHarness {
         }
     }
 
-    /// Incremental snapshots (the default of the backend).
+    /// Incremental snapshots and the plain skiplist memtable (the defaults of the backend).
     pub fn incremental() -> Self {
-        Self::new(true)
+        Self::new(true, 0)
     }
 
-    /// Full key-group-indexed snapshots.
+    /// Full key-group-indexed snapshots, over hash-indexed memtables of 16 buckets: the
+    /// keys of the suite collide in buckets, so iterators must keep to their own key or
+    /// ask for total order.
     pub fn full() -> Self {
-        Self::new(false)
+        Self::new(false, 16)
     }
 
     /// The root of the working directories.
