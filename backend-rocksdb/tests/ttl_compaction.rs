@@ -88,6 +88,19 @@ fn write(s: &States, clock: &ManualClock) {
     }
 }
 
+/// A backend restored from checkpoint 1 of a backend that [`write`] filled.
+fn written_and_restored(h: &RocksHarness, clock: &ManualClock) -> RocksDbKeyedStateBackend<u64> {
+    let source = backend(h, clock, Vec::new());
+    write(&states(&source), clock);
+    let handles = source
+        .snapshot(CheckpointId(1))
+        .unwrap()
+        .write(&*h.stream_factory(CheckpointId(1)))
+        .unwrap()
+        .keyed;
+    backend(h, clock, handles)
+}
+
 /// At time 2100 (the writes of time 0 expired, those of 1500 not), compacts and checks
 /// what is left.
 fn compact_and_check(backend: &RocksDbKeyedStateBackend<u64>, s: &States, clock: &ManualClock) {
@@ -140,16 +153,7 @@ fn compaction_drops_expired_entries_of_states_that_ask_for_it() {
 fn compaction_cleanup_applies_to_restored_states() {
     for h in [RocksHarness::incremental(), RocksHarness::full()] {
         let clock = ManualClock::new(0);
-        let handles = {
-            let backend = backend(&h, &clock, Vec::new());
-            write(&states(&backend), &clock);
-            let snapshot = backend.snapshot(CheckpointId(1)).unwrap();
-            snapshot
-                .write(&*h.stream_factory(CheckpointId(1)))
-                .unwrap()
-                .keyed
-        };
-        let restored = backend(&h, &clock, handles);
+        let restored = written_and_restored(&h, &clock);
         // Registered before the clock passes the TTL: nothing has been read or cleaned.
         let s = states(&restored);
         compact_and_check(&restored, &s, &clock);
@@ -162,16 +166,7 @@ fn compaction_cleanup_applies_to_restored_states() {
 fn unregistered_restored_states_keep_their_entries() {
     let h = RocksHarness::incremental();
     let clock = ManualClock::new(0);
-    let handles = {
-        let backend = backend(&h, &clock, Vec::new());
-        write(&states(&backend), &clock);
-        let snapshot = backend.snapshot(CheckpointId(1)).unwrap();
-        snapshot
-            .write(&*h.stream_factory(CheckpointId(1)))
-            .unwrap()
-            .keyed
-    };
-    let restored = backend(&h, &clock, handles);
+    let restored = written_and_restored(&h, &clock);
     clock.set(10_000);
     restored.compact().unwrap();
     let swept = restored
