@@ -147,6 +147,20 @@ impl Resources {
         o
     }
 
+    /// The options of column family `cf`; a TTL state's get a new [`TtlSlot`], kept in
+    /// `slots` under the column family's name.
+    fn cf_options_with_slot(
+        &self,
+        prefix_len: usize,
+        cf: &CfSpec,
+        slots: &mut HashMap<String, TtlSlot>,
+    ) -> Options {
+        let slot = cf
+            .ttl
+            .then(|| Arc::clone(slots.entry(cf.name.clone()).or_default()));
+        self.cf_options(prefix_len, slot.as_ref())
+    }
+
     fn apply_cf(&self, o: &mut Options) {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
@@ -241,15 +255,8 @@ impl Instance {
         let descriptors: Vec<ColumnFamilyDescriptor> = cfs
             .iter()
             .map(|cf| {
-                let slot = cf.ttl.then(|| {
-                    let slot = TtlSlot::default();
-                    ttl_slots.insert(cf.name.clone(), Arc::clone(&slot));
-                    slot
-                });
-                ColumnFamilyDescriptor::new(
-                    &cf.name,
-                    resources.cf_options(prefix_len, slot.as_ref()),
-                )
+                let options = resources.cf_options_with_slot(prefix_len, cf, &mut ttl_slots);
+                ColumnFamilyDescriptor::new(&cf.name, options)
             })
             .collect();
         let db = Db::open_cf_descriptors(&resources.db_options(), &db_path, descriptors)
@@ -268,21 +275,14 @@ impl Instance {
     /// Creates the column family of `cf` unless it exists.
     pub(crate) fn ensure_cf(&self, cf: &CfSpec) -> Result<()> {
         if self.db.cf_handle(&cf.name).is_none() {
-            let slot = cf.ttl.then(|| {
-                let slot = TtlSlot::default();
-                self.ttl_slots
-                    .lock()
-                    .insert(cf.name.clone(), Arc::clone(&slot));
-                slot
-            });
-            self.db
-                .create_cf(
-                    &cf.name,
-                    &self.resources.cf_options(self.prefix_len, slot.as_ref()),
-                )
-                .map_err(|e| {
-                    from_rocksdb("create column family", e).with_context("column_family", &cf.name)
-                })?;
+            let options = self.resources.cf_options_with_slot(
+                self.prefix_len,
+                cf,
+                &mut self.ttl_slots.lock(),
+            );
+            self.db.create_cf(&cf.name, &options).map_err(|e| {
+                from_rocksdb("create column family", e).with_context("column_family", &cf.name)
+            })?;
         }
         Ok(())
     }
