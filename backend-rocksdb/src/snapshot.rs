@@ -113,19 +113,16 @@ impl AsyncSnapshot for FullSnapshot {
                                 .map_err(|e| e.with_context("state", &entry.meta.name))?,
                             None => Filtered::Keep,
                         };
-                        match filtered {
-                            Filtered::Keep => {
-                                writer.raw_record(state, parts.key, parts.namespace, user_key, v)?
+                        let replaced;
+                        let value = match filtered {
+                            Filtered::Keep => v,
+                            Filtered::Replace(r) => {
+                                replaced = r;
+                                &replaced
                             }
-                            Filtered::Replace(v) => writer.raw_record(
-                                state,
-                                parts.key,
-                                parts.namespace,
-                                user_key,
-                                &v,
-                            )?,
-                            Filtered::Drop => {}
-                        }
+                            Filtered::Drop => return Ok(true),
+                        };
+                        writer.raw_record(state, parts.key, parts.namespace, user_key, value)?;
                         Ok(true)
                     },
                 )?;
