@@ -44,10 +44,10 @@ pub struct RocksDbConfig {
     /// skiplists, so point accesses do not search one skiplist of the whole memtable;
     /// each bucket costs 8 bytes of every memtable.
     ///
-    /// A trade-off, measured in `benches/README.md` with 100k buckets: point reads of
-    /// values 2.6× faster and map iteration 1.6× faster, but every flush first sorts the
+    /// A trade-off, measured in one run in `benches/README.md` with 100k buckets: value
+    /// reads 1.7× faster, map puts and gets 1.6× faster, but every flush first sorts the
     /// memtable, so write-heavy work pays on the flush threads and a full-snapshot
-    /// restore (which re-inserts every key) took 4.9× longer.
+    /// restore (which re-inserts every key) took 6.1× longer.
     pub memtable_hash_buckets: usize,
     /// Compression of SST blocks.
     pub compression: RocksDbCompression,
