@@ -56,11 +56,11 @@ pub fn skip(test: &str, why: &str) {
     assert!(
         !required(),
         "{test} (s3): {why}, and CORNERSTONE_REQUIRE_S3=1 requires the S3 variants to run \
-         (install `weed` with `scripts/seaweedfs.sh install` and set CORNERSTONE_WEED)"
+         (`scripts/test` installs `weed`; or `scripts/seaweedfs.sh install` and set CORNERSTONE_WEED)"
     );
     let msg = format!(
-        "SKIPPED {test} (s3): {why}; run `scripts/seaweedfs.sh install` (and set CORNERSTONE_WEED \
-         to the path it prints) to run it; CORNERSTONE_REQUIRE_S3=1 makes this a failure\n"
+        "SKIPPED {test} (s3): {why}; run the tests with `scripts/test` (it installs `weed`), or set CORNERSTONE_WEED \
+         to a `weed` binary; CORNERSTONE_REQUIRE_S3=1 makes this a failure\n"
     );
     let _ = std::io::stderr().write_all(msg.as_bytes());
 }
