@@ -26,6 +26,13 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend or store was closed.
     Closed,
+    /// An operation failed in a way that leaves its outcome unknown: it may or may not have
+    /// taken effect (a commit whose response was lost). Nothing was cleaned up; the next
+    /// reader of the storage finds out which (Flink's `PossibleInconsistentStateException`).
+    OutcomeUnknown,
+    /// Another writer took over (a newer epoch holds the job directory's lease): this writer
+    /// must stop; it committed and deleted nothing.
+    Fenced,
     /// A bug or an unexpected condition.
     Internal,
 }
@@ -42,6 +49,8 @@ impl ErrorKind {
             ErrorKind::LimitExceeded => "limit exceeded",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Closed => "closed",
+            ErrorKind::OutcomeUnknown => "outcome unknown",
+            ErrorKind::Fenced => "fenced",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -55,9 +64,22 @@ impl fmt::Display for ErrorKind {
 
 /// The error of every Cornerstone crate: a kind, a message, context pairs and a source.
 ///
-/// `Display` is one line: `kind: message (key=value, ...)`, followed by `: source` when there
-/// is a source. The source is printed, not returned from `source()`, so reporters that walk
-/// the chain do not show it twice.
+/// # Display and `source()`
+///
+/// `Display` (with or without `{:#}`) is one line that tells the whole story:
+/// `kind: message (key=value, ...)`, followed by `: source` when there is a source (the
+/// source's own `Display`, which for I/O and OpenDAL errors includes their causes). So an
+/// `Error` is printed for a human with `{}`: our messages, logs and reports do that, and
+/// strings kept from it (`to_string()`) keep the cause.
+///
+/// [`source()`](std::error::Error::source) returns the same underlying error, for programs
+/// that inspect or downcast it (such as to an `std::io::Error` or an `opendal::Error`).
+///
+/// The rule for printers: print an `Error` with `{}` and do not walk its `source()` chain
+/// for display, or the cause shows twice. A printer that walks chains for other error types
+/// (anyhow's `{:#}`) skips a cause whose text the message printed so far already contains,
+/// as the `cornerstone` command-line tool does (OpenDAL's errors print their sources the
+/// same way).
 pub struct Error {
     kind: ErrorKind,
     message: Cow<'static, str>,
@@ -119,7 +141,8 @@ impl Error {
         self.kind == ErrorKind::Unavailable
     }
 
-    /// The underlying error, if any (also printed by `Display`).
+    /// The underlying error, if any (also printed by `Display`, and returned by
+    /// [`source()`](std::error::Error::source)).
     pub fn inner(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         self.source.as_deref()
     }
@@ -145,8 +168,19 @@ impl Error {
     }
 
     /// An I/O error, classified by its kind.
+    ///
+    /// An I/O error that carries an [`Error`] (as readers and writers of checkpoint streams
+    /// return through `std::io`) gives back that error, with its kind.
     pub fn io(op: &'static str, e: std::io::Error) -> Self {
         use std::io::ErrorKind as Io;
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(carried)) => *carried,
+                _ => {
+                    Error::internal("lost the error carried by an i/o error").with_context("op", op)
+                }
+            };
+        }
         let kind = match e.kind() {
             Io::NotFound => ErrorKind::NotFound,
             Io::AlreadyExists => ErrorKind::AlreadyExists,
@@ -198,7 +232,14 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    /// The underlying error (also printed by `Display`: see the type's documentation).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
@@ -220,8 +261,39 @@ mod tests {
             e.to_string(),
             "corrupted: checksum mismatch (checkpoint=42, path=chk-42/_metadata): boom"
         );
+        assert_eq!(
+            format!("{e:#}"),
+            e.to_string(),
+            "the alternate form is the same"
+        );
         assert_eq!(e.context("checkpoint"), Some("42"));
-        assert!(std::error::Error::source(&e).is_none());
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn source_returns_the_underlying_error() {
+        let e = Error::io(
+            "read",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "bad byte"),
+        );
+        let source = std::error::Error::source(&e).expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(io.to_string(), "bad byte");
+        assert!(std::error::Error::source(&Error::internal("no source")).is_none());
+    }
+
+    #[test]
+    fn io_gives_back_a_carried_error_with_its_kind() {
+        let carried = Error::internal("a persistent storage failure").with_context("path", "p");
+        let e = Error::io("read state stream", std::io::Error::other(carried));
+        assert_eq!(e.kind(), ErrorKind::Internal, "not Unavailable: {e}");
+        assert_eq!(e.message(), "a persistent storage failure");
+        assert_eq!(e.context("path"), Some("p"));
+        // Unknown I/O errors keep their classification.
+        let other = Error::io("read", std::io::Error::other("boom"));
+        assert_eq!(other.kind(), ErrorKind::Unavailable);
     }
 }

@@ -207,8 +207,54 @@ impl SubtaskState {
             .collect()
     }
 
-    /// The total size in bytes of the referenced streams.
+    /// The total size in bytes of the referenced streams, saturating at `u64::MAX`: sizes
+    /// come from storage (`_metadata`), so their sum must not panic or wrap. (A decoded
+    /// `_metadata` never saturates: its validation rejects sizes whose sum overflows.)
     pub fn state_size(&self) -> u64 {
-        self.streams().iter().map(|s| s.size()).sum()
+        self.checked_state_size().unwrap_or(u64::MAX)
+    }
+
+    /// The total size in bytes of the referenced streams, or `None` when the sum overflows
+    /// u64 (only handles crafted or corrupted in storage can do that).
+    pub fn checked_state_size(&self) -> Option<u64> {
+        self.streams()
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.size()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> OperatorStateHandle {
+        OperatorStateHandle {
+            states: BTreeMap::new(),
+            stream: StreamStateHandle::File(FileStateHandle {
+                path: path.to_owned(),
+                scope: StateScope::Exclusive,
+                size,
+                crc32: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn state_size_saturates_and_checked_state_size_reports_overflow() {
+        let mut state = SubtaskState {
+            keyed: vec![],
+            operator: vec![
+                file("chk-1/a", u64::MAX / 2 + 1),
+                OperatorStateHandle {
+                    states: BTreeMap::new(),
+                    stream: StreamStateHandle::Inline(vec![0; 3]),
+                },
+            ],
+        };
+        assert_eq!(state.checked_state_size(), Some(u64::MAX / 2 + 4));
+        assert_eq!(state.state_size(), u64::MAX / 2 + 4);
+        state.operator.push(file("chk-1/b", u64::MAX / 2 + 1));
+        assert_eq!(state.checked_state_size(), None);
+        assert_eq!(state.state_size(), u64::MAX);
     }
 }

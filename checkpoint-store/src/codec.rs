@@ -19,7 +19,10 @@
 //! bincode (big-endian, fixed-width integers).
 //!
 //! Decoding never panics: every length is checked against the input, the decompressed size
-//! is capped, and the decoded metadata is validated ([`CheckpointMetadata::validate`]).
+//! is capped, and the decoded metadata is validated ([`CheckpointMetadata::validate`]),
+//! including that the recorded state sizes sum without overflowing u64, so that nothing
+//! computed from a decoded `_metadata` (such as [`CheckpointMetadata::state_size`]) can
+//! overflow either.
 
 use std::io::Read;
 
@@ -171,7 +174,8 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 ///
 /// # Errors
 /// [`ErrorKind::Corrupted`] naming what is wrong (magic, length, checksum, section,
-/// decoding, invariant); [`ErrorKind::Unsupported`] for an unknown version or a critical
+/// decoding, invariant, such as state sizes that overflow u64 when summed, naming the
+/// operator and the sum); [`ErrorKind::Unsupported`] for an unknown version or a critical
 /// section this version does not know, naming the supported versions.
 pub fn decode(bytes: &[u8]) -> Result<CheckpointMetadata> {
     if bytes.len() < 6 {

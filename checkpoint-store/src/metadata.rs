@@ -65,9 +65,13 @@ impl OperatorState {
         }
     }
 
-    /// The total size of the referenced streams (inline and files).
+    /// The total size of the referenced streams (inline and files), saturating at
+    /// `u64::MAX` (a decoded `_metadata` never saturates: [`CheckpointMetadata::validate`]
+    /// rejects sizes whose sum overflows).
     pub fn state_size(&self) -> u64 {
-        self.subtasks.values().map(SubtaskState::state_size).sum()
+        self.subtasks
+            .values()
+            .fold(0u64, |sum, s| sum.saturating_add(s.state_size()))
     }
 }
 
@@ -115,15 +119,21 @@ impl CheckpointMetadata {
             .collect()
     }
 
-    /// The total size of the referenced state (inline and files).
+    /// The total size of the referenced state (inline and files), saturating at `u64::MAX`
+    /// (a decoded `_metadata` never saturates: [`CheckpointMetadata::validate`] rejects sizes
+    /// whose sum overflows).
     pub fn state_size(&self) -> u64 {
-        self.operators.iter().map(OperatorState::state_size).sum()
+        self.operators
+            .iter()
+            .fold(0u64, |sum, o| sum.saturating_add(o.state_size()))
     }
 
     /// Checks the invariants a decoded `_metadata` must hold, so that no later step can be
     /// misled by a crafted file: parallelism within max parallelism, subtask indices below
     /// the parallelism, key-group ranges inside max parallelism, offsets consistent, and every
-    /// file path a safe relative path (no `..`, no leading `/`) whose scope matches the kind.
+    /// file path a safe relative path (no `..`, no leading `/`) whose scope matches the kind,
+    /// and the sizes of all referenced streams summing to at most `u64::MAX` (so that
+    /// [`state_size`](Self::state_size) and every partial sum of it are exact).
     ///
     /// # Errors
     /// [`cornerstone_backend_api::ErrorKind::Corrupted`] naming what is wrong.
@@ -133,6 +143,8 @@ impl CheckpointMetadata {
             return Err(ctx(Error::corrupted("_metadata has an empty job id")));
         }
         let mut uids = std::collections::BTreeSet::new();
+        // The running sum of every stream size, in the order `state_size` adds them.
+        let mut total = 0u64;
         for op in &self.operators {
             let op_ctx = |e: Error| ctx(e.with_context("operator", &op.uid));
             if !uids.insert(op.uid.as_str()) {
@@ -147,6 +159,16 @@ impl CheckpointMetadata {
                 ));
             }
             for (&index, subtask) in &op.subtasks {
+                for stream in subtask.streams() {
+                    total = total.checked_add(stream.size()).ok_or_else(|| {
+                        op_ctx(
+                            Error::corrupted("state sizes overflow u64 when summed")
+                                .with_context("subtask", index)
+                                .with_context("sum", total)
+                                .with_context("size", stream.size()),
+                        )
+                    })?;
+                }
                 if index >= op.parallelism {
                     return Err(op_ctx(
                         Error::corrupted("subtask index not below the parallelism")
