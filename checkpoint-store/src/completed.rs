@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 
 use crate::codec::{self, MetadataCompression};
 use crate::layout;
+use crate::lease::Lease;
 use crate::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
+use crate::status::{self, CheckpointDirStatus, load_completed};
 use crate::store::{
     CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, StoreStateReader,
     StoreStreamFactory, random_name,
@@ -93,6 +95,11 @@ pub struct CheckpointConfig {
     pub compression: MetadataCompression,
     /// Where timestamps come from.
     pub clock: SharedClock,
+    /// Whether [`CompletedCheckpointStore::open`] falls back to the newest readable
+    /// checkpoint when a newer `_metadata` is unreadable (corrupt, or of a newer format), with
+    /// a `tracing` warning. Off by default: then opening fails with an error that names the
+    /// file, so that a job never restarts from older state without anyone deciding so.
+    pub fallback_on_unreadable: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -104,6 +111,7 @@ impl Default for CheckpointConfig {
             cleanup: CleanupPolicy::default(),
             compression: MetadataCompression::default(),
             clock: system_clock(),
+            fallback_on_unreadable: false,
         }
     }
 }
@@ -145,6 +153,12 @@ impl CheckpointConfig {
         self.clock = clock;
         self
     }
+    /// Sets [`fallback_on_unreadable`](Self::fallback_on_unreadable).
+    #[must_use]
+    pub fn fallback_on_unreadable(mut self, fallback: bool) -> Self {
+        self.fallback_on_unreadable = fallback;
+        self
+    }
 }
 
 /// A committed checkpoint or savepoint: its metadata and where it is.
@@ -180,25 +194,6 @@ impl CompletedCheckpoint {
     }
 }
 
-/// Reads and decodes a `_metadata` and works out its base directory.
-pub(crate) fn load_completed(
-    store: &CheckpointStore,
-    metadata_path: &str,
-) -> Result<CompletedCheckpoint> {
-    let bytes = store.read_all(metadata_path)?;
-    let metadata = codec::decode(&bytes).map_err(|e| e.with_context("path", metadata_path))?;
-    let dir = layout::parent_dir(metadata_path);
-    let base_dir = match metadata.kind {
-        SnapshotKind::Checkpoint => layout::parent_dir(&dir),
-        SnapshotKind::Savepoint => dir,
-    };
-    Ok(CompletedCheckpoint {
-        metadata: Arc::new(metadata),
-        metadata_path: metadata_path.to_owned(),
-        base_dir,
-    })
-}
-
 /// The `(id, dir)` of every `chk-N/` directory in `job_dir`, sorted numerically.
 pub(crate) fn checkpoint_dirs(
     store: &CheckpointStore,
@@ -218,13 +213,16 @@ pub(crate) fn checkpoint_dirs(
 }
 
 impl CheckpointStore {
-    /// Resolves a restore location (DESIGN.md §4): a `_metadata` path, a `chk-N/` or
-    /// savepoint directory, or a job directory (its latest complete checkpoint; `chk-N/`
-    /// without a valid `_metadata` are skipped).
+    /// Resolves a restore location: a `_metadata` path, a `chk-N/` or savepoint directory,
+    /// or a job directory (its latest complete checkpoint; `chk-N/` without `_metadata` are
+    /// skipped).
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`] when nothing restorable is there; decoding errors of an
-    /// explicitly named `_metadata`.
+    /// [`ErrorKind::NotFound`] when nothing restorable is there (the message lists the
+    /// checkpoint directories that exist); decoding errors of an explicitly named
+    /// `_metadata`; [`ErrorKind::Corrupted`] or [`ErrorKind::Unsupported`] naming the file
+    /// when the newest `_metadata` of a job directory is unreadable (it never falls back to
+    /// an older checkpoint silently); storage errors, transient ones included.
     pub fn resolve(&self, path: &str) -> Result<CompletedCheckpoint> {
         let trimmed = path.trim_start_matches('/');
         if layout::file_name(trimmed) == layout::METADATA_FILE && !trimmed.ends_with('/') {
@@ -235,26 +233,48 @@ impl CheckpointStore {
         if self.exists(&meta)? {
             return load_completed(self, &meta);
         }
-        for (_, chk) in checkpoint_dirs(self, &dir)?.into_iter().rev() {
-            if let Ok(done) = load_completed(self, &layout::metadata_path(&chk))
-                && done.metadata.kind == SnapshotKind::Checkpoint
-            {
-                return Ok(done);
+        let dirs = checkpoint_dirs(self, &dir)?;
+        for (id, chk) in dirs.iter().rev() {
+            let status = status::classify(self, chk, *id, None)?;
+            match status {
+                CheckpointDirStatus::Complete(done) => return Ok(done),
+                CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
+                CheckpointDirStatus::Corrupt(_) | CheckpointDirStatus::NewerFormat(_) => {
+                    return Err(status::unreadable_newest(&status, chk));
+                }
             }
         }
+        let names: Vec<String> = dirs
+            .iter()
+            .map(|(id, _)| layout::checkpoint_dir_name(*id))
+            .collect();
         Err(
             Error::not_found("no complete checkpoint or savepoint to restore")
-                .with_context("path", path),
+                .with_context("path", path)
+                .with_context(
+                    "checkpoint directories",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        format!("{} (none with _metadata)", names.join(", "))
+                    },
+                ),
         )
     }
 
     /// Disposes of a savepoint (its directory or its `_metadata`): deletes `_metadata` first,
-    /// so a half-deleted savepoint is never restorable, then the rest of the directory.
+    /// so a half-deleted savepoint is never restorable, then every other file of the
+    /// directory. Returns the paths deleted (with `dry_run`, the paths that would be).
+    ///
+    /// Only a directory whose `_metadata` decodes as a savepoint is disposed of; anything
+    /// else (no `_metadata`, an unreadable one, a checkpoint, a directory merely named
+    /// `savepoint-…`) is refused unless `force` is set, and even then a checkpoint is never
+    /// disposed of here.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when the location is a checkpoint, or neither a valid
-    /// savepoint nor a directory named `savepoint-…`; storage errors.
-    pub fn dispose_savepoint(&self, path: &str) -> Result<()> {
+    /// [`ErrorKind::InvalidInput`] when the location is refused (the message says why);
+    /// storage errors.
+    pub fn dispose_savepoint(&self, path: &str, force: bool, dry_run: bool) -> Result<Vec<String>> {
         let trimmed = path.trim_start_matches('/');
         let dir = if layout::file_name(trimmed) == layout::METADATA_FILE && !trimmed.ends_with('/')
         {
@@ -262,6 +282,12 @@ impl CheckpointStore {
         } else {
             layout::normalize_dir(trimmed)?
         };
+        if dir.is_empty() {
+            return Err(
+                Error::invalid_input("refusing to dispose of the storage root")
+                    .with_context("path", path),
+            );
+        }
         let meta = layout::metadata_path(&dir);
         match load_completed(self, &meta) {
             Ok(done) if done.metadata.kind == SnapshotKind::Savepoint => {}
@@ -272,14 +298,50 @@ impl CheckpointStore {
                 .with_context("path", &meta));
             }
             Err(e)
-                if layout::is_savepoint_dir(layout::file_name(&dir))
-                    && e.kind() != ErrorKind::Unavailable => {}
+                if force
+                    && matches!(
+                        e.kind(),
+                        ErrorKind::NotFound | ErrorKind::Corrupted | ErrorKind::Unsupported
+                    ) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::Corrupted | ErrorKind::Unsupported
+                ) =>
+            {
+                return Err(Error::invalid_input(
+                    "refusing to dispose: the directory has no readable savepoint _metadata \
+                     (pass force to delete it anyway)",
+                )
+                .with_context("path", &meta)
+                .with_context("cause", e));
+            }
             Err(e) => return Err(e),
         }
-        self.delete(&meta)?;
-        self.remove_all(&dir)?;
+        let mut files: Vec<String> = self
+            .list(&dir, true)?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| e.path)
+            .collect();
+        files.sort();
+        // `_metadata` first: a half-deleted savepoint is never restorable.
+        if let Some(i) = files.iter().position(|f| *f == meta) {
+            let m = files.remove(i);
+            files.insert(0, m);
+        }
+        if dry_run {
+            return Ok(files);
+        }
+        if files.first() == Some(&meta) {
+            self.delete(&meta)?;
+            self.sync_dirs([dir.as_str()])?;
+        }
+        for f in files.iter().skip_while(|f| **f == meta) {
+            self.delete(f)?;
+        }
         self.delete_dir_if_empty(&dir);
-        Ok(())
+        Ok(files)
     }
 }
 
@@ -294,8 +356,14 @@ struct Retained {
 #[derive(Debug, Default)]
 struct State {
     retained: Vec<Retained>,
+    /// Checkpoints whose `_metadata` commit had an unknown outcome: every file they
+    /// reference stays live until storage says whether they completed.
+    doubtful: Vec<CompletedCheckpoint>,
     cleanup_failures: Vec<String>,
     terminated: bool,
+    /// A `_metadata` on storage is unreadable (corrupt, or of a newer format): it may
+    /// reference shared files, so none is deleted.
+    keep_shared: bool,
 }
 
 struct JobInner {
@@ -303,13 +371,17 @@ struct JobInner {
     job_id: String,
     job_dir: String,
     config: CheckpointConfig,
+    lease: Lease,
     state: Mutex<State>,
 }
 
 /// The completed checkpoints of one job, in `<job-id>/` of a [`CheckpointStore`].
 ///
-/// Opening it recovers the complete checkpoints from storage (ids sorted as numbers; a
-/// `chk-N/` without a valid `_metadata` is ignored and left for garbage collection).
+/// Opening it takes the job directory's lease with a new epoch (fencing any earlier writer,
+/// see [`lease`](crate::lease)) and recovers the complete checkpoints from storage (ids
+/// sorted as numbers; a `chk-N/` without `_metadata` is ignored and left for garbage
+/// collection; an unreadable `_metadata` newer than every complete checkpoint is an error,
+/// see [`CheckpointConfig::fallback_on_unreadable`]).
 /// [`begin_checkpoint`](Self::begin_checkpoint) returns a [`PendingCheckpoint`] whose stream
 /// factory backends write through; [`PendingCheckpoint::commit`] writes `_metadata` last and
 /// atomically, then subsumes checkpoints beyond `num_retained`, deleting only files that no
@@ -325,49 +397,97 @@ impl fmt::Debug for CompletedCheckpointStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompletedCheckpointStore")
             .field("job_dir", &self.inner.job_dir)
+            .field("epoch", &self.inner.lease.epoch())
             .field("retained", &self.checkpoint_ids())
             .finish_non_exhaustive()
     }
 }
 
 impl CompletedCheckpointStore {
-    /// Opens the checkpoints of `job_id` in `store` and recovers the completed ones.
+    /// Takes the lease of `job_id`'s directory in `store` and recovers its completed
+    /// checkpoints.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a bad job id; storage errors while listing or reading.
+    /// [`ErrorKind::InvalidInput`] for a bad job id; [`ErrorKind::Corrupted`] or
+    /// [`ErrorKind::Unsupported`] naming the file when a `_metadata` newer than every
+    /// complete checkpoint is unreadable (unless
+    /// [`fallback_on_unreadable`](CheckpointConfig::fallback_on_unreadable)); storage errors
+    /// while listing or reading, transient ones included.
     pub fn open(store: &CheckpointStore, job_id: &str, config: CheckpointConfig) -> Result<Self> {
         let job_dir = layout::job_dir(job_id)?;
+        let classified = status::classify_job(store, &job_dir, None)?;
         let mut retained = Vec::new();
-        for (id, dir) in checkpoint_dirs(store, &job_dir)? {
-            let meta = layout::metadata_path(&dir);
-            match load_completed(store, &meta) {
-                Ok(done) if done.metadata.kind == SnapshotKind::Checkpoint && done.id() == id => {
-                    retained.push(Retained {
-                        done,
-                        foreign: false,
+        let mut highest = 0u64;
+        let keep_shared = classified.iter().any(|(_, _, st)| st.is_unreadable());
+        for (id, dir, st) in &classified {
+            highest = highest.max(id.get());
+            match st {
+                CheckpointDirStatus::Complete(done) => retained.push(Retained {
+                    done: done.clone(),
+                    foreign: false,
+                }),
+                CheckpointDirStatus::Corrupt(e) | CheckpointDirStatus::NewerFormat(e) => {
+                    let newest_complete = retained.last().map_or(0, |r| r.done.id().get());
+                    let newer_than_complete = classified.iter().all(|(other, _, s)| {
+                        !matches!(s, CheckpointDirStatus::Complete(_)) || other < id
                     });
+                    if newer_than_complete && !config.fallback_on_unreadable {
+                        return Err(status::unreadable_newest(st, dir));
+                    }
+                    tracing::warn!(
+                        path = %layout::metadata_path(dir),
+                        error = %e,
+                        newest_complete,
+                        "skipping a checkpoint whose _metadata is unreadable; it is kept on storage"
+                    );
                 }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::NotFound | ErrorKind::Corrupted | ErrorKind::Unsupported
-                    ) => {}
-                Err(e) => return Err(e),
+                CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
             }
         }
+        let first_id = highest.checked_add(1).ok_or_else(|| {
+            Error::corrupted("checkpoint id overflows").with_context("job", job_id)
+        })?;
+        let owner = format!(
+            "pid {} at {}",
+            std::process::id(),
+            config.clock.now_millis()
+        );
+        let lease = Lease::acquire(store, &job_dir, first_id, &owner)?;
         Ok(CompletedCheckpointStore {
             inner: Arc::new(JobInner {
                 store: store.clone(),
                 job_id: job_id.to_owned(),
                 job_dir,
                 config,
+                lease,
                 state: Mutex::new(State {
                     retained,
+                    keep_shared,
                     ..State::default()
                 }),
             }),
         })
+    }
+
+    /// The epoch of this writer's lease on the job directory.
+    pub fn epoch(&self) -> u64 {
+        self.inner.lease.epoch()
+    }
+
+    /// The lowest checkpoint id no writer of this job directory has used or reserved: the
+    /// id to continue with after a restart. Ids never repeat, not even those of checkpoints
+    /// that were aborted and whose directories are gone.
+    pub fn next_checkpoint_id(&self) -> CheckpointId {
+        let latest = self.latest().map_or(0, |c| c.id().get().saturating_add(1));
+        CheckpointId(self.inner.lease.first_id().max(latest))
+    }
+
+    /// Fails with [`ErrorKind::Fenced`] when another writer took the job directory's lease.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Fenced`]; storage errors.
+    pub fn check_lease(&self) -> Result<()> {
+        self.inner.lease.check("check the lease")
     }
 
     /// The job directory (`<job-id>/`).
@@ -416,7 +536,8 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a non-increasing id; [`ErrorKind::AlreadyExists`] when
-    /// `chk-N/_metadata` exists; [`ErrorKind::Closed`] after [`terminate`](Self::terminate).
+    /// `chk-N/_metadata` exists; [`ErrorKind::Closed`] after [`terminate`](Self::terminate);
+    /// [`ErrorKind::Fenced`] when another writer took the job directory's lease.
     pub fn begin_checkpoint(&self, id: CheckpointId) -> Result<PendingCheckpoint> {
         let inner = &self.inner;
         {
@@ -437,6 +558,8 @@ impl CompletedCheckpointStore {
             }
         }
         let dir = layout::checkpoint_dir(&inner.job_dir, id);
+        // Reserved before anything is written for it: no later writer reuses the id.
+        inner.lease.reserve(id)?;
         if inner.store.exists(&layout::metadata_path(&dir))? {
             return Err(
                 Error::new(ErrorKind::AlreadyExists, "checkpoint is already complete")
@@ -540,11 +663,14 @@ impl CompletedCheckpointStore {
 
     /// The job terminated: applies the cleanup policy ([`CleanupPolicy::deletes_on`]). When
     /// it deletes, every retained checkpoint goes (`_metadata` first), then what is left in
-    /// `shared/` and in `chk-*/`; `taskowned/` and savepoints are never touched. Afterwards no
-    /// new checkpoint can begin.
+    /// `shared/` and in `chk-*/`; `taskowned/` and savepoints are never touched, and neither
+    /// is a `chk-N/` whose `_metadata` is unreadable (corrupt, or of a newer format) nor, while
+    /// one exists, `shared/`. A fenced writer deletes nothing. Afterwards no new checkpoint
+    /// can begin.
     ///
     /// # Errors
-    /// Storage errors of the deletion (what is left is garbage for `gc`).
+    /// [`ErrorKind::Fenced`]; storage errors of the deletion (what is left is garbage for
+    /// `gc`).
     pub fn terminate(&self, status: JobStatus) -> Result<()> {
         let inner = &self.inner;
         let mut state = inner.state.lock();
@@ -552,40 +678,91 @@ impl CompletedCheckpointStore {
         if !inner.config.cleanup.deletes_on(status) {
             return Ok(());
         }
+        inner.lease.check("clean up on termination")?;
         let retained = std::mem::take(&mut state.retained);
+        let doubtful = std::mem::take(&mut state.doubtful);
         drop(state);
+        let classified = status::classify_job(&inner.store, &inner.job_dir, None)?;
+        let retained_dirs: BTreeSet<String> = retained.iter().map(|r| r.done.dir()).collect();
+        // Anything on storage this job cannot account for may reference shared files.
+        let unreadable = classified.iter().any(|(_, dir, st)| {
+            st.is_unreadable()
+                || matches!(st, CheckpointDirStatus::Complete(_)) && !retained_dirs.contains(dir)
+        });
+        // A checkpoint whose commit had an unknown outcome may be complete: keep its files.
+        let keep: BTreeSet<String> = doubtful
+            .iter()
+            .flat_map(CompletedCheckpoint::file_paths)
+            .map(|(p, _)| p)
+            .collect();
         for r in &retained {
             inner.store.delete(&r.done.metadata_path)?;
         }
+        inner.store.sync_dirs(
+            retained
+                .iter()
+                .map(|r| r.done.dir())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        )?;
         for r in &retained {
-            discard(&inner.store, &r.done, &BTreeSet::new(), !r.foreign)?;
+            discard(&inner.store, &r.done, &keep, !r.foreign, unreadable)?;
         }
-        for (_, dir) in checkpoint_dirs(&inner.store, &inner.job_dir)? {
-            inner.store.remove_all(&dir)?;
-            inner.store.delete_dir_if_empty(&dir);
+        for (_, dir, st) in classified {
+            match st {
+                CheckpointDirStatus::Corrupt(_) | CheckpointDirStatus::NewerFormat(_) => {}
+                CheckpointDirStatus::Complete(done) => {
+                    if !retained_dirs.contains(&dir) {
+                        // Not this job's (a doubtful commit that completed, or another writer's).
+                        tracing::warn!(path = %done.metadata_path, "keeping a complete checkpoint this job did not retain");
+                    }
+                }
+                CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {
+                    for e in inner.store.list(&dir, true)? {
+                        if !e.is_dir && !keep.contains(&e.path) {
+                            inner.store.delete(&e.path)?;
+                        }
+                    }
+                    inner.store.delete_dir_if_empty(&dir);
+                }
+            }
         }
         let shared = layout::shared_dir(&inner.job_dir);
-        inner.store.remove_all(&shared)?;
-        inner.store.delete_dir_if_empty(&shared);
+        if !unreadable {
+            for e in inner.store.list(&shared, true)? {
+                if !e.is_dir && !keep.contains(&e.path) {
+                    inner.store.delete(&e.path)?;
+                }
+            }
+            inner.store.delete_dir_if_empty(&shared);
+        }
         inner.store.delete_dir_if_empty(&inner.job_dir);
         Ok(())
     }
 }
 
-/// Deletes a checkpoint that is no longer retained: `_metadata` first, then its files that are
-/// not in `live` (never task-owned files, never savepoints), then the rest of its own `chk-N/`.
+/// Deletes a checkpoint that is no longer retained: `_metadata` first (and its directory
+/// synced, so a crash never leaves a `_metadata` whose files are gone), then its files that
+/// are not in `live` (never task-owned files, never savepoints), then the rest of its own
+/// `chk-N/`.
 fn discard(
     store: &CheckpointStore,
     done: &CompletedCheckpoint,
     live: &BTreeSet<String>,
     own_dir: bool,
+    keep_shared: bool,
 ) -> Result<()> {
     if done.metadata.kind == SnapshotKind::Savepoint {
         return Ok(());
     }
     store.delete(&done.metadata_path)?;
+    store.sync_dirs([done.dir().as_str()])?;
     for (path, scope) in done.file_paths() {
-        if scope != StateScope::TaskOwned && !live.contains(&path) {
+        if scope != StateScope::TaskOwned
+            && !(keep_shared && scope == StateScope::Shared)
+            && !live.contains(&path)
+        {
             store.delete(&path)?;
         }
     }
@@ -601,12 +778,38 @@ fn discard(
     Ok(())
 }
 
-fn live_files(retained: &[Retained]) -> BTreeSet<String> {
-    retained
+/// Every file that must not be deleted: those of the retained checkpoints and of the
+/// checkpoints whose commit had an unknown outcome.
+fn live_files(state: &State) -> BTreeSet<String> {
+    state
+        .retained
         .iter()
-        .flat_map(|r| r.done.file_paths())
+        .map(|r| &r.done)
+        .chain(state.doubtful.iter())
+        .flat_map(CompletedCheckpoint::file_paths)
         .map(|(p, _)| p)
         .collect()
+}
+
+/// What reading a `_metadata` back after a failed commit says.
+enum ReadBack {
+    /// It holds exactly the bytes this writer wrote: the commit took effect.
+    Ours,
+    /// It holds another writer's checkpoint.
+    Theirs,
+    /// There is none: the commit did not take effect.
+    Absent,
+    /// It could not be read: the outcome stays unknown.
+    Unknown(Error),
+}
+
+fn read_back(store: &CheckpointStore, path: &str, written: &[u8]) -> ReadBack {
+    match store.read_small(path, status::MAX_METADATA_FILE) {
+        Ok(bytes) if bytes == written => ReadBack::Ours,
+        Ok(_) => ReadBack::Theirs,
+        Err(e) if e.kind() == ErrorKind::NotFound => ReadBack::Absent,
+        Err(e) => ReadBack::Unknown(e),
+    }
 }
 
 /// A checkpoint or savepoint being written. Backends write through
@@ -700,26 +903,39 @@ impl PendingCheckpoint {
     }
 
     /// Commits: checks that every referenced file was written by this job (or, for shared
-    /// files, is referenced by a retained checkpoint of this job), writes `_metadata` last and
-    /// atomically, then (for checkpoints) registers it and subsumes checkpoints beyond
-    /// `num_retained`. On error the checkpoint is aborted and every earlier one stays
-    /// restorable.
+    /// files, is referenced by a retained checkpoint of this job) and that this writer still
+    /// holds the job directory's lease, makes the written files' directories durable, writes
+    /// `_metadata` last and atomically, then (for checkpoints) registers it and subsumes
+    /// checkpoints beyond `num_retained`.
+    ///
+    /// When the `_metadata` write fails, `_metadata` is read back to learn what happened:
+    /// holding these bytes, the checkpoint completed (and `commit` succeeds); absent or
+    /// another writer's, the checkpoint is aborted and its files deleted; unreadable, the
+    /// outcome is unknown: nothing is deleted, the error is [`ErrorKind::OutcomeUnknown`],
+    /// every file the checkpoint references stays live, and the next commit (or the next
+    /// [`CompletedCheckpointStore::open`]) finds out from storage. Every earlier checkpoint
+    /// stays restorable in every case.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a reference to a file this job did not write (such as a
-    /// file of a `NoClaim` restore); storage and encoding errors.
+    /// file of a `NoClaim` restore), or an id not above the latest retained checkpoint;
+    /// [`ErrorKind::Fenced`] when another writer took the lease (nothing is deleted; when
+    /// that is found after `_metadata` was published, the checkpoint stays on storage);
+    /// [`ErrorKind::OutcomeUnknown`]; storage and encoding errors.
     pub fn commit(mut self) -> Result<CompletedCheckpoint> {
         self.finished = true;
         match self.try_commit() {
             Ok(done) => Ok(done),
-            Err(e) => {
-                let _ = self.cleanup_written(&BTreeSet::new());
+            Err(Failure::Clean(e)) => {
+                let live = live_files(&self.job.inner.state.lock());
+                let _ = self.cleanup_written(&live);
                 Err(e.with_context("checkpoint", self.id))
             }
+            Err(Failure::Keep(e)) => Err(e.with_context("checkpoint", self.id)),
         }
     }
 
-    fn try_commit(&mut self) -> Result<CompletedCheckpoint> {
+    fn try_commit(&mut self) -> std::result::Result<CompletedCheckpoint, Failure> {
         let inner = self.job.inner.clone();
         let metadata = CheckpointMetadata {
             format_version: FORMAT_VERSION,
@@ -730,7 +946,7 @@ impl PendingCheckpoint {
             completed_timestamp_ms: inner.config.clock.now_millis(),
             operators: std::mem::take(&mut self.operators),
         };
-        let bytes = codec::encode(&metadata, inner.config.compression)?;
+        let bytes = codec::encode(&metadata, inner.config.compression).map_err(Failure::Clean)?;
         let done = CompletedCheckpoint {
             metadata: Arc::new(metadata),
             metadata_path: layout::metadata_path(&self.dir),
@@ -745,9 +961,23 @@ impl PendingCheckpoint {
 
         let mut state = inner.state.lock();
         if state.terminated {
-            return Err(Error::new(
+            return Err(Failure::Clean(Error::new(
                 ErrorKind::Closed,
                 "the job's checkpoint store was terminated",
+            )));
+        }
+        // A fenced writer deletes nothing, not even its own files.
+        inner.lease.check("commit").map_err(Failure::Keep)?;
+        resolve_doubtful(&inner.store, &mut state);
+        if self.kind == SnapshotKind::Checkpoint
+            && let Some(latest) = state.retained.iter().map(|r| r.done.id()).max()
+            && self.id <= latest
+        {
+            return Err(Failure::Clean(
+                Error::invalid_input(
+                    "checkpoint is not newer than the latest completed one (it was subsumed)",
+                )
+                .with_context("latest", latest),
             ));
         }
         let owned_live: BTreeSet<String> = state
@@ -767,16 +997,51 @@ impl PendingCheckpoint {
                 _ => written.contains(&path),
             };
             if !ok {
-                return Err(Error::invalid_input(
-                    "checkpoint references a file this job did not write (a NoClaim restore's file, \
-                     or one no longer retained); the first checkpoint after a restore must be full",
-                )
-                .with_context("path", path)
-                .with_context("scope", format!("{scope:?}")));
+                return Err(Failure::Clean(
+                    Error::invalid_input(
+                        "checkpoint references a file this job did not write (a NoClaim restore's file, \
+                         or one no longer retained); the first checkpoint after a restore must be full",
+                    )
+                    .with_context("path", path)
+                    .with_context("scope", format!("{scope:?}")),
+                ));
             }
         }
 
-        inner.store.commit_metadata(&self.dir, bytes)?;
+        // Every directory entry `_metadata` depends on is durable before it is published.
+        let dirs: BTreeSet<String> = written
+            .iter()
+            .map(|w| layout::parent_dir(w))
+            .chain([self.dir.clone()])
+            .collect();
+        inner
+            .store
+            .sync_dirs(dirs.iter().map(String::as_str))
+            .map_err(Failure::Clean)?;
+
+        if let Err(e) = inner.store.commit_metadata(&self.dir, bytes.clone()) {
+            match read_back(&inner.store, &done.metadata_path, &bytes) {
+                ReadBack::Ours => {
+                    tracing::warn!(path = %done.metadata_path, error = %e, "the _metadata write reported an error but took effect: the checkpoint is complete");
+                }
+                ReadBack::Theirs | ReadBack::Absent => return Err(Failure::Clean(e)),
+                ReadBack::Unknown(read_error) => {
+                    tracing::warn!(path = %done.metadata_path, error = %e, read_back = %read_error, "the outcome of a _metadata commit is unknown: keeping every file");
+                    if self.kind == SnapshotKind::Checkpoint {
+                        state.doubtful.push(done.clone());
+                    }
+                    return Err(Failure::Keep(
+                        Error::new(
+                            ErrorKind::OutcomeUnknown,
+                            "the _metadata commit failed and reading it back failed too: the checkpoint may or may not be complete; its files are kept",
+                        )
+                        .with_context("path", &done.metadata_path)
+                        .with_context("commit error", e)
+                        .with_context("read-back error", read_error),
+                    ));
+                }
+            }
+        }
 
         if self.kind == SnapshotKind::Savepoint {
             drop(state);
@@ -787,12 +1052,19 @@ impl PendingCheckpoint {
             foreign: false,
         });
         state.retained.sort_by_key(|r| r.done.id());
+        // Published: if another writer took over meanwhile, it may not have seen this
+        // checkpoint, so nothing is deleted by this writer any more.
+        if let Err(e) = inner.lease.check("subsume after commit") {
+            return Err(Failure::Keep(
+                e.with_context("committed", &done.metadata_path),
+            ));
+        }
         let excess = state
             .retained
             .len()
             .saturating_sub(inner.config.num_retained);
         let subsumed: Vec<Retained> = state.retained.drain(..excess).collect();
-        let live = live_files(&state.retained);
+        let live = live_files(&state);
         // Files written for this checkpoint but not referenced (dropped streams).
         for w in &written {
             if !live.contains(w)
@@ -803,7 +1075,7 @@ impl PendingCheckpoint {
             }
         }
         for r in subsumed {
-            if let Err(e) = discard(&inner.store, &r.done, &live, !r.foreign) {
+            if let Err(e) = discard(&inner.store, &r.done, &live, !r.foreign, state.keep_shared) {
                 state.cleanup_failures.push(e.to_string());
             }
         }
@@ -811,18 +1083,22 @@ impl PendingCheckpoint {
     }
 
     /// Aborts: deletes what this checkpoint wrote (not task-owned files, not files a retained
-    /// checkpoint references) and its directory.
+    /// checkpoint references) and its directory. A fenced writer deletes nothing.
     ///
     /// # Errors
-    /// Storage errors (what is left is garbage for `gc`).
+    /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`).
     pub fn abort(mut self) -> Result<()> {
         self.finished = true;
-        let live = live_files(&self.job.inner.state.lock().retained);
+        let live = live_files(&self.job.inner.state.lock());
         self.cleanup_written(&live)
     }
 
     fn cleanup_written(&self, live: &BTreeSet<String>) -> Result<()> {
         let store = &self.job.inner.store;
+        self.job
+            .inner
+            .lease
+            .check("delete an aborted checkpoint's files")?;
         let base = self.factory.base_dir();
         let mut first_error = None;
         for w in self.factory.written() {
@@ -846,6 +1122,39 @@ impl PendingCheckpoint {
     }
 }
 
+/// Why a commit failed, and so whether its files may be deleted.
+enum Failure {
+    /// The checkpoint is certainly not complete: delete what it wrote.
+    Clean(Error),
+    /// Its outcome is unknown, or this writer is fenced: delete nothing.
+    Keep(Error),
+}
+
+/// Settles the checkpoints whose commit had an unknown outcome, from what storage says now:
+/// complete ones become retained, absent ones are dropped (their files become garbage for
+/// `gc`, as this writer can no longer tell them from a retained checkpoint's), unreadable
+/// ones stay doubtful.
+fn resolve_doubtful(store: &CheckpointStore, state: &mut State) {
+    let doubtful = std::mem::take(&mut state.doubtful);
+    for done in doubtful {
+        match load_completed(store, &done.metadata_path) {
+            Ok(found) if found.metadata == done.metadata => {
+                tracing::info!(path = %done.metadata_path, "a checkpoint whose commit outcome was unknown is complete");
+                state.retained.push(Retained {
+                    done: found,
+                    foreign: false,
+                });
+                state.retained.sort_by_key(|r| r.done.id());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::info!(path = %done.metadata_path, "a checkpoint whose commit outcome was unknown did not complete");
+            }
+            Err(_) => state.doubtful.push(done),
+        }
+    }
+}
+
 fn is_task_owned(base: &str, path: &str) -> bool {
     path.strip_prefix(base)
         .is_some_and(|rel| layout::classify_job_path(rel) == layout::JobPath::TaskOwned)
@@ -855,7 +1164,7 @@ impl Drop for PendingCheckpoint {
     fn drop(&mut self) {
         if !self.finished {
             self.finished = true;
-            let live = live_files(&self.job.inner.state.lock().retained);
+            let live = live_files(&self.job.inner.state.lock());
             let _ = self.cleanup_written(&live);
         }
     }

@@ -43,6 +43,10 @@
 //! - [`CheckpointStore`]: the operator, the stream factory ([`StoreStreamFactory`]) and the
 //!   state reader ([`StoreStateReader`]);
 //! - [`CompletedCheckpointStore`]: commit, retention, cleanup policies, savepoints, restore;
+//! - [`status`]: the one classification of a `chk-N/` directory (complete, in progress,
+//!   abandoned, corrupt, newer format) that every reader and deleter uses;
+//! - [`lease`]: one writer per job directory (epochs that fence older writers) and
+//!   checkpoint ids that never repeat;
 //! - [`inspect`]: read-only queries for the command-line tool.
 
 mod completed;
@@ -52,7 +56,9 @@ mod store;
 pub mod codec;
 pub mod inspect;
 pub mod layout;
+pub mod lease;
 pub mod metadata;
+pub mod status;
 
 pub use codec::MetadataCompression;
 pub use completed::{

@@ -82,6 +82,15 @@ pub(crate) struct Listed {
     pub(crate) is_dir: bool,
 }
 
+/// What [`CheckpointStore::create_new`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// The object did not exist and now holds the bytes.
+    Created,
+    /// The object existed already and was left alone.
+    Existed,
+}
+
 impl CheckpointStore {
     /// A store over an existing OpenDAL operator (any service, with any layers).
     ///
@@ -339,6 +348,145 @@ impl CheckpointStore {
             .map_err(|e| from_opendal("stat", path, e))
     }
 
+    /// The last-modified time of an object in milliseconds since the epoch, when the service
+    /// records one.
+    pub(crate) fn modified_ms(&self, path: &str) -> Result<Option<u64>> {
+        let meta = self
+            .inner
+            .op
+            .stat(path)
+            .map_err(|e| from_opendal("stat", path, e))?;
+        Ok(meta
+            .last_modified()
+            .map(|t| u64::try_from(t.into_inner().as_millisecond()).unwrap_or(0)))
+    }
+
+    /// Reads an object of at most `limit` bytes (a `_metadata`, a lease): a larger one is
+    /// [`ErrorKind::Corrupted`] before anything is read, so a crafted file cannot make the
+    /// reader allocate what it chooses.
+    pub(crate) fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        let size = self.size(path)?;
+        if size > limit {
+            return Err(Error::corrupted("object is larger than its format allows")
+                .with_context("path", path)
+                .with_context("size", size)
+                .with_context("limit", limit));
+        }
+        self.read_all(path)
+    }
+
+    /// Whether this store is a local directory (OpenDAL's `fs` service), where commits use
+    /// hard links and directories are fsync'd.
+    pub(crate) fn is_local(&self) -> bool {
+        self.inner.async_op.info().scheme() == opendal::services::FS_SCHEME
+    }
+
+    /// Makes the entries of the given directories durable on the local filesystem (an fsync
+    /// of each directory and of every ancestor up to the store root, each once); a no-op on
+    /// other services, whose writes are durable when acknowledged.
+    pub(crate) fn sync_dirs<'a>(&self, dirs: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        if !self.is_local() {
+            return Ok(());
+        }
+        let root = std::path::PathBuf::from(self.inner.async_op.info().root());
+        let mut all = std::collections::BTreeSet::new();
+        for dir in dirs {
+            let mut d = layout::normalize_dir(dir)?;
+            loop {
+                all.insert(d.clone());
+                if d.is_empty() {
+                    break;
+                }
+                d = layout::parent_dir(&d);
+            }
+        }
+        // Deepest first: a directory's entry in its parent is synced after its own entries.
+        let mut ordered: Vec<String> = all.into_iter().collect();
+        ordered.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        for d in ordered {
+            let path = root.join(&d);
+            match std::fs::File::open(&path) {
+                Ok(f) => f.sync_all().map_err(|e| {
+                    Error::io("sync directory", e).with_context("path", path.display())
+                })?,
+                // A directory that does not exist (nothing was written there) has no entries
+                // to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(
+                        Error::io("open directory to sync", e).with_context("path", path.display())
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `path` with `bytes` only if it does not exist, atomically against other
+    /// writers: on the local filesystem a temp file hard-linked into place (a link never
+    /// replaces a file) and the directory fsync'd, a conditional put where the service
+    /// supports if-not-exists (object storage, memory), a checked put otherwise.
+    ///
+    /// An error means the outcome is unknown: the object may have been created.
+    pub(crate) fn create_new(&self, path: &str, bytes: Vec<u8>) -> Result<Created> {
+        let info = self.inner.async_op.info();
+        if self.is_local() {
+            let dir = layout::parent_dir(path);
+            let temp = layout::metadata_temp_path(&dir, &random_name());
+            self.write_all(&temp, bytes)?;
+            let root = std::path::PathBuf::from(info.root());
+            let (from, to) = (root.join(&temp), root.join(path));
+            // The temp file's content must be durable before its name is.
+            let synced = std::fs::File::open(&from)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("sync file", e).with_context("path", from.display()));
+            let linked = synced.and_then(|()| {
+                std::fs::hard_link(&from, &to).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Error::new(ErrorKind::AlreadyExists, "exists already")
+                    } else {
+                        Error::io("link", e).with_context("path", to.display())
+                    }
+                })
+            });
+            let _ = std::fs::remove_file(&from);
+            return match linked {
+                Ok(()) => {
+                    self.sync_dirs([dir.as_str()])?;
+                    Ok(Created::Created)
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(Created::Existed),
+                Err(e) => Err(e),
+            };
+        }
+        if info.capability().write_with_if_not_exists {
+            return match self.inner.op.write_options(
+                path,
+                bytes,
+                WriteOptions {
+                    if_not_exists: true,
+                    ..WriteOptions::default()
+                },
+            ) {
+                Ok(_) => Ok(Created::Created),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists
+                    ) =>
+                {
+                    Ok(Created::Existed)
+                }
+                Err(e) => Err(from_opendal("write", path, e)),
+            };
+        }
+        if self.exists(path)? {
+            return Ok(Created::Existed);
+        }
+        self.write_all(path, bytes)?;
+        Ok(Created::Created)
+    }
+
     pub(crate) fn size(&self, path: &str) -> Result<u64> {
         self.inner
             .op
@@ -369,20 +517,6 @@ impl CheckpointStore {
         }
     }
 
-    pub(crate) fn remove_all(&self, dir: &str) -> Result<()> {
-        match self.inner.op.delete_options(
-            dir,
-            opendal::options::DeleteOptions {
-                recursive: true,
-                ..opendal::options::DeleteOptions::default()
-            },
-        ) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(from_opendal("remove_all", dir, e)),
-        }
-    }
-
     /// Lists a directory (`dir` ends with `/` or is empty), without the directory itself.
     pub(crate) fn list(&self, dir: &str, recursive: bool) -> Result<Vec<Listed>> {
         let entries = self
@@ -406,63 +540,21 @@ impl CheckpointStore {
             .collect())
     }
 
-    /// Writes `_metadata` in `dir` atomically and only if it does not exist: on the local
-    /// filesystem a temp file hard-linked into place (a link, unlike a rename, never
-    /// replaces an existing file, so of two racing writers exactly one completes), temp file
-    /// plus rename where another service can rename, a conditional put where it supports
-    /// if-not-exists (object storage), a checked put otherwise.
+    /// Writes `_metadata` in `dir` atomically and only if it does not exist (see
+    /// [`create_new`](Self::create_new)): of two racing writers exactly one completes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when `_metadata` exists; any other error leaves the
+    /// outcome unknown (the caller reads `_metadata` back to find out).
     pub(crate) fn commit_metadata(&self, dir: &str, bytes: Vec<u8>) -> Result<()> {
         let target = layout::metadata_path(dir);
-        let info = self.inner.async_op.info();
-        let cap = info.capability();
-        let exists = || {
-            Error::new(ErrorKind::AlreadyExists, "_metadata exists already")
-                .with_context("path", &target)
-        };
-        if self.exists(&target)? {
-            return Err(exists());
-        }
-        if info.scheme() == opendal::services::FS_SCHEME {
-            let temp = layout::metadata_temp_path(dir, &random_name());
-            self.write_all(&temp, bytes)?;
-            let root = std::path::PathBuf::from(info.root());
-            let (from, to) = (root.join(&temp), root.join(&target));
-            let linked = std::fs::hard_link(&from, &to);
-            let _ = self.delete(&temp);
-            return match linked {
-                Ok(()) => sync_dir(&to),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
-                Err(e) => Err(Error::io("link _metadata", e).with_context("path", to.display())),
-            };
-        }
-        if cap.rename {
-            let temp = layout::metadata_temp_path(dir, &random_name());
-            self.write_all(&temp, bytes)?;
-            if let Err(e) = self
-                .inner
-                .op
-                .rename(&temp, &target)
-                .map_err(|e| from_opendal("rename", &target, e))
-            {
-                let _ = self.delete(&temp);
-                return Err(e);
-            }
-            Ok(())
-        } else if cap.write_with_if_not_exists {
-            self.inner
-                .op
-                .write_options(
-                    &target,
-                    bytes,
-                    WriteOptions {
-                        if_not_exists: true,
-                        ..WriteOptions::default()
-                    },
-                )
-                .map(|_| ())
-                .map_err(|e| from_opendal("write", &target, e))
-        } else {
-            self.write_all(&target, bytes)
+        match self.create_new(&target, bytes)? {
+            Created::Created => Ok(()),
+            Created::Existed => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "_metadata exists already",
+            )
+            .with_context("path", &target)),
         }
     }
 
@@ -472,16 +564,6 @@ impl CheckpointStore {
             .writer(path)
             .map_err(|e| from_opendal("open writer", path, e))
     }
-}
-
-/// Makes the directory entry of the local file `path` durable (fsync of its directory).
-fn sync_dir(path: &std::path::Path) -> Result<()> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    std::fs::File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync directory", e).with_context("path", parent.display()))
 }
 
 /// A random file name component (32 hex digits).
@@ -707,6 +789,6 @@ impl StateReader for StoreStateReader {
         let std_reader = reader
             .into_std_read(range.start..range.end)
             .map_err(|e| from_opendal("read", &full, e))?;
-        Ok(Box::new(std_reader))
+        Ok(Box::new(crate::error::MapReadErrors::new(std_reader, full)))
     }
 }

@@ -5,141 +5,18 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::faults::FailNthWrite;
 use common::{all_files, state_of};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
     CheckpointId, CheckpointOutputStream, StateScope, StreamStateHandle,
 };
-use cornerstone_checkpoint_store::opendal::raw::*;
-use cornerstone_checkpoint_store::opendal::{self, OperationContext};
+use cornerstone_checkpoint_store::opendal;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, CompletedCheckpointStore, inspect,
 };
-
-/// Fails the `fail_at`-th write-like operation (1-based; 0 = never); counts them all.
-#[derive(Debug, Clone, Default)]
-struct FailNthWrite {
-    count: Arc<AtomicUsize>,
-    fail_at: Arc<AtomicUsize>,
-}
-
-impl FailNthWrite {
-    fn tick(&self, what: &str, path: &str) -> opendal::Result<()> {
-        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at.load(Ordering::SeqCst) {
-            return Err(opendal::Error::new(
-                opendal::ErrorKind::Unexpected,
-                format!("injected failure of write #{n}: {what} {path}"),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Layer for FailNthWrite {
-    fn apply_service(&self, inner: Servicer) -> Servicer {
-        Arc::new(FailService {
-            inner,
-            plan: self.clone(),
-        })
-    }
-}
-
-#[derive(Debug)]
-struct FailService {
-    inner: Servicer,
-    plan: FailNthWrite,
-}
-
-impl Service for FailService {
-    type Reader = oio::Reader;
-    type Writer = oio::Writer;
-    type Lister = oio::Lister;
-    type Deleter = oio::Deleter;
-    type Copier = oio::Copier;
-    type Composer = oio::Composer;
-
-    fn info(&self) -> ServiceInfo {
-        self.inner.info()
-    }
-    fn capability(&self) -> opendal::Capability {
-        self.inner.capability()
-    }
-    async fn create_dir(
-        &self,
-        ctx: &OperationContext,
-        path: &str,
-        args: OpCreateDir,
-    ) -> opendal::Result<RpCreateDir> {
-        self.inner.create_dir(ctx, path, args).await
-    }
-    async fn stat(
-        &self,
-        ctx: &OperationContext,
-        path: &str,
-        args: OpStat,
-    ) -> opendal::Result<RpStat> {
-        self.inner.stat(ctx, path, args).await
-    }
-    fn read(
-        &self,
-        ctx: &OperationContext,
-        path: &str,
-        args: OpRead,
-    ) -> opendal::Result<Self::Reader> {
-        self.inner.read(ctx, path, args)
-    }
-    fn write(
-        &self,
-        ctx: &OperationContext,
-        path: &str,
-        args: OpWrite,
-    ) -> opendal::Result<Self::Writer> {
-        self.plan.tick("write", path)?;
-        self.inner.write(ctx, path, args)
-    }
-    fn delete(&self, ctx: &OperationContext) -> opendal::Result<Self::Deleter> {
-        self.inner.delete(ctx)
-    }
-    fn list(
-        &self,
-        ctx: &OperationContext,
-        path: &str,
-        args: OpList,
-    ) -> opendal::Result<Self::Lister> {
-        self.inner.list(ctx, path, args)
-    }
-    fn copy(
-        &self,
-        ctx: &OperationContext,
-        from: &str,
-        to: &str,
-        args: OpCopy,
-    ) -> opendal::Result<Self::Copier> {
-        self.inner.copy(ctx, from, to, args)
-    }
-    async fn rename(
-        &self,
-        ctx: &OperationContext,
-        from: &str,
-        to: &str,
-        args: OpRename,
-    ) -> opendal::Result<RpRename> {
-        self.plan.tick("rename", to)?;
-        self.inner.rename(ctx, from, to, args).await
-    }
-    async fn presign(
-        &self,
-        ctx: &OperationContext,
-        path: &str,
-        args: OpPresign,
-    ) -> opendal::Result<RpPresign> {
-        self.inner.presign(ctx, path, args).await
-    }
-}
 
 fn try_checkpoint(
     job: &CompletedCheckpointStore,
@@ -214,7 +91,12 @@ fn run(make_op: impl Fn() -> opendal::Operator, name: &str) {
         }
         assert!(inspect::verify(&clean, "job", |_, _| {}).unwrap().is_ok());
         // The aborted checkpoint cleaned up after itself: nothing is garbage.
-        let gc = inspect::gc_candidates(&clean, "job").unwrap();
+        let gc = inspect::gc_candidates(
+            &clean,
+            "job",
+            &inspect::GcOptions::new(0).with_min_age_ms(0),
+        )
+        .unwrap();
         assert!(
             gc.candidates.is_empty(),
             "{name} k={k}: {gc:?} {:?}",

@@ -194,16 +194,28 @@ fn recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files(s:
         vec![(10, "complete"), (11, "incomplete"), (12, "complete")],
         "{name}"
     );
-    let gc = inspect::gc_candidates(&store, "job").unwrap();
+    let gc = inspect::gc_candidates(
+        &store,
+        "job",
+        &inspect::GcOptions::new(0).with_min_age_ms(0),
+    )
+    .unwrap();
     assert_eq!(gc.candidates.len(), 1, "{name}: {gc:?}");
     assert_eq!(gc.candidates[0].reason, GcReason::IncompleteCheckpoint);
     assert_eq!(gc.candidates[0].size, 4);
-    assert_eq!(inspect::gc_delete(&store, &gc).unwrap(), 1);
+    assert_eq!(
+        inspect::gc_delete(&store, &gc, &inspect::GcOptions::new(0).with_min_age_ms(0)).unwrap(),
+        1
+    );
     assert!(
-        inspect::gc_candidates(&store, "job")
-            .unwrap()
-            .candidates
-            .is_empty(),
+        inspect::gc_candidates(
+            &store,
+            "job",
+            &inspect::GcOptions::new(0).with_min_age_ms(0)
+        )
+        .unwrap()
+        .candidates
+        .is_empty(),
         "{name}"
     );
     for c in job.checkpoints() {
@@ -311,7 +323,7 @@ fn savepoint_is_relocatable_and_dispose_deletes_it(s: &TestStore) {
             get(&store, &file),
         );
     }
-    store.dispose_savepoint(&done.dir()).unwrap();
+    store.dispose_savepoint(&done.dir(), false, false).unwrap();
     assert!(all_files(&store, &done.dir()).is_empty(), "{name}");
 
     let mut path = "moved/my-savepoint".to_owned();
@@ -343,7 +355,10 @@ fn savepoint_is_relocatable_and_dispose_deletes_it(s: &TestStore) {
     // Disposing a checkpoint as a savepoint is refused.
     commit_with(&job, 6, &[]);
     assert_eq!(
-        store.dispose_savepoint("job/chk-6").unwrap_err().kind(),
+        store
+            .dispose_savepoint("job/chk-6", true, false)
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidInput
     );
 }
@@ -520,7 +535,11 @@ fn verify_reports_every_problem_and_diff_compares(s: &TestStore) {
         assert!(kinds.contains(&k), "{report:?}");
     }
     // A corrupt _metadata is listed as corrupt, reported by verify, and never restored.
-    put(&store, "job/chk-2/_metadata", b"CSMD garbage".to_vec());
+    put(
+        &store,
+        "job/chk-2/_metadata",
+        b"CSMD\x00\x01 garbage".to_vec(),
+    );
     assert!(matches!(
         inspect::list(&store, "job").unwrap()[1].status,
         SnapshotStatus::Corrupt(_)
@@ -532,7 +551,40 @@ fn verify_reports_every_problem_and_diff_compares(s: &TestStore) {
             .kind,
         ProblemKind::Metadata
     );
-    assert_eq!(store.resolve("job").unwrap().id(), CheckpointId(1));
+    // The job directory never falls back silently to chk-1 past an unreadable newest
+    // `_metadata`: resolving it is an error naming the file, and `verify` of the job
+    // directory reports it.
+    let e = store.resolve("job").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    assert_eq!(e.context("path"), Some("job/chk-2/_metadata"), "{e}");
+    let report = inspect::verify(&store, "job", |_, _| {}).unwrap();
+    assert!(!report.is_ok(), "{report:?}");
+    assert_eq!(report.problems[0].kind, ProblemKind::Metadata);
+    assert_eq!(report.metadata_path, "job/chk-2/_metadata");
+    // Opening the job fails the same way, unless the caller opts in to falling back.
+    let e = CompletedCheckpointStore::open(&store, "job", CheckpointConfig::default()).unwrap_err();
+    assert_eq!(e.context("path"), Some("job/chk-2/_metadata"), "{e}");
+    let job = CompletedCheckpointStore::open(
+        &store,
+        "job",
+        CheckpointConfig::default().fallback_on_unreadable(true),
+    )
+    .unwrap();
+    assert_eq!(job.latest().unwrap().id(), CheckpointId(1));
+    // ... and gc keeps the unreadable checkpoint and every shared file.
+    let gc = inspect::gc_candidates(
+        &store,
+        "job",
+        &inspect::GcOptions::new(0).with_min_age_ms(0),
+    )
+    .unwrap();
+    assert!(
+        gc.candidates
+            .iter()
+            .all(|c| !c.path.starts_with("job/chk-2/") && !c.path.starts_with("job/shared/")),
+        "{gc:?}"
+    );
+    assert!(gc.kept.iter().any(|k| k.path == "job/chk-2/"), "{gc:?}");
 }
 
 storage_tests!(
@@ -660,7 +712,11 @@ fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
         let winners: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert_eq!(winners.len(), 1, "{name} chk-{id}: {results:?}");
         let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
-        assert_eq!(loser.kind(), ErrorKind::AlreadyExists, "{name}: {loser}");
+        // The loser either lost the `_metadata` race or was fenced by the other's lease.
+        assert!(
+            matches!(loser.kind(), ErrorKind::AlreadyExists | ErrorKind::Fenced),
+            "{name}: {loser}"
+        );
         // The winner's checkpoint is the one on storage, whole.
         let point = store.resolve(&format!("race/chk-{id}")).unwrap();
         assert_eq!(

@@ -101,14 +101,25 @@ pub(crate) enum Command {
         #[arg(long, value_name = "NAME")]
         state: Option<String>,
     },
-    /// Find files under shared/ and chk-* that no complete checkpoint references. Dry run
-    /// unless --delete is given.
+    /// Find files under shared/ and chk-* that no complete checkpoint references and that
+    /// are safe to delete beside a running job. Dry run unless --delete is given.
     Gc {
         /// The job directory.
         job_dir: String,
-        /// Delete the files found (re-checking that nothing references them now).
+        /// Delete the files found: takes the job directory's lease (fencing its writer) and
+        /// re-checks that nothing references them now. Refused while a live writer holds the
+        /// lease, unless --force.
         #[arg(long)]
         delete: bool,
+        /// Nothing modified more recently is collected, and a writer whose lease shows
+        /// activity within it is live; keep it above the checkpoint timeout
+        /// (e.g. 30m, 2h, 0s).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        min_age: std::time::Duration,
+        /// With --delete: delete even while a live writer holds the lease (the writer is
+        /// fenced: its next commit fails and the job must restart).
+        #[arg(long, requires = "delete")]
+        force: bool,
     },
     /// Compare two checkpoints or savepoints: operators, files and sizes.
     Diff {
@@ -117,9 +128,17 @@ pub(crate) enum Command {
         /// The second (newer) checkpoint or savepoint.
         b: String,
     },
-    /// Dispose of a savepoint: delete its _metadata first, then its files.
+    /// Dispose of a savepoint: delete its _metadata first, then its files, listing them.
+    /// Only a directory whose _metadata decodes as a savepoint is disposed of.
     Dispose {
         /// The savepoint directory or its _metadata.
         savepoint: String,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also dispose of a directory without a readable savepoint _metadata (never of a
+        /// checkpoint).
+        #[arg(long)]
+        force: bool,
     },
 }

@@ -11,10 +11,15 @@
 //!   references; exits with 1 and a precise report on any problem;
 //! - `cornerstone dump <path> --operator UID [--state NAME]`: state entries as JSON lines
 //!   (full snapshots of the heap backends; values of unknown types as hex);
-//! - `cornerstone gc <job-dir> [--delete]`: files under `shared/` and `chk-*` that no
-//!   complete checkpoint references, with sizes (a dry run unless `--delete`);
+//! - `cornerstone gc <job-dir> [--delete] [--min-age 1h] [--force]`: files under `shared/`
+//!   and `chk-*` that no complete checkpoint references and that are safe to delete beside
+//!   a running job (nothing younger than the min age, nothing of a checkpoint in progress or
+//!   with an unreadable `_metadata`), with sizes and what is kept and why (a dry run unless
+//!   `--delete`, which takes the job directory's lease and is refused while a live writer
+//!   holds it, unless `--force`);
 //! - `cornerstone diff <a> <b>`: operators, files and sizes changed between two snapshots;
-//! - `cornerstone dispose <savepoint>`.
+//! - `cornerstone dispose <savepoint> [--dry-run] [--force]`: deletes a savepoint whose
+//!   `_metadata` decodes as one (`_metadata` first) and lists what it deleted.
 //!
 //! Every location is a local path or a URL (`file://`, `memory://`, `s3://bucket/prefix`
 //! with the `s3` feature; `--endpoint`, `--region`, `--access-key-id`,
@@ -55,12 +60,30 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            // One line: the library's errors already are; join any anyhow context chain.
-            let msg = format!("{e:#}").replace(['\n', '\r'], " ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once.
+///
+/// Like anyhow's `{:#}` (the causes joined with `: `), except that a cause whose text is
+/// already in the line is skipped: a Cornerstone error prints its source itself (and returns
+/// it from `source()`), as OpenDAL's errors do, so walking the chain would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\n', '\r'], " ")
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -209,16 +232,26 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 eprintln!("{count} entries of operator {operator}");
             }
         }
-        Command::Gc { job_dir, delete } => {
+        Command::Gc {
+            job_dir,
+            delete,
+            min_age,
+            force,
+        } => {
             ensure_local_dir(job_dir)?;
             let (store, path) = open(job_dir, st)?;
+            let options = inspect::GcOptions {
+                min_age_ms: u64::try_from(min_age.as_millis()).unwrap_or(u64::MAX),
+                now_ms: cornerstone_backend_api::clock::system_clock().now_millis(),
+                force: *force,
+            };
             let progress = Progress::new("scanning for unreferenced files", None);
-            let report = inspect::gc_candidates(&store, &path);
+            let report = inspect::gc_candidates(&store, &path, &options);
             progress.finish();
             let report = report?;
             let deleted = if *delete && !report.candidates.is_empty() {
                 let progress = Progress::new("deleting unreferenced files", None);
-                let n = inspect::gc_delete(&store, &report);
+                let n = inspect::gc_delete(&store, &report, &options);
                 progress.finish();
                 Some(n?)
             } else if *delete {
@@ -245,13 +278,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 print_out(&output::diff_human(a, b, &d))?;
             }
         }
-        Command::Dispose { savepoint } => {
+        Command::Dispose {
+            savepoint,
+            dry_run,
+            force,
+        } => {
             let (store, path) = open(savepoint, st)?;
-            store.dispose_savepoint(&path)?;
+            let files = store.dispose_savepoint(&path, *force, *dry_run)?;
             if cli.json {
-                print_json(&output::dispose_json(savepoint))?;
+                print_json(&output::dispose_json(savepoint, &files, *dry_run))?;
             } else {
-                print_out(&output::dispose_human(savepoint))?;
+                print_out(&output::dispose_human(savepoint, &files, *dry_run))?;
             }
         }
     }
@@ -427,4 +464,25 @@ fn run_dump(
         );
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_prints_each_cause_once() {
+        let e = cornerstone_backend_api::Error::io(
+            "read",
+            io::Error::new(io::ErrorKind::InvalidData, "bad\nbyte"),
+        );
+        let e = anyhow::Error::new(e).context("reading job/chk-1/_metadata");
+        assert_eq!(
+            one_line(&e),
+            "reading job/chk-1/_metadata: corrupted: i/o failed (op=read): bad byte"
+        );
+        // Causes that do not print their sources are joined as anyhow's `{:#}` does.
+        let plain = anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
 }

@@ -107,7 +107,7 @@ impl Table {
 
 fn status_detail(status: &SnapshotStatus) -> Option<&str> {
     match status {
-        SnapshotStatus::Corrupt(why) => Some(why),
+        SnapshotStatus::Corrupt(why) | SnapshotStatus::NewerFormat(why) => Some(why),
         _ => None,
     }
 }
@@ -398,7 +398,6 @@ fn gc_reason_str(reason: GcReason) -> &'static str {
         GcReason::UnreferencedShared => "unreferenced-shared",
         GcReason::UnreferencedExclusive => "unreferenced-exclusive",
         GcReason::IncompleteCheckpoint => "incomplete-checkpoint",
-        GcReason::CorruptCheckpoint => "corrupt-checkpoint",
     }
 }
 
@@ -412,6 +411,7 @@ pub(crate) fn gc_json(r: &GcReport, deleted: Option<usize>) -> Value {
         "dry_run": deleted.is_none(),
         "retained": r.retained.iter().map(|id| id.0).collect::<Vec<_>>(),
         "candidates": r.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
+        "kept": r.kept.iter().map(|k| json!({ "path": loc(&k.path), "why": k.why })).collect::<Vec<_>>(),
         "total_size_bytes": r.total_size(),
         "deleted": deleted,
     })
@@ -426,6 +426,9 @@ pub(crate) fn gc_human(r: &GcReport, deleted: Option<usize>) -> String {
         loc(&r.job_dir),
         retained.join(", ")
     );
+    for k in &r.kept {
+        let _ = writeln!(out, "kept {}: {}", loc(&k.path), k.why);
+    }
     if r.candidates.is_empty() {
         let _ = writeln!(out, "no unreferenced files");
         return out;
@@ -577,12 +580,32 @@ pub(crate) fn diff_human(a: &str, b: &str, d: &SnapshotDiff) -> String {
 
 // ---- dispose ----
 
-pub(crate) fn dispose_json(path: &str) -> Value {
-    json!({ "disposed": path })
+pub(crate) fn dispose_json(path: &str, files: &[String], dry_run: bool) -> Value {
+    json!({
+        "savepoint": path,
+        "disposed": if dry_run { Value::Null } else { Value::from(path) },
+        "dry_run": dry_run,
+        "files": files.iter().map(|f| loc(f)).collect::<Vec<_>>(),
+    })
 }
 
-pub(crate) fn dispose_human(path: &str) -> String {
-    format!("disposed of savepoint {path}\n")
+pub(crate) fn dispose_human(path: &str, files: &[String], dry_run: bool) -> String {
+    let mut out = String::new();
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for f in files {
+        let _ = writeln!(out, "{verb} {}", loc(f));
+    }
+    let _ = writeln!(
+        out,
+        "{} savepoint {path} ({} files)",
+        if dry_run {
+            "would dispose of"
+        } else {
+            "disposed of"
+        },
+        files.len()
+    );
+    out
 }
 
 #[cfg(test)]

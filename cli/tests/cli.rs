@@ -185,7 +185,7 @@ fn list_sorts_numerically_and_shows_every_status() {
     let fx = Fixture::new();
     // A corrupt _metadata in a directory that looks like a checkpoint.
     std::fs::create_dir_all(fx.path("job/chk-9")).unwrap();
-    std::fs::write(fx.path("job/chk-9/_metadata"), b"CSMD not really").unwrap();
+    std::fs::write(fx.path("job/chk-9/_metadata"), b"CSMD\x00\x01not really").unwrap();
 
     let json = ok_json(&["list", &fx.arg("job")]);
     let snaps = json["snapshots"].as_array().unwrap();
@@ -433,7 +433,11 @@ fn dump_refuses_incremental_snapshots_clearly() {
 fn gc_dry_run_then_delete_then_nothing() {
     let fx = Fixture::new();
     let job = fx.arg("job");
-    let json = ok_json(&["gc", &job]);
+    // By default nothing younger than an hour is collected: everything here was just written.
+    let young = ok_json(&["gc", &job]);
+    assert_eq!(young["candidates"], serde_json::json!([]), "{young}");
+    assert!(!young["kept"].as_array().unwrap().is_empty(), "{young}");
+    let json = ok_json(&["gc", &job, "--min-age", "0s"]);
     assert_eq!(json["dry_run"], true);
     let cands = json["candidates"].as_array().unwrap();
     let orphan = fx.arg("job/shared/orphan.sst");
@@ -449,7 +453,7 @@ fn gc_dry_run_then_delete_then_nothing() {
         "{json}"
     );
     assert_eq!(json["retained"], serde_json::json!([2, 10]));
-    let human = ok(&["gc", &job]);
+    let human = ok(&["gc", &job, "--min-age", "0s"]);
     assert!(
         human.contains("orphan.sst") && human.contains("1234") && human.contains("1.2 KiB"),
         "{human}"
@@ -460,14 +464,14 @@ fn gc_dry_run_then_delete_then_nothing() {
         "dry run deletes nothing"
     );
 
-    let json = ok_json(&["gc", &job, "--delete"]);
+    let json = ok_json(&["gc", &job, "--delete", "--min-age", "0s"]);
     assert_eq!(json["deleted"].as_u64().unwrap() as usize, cands.len());
     assert!(!fx.path("job/shared/orphan.sst").exists());
     assert!(!fx.path("job/chk-11").exists());
 
-    let again = ok_json(&["gc", &job]);
+    let again = ok_json(&["gc", &job, "--min-age", "0s"]);
     assert_eq!(again["candidates"], serde_json::json!([]));
-    assert!(ok(&["gc", &job]).contains("no unreferenced files"));
+    assert!(ok(&["gc", &job, "--min-age", "0s"]).contains("no unreferenced files"));
     // Everything still verifies after gc.
     assert!(ok(&["verify", &fx.arg("job/chk-2")]).starts_with("OK"));
     assert!(ok(&["verify", &fx.arg("job/chk-10")]).starts_with("OK"));

@@ -14,9 +14,9 @@ use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, CheckpointStreamFactory, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    OperatorStateHandle, StateBackend, StateScope, StreamStateHandle, SubtaskState,
-    ValueStateDescriptor,
+    CheckpointId, CheckpointStreamFactory, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, OperatorStateHandle, StateBackend, StateScope, StreamStateHandle,
+    SubtaskState, ValueStateDescriptor,
 };
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 use cornerstone_checkpoint_store::{
@@ -218,7 +218,7 @@ fn every_command_works_on_s3_urls_with_options_or_environment() {
         "{diff}"
     );
 
-    let gc = ok_json(&server, creds, &["gc", &url("job")]);
+    let gc = ok_json(&server, creds, &["gc", &url("job"), "--min-age", "0s"]);
     let cands = gc["candidates"].as_array().unwrap();
     assert_eq!(cands.len(), 1, "{gc}");
     assert!(
@@ -228,7 +228,11 @@ fn every_command_works_on_s3_urls_with_options_or_environment() {
             .ends_with("job/shared/orphan.sst")
     );
     assert_eq!(cands[0]["size_bytes"], 1234);
-    let deleted = ok_json(&server, creds, &["gc", &url("job"), "--delete"]);
+    let deleted = ok_json(
+        &server,
+        creds,
+        &["gc", &url("job"), "--delete", "--min-age", "0s"],
+    );
     assert_eq!(deleted["deleted"], 1, "{deleted}");
     assert!(
         !files_under(&store, "job/shared/")
@@ -335,7 +339,7 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
 
     server.restart();
     let store = server.store(&prefix);
-    let job = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
     assert_eq!(job.checkpoint_ids(), vec![CheckpointId(1)]);
     let point = store.resolve("job").unwrap();
     assert_eq!(point.id(), CheckpointId(1));
@@ -353,18 +357,24 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
     let left = files_under(&store, "job/chk-2/");
     assert!(!left.is_empty(), "the failed attempt left files: {left:?}");
     let url = format!("s3://{BUCKET}/{prefix}/job");
-    let gc = ok_json(&server, Creds::Env, &["gc", &url]);
+    let gc = ok_json(&server, Creds::Env, &["gc", &url, "--min-age", "0s"]);
     let cands = gc["candidates"].as_array().unwrap();
     assert_eq!(cands.len(), left.len(), "{gc} vs {left:?}");
     assert!(
         cands.iter().all(|c| c["reason"] == "incomplete-checkpoint"),
         "{gc}"
     );
-    let deleted = ok_json(&server, Creds::Env, &["gc", &url, "--delete"]);
+    let deleted = ok_json(
+        &server,
+        Creds::Env,
+        &["gc", &url, "--delete", "--min-age", "0s"],
+    );
     assert_eq!(deleted["deleted"].as_u64().unwrap() as usize, left.len());
     assert!(files_under(&store, "job/chk-2/").is_empty());
     assert!(ok(&server, Creds::Env, &["verify", &url]).starts_with("OK"));
-    // And the job goes on.
+    // gc took the job directory's lease: the job restarts (taking it back) and goes on.
+    assert_eq!(job.check_lease().unwrap_err().kind(), ErrorKind::Fenced);
+    let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
     let mut p = job.begin_checkpoint(CheckpointId(3)).unwrap();
     let f = p.stream_factory();
     let s = vec![stream_of(&*f, b"after the restart")];

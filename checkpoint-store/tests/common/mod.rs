@@ -17,6 +17,7 @@ use cornerstone_backend_api::{
 use cornerstone_checkpoint_store::opendal;
 use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore};
 
+pub mod faults;
 pub mod s3;
 
 /// One storage a suite runs on: the store, and what keeps it alive (the temp dir of `fs`,
@@ -145,6 +146,9 @@ pub fn all_files(store: &CheckpointStore, dir: &str) -> Vec<String> {
         .into_iter()
         .filter(|e| e.metadata().is_file())
         .map(|e| e.path().to_owned())
+        // The job directory's lease belongs to its writer, not to any checkpoint; it is
+        // listed only when asked for (`<job>/_lease/`).
+        .filter(|p| dir.contains("/_lease/") || !p.contains("/_lease/"))
         .collect();
     files.sort();
     files

@@ -1,0 +1,208 @@
+//! The one classification of a `chk-N/` directory, used by every reader and deleter:
+//! [`CompletedCheckpointStore::open`](crate::CompletedCheckpointStore::open),
+//! [`CheckpointStore::resolve`], the [`inspect`](crate::inspect) functions (`list`, `verify`,
+//! `gc`) and so the coordinator and the `cornerstone` tool.
+//!
+//! | status | `_metadata` | restorable | what `gc` may delete |
+//! |---|---|---|---|
+//! | [`Complete`](CheckpointDirStatus::Complete) | decodes, names this checkpoint | yes | files it does not reference, once older than the min age |
+//! | [`InProgress`](CheckpointDirStatus::InProgress) | absent, a file changed within the min age | no | nothing |
+//! | [`Abandoned`](CheckpointDirStatus::Abandoned) | absent, nothing changed for the min age | no | the directory |
+//! | [`Corrupt`](CheckpointDirStatus::Corrupt) | present, fails a check | no | nothing, and no `shared/` file |
+//! | [`NewerFormat`](CheckpointDirStatus::NewerFormat) | written by a newer version | not by this version | nothing, and no `shared/` file |
+//!
+//! A transient storage error is never a status: it is returned as the error it is, so that
+//! no caller skips to an older checkpoint (or deletes anything) because storage hiccuped.
+
+use std::sync::Arc;
+
+use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
+
+use crate::codec;
+use crate::completed::CompletedCheckpoint;
+use crate::layout;
+use crate::metadata::SnapshotKind;
+use crate::store::CheckpointStore;
+
+/// The largest `_metadata` file read: the largest body the format allows plus its framing.
+pub(crate) const MAX_METADATA_FILE: u64 = codec::MAX_BODY_SIZE + (64 << 10);
+
+/// What a `chk-N/` directory holds (see the [module docs](self)).
+#[derive(Debug)]
+pub enum CheckpointDirStatus {
+    /// `_metadata` decodes and names this directory's checkpoint.
+    Complete(CompletedCheckpoint),
+    /// No `_metadata`, and a file in it changed within the min age (or the age is unknown):
+    /// a writer may still be uploading into it.
+    InProgress,
+    /// No `_metadata`, and nothing in it changed for at least the min age: never committed.
+    Abandoned,
+    /// `_metadata` exists but is unreadable: the error says why (checksum, decoding, a
+    /// savepoint or another checkpoint's metadata in this directory).
+    Corrupt(Error),
+    /// `_metadata` was written by a newer format version: not garbage, only not readable
+    /// by this version.
+    NewerFormat(Error),
+}
+
+impl CheckpointDirStatus {
+    /// `"complete"`, `"in progress"`, `"abandoned"`, `"corrupt"` or `"newer format"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CheckpointDirStatus::Complete(_) => "complete",
+            CheckpointDirStatus::InProgress => "in progress",
+            CheckpointDirStatus::Abandoned => "abandoned",
+            CheckpointDirStatus::Corrupt(_) => "corrupt",
+            CheckpointDirStatus::NewerFormat(_) => "newer format",
+        }
+    }
+
+    /// Whether `_metadata` exists but cannot be read by this version.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            CheckpointDirStatus::Corrupt(_) | CheckpointDirStatus::NewerFormat(_)
+        )
+    }
+
+    /// The error of an unreadable `_metadata`.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            CheckpointDirStatus::Corrupt(e) | CheckpointDirStatus::NewerFormat(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// How [`classify`] tells an abandoned directory from one in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeGuard {
+    /// Now, in milliseconds since the epoch.
+    pub now_ms: u64,
+    /// A directory without `_metadata` is abandoned once nothing in it changed for this long.
+    pub min_age_ms: u64,
+}
+
+impl AgeGuard {
+    /// Whether an object last modified at `modified_ms` (unknown: `None`) is at least the
+    /// min age old. An unknown age is never old enough, unless the min age is zero.
+    pub fn is_old(&self, modified_ms: Option<u64>) -> bool {
+        if self.min_age_ms == 0 {
+            return true;
+        }
+        modified_ms.is_some_and(|m| self.now_ms.saturating_sub(m) >= self.min_age_ms)
+    }
+}
+
+/// Reads and decodes a `_metadata` (at most [`MAX_METADATA_FILE`] bytes) and works out its
+/// base directory.
+pub(crate) fn load_completed(
+    store: &CheckpointStore,
+    metadata_path: &str,
+) -> Result<CompletedCheckpoint> {
+    let bytes = store.read_small(metadata_path, MAX_METADATA_FILE)?;
+    let metadata = codec::decode(&bytes).map_err(|e| e.with_context("path", metadata_path))?;
+    let dir = layout::parent_dir(metadata_path);
+    let base_dir = match metadata.kind {
+        SnapshotKind::Checkpoint => layout::parent_dir(&dir),
+        SnapshotKind::Savepoint => dir,
+    };
+    Ok(CompletedCheckpoint {
+        metadata: Arc::new(metadata),
+        metadata_path: metadata_path.to_owned(),
+        base_dir,
+    })
+}
+
+/// Classifies the checkpoint directory `dir` of checkpoint `id`. Without `age`, a directory
+/// without `_metadata` is [`InProgress`](CheckpointDirStatus::InProgress) (nothing is listed).
+///
+/// # Errors
+/// Storage errors other than a missing `_metadata` (transient ones included).
+pub fn classify(
+    store: &CheckpointStore,
+    dir: &str,
+    id: CheckpointId,
+    age: Option<AgeGuard>,
+) -> Result<CheckpointDirStatus> {
+    let meta = layout::metadata_path(dir);
+    match load_completed(store, &meta) {
+        Ok(done) if done.metadata.kind != SnapshotKind::Checkpoint => {
+            Ok(CheckpointDirStatus::Corrupt(
+                Error::corrupted("a checkpoint directory holds a savepoint's _metadata")
+                    .with_context("path", &meta),
+            ))
+        }
+        Ok(done) if done.id() != id => Ok(CheckpointDirStatus::Corrupt(
+            Error::corrupted("_metadata holds another checkpoint than its directory's")
+                .with_context("path", &meta)
+                .with_context("checkpoint", done.id())
+                .with_context("directory", layout::checkpoint_dir_name(id)),
+        )),
+        Ok(done) => Ok(CheckpointDirStatus::Complete(done)),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let Some(age) = age else {
+                return Ok(CheckpointDirStatus::InProgress);
+            };
+            if age.min_age_ms == 0 {
+                return Ok(CheckpointDirStatus::Abandoned);
+            }
+            let mut newest = None::<u64>;
+            let mut unknown = false;
+            for e in store.list(dir, true)? {
+                if e.is_dir {
+                    continue;
+                }
+                match store.modified_ms(&e.path) {
+                    Ok(Some(ms)) => newest = Some(newest.map_or(ms, |n| n.max(ms))),
+                    Ok(None) => unknown = true,
+                    // Deleted since the listing (its writer cleaned up): not a sign of life.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !unknown && (newest.is_none() || age.is_old(newest)) {
+                Ok(CheckpointDirStatus::Abandoned)
+            } else {
+                Ok(CheckpointDirStatus::InProgress)
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::Unsupported => Ok(CheckpointDirStatus::NewerFormat(e)),
+        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(CheckpointDirStatus::Corrupt(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every `chk-N/` directory of a job directory, classified, ascending by id.
+///
+/// # Errors
+/// Storage errors (see [`classify`]).
+pub fn classify_job(
+    store: &CheckpointStore,
+    job_dir: &str,
+    age: Option<AgeGuard>,
+) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
+    let job_dir = layout::normalize_dir(job_dir)?;
+    crate::completed::checkpoint_dirs(store, &job_dir)?
+        .into_iter()
+        .map(|(id, dir)| {
+            let status = classify(store, &dir, id, age)?;
+            Ok((id, dir, status))
+        })
+        .collect()
+}
+
+/// The error for an unreadable `_metadata` newer than every complete checkpoint.
+pub(crate) fn unreadable_newest(status: &CheckpointDirStatus, dir: &str) -> Error {
+    let path = layout::metadata_path(dir);
+    match status.error() {
+        Some(e) => Error::new(
+            e.kind(),
+            "the newest checkpoint's _metadata is unreadable; refusing to fall back to an older \
+             checkpoint silently",
+        )
+        .with_context("path", path)
+        .with_context("cause", e),
+        None => Error::internal("not an unreadable checkpoint").with_context("path", path),
+    }
+}

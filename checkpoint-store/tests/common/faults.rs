@@ -1,0 +1,197 @@
+//! A fault layer around real OpenDAL services (no mock: every operation that is not failed
+//! goes to the service).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cornerstone_checkpoint_store::opendal::raw::*;
+use cornerstone_checkpoint_store::opendal::{self, OperationContext};
+
+/// Faults injected into a real OpenDAL service: fails the `fail_at`-th write-like operation
+/// before it takes effect (1-based; 0 = never; counts them all); lets writes to paths ending
+/// with `fail_after_suffix` take effect and then report an error (an ambiguous outcome, such
+/// as a response lost after the server applied a put); fails stats and reads of paths ending
+/// with `fail_reads_suffix` (a transient error).
+#[derive(Debug, Clone, Default)]
+pub struct FailNthWrite {
+    pub count: Arc<AtomicUsize>,
+    pub fail_at: Arc<AtomicUsize>,
+    pub fail_after_suffix: Arc<Mutex<Option<String>>>,
+    pub fail_reads_suffix: Arc<Mutex<Option<String>>>,
+    /// When a `fail_after_suffix` write reports its error, reads of that path start failing
+    /// too (`fail_reads_suffix`): the writer cannot read back what happened.
+    pub hide_after_failure: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailNthWrite {
+    fn matches(rule: &Mutex<Option<String>>, path: &str) -> bool {
+        rule.lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|suffix| path.ends_with(suffix))
+    }
+
+    fn read_fault(&self, path: &str) -> opendal::Result<()> {
+        if Self::matches(&self.fail_reads_suffix, path) {
+            return Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("injected read failure: {path}"),
+            )
+            .set_temporary());
+        }
+        Ok(())
+    }
+
+    fn tick(&self, what: &str, path: &str) -> opendal::Result<()> {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at.load(Ordering::SeqCst) {
+            return Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("injected failure of write #{n}: {what} {path}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for FailNthWrite {
+    fn apply_service(&self, inner: Servicer) -> Servicer {
+        Arc::new(FailService {
+            inner,
+            plan: self.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FailService {
+    inner: Servicer,
+    plan: FailNthWrite,
+}
+
+impl Service for FailService {
+    type Reader = oio::Reader;
+    type Writer = oio::Writer;
+    type Lister = oio::Lister;
+    type Deleter = oio::Deleter;
+    type Copier = oio::Copier;
+    type Composer = oio::Composer;
+
+    fn info(&self) -> ServiceInfo {
+        self.inner.info()
+    }
+    fn capability(&self) -> opendal::Capability {
+        self.inner.capability()
+    }
+    async fn create_dir(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpCreateDir,
+    ) -> opendal::Result<RpCreateDir> {
+        self.inner.create_dir(ctx, path, args).await
+    }
+    async fn stat(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpStat,
+    ) -> opendal::Result<RpStat> {
+        self.plan.read_fault(path)?;
+        self.inner.stat(ctx, path, args).await
+    }
+    fn read(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpRead,
+    ) -> opendal::Result<Self::Reader> {
+        self.plan.read_fault(path)?;
+        self.inner.read(ctx, path, args)
+    }
+    fn write(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpWrite,
+    ) -> opendal::Result<Self::Writer> {
+        self.plan.tick("write", path)?;
+        let inner = self.inner.write(ctx, path, args)?;
+        if FailNthWrite::matches(&self.plan.fail_after_suffix, path) {
+            return Ok(Box::new(FailAfterClose {
+                inner,
+                path: path.to_owned(),
+                plan: self.plan.clone(),
+            }));
+        }
+        Ok(inner)
+    }
+    fn delete(&self, ctx: &OperationContext) -> opendal::Result<Self::Deleter> {
+        self.inner.delete(ctx)
+    }
+    fn list(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpList,
+    ) -> opendal::Result<Self::Lister> {
+        self.inner.list(ctx, path, args)
+    }
+    fn copy(
+        &self,
+        ctx: &OperationContext,
+        from: &str,
+        to: &str,
+        args: OpCopy,
+    ) -> opendal::Result<Self::Copier> {
+        self.inner.copy(ctx, from, to, args)
+    }
+    async fn rename(
+        &self,
+        ctx: &OperationContext,
+        from: &str,
+        to: &str,
+        args: OpRename,
+    ) -> opendal::Result<RpRename> {
+        self.plan.tick("rename", to)?;
+        self.inner.rename(ctx, from, to, args).await
+    }
+    async fn presign(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpPresign,
+    ) -> opendal::Result<RpPresign> {
+        self.inner.presign(ctx, path, args).await
+    }
+}
+
+/// A writer whose close takes effect and then reports an error.
+struct FailAfterClose {
+    inner: oio::Writer,
+    path: String,
+    plan: FailNthWrite,
+}
+
+impl oio::Write for FailAfterClose {
+    async fn write(&mut self, bs: opendal::Buffer) -> opendal::Result<()> {
+        self.inner.write(bs).await
+    }
+    async fn close(&mut self) -> opendal::Result<opendal::Metadata> {
+        self.inner.close().await?;
+        if self.plan.hide_after_failure.load(Ordering::SeqCst) {
+            *self.plan.fail_reads_suffix.lock().unwrap() = Some(self.path.clone());
+        }
+        Err(opendal::Error::new(
+            opendal::ErrorKind::Unexpected,
+            format!(
+                "injected failure after the write took effect: {}",
+                self.path
+            ),
+        ))
+    }
+    async fn abort(&mut self) -> opendal::Result<()> {
+        self.inner.abort().await
+    }
+}
