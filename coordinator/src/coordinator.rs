@@ -10,7 +10,7 @@ use std::time::Duration;
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result, SharedClock, SubtaskState};
 use cornerstone_checkpoint_store::{
     CheckpointStore, ClaimMode, CompletedCheckpoint, CompletedCheckpointStore, JobStatus,
-    PendingCheckpoint, StoreStateReader, StoreStreamFactory, inspect,
+    PendingCheckpoint, StoreStateReader, StoreStreamFactory,
 };
 use parking_lot::Mutex;
 
@@ -77,10 +77,28 @@ impl fmt::Display for TaskId {
 
 /// Receives the coordinator's notifications (Flink's `CheckpointListener`): the place where
 /// a task commits side effects, such as a two-phase-commit sink's transactions.
+///
+/// # Guarantees
+/// - Each triggered checkpoint is notified at most once: completed or aborted, never both.
+/// - Completions are notified in increasing id order: once checkpoint `N` is notified
+///   complete, no checkpoint below `N` ever is. The older ones still pending are aborted as
+///   subsumed, notified before `N`'s completion; one whose last acknowledgement raced with
+///   `N`'s completion is aborted as subsumed right after it.
+/// - Aborts as such are not ordered by id (an expiry may be notified after a newer
+///   checkpoint's completion).
+/// - Notifications are delivered one at a time (never concurrently), from the thread whose
+///   call finished the checkpoint. A listener must not call back into the coordinator's
+///   [`acknowledge`](CheckpointCoordinator::acknowledge),
+///   [`decline`](CheckpointCoordinator::decline),
+///   [`check_timeouts`](CheckpointCoordinator::check_timeouts),
+///   [`abort_pending`](CheckpointCoordinator::abort_pending) or
+///   [`shutdown`](CheckpointCoordinator::shutdown) from a notification (that would
+///   deadlock); hand the work to another thread instead.
 pub trait CheckpointListener: Send + Sync + fmt::Debug {
-    /// Checkpoint `id` is committed to the checkpoint store.
+    /// Checkpoint `id` is committed to the checkpoint store (it subsumes every older one).
     fn notify_checkpoint_complete(&self, id: CheckpointId);
-    /// Checkpoint `id` was aborted (`reason` says why).
+    /// Checkpoint `id` was aborted (`reason` says why; a checkpoint subsumed by a newer
+    /// completed one is aborted too, with a reason saying so).
     fn notify_checkpoint_aborted(&self, id: CheckpointId, reason: &str);
 }
 
@@ -168,8 +186,8 @@ pub enum AckOutcome {
     },
     /// The last acknowledgement: the checkpoint is committed and the listeners notified.
     Completed(CompletedCheckpoint),
-    /// The checkpoint is no longer pending (aborted, expired, or a duplicate
-    /// acknowledgement): the state is discarded, as in Flink.
+    /// The checkpoint is no longer pending (aborted, expired, subsumed by a newer completed
+    /// checkpoint, or a duplicate acknowledgement): the state is discarded, as in Flink.
     Discarded,
 }
 
@@ -195,6 +213,8 @@ struct Inner {
     next_periodic_ms: u64,
     last_completion_ms: Option<u64>,
     continuous_failures: u32,
+    /// The id of the latest checkpoint committed (or recovered) by this coordinator.
+    latest_completed: Option<CheckpointId>,
     stats: StatsTracker,
     shut_down: bool,
     listeners: Vec<Arc<dyn CheckpointListener>>,
@@ -212,12 +232,25 @@ struct Inner {
 /// the store's) and notifies the [`CheckpointListener`]s. Time comes from the injected
 /// clock, so timeouts and pauses are tested on a manual clock.
 ///
+/// # Ordering
+/// Finishing a checkpoint (committing or aborting it, and notifying the listeners) is
+/// serialized; the storage I/O happens outside the lock that acknowledgements and triggers
+/// take. When checkpoint `N` completes, every pending checkpoint older than `N` is aborted
+/// as subsumed (Flink's `dropSubsumedCheckpoints`): its files are deleted, its listeners
+/// notified of the abort, and its later acknowledgements discarded. A checkpoint whose last
+/// acknowledgement arrives after a newer one completed is aborted the same way instead of
+/// committed. So completions are notified in increasing id order, each checkpoint once (see
+/// [`CheckpointListener`]).
+///
 /// # Failures
 /// A checkpoint that expires, is declined, or fails to commit is aborted (its files
 /// deleted) and counts as a failure; a completed checkpoint resets the count. When more
 /// than `tolerable_failed` failures happen in a row, the call that saw the last one returns
 /// an error of kind [`ErrorKind::LimitExceeded`]: the job must fail over (Flink's
-/// `CheckpointFailureManager`). Aborts caused by a failover or shutdown do not count.
+/// `CheckpointFailureManager`). Aborts caused by a failover or shutdown do not count, nor
+/// do aborts of checkpoints older than the latest completed one (subsumed ones, or a
+/// failure that lost the race with a newer checkpoint's completion), as in Flink. Every
+/// abort shows in the statistics as [`CheckpointStatus::Failed`] with its reason.
 pub struct CheckpointCoordinator {
     store: CompletedCheckpointStore,
     config: CoordinatorConfig,
@@ -225,6 +258,9 @@ pub struct CheckpointCoordinator {
     operators: Vec<OperatorSpec>,
     tasks: BTreeSet<TaskId>,
     inner: Mutex<Inner>,
+    /// Held while a checkpoint is finished (committed or aborted) and its listeners are
+    /// notified. Lock order: `finishing` before `inner`, never the reverse.
+    finishing: Mutex<()>,
 }
 
 impl fmt::Debug for CheckpointCoordinator {
@@ -239,8 +275,10 @@ impl fmt::Debug for CheckpointCoordinator {
 
 impl CheckpointCoordinator {
     /// Opens the checkpoints of `job_id` in `store` (recovering the completed ones) and
-    /// creates the coordinator of a job made of `operators`. Checkpoint ids continue after
-    /// the highest `chk-N/` in the job directory (complete or not).
+    /// creates the coordinator of a job made of `operators`. Opening takes the job
+    /// directory's lease, fencing any earlier coordinator of the job. Checkpoint ids continue
+    /// after every id used before, by any writer (see
+    /// [`CompletedCheckpointStore::next_checkpoint_id`]).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a bad configuration, an empty job, a zero parallelism
@@ -274,16 +312,10 @@ impl CheckpointCoordinator {
         }
         let checkpoints =
             CompletedCheckpointStore::open(store, job_id, config.store_config(clock.clone()))?;
-        // Never reuse the id of a checkpoint directory, even an incomplete one left by a
-        // crash (its files are garbage for `cornerstone gc`, not part of a new checkpoint).
-        let highest_dir = inspect::list(store, checkpoints.job_dir())?
-            .iter()
-            .filter_map(|s| s.id)
-            .map(CheckpointId::get)
-            .max()
-            .unwrap_or(0);
-        let latest = checkpoints.latest().map_or(0, |c| c.id().get());
-        let next_id = highest_dir.max(latest) + 1;
+        // Ids never repeat: the store's lease knows every id any writer reserved, also those
+        // of aborted checkpoints whose directories are gone.
+        let latest_completed = checkpoints.latest().map(|c| c.id());
+        let next_id = checkpoints.next_checkpoint_id().get();
         let now = clock.now_millis();
         let next_periodic_ms = now.saturating_add(duration_ms(config.interval.unwrap_or_default()));
         Ok(CheckpointCoordinator {
@@ -295,8 +327,10 @@ impl CheckpointCoordinator {
             inner: Mutex::new(Inner {
                 next_id,
                 next_periodic_ms,
+                latest_completed,
                 ..Inner::default()
             }),
+            finishing: Mutex::new(()),
         })
     }
 
@@ -407,7 +441,11 @@ impl CheckpointCoordinator {
     }
 
     /// Records the acknowledgement of `task` for checkpoint `id` with the state it wrote.
-    /// The last one commits the checkpoint and notifies the listeners.
+    /// The last one commits the checkpoint, aborts every older pending checkpoint as
+    /// subsumed (not a failure), and notifies the listeners: the subsumed aborts first, then
+    /// the completion. If a newer checkpoint completed while this one waited to be
+    /// committed, this one is aborted as subsumed instead ([`AckOutcome::Discarded`]).
+    /// Acknowledgements of a checkpoint that is no longer pending are discarded.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when `task` is not a task of this job;
@@ -441,7 +479,7 @@ impl CheckpointCoordinator {
         )?;
         let remaining = pending.waiting.len();
         if let Some(stats) = inner.stats.get_mut(id) {
-            stats.state_size += size;
+            stats.state_size = stats.state_size.saturating_add(size);
             stats.subtasks.insert(
                 task.clone(),
                 SubtaskStats {
@@ -458,36 +496,55 @@ impl CheckpointCoordinator {
             return Ok(AckOutcome::Discarded);
         };
         drop(inner);
-        // The commit does storage I/O: outside the lock.
-        match pending.checkpoint.commit() {
-            Ok(done) => {
-                let now = self.clock.now_millis();
-                let listeners = {
-                    let mut inner = self.inner.lock();
-                    inner.last_completion_ms = Some(now);
-                    inner.continuous_failures = 0;
-                    inner.stats.completed += 1;
-                    if let Some(stats) = inner.stats.get_mut(id) {
-                        stats.end_to_end_duration =
-                            Duration::from_millis(now.saturating_sub(stats.trigger_timestamp_ms));
-                        stats.status = CheckpointStatus::Completed {
-                            metadata_path: done.metadata_path.clone(),
-                        };
-                    }
-                    inner.listeners.clone()
-                };
-                tracing::debug!(checkpoint = %id, path = %done.metadata_path, "completed checkpoint");
-                for l in listeners {
-                    l.notify_checkpoint_complete(id);
-                }
-                Ok(AckOutcome::Completed(done))
-            }
+        self.complete(id, pending.checkpoint)
+    }
+
+    /// Commits checkpoint `id` (its last acknowledgement arrived), or aborts it when a newer
+    /// checkpoint completed meanwhile; aborts the older pending ones; notifies.
+    fn complete(&self, id: CheckpointId, checkpoint: PendingCheckpoint) -> Result<AckOutcome> {
+        let _finishing = self.finishing.lock();
+        let newer = self.inner.lock().latest_completed.filter(|l| *l > id);
+        if let Some(newer) = newer {
+            self.abort_finishing(id, &subsumed_by(newer), false, Some(checkpoint))?;
+            return Ok(AckOutcome::Discarded);
+        }
+        // The commit does storage I/O: outside the `inner` lock.
+        let done = match checkpoint.commit() {
+            Ok(done) => done,
             Err(e) => {
                 let reason = format!("finalizing the checkpoint failed: {e}");
-                self.record_failure(id, &reason, true, None)?;
-                Ok(AckOutcome::Discarded)
+                self.abort_finishing(id, &reason, true, None)?;
+                return Ok(AckOutcome::Discarded);
             }
+        };
+        let now = self.clock.now_millis();
+        let subsumed = {
+            let mut inner = self.inner.lock();
+            inner.latest_completed = Some(id);
+            inner.last_completion_ms = Some(now);
+            inner.continuous_failures = 0;
+            inner.stats.completed += 1;
+            if let Some(stats) = inner.stats.get_mut(id) {
+                stats.end_to_end_duration =
+                    Duration::from_millis(now.saturating_sub(stats.trigger_timestamp_ms));
+                stats.status = CheckpointStatus::Completed {
+                    metadata_path: done.metadata_path.clone(),
+                };
+            }
+            let newer = inner.pending.split_off(&id);
+            std::mem::replace(&mut inner.pending, newer)
+        };
+        tracing::debug!(checkpoint = %id, path = %done.metadata_path, "completed checkpoint");
+        let reason = subsumed_by(id);
+        for (old, p) in subsumed {
+            // Not counted: cannot exceed the limit.
+            let _ = self.abort_finishing(old, &reason, false, Some(p.checkpoint));
         }
+        let listeners = self.inner.lock().listeners.clone();
+        for l in listeners {
+            l.notify_checkpoint_complete(id);
+        }
+        Ok(AckOutcome::Completed(done))
     }
 
     /// A task declined checkpoint `id` (its snapshot failed): the checkpoint is aborted and
@@ -563,6 +620,21 @@ impl CheckpointCoordinator {
         counts: bool,
         checkpoint: Option<PendingCheckpoint>,
     ) -> Result<()> {
+        let _finishing = self.finishing.lock();
+        self.abort_finishing(id, reason, counts, checkpoint)
+    }
+
+    /// Aborts checkpoint `id` (deleting what it wrote), records it and notifies the
+    /// listeners. `counts`: whether it is a failure for the failure manager, which ignores
+    /// checkpoints older than the latest completed one anyway. The caller holds
+    /// `finishing`.
+    fn abort_finishing(
+        &self,
+        id: CheckpointId,
+        reason: &str,
+        counts: bool,
+        checkpoint: Option<PendingCheckpoint>,
+    ) -> Result<()> {
         if let Some(c) = checkpoint
             && let Err(e) = c.abort()
         {
@@ -581,7 +653,7 @@ impl CheckpointCoordinator {
                 };
             }
             let mut exceeded = false;
-            if counts {
+            if counts && inner.latest_completed.is_none_or(|l| id > l) {
                 inner.continuous_failures += 1;
                 if inner.continuous_failures > self.config.tolerable_failed {
                     inner.continuous_failures = 0;
@@ -665,6 +737,11 @@ impl CheckpointCoordinator {
                     .with_context("task", task)
             })
     }
+}
+
+/// The abort reason of a checkpoint subsumed by the completion of `newer`.
+fn subsumed_by(newer: CheckpointId) -> String {
+    format!("subsumed by completed checkpoint {newer}")
 }
 
 fn duration_ms(d: Duration) -> u64 {

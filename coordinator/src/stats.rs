@@ -43,7 +43,7 @@ pub enum CheckpointStatus {
         /// The `_metadata` path.
         metadata_path: String,
     },
-    /// Aborted.
+    /// Aborted (including subsumed by a newer completed checkpoint, which the reason says).
     Failed {
         /// Why.
         reason: String,
@@ -110,7 +110,9 @@ impl CheckpointStats {
 pub struct JobCheckpointStats {
     /// Checkpoints committed.
     pub completed: u64,
-    /// Checkpoints aborted (timeout, decline, storage failure, failover).
+    /// Checkpoints aborted (timeout, decline, storage failure, failover, or subsumed by a
+    /// newer completed checkpoint). Not all of them count against the tolerable failures:
+    /// see [`CheckpointCoordinator`](crate::CheckpointCoordinator).
     pub failed: u64,
     /// Checkpoints waiting for acknowledgements now.
     pub in_progress: u64,

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cornerstone_backend_api::operator::OperatorStateBackend;
-use cornerstone_backend_api::{CheckpointId, ErrorKind, ManualClock, SharedClock, SubtaskState};
+use cornerstone_backend_api::{
+    CheckpointId, CheckpointStreamFactory, ErrorKind, ManualClock, SharedClock, StateScope,
+    StreamStateHandle, SubtaskState,
+};
 use cornerstone_checkpoint_store::{CheckpointStore, CleanupPolicy, JobStatus};
 use cornerstone_coordinator::{
     AckOutcome, CheckpointCoordinator, CheckpointListener, CheckpointStatus, CoordinatorConfig,
@@ -252,7 +255,7 @@ fn timeout_aborts_the_checkpoint_and_deletes_its_files() {
         "{reason}"
     );
     // The aborted checkpoint left no files; a late acknowledgement is discarded.
-    let leftovers = files_under(&f.dir.path().join("job"));
+    let leftovers = files_under(&f.dir.path().join("job/chk-1"));
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert!(matches!(
         f.coordinator
@@ -495,4 +498,206 @@ fn works_on_the_opendal_memory_service_too() {
     let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
     // The state of the third round (its first element is the round).
     assert_eq!(op.list_state::<u64>("offsets").unwrap().get()[0], 3);
+}
+
+/// Writes a 30 KiB exclusive file (above the 20 KiB inline threshold) through the
+/// checkpoint's streams; returns its path on disk.
+fn write_big_file(f: &Fixture, t: &TriggeredCheckpoint) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let mut out = t.streams.create(StateScope::Exclusive).unwrap();
+    out.write_all(&[7u8; 30 * 1024]).unwrap();
+    let StreamStateHandle::File(file) = out.close().unwrap() else {
+        panic!("expected a file handle")
+    };
+    let path = f.dir.path().join("job").join(&file.path);
+    assert!(path.is_file(), "{path:?}");
+    path
+}
+
+#[test]
+fn completing_a_checkpoint_aborts_older_pending_ones_without_counting_a_failure() {
+    // No failure tolerated: a subsumed checkpoint counted as a failure would fail the job.
+    let f = fixture(
+        CoordinatorConfig::every(Duration::from_millis(10))
+            .max_concurrent(3)
+            .tolerable_failed(0),
+    );
+    let t1 = trigger(&f);
+    let t2 = trigger(&f);
+    let t3 = trigger(&f);
+    let big = write_big_file(&f, &t1);
+    // One task of checkpoint 1 acknowledged (its state is in files of chk-1/ too).
+    assert!(matches!(
+        f.coordinator
+            .acknowledge(
+                t1.id,
+                &TaskId::new("source", 0),
+                state_of(&t1, 0),
+                SubtaskMetrics::default()
+            )
+            .unwrap(),
+        AckOutcome::Pending { remaining: 2 }
+    ));
+    assert!(!files_under(&f.dir.path().join("job/chk-1")).is_empty());
+
+    assert!(matches!(ack_all(&f, &t2), AckOutcome::Completed(_)));
+    assert_eq!(
+        *f.recorder.events.lock(),
+        vec!["aborted 1".to_string(), "complete 2".to_string()],
+        "checkpoint 1 must be aborted (before 2's completion is notified)"
+    );
+    // Checkpoint 3 is newer: still pending.
+    assert_eq!(f.coordinator.pending_ids(), vec![t3.id]);
+    // Checkpoint 1's files are gone.
+    assert!(!big.exists(), "{big:?} of the subsumed checkpoint is left");
+    let leftovers = files_under(&f.dir.path().join("job/chk-1"));
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Late acknowledgements of checkpoint 1 are discarded; it never completes.
+    for task in &tasks()[1..] {
+        let outcome = f
+            .coordinator
+            .acknowledge(t1.id, task, state_of(&t1, 1), SubtaskMetrics::default())
+            .unwrap();
+        assert!(matches!(outcome, AckOutcome::Discarded), "{outcome:?}");
+    }
+    // Subsumed, not failed: the statistics say so.
+    let stats = f.coordinator.stats();
+    let s1 = stats.history.iter().find(|c| c.id == t1.id).unwrap();
+    let CheckpointStatus::Failed { reason } = &s1.status else {
+        panic!("checkpoint 1 is {:?}", s1.status)
+    };
+    assert!(
+        reason.contains("subsumed") && reason.contains('2'),
+        "{reason}"
+    );
+    assert_eq!(stats.completed, 1);
+    // Then 3 completes normally, once.
+    assert!(matches!(ack_all(&f, &t3), AckOutcome::Completed(_)));
+    assert_eq!(
+        *f.recorder.events.lock(),
+        vec![
+            "aborted 1".to_string(),
+            "complete 2".to_string(),
+            "complete 3".to_string()
+        ]
+    );
+    // The latest checkpoint restores.
+    let restored = f.coordinator.restore_latest().unwrap().unwrap();
+    assert_eq!(restored.checkpoint.id(), t3.id);
+    let handles = &restored
+        .checkpoint
+        .metadata
+        .operator("source")
+        .unwrap()
+        .subtasks[&0]
+        .operator;
+    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
+    assert_eq!(op.list_state::<u64>("offsets").unwrap().get().len(), 5_000);
+}
+
+#[test]
+fn subsumed_checkpoint_leaves_the_completed_one_restorable() {
+    let f = fixture(CoordinatorConfig::every(Duration::from_millis(10)).max_concurrent(2));
+    let t1 = trigger(&f);
+    let t2 = trigger(&f);
+    write_big_file(&f, &t1);
+    assert!(matches!(ack_all(&f, &t2), AckOutcome::Completed(_)));
+    // Acknowledging all of checkpoint 1 afterwards neither completes it nor errs.
+    for task in tasks() {
+        let outcome = f
+            .coordinator
+            .acknowledge(
+                t1.id,
+                &task,
+                SubtaskState::default(),
+                SubtaskMetrics::default(),
+            )
+            .unwrap();
+        assert!(matches!(outcome, AckOutcome::Discarded), "{outcome:?}");
+    }
+    assert!(!f.dir.path().join("job/chk-1").exists());
+    assert!(f.dir.path().join("job/chk-2/_metadata").is_file());
+    let restored = f.coordinator.restore_latest().unwrap().unwrap();
+    assert_eq!(restored.checkpoint.id(), t2.id);
+    let handles = &restored
+        .checkpoint
+        .metadata
+        .operator("sink")
+        .unwrap()
+        .subtasks[&0]
+        .operator;
+    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
+    assert_eq!(op.list_state::<u64>("offsets").unwrap().get()[0], 2);
+    assert_eq!(*f.recorder.events.lock(), vec!["aborted 1", "complete 2"]);
+}
+
+#[test]
+fn racing_completions_notify_in_id_order_once() {
+    for round in 0..40 {
+        let f = fixture(CoordinatorConfig::every(Duration::from_millis(10)).max_concurrent(2));
+        let t1 = trigger(&f);
+        let t2 = trigger(&f);
+        let (last, others) = tasks()
+            .split_last()
+            .map(|(l, o)| (l.clone(), o.to_vec()))
+            .unwrap();
+        for t in [&t1, &t2] {
+            for task in &others {
+                f.coordinator
+                    .acknowledge(
+                        t.id,
+                        task,
+                        state_of(t, t.id.get()),
+                        SubtaskMetrics::default(),
+                    )
+                    .unwrap();
+            }
+        }
+        let start = std::sync::Barrier::new(2);
+        let outcomes: Vec<AckOutcome> = std::thread::scope(|s| {
+            let handles: Vec<_> = [&t2, &t1]
+                .into_iter()
+                .map(|t| {
+                    let (f, last, start) = (&f, &last, &start);
+                    let state = state_of(t, t.id.get());
+                    s.spawn(move || {
+                        start.wait();
+                        f.coordinator
+                            .acknowledge(t.id, last, state, SubtaskMetrics::default())
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let events = f.recorder.events.lock().clone();
+        let completes: Vec<u64> = events
+            .iter()
+            .filter_map(|e| e.strip_prefix("complete "))
+            .map(|id| id.parse().unwrap())
+            .collect();
+        assert!(
+            completes.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: completions out of order: {events:?}"
+        );
+        // The newest always completes; each id is notified exactly once.
+        assert_eq!(completes.last(), Some(&2), "round {round}: {events:?}");
+        assert_eq!(events.len(), 2, "round {round}: {events:?}");
+        let one_completed = completes.contains(&1);
+        assert_eq!(
+            events.contains(&"aborted 1".to_string()),
+            !one_completed,
+            "round {round}: {events:?}"
+        );
+        assert!(matches!(outcomes[0], AckOutcome::Completed(_)));
+        assert_eq!(
+            matches!(outcomes[1], AckOutcome::Completed(_)),
+            one_completed,
+            "round {round}: {outcomes:?}"
+        );
+        assert!(f.dir.path().join("job/chk-2/_metadata").is_file());
+        if !one_completed {
+            assert!(!f.dir.path().join("job/chk-1").exists(), "round {round}");
+        }
+    }
 }
