@@ -482,6 +482,27 @@ impl CompletedCheckpointStore {
         CheckpointId(self.inner.lease.first_id().max(latest))
     }
 
+    /// Settles the checkpoints whose commit had an unknown outcome from what storage says
+    /// now: complete ones become retained (so [`latest`](Self::latest) is never older than
+    /// a checkpoint that did complete), absent ones are dropped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::OutcomeUnknown`] naming the `_metadata` that storage still cannot
+    /// read; [`ErrorKind::Fenced`].
+    pub fn settle_doubtful(&self) -> Result<()> {
+        self.inner.lease.check("settle doubtful commits")?;
+        let mut state = self.inner.state.lock();
+        resolve_doubtful(&self.inner.store, &mut state);
+        match state.doubtful.first() {
+            Some(d) => Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                "storage cannot tell yet whether a checkpoint completed",
+            )
+            .with_context("path", &d.metadata_path)),
+            None => Ok(()),
+        }
+    }
+
     /// Fails with [`ErrorKind::Fenced`] when another writer took the job directory's lease.
     ///
     /// # Errors
@@ -758,12 +779,24 @@ fn discard(
     }
     store.delete(&done.metadata_path)?;
     store.sync_dirs([done.dir().as_str()])?;
+    // Kill point: `_metadata` is deleted, every file is still there (`failpoints`).
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("discard-after-metadata-delete", |_| {
+        eprintln!("kill point discard-after-metadata-delete");
+        std::process::abort()
+    });
     for (path, scope) in done.file_paths() {
         if scope != StateScope::TaskOwned
             && !(keep_shared && scope == StateScope::Shared)
             && !live.contains(&path)
         {
             store.delete(&path)?;
+            // Kill point: after each file deleted (`1*return`: after the first one).
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("discard-mid-files", |_| {
+                eprintln!("kill point discard-mid-files");
+                std::process::abort()
+            });
         }
     }
     if own_dir {
@@ -1019,6 +1052,12 @@ impl PendingCheckpoint {
             .sync_dirs(dirs.iter().map(String::as_str))
             .map_err(Failure::Clean)?;
 
+        // Kill point: the files are written and synced, `_metadata` is not (`failpoints`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("commit-before-metadata", |_| {
+            eprintln!("kill point commit-before-metadata");
+            std::process::abort()
+        });
         if let Err(e) = inner.store.commit_metadata(&self.dir, bytes.clone()) {
             match read_back(&inner.store, &done.metadata_path, &bytes) {
                 ReadBack::Ours => {
@@ -1042,6 +1081,13 @@ impl PendingCheckpoint {
                 }
             }
         }
+        // Kill point: `_metadata` is published, the checkpoint not yet registered nor
+        // anything subsumed (`failpoints`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("commit-after-metadata", |_| {
+            eprintln!("kill point commit-after-metadata");
+            std::process::abort()
+        });
 
         if self.kind == SnapshotKind::Savepoint {
             drop(state);

@@ -17,7 +17,7 @@ use crate::completed::{CompletedCheckpoint, checkpoint_dirs};
 use crate::layout;
 use crate::lease;
 use crate::metadata::{CheckpointMetadata, SnapshotKind};
-use crate::status::{self, AgeGuard, CheckpointDirStatus, load_completed};
+use crate::status::{self, AgeGuard, CheckpointDirStatus};
 use crate::store::{CheckpointStore, StoreStateReader};
 use cornerstone_backend_api::keyed_format::read_header;
 
@@ -120,13 +120,7 @@ fn describe(
     };
     let status = match id {
         Some(id) => status::classify(store, dir, id, None)?,
-        None => match load_completed(store, &meta) {
-            Ok(done) => CheckpointDirStatus::Complete(done),
-            Err(e) if e.kind() == ErrorKind::NotFound => CheckpointDirStatus::InProgress,
-            Err(e) if e.kind() == ErrorKind::Unsupported => CheckpointDirStatus::NewerFormat(e),
-            Err(e) if e.kind() == ErrorKind::Corrupted => CheckpointDirStatus::Corrupt(e),
-            Err(e) => return Err(e),
-        },
+        None => status::metadata_status(store, &meta)?.unwrap_or(CheckpointDirStatus::InProgress),
     };
     match status {
         CheckpointDirStatus::Complete(done) => {
@@ -609,17 +603,16 @@ pub fn gc_candidates(
         if referenced.contains(&path) || metadata_paths.contains(path.as_str()) {
             return Ok(());
         }
-        // Abandoned directories were aged as a whole; single files are aged here.
-        if reason != GcReason::IncompleteCheckpoint {
-            let modified = match store.modified_ms(&path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            if !age.is_old(modified) {
-                young += 1;
-                return Ok(());
-            }
+        // Every file is aged, also in an abandoned directory: a writer may have started
+        // uploading into it since it was classified.
+        let modified = match store.modified_ms(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !age.is_old(modified) {
+            young += 1;
+            return Ok(());
         }
         let size = store.size(&path).unwrap_or(0);
         candidates.push(GcCandidate { path, size, reason });

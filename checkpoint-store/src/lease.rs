@@ -88,8 +88,14 @@ pub fn read_state(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> 
         } else {
             continue;
         }
-        if let Some(ms) = store.modified_ms(&e.path)? {
-            state.last_activity_ms = Some(state.last_activity_ms.map_or(ms, |m| m.max(ms)));
+        match store.modified_ms(&e.path) {
+            Ok(Some(ms)) => {
+                state.last_activity_ms = Some(state.last_activity_ms.map_or(ms, |m| m.max(ms)));
+            }
+            Ok(None) => {}
+            // A superseded reservation deleted since the listing: its successor counts.
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(state)

@@ -126,21 +126,25 @@ pub fn classify(
     age: Option<AgeGuard>,
 ) -> Result<CheckpointDirStatus> {
     let meta = layout::metadata_path(dir);
-    match load_completed(store, &meta) {
-        Ok(done) if done.metadata.kind != SnapshotKind::Checkpoint => {
+    match metadata_status(store, &meta)? {
+        Some(CheckpointDirStatus::Complete(done))
+            if done.metadata.kind != SnapshotKind::Checkpoint =>
+        {
             Ok(CheckpointDirStatus::Corrupt(
                 Error::corrupted("a checkpoint directory holds a savepoint's _metadata")
                     .with_context("path", &meta),
             ))
         }
-        Ok(done) if done.id() != id => Ok(CheckpointDirStatus::Corrupt(
-            Error::corrupted("_metadata holds another checkpoint than its directory's")
-                .with_context("path", &meta)
-                .with_context("checkpoint", done.id())
-                .with_context("directory", layout::checkpoint_dir_name(id)),
-        )),
-        Ok(done) => Ok(CheckpointDirStatus::Complete(done)),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
+        Some(CheckpointDirStatus::Complete(done)) if done.id() != id => {
+            Ok(CheckpointDirStatus::Corrupt(
+                Error::corrupted("_metadata holds another checkpoint than its directory's")
+                    .with_context("path", &meta)
+                    .with_context("checkpoint", done.id())
+                    .with_context("directory", layout::checkpoint_dir_name(id)),
+            ))
+        }
+        Some(status) => Ok(status),
+        None => {
             let Some(age) = age else {
                 return Ok(CheckpointDirStatus::InProgress);
             };
@@ -161,14 +165,32 @@ pub fn classify(
                     Err(e) => return Err(e),
                 }
             }
-            if !unknown && (newest.is_none() || age.is_old(newest)) {
+            // An empty directory may be one a writer just created: in progress.
+            if !unknown && age.is_old(newest) {
                 Ok(CheckpointDirStatus::Abandoned)
             } else {
                 Ok(CheckpointDirStatus::InProgress)
             }
         }
-        Err(e) if e.kind() == ErrorKind::Unsupported => Ok(CheckpointDirStatus::NewerFormat(e)),
-        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(CheckpointDirStatus::Corrupt(e)),
+    }
+}
+
+/// What the `_metadata` at `meta` says, without the checks that need its directory:
+/// complete, corrupt or of a newer format; `None` when there is none.
+///
+/// # Errors
+/// Storage errors other than a missing `_metadata`.
+pub(crate) fn metadata_status(
+    store: &CheckpointStore,
+    meta: &str,
+) -> Result<Option<CheckpointDirStatus>> {
+    match load_completed(store, meta) {
+        Ok(done) => Ok(Some(CheckpointDirStatus::Complete(done))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            Ok(Some(CheckpointDirStatus::NewerFormat(e)))
+        }
+        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(Some(CheckpointDirStatus::Corrupt(e))),
         Err(e) => Err(e),
     }
 }

@@ -511,6 +511,16 @@ impl CheckpointCoordinator {
         // The commit does storage I/O: outside the `inner` lock.
         let done = match checkpoint.commit() {
             Ok(done) => done,
+            Err(e) if matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Fenced) => {
+                // The checkpoint may be on storage (its `_metadata` was published, or the
+                // commit's outcome is unknown): its side effects, such as a sink's
+                // pre-committed transaction, must be neither committed nor discarded, so
+                // no listener is told. The job must fail over (outcome unknown: the restore
+                // finds out from storage) or stop (fenced: another writer owns the job).
+                tracing::warn!(checkpoint = %id, error = %e, "checkpoint commit in doubt");
+                self.mark_failed(id, &format!("finalizing the checkpoint failed: {e}"));
+                return Err(e);
+            }
             Err(e) => {
                 let reason = format!("finalizing the checkpoint failed: {e}");
                 self.abort_finishing(id, &reason, true, None)?;
@@ -641,17 +651,9 @@ impl CheckpointCoordinator {
             tracing::warn!(checkpoint = %id, error = %e, "cleaning up an aborted checkpoint failed");
         }
         tracing::info!(checkpoint = %id, reason, "checkpoint aborted");
-        let now = self.clock.now_millis();
+        self.mark_failed(id, reason);
         let (listeners, exceeded) = {
             let mut inner = self.inner.lock();
-            inner.stats.failed += 1;
-            if let Some(stats) = inner.stats.get_mut(id) {
-                stats.end_to_end_duration =
-                    Duration::from_millis(now.saturating_sub(stats.trigger_timestamp_ms));
-                stats.status = CheckpointStatus::Failed {
-                    reason: reason.to_owned(),
-                };
-            }
             let mut exceeded = false;
             if counts && inner.latest_completed.is_none_or(|l| id > l) {
                 inner.continuous_failures += 1;
@@ -677,13 +679,31 @@ impl CheckpointCoordinator {
         Ok(())
     }
 
+    /// Counts checkpoint `id` as failed in the statistics, with `reason`.
+    fn mark_failed(&self, id: CheckpointId, reason: &str) {
+        let now = self.clock.now_millis();
+        let mut inner = self.inner.lock();
+        inner.stats.failed += 1;
+        if let Some(stats) = inner.stats.get_mut(id) {
+            stats.end_to_end_duration =
+                Duration::from_millis(now.saturating_sub(stats.trigger_timestamp_ms));
+            stats.status = CheckpointStatus::Failed {
+                reason: reason.to_owned(),
+            };
+        }
+    }
+
     /// Restores the latest completed checkpoint (claimed: it is subsumed like the job's own
     /// checkpoints), or `None` when there is none. Pending checkpoints must have been
-    /// aborted ([`abort_pending`](Self::abort_pending)).
+    /// aborted ([`abort_pending`](Self::abort_pending)). A checkpoint whose commit outcome
+    /// was unknown is settled from storage first, so a restore never starts from older
+    /// state than a checkpoint that did complete.
     ///
     /// # Errors
-    /// Storage errors.
+    /// [`ErrorKind::OutcomeUnknown`] while storage still cannot say whether such a
+    /// checkpoint completed; [`ErrorKind::Fenced`]; storage errors.
     pub fn restore_latest(&self) -> Result<Option<RestoredCheckpoint>> {
+        self.store.settle_doubtful()?;
         let Some(latest) = self.store.latest() else {
             return Ok(None);
         };

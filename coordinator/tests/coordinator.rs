@@ -701,3 +701,71 @@ fn racing_completions_notify_in_id_order_once() {
         }
     }
 }
+
+/// A second coordinator on the same job directory (a zombie after failover, or a job
+/// resubmitted beside the old one) fences the first: the first's in-flight checkpoint fails
+/// with `Fenced` and its listeners are told nothing (a sink keeps its pre-committed
+/// transaction for whoever restores), its next trigger fails, and the second one restores
+/// the latest checkpoint and continues with ids the first never used.
+#[test]
+fn a_second_coordinator_fences_the_first_and_no_side_effect_is_discarded() {
+    let a = fixture(CoordinatorConfig::default().max_concurrent(2));
+    let first = trigger(&a);
+    assert!(matches!(ack_all(&a, &first), AckOutcome::Completed(_)));
+    let in_flight = trigger(&a);
+
+    let store = CheckpointStore::local(a.dir.path()).unwrap();
+    let b = CheckpointCoordinator::open(
+        &store,
+        "job",
+        CoordinatorConfig::default(),
+        operators(),
+        Arc::new(a.clock.clone()) as SharedClock,
+    )
+    .unwrap();
+
+    let events_before = a.recorder.events.lock().clone();
+    let tasks = tasks();
+    let (last, rest) = tasks.split_last().unwrap();
+    for (i, task) in rest.iter().enumerate() {
+        a.coordinator
+            .acknowledge(
+                in_flight.id,
+                task,
+                state_of(&in_flight, i as u64),
+                SubtaskMetrics::default(),
+            )
+            .unwrap();
+    }
+    let e = a
+        .coordinator
+        .acknowledge(
+            in_flight.id,
+            last,
+            state_of(&in_flight, 9),
+            SubtaskMetrics::default(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Fenced, "{e}");
+    assert_eq!(
+        *a.recorder.events.lock(),
+        events_before,
+        "no abort was notified"
+    );
+    assert_eq!(
+        a.coordinator.trigger().unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    assert_eq!(
+        a.coordinator.restore_latest().unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+
+    let restored = b.restore_latest().unwrap().unwrap();
+    assert_eq!(restored.checkpoint.id(), first.id);
+    let next = match b.trigger().unwrap() {
+        TriggerResult::Triggered(t) => t,
+        TriggerResult::Skipped(r) => panic!("skipped: {r}"),
+    };
+    assert!(next.id > in_flight.id, "{} after {}", next.id, in_flight.id);
+}

@@ -22,6 +22,44 @@ pub struct FailNthWrite {
     /// When a `fail_after_suffix` write reports its error, reads of that path start failing
     /// too (`fail_reads_suffix`): the writer cannot read back what happened.
     pub hide_after_failure: Arc<std::sync::atomic::AtomicBool>,
+    /// Seeded random faults on every operation (see [`RandomFaults`]), when set.
+    pub random: Arc<Mutex<Option<RandomFaults>>>,
+}
+
+/// Seeded random faults: each write fails before it takes effect with probability
+/// `p_before`, or takes effect and then fails with `p_after` (an ambiguous outcome); each
+/// stat or read fails with `p_read` (a transient error). Deterministic for a seed as long
+/// as operations come in a deterministic order.
+#[derive(Debug)]
+pub struct RandomFaults {
+    pub rng: rand::rngs::StdRng,
+    pub p_before: f64,
+    pub p_after: f64,
+    pub p_read: f64,
+    /// Faults injected: before, after, read.
+    pub injected: [u64; 3],
+}
+
+impl RandomFaults {
+    pub fn new(seed: u64, p_before: f64, p_after: f64, p_read: f64) -> Self {
+        use rand::SeedableRng;
+        RandomFaults {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            p_before,
+            p_after,
+            p_read,
+            injected: [0; 3],
+        }
+    }
+
+    fn draw(&mut self, p: f64, kind: usize) -> bool {
+        use rand::RngExt;
+        let hit = p > 0.0 && self.rng.random_bool(p);
+        if hit {
+            self.injected[kind] += 1;
+        }
+        hit
+    }
 }
 
 impl FailNthWrite {
@@ -32,8 +70,16 @@ impl FailNthWrite {
             .is_some_and(|suffix| path.ends_with(suffix))
     }
 
+    fn random_draw(&self, p: impl Fn(&RandomFaults) -> f64, kind: usize) -> bool {
+        self.random
+            .lock()
+            .unwrap()
+            .as_mut()
+            .is_some_and(|r| r.draw(p(r), kind))
+    }
+
     fn read_fault(&self, path: &str) -> opendal::Result<()> {
-        if Self::matches(&self.fail_reads_suffix, path) {
+        if Self::matches(&self.fail_reads_suffix, path) || self.random_draw(|r| r.p_read, 2) {
             return Err(opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
                 format!("injected read failure: {path}"),
@@ -45,7 +91,7 @@ impl FailNthWrite {
 
     fn tick(&self, what: &str, path: &str) -> opendal::Result<()> {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at.load(Ordering::SeqCst) {
+        if n == self.fail_at.load(Ordering::SeqCst) || self.random_draw(|r| r.p_before, 0) {
             return Err(opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
                 format!("injected failure of write #{n}: {what} {path}"),
@@ -118,7 +164,9 @@ impl Service for FailService {
     ) -> opendal::Result<Self::Writer> {
         self.plan.tick("write", path)?;
         let inner = self.inner.write(ctx, path, args)?;
-        if FailNthWrite::matches(&self.plan.fail_after_suffix, path) {
+        if FailNthWrite::matches(&self.plan.fail_after_suffix, path)
+            || self.plan.random_draw(|r| r.p_after, 1)
+        {
             return Ok(Box::new(FailAfterClose {
                 inner,
                 path: path.to_owned(),

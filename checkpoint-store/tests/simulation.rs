@@ -1,0 +1,313 @@
+//! A seeded fault simulation of the checkpoint store, FoundationDB-style: deterministic per
+//! seed, many seeds.
+//!
+//! Over OpenDAL's memory service behind a fault layer (every write may fail before it takes
+//! effect, or take effect and then fail; every stat and read may fail), one job checkpoints
+//! (sharing files between checkpoints as incremental backends do), aborts checkpoints,
+//! crashes and restarts, gets a second writer beside it (a zombie after failover), and runs
+//! `gc` (with and without min age, sometimes forced) beside it. After every step an oracle
+//! reads storage without faults and checks:
+//! - every complete `_metadata` on storage verifies (every referenced file present, sizes
+//!   and checksums right);
+//! - the latest restorable checkpoint is never older than the newest one whose commit
+//!   returned success, and never goes backwards;
+//! - the latest checkpoint's state is exactly what its writer wrote for it.
+//!
+//! `CORNERSTONE_SIM_SEEDS` (default 200) and `CORNERSTONE_SIM_FIRST_SEED` (default 0) choose
+//! the seeds; a soak:
+//! `CORNERSTONE_SIM_SEEDS=10000 cargo test --release -p cornerstone-checkpoint-store --test simulation -- --nocapture`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::fmt::Write as _;
+
+use common::faults::{FailNthWrite, RandomFaults};
+use common::state_of;
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{CheckpointId, ErrorKind, StateScope, StreamStateHandle};
+use cornerstone_checkpoint_store::inspect::{self, GcOptions};
+use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, CompletedCheckpointStore, opendal,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const STEPS: usize = 40;
+const JOB: &str = "job";
+
+#[derive(Debug, Default)]
+struct Totals {
+    seeds: u64,
+    steps: u64,
+    faults_before: u64,
+    faults_after: u64,
+    faults_read: u64,
+    commits_ok: u64,
+    commits_outcome_unknown: u64,
+    commits_fenced: u64,
+    commits_failed_other: u64,
+    aborts: u64,
+    restarts: u64,
+    second_writers: u64,
+    gc_runs: u64,
+    gc_deleted: u64,
+    gc_refused: u64,
+    checkpoints_verified: u64,
+    lost: u64,
+}
+
+struct Writer {
+    job: CompletedCheckpointStore,
+    /// The shared file the next checkpoint may reuse (from this writer's last commit).
+    shared: Option<StreamStateHandle>,
+}
+
+/// The exclusive state of checkpoint `id` under `seed`: what the oracle expects to read.
+fn payload(seed: u64, id: u64) -> Vec<u8> {
+    format!("seed {seed} checkpoint {id}").into_bytes()
+}
+
+fn config(rng: &mut StdRng) -> CheckpointConfig {
+    CheckpointConfig::default()
+        .inline_threshold(0)
+        .num_retained(rng.random_range(1..=3))
+}
+
+fn open(store: &CheckpointStore, config: &CheckpointConfig) -> Option<Writer> {
+    // A restart retries until storage lets it open (bounded).
+    (0..5).find_map(|_| {
+        CompletedCheckpointStore::open(store, JOB, config.clone())
+            .ok()
+            .map(|job| Writer { job, shared: None })
+    })
+}
+
+/// Writes one stream through a checkpoint's factory, failing (not panicking) on storage
+/// faults.
+fn try_write(
+    f: &dyn cornerstone_backend_api::CheckpointStreamFactory,
+    scope: StateScope,
+    bytes: &[u8],
+) -> cornerstone_backend_api::Result<StreamStateHandle> {
+    let mut out = f.create(scope)?;
+    std::io::Write::write_all(&mut out, bytes)
+        .map_err(|e| cornerstone_backend_api::stream::stream_write_error("write", e))?;
+    out.close()
+}
+
+/// One checkpoint attempt by `w`. Returns the id and the outcome.
+fn checkpoint(
+    w: &mut Writer,
+    seed: u64,
+    rng: &mut StdRng,
+) -> Option<(u64, cornerstone_backend_api::Result<()>)> {
+    let id = w.job.next_checkpoint_id().get();
+    let mut p = match w.job.begin_checkpoint(CheckpointId(id)) {
+        Ok(p) => p,
+        Err(e) => return Some((id, Err(e))),
+    };
+    let f = p.stream_factory();
+    let write = |scope, bytes: &[u8]| try_write(&*f, scope, bytes);
+    let exclusive = match write(StateScope::Exclusive, &payload(seed, id)) {
+        Ok(h) => h,
+        Err(e) => return Some((id, Err(e))),
+    };
+    let shared = match (&w.shared, rng.random_bool(0.6)) {
+        (Some(h), true) => h.clone(),
+        _ => match write(StateScope::Shared, format!("shared of {id}").as_bytes()) {
+            Ok(h) => h,
+            Err(e) => return Some((id, Err(e))),
+        },
+    };
+    let state = state_of(vec![exclusive, shared.clone()]);
+    if let Err(e) = p.add_subtask_state("op", "Op", 1, 128, 0, state) {
+        return Some((id, Err(e)));
+    }
+    let result = p.commit().map(|_| ());
+    if result.is_ok() {
+        w.shared = Some(shared);
+    }
+    Some((id, result))
+}
+
+/// Checks storage without faults; returns the latest restorable id.
+fn oracle(
+    clean: &CheckpointStore,
+    seed: u64,
+    max_committed: u64,
+    previous_latest: u64,
+    totals: &mut Totals,
+    log: &str,
+) -> u64 {
+    for (id, _, st) in status::classify_job(clean, JOB, None).unwrap() {
+        match st {
+            CheckpointDirStatus::Complete(done) => {
+                let report = inspect::verify(clean, &done.metadata_path, |_, _| {}).unwrap();
+                if !report.is_ok() {
+                    totals.lost += 1;
+                    panic!("seed {seed}: chk-{id} does not verify: {report:?}\n{log}");
+                }
+                totals.checkpoints_verified += 1;
+            }
+            CheckpointDirStatus::Corrupt(e) | CheckpointDirStatus::NewerFormat(e) => {
+                panic!("seed {seed}: chk-{id} unreadable: {e}\n{log}");
+            }
+            CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
+        }
+    }
+    let latest = match clean.resolve(JOB) {
+        Ok(done) => {
+            let id = done.id().get();
+            // Its exclusive state is exactly what was written for it.
+            let reader = clean.reader(&done.base_dir);
+            let streams = done.metadata.operators[0].subtasks[&0].streams();
+            let got = read_stream(streams[0], Some(&reader)).unwrap();
+            assert_eq!(
+                got,
+                payload(seed, id),
+                "seed {seed}: chk-{id}'s state\n{log}"
+            );
+            id
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => 0,
+        Err(e) => panic!("seed {seed}: resolving the job failed: {e}\n{log}"),
+    };
+    if latest < max_committed || latest < previous_latest {
+        totals.lost += 1;
+        panic!(
+            "seed {seed}: latest restorable is chk-{latest}, but chk-{max_committed} was committed \
+             and chk-{previous_latest} was restorable before\n{log}"
+        );
+    }
+    latest
+}
+
+fn run_seed(seed: u64, totals: &mut Totals) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let base = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    let faults = FailNthWrite::default();
+    let store = CheckpointStore::new(base.clone().layer(faults.clone())).unwrap();
+    let clean = CheckpointStore::new(base).unwrap();
+    let config = config(&mut rng);
+    // No faults while the first writer opens: the job starts.
+    let mut writers: Vec<Writer> = open(&store, &config).into_iter().collect();
+    *faults.random.lock().unwrap() = Some(RandomFaults::new(
+        seed ^ 0x5eed,
+        rng.random_range(0.0..0.08),
+        rng.random_range(0.0..0.08),
+        rng.random_range(0.0..0.05),
+    ));
+    let (mut max_committed, mut latest) = (0u64, 0u64);
+    let mut log = String::new();
+    for step in 0..STEPS {
+        totals.steps += 1;
+        let roll = rng.random_range(0..100);
+        match roll {
+            0..=59 if !writers.is_empty() => {
+                // Mostly the newest writer; sometimes an older (fenced) one.
+                let i = if rng.random_bool(0.85) {
+                    writers.len() - 1
+                } else {
+                    rng.random_range(0..writers.len())
+                };
+                let newest = i == writers.len() - 1;
+                if let Some((id, result)) = checkpoint(&mut writers[i], seed, &mut rng) {
+                    let _ = writeln!(log, "{step}: writer {i} chk-{id}: {result:?}");
+                    match result {
+                        Ok(()) => {
+                            totals.commits_ok += 1;
+                            assert!(
+                                newest,
+                                "seed {seed}: a fenced writer committed chk-{id}\n{log}"
+                            );
+                            max_committed = max_committed.max(id);
+                        }
+                        Err(e) if e.kind() == ErrorKind::OutcomeUnknown => {
+                            totals.commits_outcome_unknown += 1;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Fenced => totals.commits_fenced += 1,
+                        Err(_) => totals.commits_failed_other += 1,
+                    }
+                }
+            }
+            60..=69 => {
+                totals.gc_runs += 1;
+                let min_age = if rng.random_bool(0.5) {
+                    0
+                } else {
+                    GcOptions::DEFAULT_MIN_AGE_MS
+                };
+                let now = cornerstone_backend_api::clock::system_clock().now_millis();
+                let options = GcOptions::new(now)
+                    .with_min_age_ms(min_age)
+                    .with_force(rng.random_bool(0.3));
+                let outcome = inspect::gc_candidates(&store, JOB, &options)
+                    .and_then(|r| inspect::gc_delete(&store, &r, &options));
+                let _ = writeln!(log, "{step}: gc {options:?}: {outcome:?}");
+                match outcome {
+                    Ok(n) => totals.gc_deleted += n as u64,
+                    Err(e) if e.kind() == ErrorKind::Unavailable => totals.gc_refused += 1,
+                    Err(_) => {}
+                }
+            }
+            70..=84 => {
+                // A crash and a restart: every writer of the process is gone.
+                totals.restarts += 1;
+                writers.clear();
+                writers.extend(open(&store, &config));
+                let _ = writeln!(log, "{step}: restart: {}", writers.len());
+            }
+            85..=92 => {
+                // A second writer appears; the first keeps running (a zombie).
+                totals.second_writers += 1;
+                writers.extend(open(&store, &config));
+                let _ = writeln!(log, "{step}: second writer: {}", writers.len());
+            }
+            _ if !writers.is_empty() => {
+                totals.aborts += 1;
+                let w = writers.last().unwrap();
+                let id = w.job.next_checkpoint_id();
+                if let Ok(p) = w.job.begin_checkpoint(id) {
+                    let _ = try_write(&*p.stream_factory(), StateScope::Exclusive, b"aborted");
+                    let _ = p.abort();
+                }
+                let _ = writeln!(log, "{step}: abort chk-{id}");
+            }
+            _ => {
+                writers.extend(open(&store, &config));
+            }
+        }
+        latest = oracle(&clean, seed, max_committed, latest, totals, &log);
+    }
+    if let Some(r) = faults.random.lock().unwrap().as_ref() {
+        totals.faults_before += r.injected[0];
+        totals.faults_after += r.injected[1];
+        totals.faults_read += r.injected[2];
+    }
+    totals.seeds += 1;
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn no_completed_checkpoint_is_lost_under_seeded_faults() {
+    let seeds = env_u64("CORNERSTONE_SIM_SEEDS", 200);
+    let first = env_u64("CORNERSTONE_SIM_FIRST_SEED", 0);
+    let mut totals = Totals::default();
+    for seed in first..first + seeds {
+        run_seed(seed, &mut totals);
+    }
+    eprintln!("simulation: {totals:#?}");
+    assert_eq!(totals.lost, 0);
+    assert_eq!(totals.seeds, seeds);
+    // The faults and the races really happened.
+    assert!(totals.faults_before > 0 && totals.faults_after > 0 && totals.faults_read > 0);
+    assert!(totals.commits_ok > 0 && totals.commits_fenced > 0 && totals.gc_deleted > 0);
+}
