@@ -2,6 +2,8 @@
 //! in the same directory: the output is exactly once.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -11,11 +13,8 @@ const EVENTS: u64 = 20_000;
 const KEYS: u64 = 100;
 
 fn job(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cornerstone-job"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .args(["--events", &EVENTS.to_string(), "--keys", &KEYS.to_string()])
-        .args(["--failures", "0", "--interval-ms", "10", "--seed", "1"]);
+    let mut cmd = common::job(dir, EVENTS, KEYS);
+    cmd.args(["--interval-ms", "10"]);
     cmd
 }
 

@@ -72,6 +72,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Crash testing (feature `failpoints`): the checkpoint store's kill points, armed from
+    // `FAILPOINTS` (`FAILPOINTS=commit-after-metadata=return` aborts at its first hit).
+    #[cfg(feature = "failpoints")]
+    let _kill_points = fail::FailScenario::setup();
     let args = Args::parse();
     let seed = args
         .seed

@@ -1,0 +1,91 @@
+//! Helpers shared by the tests that run the real `cornerstone-job` binary: the command
+//! line, the report's numbers, and a `cornerstone verify` of every complete checkpoint
+//! (the CLI's code path, through the library: the `cornerstone` binary belongs to another
+//! package).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use cornerstone_backend_api::CheckpointId;
+use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
+use cornerstone_checkpoint_store::{CheckpointStore, inspect};
+use cornerstone_examples::JOB_ID;
+
+/// The job binary on `dir` with `events` per split over `keys` keys, no injected failure
+/// and a fixed seed; callers add pace, interval, `--resume`, `--progress`. `FAILPOINTS` is
+/// removed from its environment (a test that wants a kill point sets it again).
+pub(crate) fn job(dir: &Path, events: u64, keys: u64) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cornerstone-job"));
+    cmd.arg("--dir")
+        .arg(dir)
+        .args(["--events", &events.to_string(), "--keys", &keys.to_string()])
+        .args(["--failures", "0", "--seed", "1"])
+        .env_remove("FAILPOINTS");
+    cmd
+}
+
+/// The ids of the `completed checkpoint N` lines that `--progress` printed.
+pub(crate) fn reported_checkpoints(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("completed checkpoint "))
+        .map(|id| id.trim().parse().unwrap())
+        .collect()
+}
+
+/// The (completed, failed) counts of the report's `checkpoints: ...` line.
+pub(crate) fn checkpoint_counts(report: &str) -> (u64, u64) {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("checkpoints: "))
+        .unwrap_or_else(|| panic!("no checkpoints line in the report:\n{report}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// What [`verify_job`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Verified {
+    /// The complete checkpoints (a decodable `_metadata`), ascending.
+    pub(crate) complete: Vec<CheckpointId>,
+    /// `chk-N/` directories without `_metadata` (garbage of a crash, or in progress).
+    pub(crate) incomplete: usize,
+    /// Files read and checked.
+    pub(crate) files_checked: usize,
+    /// Every problem (missing file, size or CRC mismatch, unreadable `_metadata`).
+    pub(crate) problems: Vec<String>,
+}
+
+/// `cornerstone verify` of every complete checkpoint of the job in `dir` (the CLI verifies
+/// one path; this verifies them all), plus unreadable `_metadata` files as problems.
+pub(crate) fn verify_job(dir: &Path) -> Verified {
+    let store = CheckpointStore::local(dir).unwrap();
+    let mut out = Verified::default();
+    for (id, chk, st) in status::classify_job(&store, JOB_ID, None).unwrap() {
+        match st {
+            CheckpointDirStatus::Complete(_) => {
+                let report = inspect::verify(&store, &chk, |_, _| {}).unwrap();
+                out.complete.push(id);
+                out.files_checked += report.files_checked;
+                out.problems.extend(
+                    report
+                        .problems
+                        .iter()
+                        .map(|p| format!("{:?} {}: {}", p.kind, p.path, p.detail)),
+                );
+            }
+            CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {
+                out.incomplete += 1;
+            }
+            other => out
+                .problems
+                .push(format!("{chk}: {} _metadata", other.as_str())),
+        }
+    }
+    out
+}

@@ -1,0 +1,125 @@
+//! Crash tests with real processes (issue 13): the job binary dies at a kill point inside
+//! the checkpoint store's commit or discard (`FAILPOINTS=<point>=N*off->return`: it aborts
+//! at the point's (N+1)th hit; no destructor, no cleanup, like `kill -9`), then every
+//! complete checkpoint left on disk verifies (`cornerstone verify`), the latest one the job
+//! reported complete is among them (nothing lost), and `--resume` from the latest finishes
+//! exactly once. Needs the `failpoints` feature (`cargo test --all-features` has it).
+#![cfg(feature = "failpoints")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+
+use common::{job, reported_checkpoints, verify_job};
+
+/// 2 inputs x 2 splits x 60k events over 5000 keys, a checkpoint every 30 ms: about 3 s
+/// and 15 checkpoints in a debug build, whose keyed state is large enough (above the
+/// 20 KiB inline threshold) to be written as files in `chk-N/`.
+const EVENTS: u64 = 60_000;
+const KEYS: u64 = 5_000;
+
+/// Runs the job until it dies at `point`'s `(skip + 1)`th hit, checks what it left, resumes
+/// it, and checks again.
+fn kill_at(point: &str, skip: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = job(dir.path(), EVENTS, KEYS)
+        .args(["--pace-ms", "10", "--interval-ms", "30", "--progress"])
+        .env("FAILPOINTS", format!("{point}={skip}*off->return"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(&format!("kill point {point}")),
+        "the job did not die at {point} ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert_eq!(out.status.signal(), Some(6), "not an abort: {}", out.status);
+    let reported = reported_checkpoints(&stdout);
+    let last_reported = *reported
+        .last()
+        .unwrap_or_else(|| panic!("no checkpoint completed before the kill at {point}:\n{stdout}"));
+
+    let after_kill = verify_job(dir.path());
+    eprintln!(
+        "{point} (hit {}): {} checkpoints reported complete before the kill (last chk-{last_reported}); \
+         on disk: complete {:?}, {} without _metadata; verify: {} files, {} problems",
+        skip + 1,
+        reported.len(),
+        after_kill.complete,
+        after_kill.incomplete,
+        after_kill.files_checked,
+        after_kill.problems.len()
+    );
+    assert!(
+        after_kill.problems.is_empty(),
+        "{point}: {:#?}",
+        after_kill.problems
+    );
+    // Nothing lost: the latest checkpoint the job reported complete is still complete.
+    assert!(
+        after_kill
+            .complete
+            .iter()
+            .any(|id| id.get() == last_reported),
+        "{point}: chk-{last_reported} was reported complete but is gone: {after_kill:?}"
+    );
+    let latest = after_kill.complete.last().unwrap().get();
+
+    let out = job(dir.path(), EVENTS, KEYS)
+        .args(["--pace-ms", "1", "--interval-ms", "30", "--resume"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{point}: the resumed job failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("resumed from checkpoint {latest}\n")),
+        "{point}: not resumed from the latest complete chk-{latest}:\n{report}"
+    );
+    assert!(report.contains("OK: exactly once"), "{point}:\n{report}");
+    let after_resume = verify_job(dir.path());
+    eprintln!(
+        "{point}: resumed from chk-{latest}, exactly once; on disk: complete {:?}, {} without _metadata; \
+         verify: {} files, {} problems",
+        after_resume.complete,
+        after_resume.incomplete,
+        after_resume.files_checked,
+        after_resume.problems.len()
+    );
+    assert!(
+        after_resume.problems.is_empty(),
+        "{point}: {:#?}",
+        after_resume.problems
+    );
+}
+
+/// The 4th commit dies with its files written and synced, before `_metadata`.
+#[test]
+fn killed_before_metadata_is_published() {
+    kill_at("commit-before-metadata", 3);
+}
+
+/// The 5th commit dies right after publishing `_metadata`, before the checkpoint is
+/// registered (so before it is reported, and before the oldest one is subsumed).
+#[test]
+fn killed_after_metadata_is_published() {
+    kill_at("commit-after-metadata", 4);
+}
+
+/// The 3rd subsumption (the 6th commit, num_retained 3) dies after deleting the subsumed
+/// checkpoint's `_metadata`, before any of its files.
+#[test]
+fn killed_after_a_discarded_metadata_is_deleted() {
+    kill_at("discard-after-metadata-delete", 2);
+}
+
+/// A subsumption dies after deleting the 2nd file of subsumed checkpoints.
+#[test]
+fn killed_in_the_middle_of_a_discard() {
+    kill_at("discard-mid-files", 1);
+}
