@@ -415,12 +415,25 @@ impl CompletedCheckpointStore {
     /// while listing or reading, transient ones included.
     pub fn open(store: &CheckpointStore, job_id: &str, config: CheckpointConfig) -> Result<Self> {
         let job_dir = layout::job_dir(job_id)?;
+        // The lease first, then the checkpoints: a writer fenced by this epoch can publish
+        // nothing after the listing below without finding out (it re-checks after
+        // publishing), so this writer knows every checkpoint it could subsume.
+        let highest_dir = checkpoint_dirs(store, &job_dir)?
+            .last()
+            .map_or(0, |(id, _)| id.get());
+        let first_id = highest_dir.checked_add(1).ok_or_else(|| {
+            Error::corrupted("checkpoint id overflows").with_context("job", job_id)
+        })?;
+        let owner = format!(
+            "pid {} at {}",
+            std::process::id(),
+            config.clock.now_millis()
+        );
+        let lease = Lease::acquire(store, &job_dir, first_id, &owner)?;
         let classified = status::classify_job(store, &job_dir, None)?;
         let mut retained = Vec::new();
-        let mut highest = 0u64;
         let keep_shared = classified.iter().any(|(_, _, st)| st.is_unreadable());
         for (id, dir, st) in &classified {
-            highest = highest.max(id.get());
             match st {
                 CheckpointDirStatus::Complete(done) => retained.push(Retained {
                     done: done.clone(),
@@ -444,15 +457,6 @@ impl CompletedCheckpointStore {
                 CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
             }
         }
-        let first_id = highest.checked_add(1).ok_or_else(|| {
-            Error::corrupted("checkpoint id overflows").with_context("job", job_id)
-        })?;
-        let owner = format!(
-            "pid {} at {}",
-            std::process::id(),
-            config.clock.now_millis()
-        );
-        let lease = Lease::acquire(store, &job_dir, first_id, &owner)?;
         Ok(CompletedCheckpointStore {
             inner: Arc::new(JobInner {
                 store: store.clone(),

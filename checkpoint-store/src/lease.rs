@@ -19,8 +19,12 @@
 //!
 //! What fencing cannot close: a writer that passed its check an instant before another took
 //! the lease can still publish one `_metadata` (no object store offers a commit conditional
-//! on another object). Its files are its own, and the new writer never deletes a checkpoint
-//! it did not load; the old writer re-checks after publishing and reports that it was fenced.
+//! on another object). The new writer takes the lease before it lists the checkpoints, so
+//! such a `_metadata` can only appear after that listing; the old writer re-checks after
+//! publishing and reports [`ErrorKind::Fenced`] instead of success, so the checkpoint's
+//! side effects (a sink's transaction) are never committed by it, and its files are its
+//! own. The new writer does not know that checkpoint and may later delete a shared file it
+//! references; it is never the newest checkpoint the new writer restores from.
 
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
 use parking_lot::Mutex;
