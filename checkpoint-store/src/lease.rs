@@ -182,10 +182,11 @@ impl Lease {
     /// it, so that no later writer uses it again.
     pub(crate) fn reserve(&self, id: CheckpointId) -> Result<()> {
         let mut below = self.reserved_below.lock();
+        // A fenced writer begins nothing, also with an id it reserved before.
+        self.check("begin a checkpoint")?;
         if id.get() < *below {
             return Ok(());
         }
-        self.check("reserve a checkpoint id")?;
         let new_below = id.get().checked_add(1).ok_or_else(|| {
             Error::invalid_input("checkpoint id overflows").with_context("checkpoint", id)
         })?;
