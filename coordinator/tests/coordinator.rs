@@ -12,7 +12,8 @@ use cornerstone_backend_api::{
 use cornerstone_checkpoint_store::{CheckpointStore, CleanupPolicy, JobStatus};
 use cornerstone_coordinator::{
     AckOutcome, CheckpointCoordinator, CheckpointListener, CheckpointStatus, CoordinatorConfig,
-    OperatorSpec, SkipReason, SubtaskMetrics, TaskId, TriggerResult, TriggeredCheckpoint,
+    OperatorSpec, RestoredCheckpoint, SkipReason, SubtaskMetrics, TaskId, TriggerResult,
+    TriggeredCheckpoint,
 };
 use parking_lot::Mutex;
 
@@ -96,6 +97,19 @@ fn state_of(t: &TriggeredCheckpoint, value: u64) -> SubtaskState {
         .unwrap()
         .add_all((0..5_000).map(|i| i + value));
     backend.snapshot(t.id).write(&*t.streams).unwrap()
+}
+
+/// The `offsets` operator state of one subtask in a restored checkpoint.
+fn offsets(restored: &RestoredCheckpoint, operator: &str, subtask: u32) -> Vec<u64> {
+    let handles = &restored
+        .checkpoint
+        .metadata
+        .operator(operator)
+        .unwrap()
+        .subtasks[&subtask]
+        .operator;
+    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
+    op.list_state::<u64>("offsets").unwrap().get()
 }
 
 fn ack_all(f: &Fixture, t: &TriggeredCheckpoint) -> AckOutcome {
@@ -410,15 +424,7 @@ fn restore_continues_ids_and_shutdown_applies_the_cleanup_policy() {
     let restored = coordinator.restore_latest().unwrap().unwrap();
     assert_eq!(restored.checkpoint.id(), CheckpointId(3));
     assert_eq!(coordinator.stats().restored, 1);
-    let handles = &restored
-        .checkpoint
-        .metadata
-        .operator("sink")
-        .unwrap()
-        .subtasks[&0]
-        .operator;
-    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
-    assert_eq!(op.list_state::<u64>("offsets").unwrap().get().len(), 5_000);
+    assert_eq!(offsets(&restored, "sink", 0).len(), 5_000);
     // Checkpoint 4 was in progress (its directory may exist): the next id is above it.
     let t = coordinator.trigger().unwrap().triggered().unwrap();
     assert_eq!(t.id, CheckpointId(5));
@@ -488,16 +494,8 @@ fn works_on_the_opendal_memory_service_too() {
         vec![CheckpointId(2), CheckpointId(3)]
     );
     let restored = coordinator.restore_latest().unwrap().unwrap();
-    let handles = &restored
-        .checkpoint
-        .metadata
-        .operator("source")
-        .unwrap()
-        .subtasks[&1]
-        .operator;
-    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
     // The state of the third round (its first element is the round).
-    assert_eq!(op.list_state::<u64>("offsets").unwrap().get()[0], 3);
+    assert_eq!(offsets(&restored, "source", 1)[0], 3);
 }
 
 /// Writes a 30 KiB exclusive file (above the 20 KiB inline threshold) through the
@@ -584,15 +582,7 @@ fn completing_a_checkpoint_aborts_older_pending_ones_without_counting_a_failure(
     // The latest checkpoint restores.
     let restored = f.coordinator.restore_latest().unwrap().unwrap();
     assert_eq!(restored.checkpoint.id(), t3.id);
-    let handles = &restored
-        .checkpoint
-        .metadata
-        .operator("source")
-        .unwrap()
-        .subtasks[&0]
-        .operator;
-    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
-    assert_eq!(op.list_state::<u64>("offsets").unwrap().get().len(), 5_000);
+    assert_eq!(offsets(&restored, "source", 0).len(), 5_000);
 }
 
 #[test]
@@ -619,15 +609,7 @@ fn subsumed_checkpoint_leaves_the_completed_one_restorable() {
     assert!(f.dir.path().join("job/chk-2/_metadata").is_file());
     let restored = f.coordinator.restore_latest().unwrap().unwrap();
     assert_eq!(restored.checkpoint.id(), t2.id);
-    let handles = &restored
-        .checkpoint
-        .metadata
-        .operator("sink")
-        .unwrap()
-        .subtasks[&0]
-        .operator;
-    let op = OperatorStateBackend::restore(handles, Some(&*restored.reader)).unwrap();
-    assert_eq!(op.list_state::<u64>("offsets").unwrap().get()[0], 2);
+    assert_eq!(offsets(&restored, "sink", 0)[0], 2);
     assert_eq!(*f.recorder.events.lock(), vec!["aborted 1", "complete 2"]);
 }
 
