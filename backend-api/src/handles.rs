@@ -24,7 +24,7 @@ impl std::fmt::Display for CheckpointId {
     }
 }
 
-/// Who owns a file that a snapshot writes (DESIGN.md §3).
+/// Who owns a file that a snapshot writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StateScope {
     /// `chk-N/`: this checkpoint alone.

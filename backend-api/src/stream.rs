@@ -1,4 +1,4 @@
-//! The stream-factory contract between backends and checkpoint storage (DESIGN.md §3).
+//! The stream-factory contract between backends and checkpoint storage.
 //!
 //! A backend's asynchronous snapshot phase writes bytes through a
 //! [`CheckpointStreamFactory`] and gets back plain-data [`StreamStateHandle`]s; a restore

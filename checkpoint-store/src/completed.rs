@@ -1,5 +1,5 @@
 //! The completed-checkpoint store of one job: the commit protocol, retention, cleanup on
-//! termination, savepoints and restore (DESIGN.md §4).
+//! termination, savepoints and restore.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,7 +21,7 @@ use crate::store::{
     StoreStreamFactory, random_name,
 };
 
-/// What happens to a job's externalized checkpoints when it terminates (DESIGN.md §4).
+/// What happens to a job's externalized checkpoints when it terminates.
 ///
 /// | policy | finished | cancelled | failed | suspended |
 /// |---|---|---|---|---|
@@ -67,7 +67,7 @@ impl CleanupPolicy {
     }
 }
 
-/// Restore ownership (DESIGN.md §4).
+/// Restore ownership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ClaimMode {
     /// The restored files stay owned by whoever wrote them and are never deleted by this job;

@@ -1,4 +1,4 @@
-//! The one place that maps OpenDAL errors to [`ErrorKind`] (STYLE §5).
+//! The one place that maps OpenDAL errors to [`ErrorKind`].
 //!
 //! Every OpenDAL error kind is mapped deliberately. For kinds that say something definite
 //! about the object or the request, the kind decides; for the others, OpenDAL's retry status

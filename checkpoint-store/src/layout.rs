@@ -1,4 +1,4 @@
-//! The storage layout (DESIGN.md §4). This module is the only code that builds or parses
+//! The storage layout. This module is the only code that builds or parses
 //! `chk-N/`, `_metadata`, `shared/`, `taskowned/` and `savepoint-…/` paths.
 //!
 //! ```text

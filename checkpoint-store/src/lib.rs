@@ -1,6 +1,6 @@
 //! Checkpoint storage of Cornerstone on any OpenDAL service: Flink's layout, the versioned
 //! `_metadata` format, the commit protocol, retention, cleanup policies, savepoints, restore
-//! and a read-only inspection API (DESIGN.md §3–§5).
+//! and a read-only inspection API.
 //!
 //! ```
 //! use std::io::Write;

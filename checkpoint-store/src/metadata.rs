@@ -1,4 +1,4 @@
-//! [`CheckpointMetadata`]: what `_metadata` holds (DESIGN.md §4).
+//! [`CheckpointMetadata`]: what `_metadata` holds.
 
 use std::collections::BTreeMap;
 
