@@ -212,6 +212,21 @@ pub(crate) fn checkpoint_dirs(
     Ok(dirs)
 }
 
+/// Makes what a job directory shows durable before a writer or `gc` acts on it: every
+/// `chk-N/`, `shared/` and the job directory itself are synced (see
+/// [`DirSync`](crate::DirSync)). A process that died between deleting a `_metadata` and
+/// syncing its directory left a deletion that a power cut could undo; the files that
+/// `_metadata` referenced may be deleted only once it is gone for good.
+pub(crate) fn sync_job_dirs(store: &CheckpointStore, job_dir: &str) -> Result<()> {
+    let dirs = checkpoint_dirs(store, job_dir)?;
+    let shared = layout::shared_dir(job_dir);
+    store.sync_dirs(
+        dirs.iter()
+            .map(|(_, d)| d.as_str())
+            .chain([shared.as_str(), job_dir]),
+    )
+}
+
 impl CheckpointStore {
     /// Resolves a restore location: a `_metadata` path, a `chk-N/` or savepoint directory,
     /// or a job directory (its latest complete checkpoint; `chk-N/` without `_metadata` are
@@ -359,6 +374,9 @@ struct State {
     /// Checkpoints whose `_metadata` commit had an unknown outcome: every file they
     /// reference stays live until storage says whether they completed.
     doubtful: Vec<CompletedCheckpoint>,
+    /// Subsumed checkpoints whose `_metadata` could not be deleted: still on storage, so
+    /// every file they reference stays live; the next subsumption tries again.
+    discarding: Vec<Retained>,
     cleanup_failures: Vec<String>,
     terminated: bool,
     /// A `_metadata` on storage is unreadable (corrupt, or of a newer format): it may
@@ -430,6 +448,7 @@ impl CompletedCheckpointStore {
             config.clock.now_millis()
         );
         let lease = Lease::acquire(store, &job_dir, first_id, &owner)?;
+        sync_job_dirs(store, &job_dir)?;
         let classified = status::classify_job(store, &job_dir, None)?;
         let mut retained = Vec::new();
         let keep_shared = classified.iter().any(|(_, _, st)| st.is_unreadable());
@@ -704,7 +723,8 @@ impl CompletedCheckpointStore {
             return Ok(());
         }
         inner.lease.check("clean up on termination")?;
-        let retained = std::mem::take(&mut state.retained);
+        let mut retained = std::mem::take(&mut state.retained);
+        retained.append(&mut state.discarding);
         let doubtful = std::mem::take(&mut state.doubtful);
         drop(state);
         let classified = status::classify_job(&inner.store, &inner.job_dir, None)?;
@@ -732,7 +752,7 @@ impl CompletedCheckpointStore {
                 .map(String::as_str),
         )?;
         for r in &retained {
-            discard(&inner.store, &r.done, &keep, !r.foreign, unreadable)?;
+            delete_files(&inner.store, &r.done, &keep, !r.foreign, unreadable)?;
         }
         for (_, dir, st) in classified {
             match st {
@@ -767,11 +787,22 @@ impl CompletedCheckpointStore {
     }
 }
 
-/// Deletes a checkpoint that is no longer retained: `_metadata` first (and its directory
-/// synced, so a crash never leaves a `_metadata` whose files are gone), then its files that
-/// are not in `live` (never task-owned files, never savepoints), then the rest of its own
+/// The first step of deleting a checkpoint that is no longer retained: its `_metadata`,
+/// and its directory synced, so that no crash or power cut leaves a `_metadata` whose files
+/// are gone. Savepoints are never deleted. An error leaves the outcome unknown: the
+/// `_metadata` may still be there, and every file it references must stay.
+fn unpublish(store: &CheckpointStore, done: &CompletedCheckpoint) -> Result<()> {
+    if done.metadata.kind == SnapshotKind::Savepoint {
+        return Ok(());
+    }
+    store.delete(&done.metadata_path)?;
+    store.sync_dirs([done.dir().as_str()])
+}
+
+/// The second step, once [`unpublish`] succeeded: deletes the checkpoint's files that are
+/// not in `live` (never task-owned files, never savepoints' files), then the rest of its own
 /// `chk-N/`.
-fn discard(
+fn delete_files(
     store: &CheckpointStore,
     done: &CompletedCheckpoint,
     live: &BTreeSet<String>,
@@ -781,14 +812,11 @@ fn discard(
     if done.metadata.kind == SnapshotKind::Savepoint {
         return Ok(());
     }
-    store.delete(&done.metadata_path)?;
-    store.sync_dirs([done.dir().as_str()])?;
     // Kill point: `_metadata` is deleted, every file is still there (`failpoints`).
     #[cfg(feature = "failpoints")]
-    fail::fail_point!("discard-after-metadata-delete", |_| {
-        eprintln!("kill point discard-after-metadata-delete");
-        std::process::abort()
-    });
+    fail::fail_point!("discard-after-metadata-delete", |_| kill_point(
+        "discard-after-metadata-delete"
+    ));
     for (path, scope) in done.file_paths() {
         if scope != StateScope::TaskOwned
             && !(keep_shared && scope == StateScope::Shared)
@@ -797,10 +825,7 @@ fn discard(
             store.delete(&path)?;
             // Kill point: after each file deleted (`1*return`: after the first one).
             #[cfg(feature = "failpoints")]
-            fail::fail_point!("discard-mid-files", |_| {
-                eprintln!("kill point discard-mid-files");
-                std::process::abort()
-            });
+            fail::fail_point!("discard-mid-files", |_| kill_point("discard-mid-files"));
         }
     }
     if own_dir {
@@ -823,26 +848,45 @@ fn live_files(state: &State) -> BTreeSet<String> {
         .iter()
         .map(|r| &r.done)
         .chain(state.doubtful.iter())
+        .chain(state.discarding.iter().map(|r| &r.done))
         .flat_map(CompletedCheckpoint::file_paths)
         .map(|(p, _)| p)
         .collect()
 }
 
+/// A kill point was reached (feature `failpoints`): says so on stderr and waits, doing
+/// nothing more, for the test to kill the process (`SIGKILL`: no destructor, no cleanup).
+/// The process's other threads go on meanwhile, as they would when a kill arrives.
+#[cfg(feature = "failpoints")]
+fn kill_point(name: &str) -> ! {
+    eprintln!("kill point {name}: waiting to be killed");
+    loop {
+        std::thread::park();
+    }
+}
+
 /// What reading a `_metadata` back after a failed commit says.
 enum ReadBack {
-    /// It holds exactly the bytes this writer wrote: the commit took effect.
+    /// It holds exactly the bytes this writer wrote, and its name is durable: the commit
+    /// took effect.
     Ours,
     /// It holds another writer's checkpoint.
     Theirs,
     /// There is none: the commit did not take effect.
     Absent,
-    /// It could not be read: the outcome stays unknown.
+    /// It could not be read, or its name not made durable: the outcome stays unknown.
     Unknown(Error),
 }
 
 fn read_back(store: &CheckpointStore, path: &str, written: &[u8]) -> ReadBack {
     match store.read_small(path, status::MAX_METADATA_FILE) {
-        Ok(bytes) if bytes == written => ReadBack::Ours,
+        // The failed commit may have failed at the directory sync after the write: a
+        // `_metadata` that is there but could vanish at a power cut is not complete yet.
+        Ok(bytes) if bytes == written => match store.sync_dirs([layout::parent_dir(path).as_str()])
+        {
+            Ok(()) => ReadBack::Ours,
+            Err(e) => ReadBack::Unknown(e),
+        },
         Ok(_) => ReadBack::Theirs,
         Err(e) if e.kind() == ErrorKind::NotFound => ReadBack::Absent,
         Err(e) => ReadBack::Unknown(e),
@@ -1058,10 +1102,9 @@ impl PendingCheckpoint {
 
         // Kill point: the files are written and synced, `_metadata` is not (`failpoints`).
         #[cfg(feature = "failpoints")]
-        fail::fail_point!("commit-before-metadata", |_| {
-            eprintln!("kill point commit-before-metadata");
-            std::process::abort()
-        });
+        fail::fail_point!("commit-before-metadata", |_| kill_point(
+            "commit-before-metadata"
+        ));
         if let Err(e) = inner.store.commit_metadata(&self.dir, bytes.clone()) {
             match read_back(&inner.store, &done.metadata_path, &bytes) {
                 ReadBack::Ours => {
@@ -1088,10 +1131,9 @@ impl PendingCheckpoint {
         // Kill point: `_metadata` is published, the checkpoint not yet registered nor
         // anything subsumed (`failpoints`).
         #[cfg(feature = "failpoints")]
-        fail::fail_point!("commit-after-metadata", |_| {
-            eprintln!("kill point commit-after-metadata");
-            std::process::abort()
-        });
+        fail::fail_point!("commit-after-metadata", |_| kill_point(
+            "commit-after-metadata"
+        ));
 
         if self.kind == SnapshotKind::Savepoint {
             drop(state);
@@ -1113,7 +1155,20 @@ impl PendingCheckpoint {
             .retained
             .len()
             .saturating_sub(inner.config.num_retained);
-        let subsumed: Vec<Retained> = state.retained.drain(..excess).collect();
+        let mut subsumed = std::mem::take(&mut state.discarding);
+        subsumed.extend(state.retained.drain(..excess));
+        // Every subsumed `_metadata` first: one that cannot be deleted stays on storage, and
+        // so do its files (live below), until the next subsumption tries again.
+        let mut unpublished = Vec::new();
+        for r in subsumed {
+            match unpublish(&inner.store, &r.done) {
+                Ok(()) => unpublished.push(r),
+                Err(e) => {
+                    state.cleanup_failures.push(e.to_string());
+                    state.discarding.push(r);
+                }
+            }
+        }
         let live = live_files(&state);
         // Files written for this checkpoint but not referenced (dropped streams).
         for w in &written {
@@ -1124,8 +1179,10 @@ impl PendingCheckpoint {
                 state.cleanup_failures.push(e.to_string());
             }
         }
-        for r in subsumed {
-            if let Err(e) = discard(&inner.store, &r.done, &live, !r.foreign, state.keep_shared) {
+        for r in unpublished {
+            if let Err(e) =
+                delete_files(&inner.store, &r.done, &live, !r.foreign, state.keep_shared)
+            {
                 state.cleanup_failures.push(e.to_string());
             }
         }

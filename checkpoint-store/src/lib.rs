@@ -67,7 +67,7 @@ pub use completed::{
 };
 pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
 pub use store::{
-    CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, StoreStateReader,
+    CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, DirSync, StoreStateReader,
     StoreStreamFactory,
 };
 

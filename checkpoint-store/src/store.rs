@@ -26,6 +26,56 @@ struct Inner {
     op: opendal::blocking::Operator,
     async_op: opendal::Operator,
     description: String,
+    /// How directory entries become durable; `None` where a write is durable once
+    /// acknowledged (object storage, memory).
+    dir_sync: Option<Arc<dyn DirSync>>,
+}
+
+/// Makes the entries of a directory (the names created and removed in it) durable: what an
+/// fsync of the directory does on a local filesystem, where a file's content is durable once
+/// written (OpenDAL's `fs` writer syncs it on close) but its name is not.
+///
+/// The store calls it before anything that depends on those entries: before `_metadata` is
+/// published (for every directory a checkpoint wrote into, and the checkpoint's own), after
+/// `_metadata` is deleted and before any file it referenced is, and after a lease or
+/// checkpoint-id record is created. Each directory is passed with its ancestors up to the
+/// store root, deepest first, each once per call.
+///
+/// [`CheckpointStore::local`] (and [`CheckpointStore::new`] over OpenDAL's `fs` service)
+/// uses the directory fsync; other services have none, because an acknowledged write is
+/// durable there. [`CheckpointStore::with_dir_sync`] sets another, for storage that needs a
+/// barrier of its own (a layer that buffers writes, or a simulated disk that drops
+/// unsynced entries at a power cut).
+pub trait DirSync: Send + Sync + fmt::Debug {
+    /// Makes the entries of `dir` (relative to the store root, `""` for the root, otherwise
+    /// ending with `/`) durable.
+    ///
+    /// # Errors
+    /// Whatever the storage reports; the store then treats the entries as not durable.
+    fn sync_dir(&self, dir: &str) -> Result<()>;
+}
+
+/// The directory fsync of a local filesystem rooted at `root`.
+#[derive(Debug)]
+struct LocalDirSync {
+    root: std::path::PathBuf,
+}
+
+impl DirSync for LocalDirSync {
+    fn sync_dir(&self, dir: &str) -> Result<()> {
+        let path = self.root.join(dir);
+        match std::fs::File::open(&path) {
+            Ok(f) => f
+                .sync_all()
+                .map_err(|e| Error::io("sync directory", e).with_context("path", path.display())),
+            // A directory that does not exist (nothing was written there) has no entries to
+            // make durable.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                Err(Error::io("open directory to sync", e).with_context("path", path.display()))
+            }
+        }
+    }
 }
 
 /// The tokio runtime that drives OpenDAL for every store of the process; never dropped.
@@ -108,13 +158,36 @@ impl CheckpointStore {
             opendal::blocking::Operator::new(op.clone())
                 .map_err(|e| from_opendal("blocking operator", "", e))?
         };
+        let dir_sync: Option<Arc<dyn DirSync>> =
+            (op.info().scheme() == opendal::services::FS_SCHEME).then(|| {
+                Arc::new(LocalDirSync {
+                    root: std::path::PathBuf::from(op.info().root()),
+                }) as Arc<dyn DirSync>
+            });
         Ok(CheckpointStore {
             inner: Arc::new(Inner {
                 op: blocking,
                 async_op: op,
                 description,
+                dir_sync,
             }),
         })
+    }
+
+    /// This store with `sync` as the way directory entries become durable (see [`DirSync`]),
+    /// replacing the default: the directory fsync on OpenDAL's `fs` service, nothing on
+    /// other services.
+    #[must_use]
+    pub fn with_dir_sync(self, sync: Arc<dyn DirSync>) -> Self {
+        let inner = &self.inner;
+        CheckpointStore {
+            inner: Arc::new(Inner {
+                op: inner.op.clone(),
+                async_op: inner.async_op.clone(),
+                description: inner.description.clone(),
+                dir_sync: Some(sync),
+            }),
+        }
     }
 
     /// A store in a local directory (OpenDAL's `fs` service), the embedded default. The
@@ -381,14 +454,13 @@ impl CheckpointStore {
         self.inner.async_op.info().scheme() == opendal::services::FS_SCHEME
     }
 
-    /// Makes the entries of the given directories durable on the local filesystem (an fsync
-    /// of each directory and of every ancestor up to the store root, each once); a no-op on
-    /// other services, whose writes are durable when acknowledged.
+    /// Makes the entries of the given directories durable (see [`DirSync`]): each directory
+    /// and every ancestor up to the store root, deepest first, each once; a no-op on
+    /// services whose writes are durable when acknowledged.
     pub(crate) fn sync_dirs<'a>(&self, dirs: impl IntoIterator<Item = &'a str>) -> Result<()> {
-        if !self.is_local() {
+        let Some(sync) = &self.inner.dir_sync else {
             return Ok(());
-        }
-        let root = std::path::PathBuf::from(self.inner.async_op.info().root());
+        };
         let mut all = std::collections::BTreeSet::new();
         for dir in dirs {
             let mut d = layout::normalize_dir(dir)?;
@@ -404,20 +476,7 @@ impl CheckpointStore {
         let mut ordered: Vec<String> = all.into_iter().collect();
         ordered.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
         for d in ordered {
-            let path = root.join(&d);
-            match std::fs::File::open(&path) {
-                Ok(f) => f.sync_all().map_err(|e| {
-                    Error::io("sync directory", e).with_context("path", path.display())
-                })?,
-                // A directory that does not exist (nothing was written there) has no entries
-                // to make durable.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(
-                        Error::io("open directory to sync", e).with_context("path", path.display())
-                    );
-                }
-            }
+            sync.sync_dir(&d)?;
         }
         Ok(())
     }
@@ -429,6 +488,15 @@ impl CheckpointStore {
     ///
     /// An error means the outcome is unknown: the object may have been created.
     pub(crate) fn create_new(&self, path: &str, bytes: Vec<u8>) -> Result<Created> {
+        let created = self.create_new_unsynced(path, bytes)?;
+        if created == Created::Created {
+            // Its name is durable before anyone is told it exists.
+            self.sync_dirs([layout::parent_dir(path).as_str()])?;
+        }
+        Ok(created)
+    }
+
+    fn create_new_unsynced(&self, path: &str, bytes: Vec<u8>) -> Result<Created> {
         let info = self.inner.async_op.info();
         if self.is_local() {
             let dir = layout::parent_dir(path);
@@ -436,7 +504,8 @@ impl CheckpointStore {
             self.write_all(&temp, bytes)?;
             let root = std::path::PathBuf::from(info.root());
             let (from, to) = (root.join(&temp), root.join(path));
-            // The temp file's content must be durable before its name is.
+            // The temp file's content must be durable before its name is (OpenDAL's writer
+            // syncs it on close; this does not depend on that).
             let synced = std::fs::File::open(&from)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io("sync file", e).with_context("path", from.display()));
@@ -451,10 +520,7 @@ impl CheckpointStore {
             });
             let _ = std::fs::remove_file(&from);
             return match linked {
-                Ok(()) => {
-                    self.sync_dirs([dir.as_str()])?;
-                    Ok(Created::Created)
-                }
+                Ok(()) => Ok(Created::Created),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(Created::Existed),
                 Err(e) => Err(e),
             };

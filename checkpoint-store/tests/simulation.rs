@@ -1,16 +1,21 @@
 //! A seeded fault simulation of the checkpoint store, FoundationDB-style: deterministic per
 //! seed, many seeds.
 //!
-//! Over OpenDAL's memory service behind a fault layer (every write may fail before it takes
-//! effect, or take effect and then fail; every stat and read may fail), one job checkpoints
-//! (sharing files between checkpoints as incremental backends do), aborts checkpoints,
-//! crashes and restarts, gets a second writer beside it (a zombie after failover), and runs
-//! `gc` (with and without min age, sometimes forced) beside it. After every step an oracle
-//! reads storage without faults and checks:
+//! Over a simulated local disk (OpenDAL's memory service where a created or removed name is
+//! durable only once its directory is synced, see `common/disk.rs`) behind a fault layer
+//! (every write, delete and directory sync may fail before it takes effect, or a write or
+//! delete take effect and then fail; every stat, read and list may fail), one job
+//! checkpoints (sharing files between checkpoints as incremental backends do), aborts
+//! checkpoints, crashes between operations and in the middle of a commit (every operation
+//! from a random one on fails, and the process is gone), loses power (every name not synced
+//! is lost), gets a second writer beside it (a zombie after failover), and runs `gc` (with
+//! and without min age, sometimes forced) beside it. After every step an oracle reads
+//! storage without faults and checks:
 //! - every complete `_metadata` on storage verifies (every referenced file present, sizes
 //!   and checksums right);
 //! - the latest restorable checkpoint is never older than the newest one whose commit
-//!   returned success, and never goes backwards;
+//!   returned success, and never goes backwards (a power cut may take back one whose
+//!   commit did not return success);
 //! - the latest checkpoint's state is exactly what its writer wrote for it.
 //!
 //! `CORNERSTONE_SIM_SEEDS` (default 200) and `CORNERSTONE_SIM_FIRST_SEED` (default 0) choose
@@ -22,6 +27,7 @@ mod common;
 
 use std::fmt::Write as _;
 
+use common::disk::SimDisk;
 use common::faults::{FailNthWrite, RandomFaults};
 use common::state_of;
 use cornerstone_backend_api::stream::read_stream;
@@ -54,6 +60,10 @@ struct Totals {
     gc_runs: u64,
     gc_deleted: u64,
     gc_refused: u64,
+    crashes_mid_commit: u64,
+    power_cuts: u64,
+    files_lost_at_power_cuts: u64,
+    dir_syncs: u64,
     checkpoints_verified: u64,
     lost: u64,
 }
@@ -188,7 +198,10 @@ fn run_seed(seed: u64, totals: &mut Totals) {
     let mut rng = StdRng::seed_from_u64(seed);
     let base = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
     let faults = FailNthWrite::default();
-    let store = CheckpointStore::new(base.clone().layer(faults.clone())).unwrap();
+    let disk = std::sync::Arc::new(SimDisk::new(base.clone(), faults.clone()));
+    let store = CheckpointStore::new(base.clone().layer(faults.clone()))
+        .unwrap()
+        .with_dir_sync(disk.clone());
     let clean = CheckpointStore::new(base).unwrap();
     let config = config(&mut rng);
     // No faults while the first writer opens: the job starts.
@@ -201,11 +214,34 @@ fn run_seed(seed: u64, totals: &mut Totals) {
     ));
     let (mut max_committed, mut latest) = (0u64, 0u64);
     let mut log = String::new();
+    // The process dies (its writers are gone, nothing they do reaches storage), maybe the
+    // power goes out with it, and a new process opens the job.
+    let die = |writers: &mut Vec<Writer>, power_cut: bool| -> Option<Vec<String>> {
+        faults.crash_after(1);
+        writers.clear();
+        let lost = power_cut.then(|| disk.power_cut());
+        faults.revive();
+        writers.extend(open(&store, &config));
+        lost
+    };
+    let after_death = |lost: Option<Vec<String>>,
+                       latest: &mut u64,
+                       max_committed: u64,
+                       totals: &mut Totals,
+                       log: &mut String| {
+        if let Some(lost) = lost {
+            totals.power_cuts += 1;
+            totals.files_lost_at_power_cuts += lost.len() as u64;
+            // Only what a successful commit made durable must survive.
+            *latest = max_committed;
+            let _ = writeln!(log, "power cut: lost {lost:?}");
+        }
+    };
     for step in 0..STEPS {
         totals.steps += 1;
         let roll = rng.random_range(0..100);
         match roll {
-            0..=59 if !writers.is_empty() => {
+            0..=54 if !writers.is_empty() => {
                 // Mostly the newest writer; sometimes an older (fenced) one.
                 let i = if rng.random_bool(0.85) {
                     writers.len() - 1
@@ -232,7 +268,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                     }
                 }
             }
-            60..=69 => {
+            55..=64 => {
                 totals.gc_runs += 1;
                 let min_age = if rng.random_bool(0.5) {
                     0
@@ -252,12 +288,38 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                     Err(_) => {}
                 }
             }
-            70..=84 => {
-                // A crash and a restart: every writer of the process is gone.
+            65..=72 => {
+                // A crash between operations and a restart: every writer of the process is
+                // gone.
                 totals.restarts += 1;
-                writers.clear();
-                writers.extend(open(&store, &config));
+                die(&mut writers, false);
                 let _ = writeln!(log, "{step}: restart: {}", writers.len());
+            }
+            73..=78 if !writers.is_empty() => {
+                // A crash in the middle of a checkpoint: from a random operation on, nothing
+                // reaches storage; maybe the power goes out too.
+                totals.crashes_mid_commit += 1;
+                let after = rng.random_range(1..40);
+                faults.crash_after(after);
+                let w = writers.len() - 1;
+                let outcome = checkpoint(&mut writers[w], seed, &mut rng);
+                let power_cut = rng.random_bool(0.5);
+                let _ = writeln!(
+                    log,
+                    "{step}: crash after {after} operations in {outcome:?}, power cut: {power_cut}"
+                );
+                if let Some((id, Ok(()))) = outcome {
+                    // The crash came after the commit returned.
+                    max_committed = max_committed.max(id);
+                    totals.commits_ok += 1;
+                }
+                let lost = die(&mut writers, power_cut);
+                after_death(lost, &mut latest, max_committed, totals, &mut log);
+            }
+            79..=84 => {
+                let lost = die(&mut writers, true);
+                after_death(lost, &mut latest, max_committed, totals, &mut log);
+                let _ = writeln!(log, "{step}: power cut and restart: {}", writers.len());
             }
             85..=92 => {
                 // A second writer appears; the first keeps running (a zombie).
@@ -279,6 +341,10 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 writers.extend(open(&store, &config));
             }
         }
+        if std::env::var_os("CORNERSTONE_SIM_TRACE").is_some() {
+            let files = disk.files().unwrap();
+            let _ = writeln!(log, "   files: {files:?}");
+        }
         latest = oracle(&clean, seed, max_committed, latest, totals, &log);
     }
     if let Some(r) = faults.random.lock().unwrap().as_ref() {
@@ -286,6 +352,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
         totals.faults_after += r.injected[1];
         totals.faults_read += r.injected[2];
     }
+    totals.dir_syncs += disk.syncs.load(std::sync::atomic::Ordering::Relaxed);
     totals.seeds += 1;
 }
 
@@ -310,4 +377,6 @@ fn no_completed_checkpoint_is_lost_under_seeded_faults() {
     // The faults and the races really happened.
     assert!(totals.faults_before > 0 && totals.faults_after > 0 && totals.faults_read > 0);
     assert!(totals.commits_ok > 0 && totals.commits_fenced > 0 && totals.gc_deleted > 0);
+    assert!(totals.crashes_mid_commit > 0 && totals.power_cuts > 0);
+    assert!(totals.files_lost_at_power_cuts > 0 && totals.dir_syncs > 0);
 }

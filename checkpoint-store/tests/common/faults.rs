@@ -24,6 +24,13 @@ pub struct FailNthWrite {
     pub hide_after_failure: Arc<std::sync::atomic::AtomicBool>,
     /// Seeded random faults on every operation (see [`RandomFaults`]), when set.
     pub random: Arc<Mutex<Option<RandomFaults>>>,
+    /// Every operation (writes, deletes, reads, stats, lists, directory syncs), counted for
+    /// [`crash_at`](Self::crash_at).
+    pub ops: Arc<AtomicUsize>,
+    /// The process crashes at this operation (1-based; 0 = never): it and every operation
+    /// after it fail before taking effect, until [`revive`](Self::revive).
+    pub crash_at: Arc<AtomicUsize>,
+    pub crashed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Seeded random faults: each write fails before it takes effect with probability
@@ -63,6 +70,47 @@ impl RandomFaults {
 }
 
 impl FailNthWrite {
+    /// Arms a crash `after` operations from now.
+    pub fn crash_after(&self, after: usize) {
+        self.crash_at
+            .store(self.ops.load(Ordering::SeqCst) + after, Ordering::SeqCst);
+    }
+
+    /// A new process starts: operations reach storage again.
+    pub fn revive(&self) {
+        self.crash_at.store(0, Ordering::SeqCst);
+        self.crashed.store(false, Ordering::SeqCst);
+    }
+
+    /// Counts one operation; fails it when the process has crashed.
+    pub fn alive(&self, what: &str, path: &str) -> opendal::Result<()> {
+        let n = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = self.crash_at.load(Ordering::SeqCst);
+        if at != 0 && n >= at {
+            self.crashed.store(true, Ordering::SeqCst);
+        }
+        if self.crashed.load(Ordering::SeqCst) {
+            return Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("the process crashed before {what} {path}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A random fault of a write-like operation other than a write (a delete, a directory
+    /// sync) before it takes effect.
+    pub fn fail_before(&self, what: &str, path: &str) -> opendal::Result<()> {
+        self.alive(what, path)?;
+        if self.random_draw(|r| r.p_before, 0) {
+            return Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("injected failure of {what} {path}"),
+            ));
+        }
+        Ok(())
+    }
+
     fn matches(rule: &Mutex<Option<String>>, path: &str) -> bool {
         rule.lock()
             .unwrap()
@@ -79,6 +127,7 @@ impl FailNthWrite {
     }
 
     fn read_fault(&self, path: &str) -> opendal::Result<()> {
+        self.alive("read", path)?;
         if Self::matches(&self.fail_reads_suffix, path) || self.random_draw(|r| r.p_read, 2) {
             return Err(opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
@@ -90,6 +139,7 @@ impl FailNthWrite {
     }
 
     fn tick(&self, what: &str, path: &str) -> opendal::Result<()> {
+        self.alive(what, path)?;
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_at.load(Ordering::SeqCst) || self.random_draw(|r| r.p_before, 0) {
             return Err(opendal::Error::new(
@@ -176,7 +226,11 @@ impl Service for FailService {
         Ok(inner)
     }
     fn delete(&self, ctx: &OperationContext) -> opendal::Result<Self::Deleter> {
-        self.inner.delete(ctx)
+        Ok(Box::new(FaultDeleter {
+            inner: self.inner.delete(ctx)?,
+            plan: self.plan.clone(),
+            fail_after: None,
+        }))
     }
     fn list(
         &self,
@@ -184,6 +238,7 @@ impl Service for FailService {
         path: &str,
         args: OpList,
     ) -> opendal::Result<Self::Lister> {
+        self.plan.read_fault(path)?;
         self.inner.list(ctx, path, args)
     }
     fn copy(
@@ -241,5 +296,35 @@ impl oio::Write for FailAfterClose {
     }
     async fn abort(&mut self) -> opendal::Result<()> {
         self.inner.abort().await
+    }
+}
+
+/// A deleter whose deletes may fail before they take effect, or take effect and then report
+/// an error (random faults), and fail once the process crashed.
+struct FaultDeleter {
+    inner: oio::Deleter,
+    plan: FailNthWrite,
+    /// A path whose deletion takes effect and then reports an error at close.
+    fail_after: Option<String>,
+}
+
+impl oio::Delete for FaultDeleter {
+    async fn delete(&mut self, path: &str, args: OpDelete) -> opendal::Result<()> {
+        self.plan.fail_before("delete", path)?;
+        self.inner.delete(path, args).await?;
+        if self.plan.random_draw(|r| r.p_after, 1) {
+            self.fail_after = Some(path.to_owned());
+        }
+        Ok(())
+    }
+    async fn close(&mut self) -> opendal::Result<()> {
+        self.inner.close().await?;
+        match self.fail_after.take() {
+            Some(path) => Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("injected failure after the delete took effect: {path}"),
+            )),
+            None => Ok(()),
+        }
     }
 }

@@ -17,6 +17,7 @@ use cornerstone_backend_api::{
 use cornerstone_checkpoint_store::opendal;
 use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore};
 
+pub mod disk;
 pub mod faults;
 pub mod s3;
 

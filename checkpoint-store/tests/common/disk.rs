@@ -1,0 +1,159 @@
+//! A simulated local disk over OpenDAL's memory service, for power cuts: a file's content is
+//! durable once written (as OpenDAL's `fs` writer syncs it on close), but a name created or
+//! removed in a directory is durable only after the directory is synced, and a file survives
+//! a power cut only if every directory on its path does. The store syncs directories
+//! through [`DirSync`], as it fsyncs them on a real local filesystem.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use cornerstone_backend_api::{Error, ErrorKind, Result};
+use cornerstone_checkpoint_store::DirSync;
+use cornerstone_checkpoint_store::opendal;
+
+use super::faults::FailNthWrite;
+
+/// What survives a power cut.
+#[derive(Debug, Default)]
+struct Durable {
+    /// Files whose name is durable in their directory, with their content.
+    files: BTreeMap<String, Vec<u8>>,
+    /// Directories whose name is durable in their parent.
+    dirs: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub struct SimDisk {
+    /// The memory service itself (no faults).
+    base: opendal::Operator,
+    runtime: tokio::runtime::Runtime,
+    durable: Mutex<Durable>,
+    /// Syncs fail like other operations (randomly, and once the process crashed).
+    faults: FailNthWrite,
+    /// Directory syncs done, and files lost at power cuts.
+    pub syncs: std::sync::atomic::AtomicU64,
+    pub lost_at_power_cuts: std::sync::atomic::AtomicU64,
+}
+
+fn parent(path: &str) -> &str {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    trimmed.rfind('/').map_or("", |i| &path[..=i])
+}
+
+fn io_error(what: &str, e: opendal::Error) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("simulated disk: {what}: {e}"),
+    )
+}
+
+impl SimDisk {
+    /// A disk over `base` (empty), whose syncs fail as `faults` says.
+    pub fn new(base: opendal::Operator, faults: FailNthWrite) -> Self {
+        SimDisk {
+            base,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+            durable: Mutex::default(),
+            faults,
+            syncs: Default::default(),
+            lost_at_power_cuts: Default::default(),
+        }
+    }
+
+    /// Every file now on the disk (durable or not).
+    pub fn files(&self) -> Result<BTreeSet<String>> {
+        let entries = self
+            .runtime
+            .block_on(self.base.list_options(
+                "",
+                opendal::options::ListOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            ))
+            .map_err(|e| io_error("list", e))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.path().ends_with('/'))
+            .map(|e| e.path().to_owned())
+            .collect())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.runtime
+            .block_on(self.base.read(path))
+            .map(|b| b.to_vec())
+            .map_err(|e| io_error("read", e))
+    }
+
+    /// The power goes out: every name not durable is gone, every removal not durable is
+    /// undone. Returns the files lost.
+    pub fn power_cut(&self) -> Vec<String> {
+        let durable = self.durable.lock().unwrap();
+        let survives = |path: &str| {
+            let mut d = parent(path);
+            while !d.is_empty() {
+                if !durable.dirs.contains(d) {
+                    return false;
+                }
+                d = parent(d);
+            }
+            true
+        };
+        let now = self.files().unwrap();
+        let mut lost = Vec::new();
+        for f in &now {
+            if !(durable.files.contains_key(f) && survives(f)) {
+                self.runtime.block_on(self.base.delete(f)).unwrap();
+                lost.push(f.clone());
+            }
+        }
+        for (f, bytes) in &durable.files {
+            if survives(f) && (!now.contains(f) || self.read(f).unwrap() != *bytes) {
+                self.runtime
+                    .block_on(self.base.write(f, bytes.clone()))
+                    .unwrap();
+            }
+        }
+        self.lost_at_power_cuts
+            .fetch_add(lost.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        lost
+    }
+}
+
+impl DirSync for SimDisk {
+    fn sync_dir(&self, dir: &str) -> Result<()> {
+        self.faults
+            .fail_before("sync directory", dir)
+            .map_err(|e| io_error("sync directory", e))?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = self.files()?;
+        let mut durable = self.durable.lock().unwrap();
+        // The names in `dir` now: its files and its subdirectories (those with a file).
+        let mut child_dirs = BTreeSet::new();
+        for f in now.iter().filter(|f| f.starts_with(dir)) {
+            let rest = &f[dir.len()..];
+            match rest.find('/') {
+                None => {
+                    let bytes = self.read(f)?;
+                    durable.files.insert(f.clone(), bytes);
+                }
+                Some(i) => {
+                    child_dirs.insert(format!("{dir}{}", &rest[..=i]));
+                }
+            }
+        }
+        durable
+            .files
+            .retain(|f, _| parent(f) != dir || now.contains(f));
+        durable
+            .dirs
+            .retain(|d| parent(d) != dir || child_dirs.contains(d));
+        durable.dirs.extend(child_dirs);
+        Ok(())
+    }
+}
