@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
+use common::disk::SimDisk;
 use common::faults::FailNthWrite;
 use common::{all_files, files_config, get, put, state_of, write_stream};
 use cornerstone_backend_api::{CheckpointId, ErrorKind, StateScope, StreamStateHandle};
@@ -326,4 +327,105 @@ fn the_lease_records_epochs_and_reserved_ids() {
     assert_eq!(state.reserved_below, 6);
     let files = all_files(&store, "job/_lease/");
     assert_eq!(files.len(), 2, "{files:?}");
+}
+
+/// A store over a simulated local disk (names durable only once their directory is synced)
+/// behind a fault layer, and a clean view of the same storage.
+fn disk_store() -> (
+    CheckpointStore,
+    CheckpointStore,
+    FailNthWrite,
+    std::sync::Arc<SimDisk>,
+) {
+    let base = memory();
+    let faults = FailNthWrite::default();
+    let disk = std::sync::Arc::new(SimDisk::new(base.clone(), faults.clone()));
+    let store = CheckpointStore::new(base.clone().layer(faults.clone()))
+        .unwrap()
+        .with_dir_sync(disk.clone());
+    (store, CheckpointStore::new(base).unwrap(), faults, disk)
+}
+
+/// Found by the simulation's power cuts: the `_metadata` write took effect and reported an
+/// error; reading it back said "ours" and the commit returned success, but the directory was
+/// never synced after, so a power cut took the checkpoint back. Now the read-back syncs.
+#[test]
+fn a_commit_decided_by_reading_back_survives_a_power_cut() {
+    let (store, clean, faults, disk) = disk_store();
+    let job = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
+    checkpoint(&job, 1, None).unwrap();
+    *faults.fail_after_suffix.lock().unwrap() = Some("chk-2/_metadata".into());
+    checkpoint(&job, 2, None).expect("the write took effect: the checkpoint is complete");
+    drop(job);
+    // Nothing that was not synced reached the disk.
+    let lost = disk.power_cut(&mut |_| false);
+    assert_eq!(
+        clean.resolve("job").unwrap().id(),
+        CheckpointId(2),
+        "lost at the power cut: {lost:?}"
+    );
+    assert_every_checkpoint_verifies(&clean, "job");
+}
+
+/// Found by the simulation: deleting a subsumed checkpoint's `_metadata` failed, the
+/// checkpoint was forgotten anyway, and the next subsumption deleted a shared file its
+/// `_metadata` (still on storage) referenced. Now it stays live until a later subsumption
+/// deletes its `_metadata`.
+#[test]
+fn a_subsumed_metadata_that_cannot_be_deleted_keeps_its_files() {
+    let (store, clean, faults, _disk) = disk_store();
+    let config = files_config().num_retained(1);
+    let job = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    let first = checkpoint(&job, 1, None).unwrap();
+    *faults.fail_deletes_suffix.lock().unwrap() = Some("chk-1/_metadata".into());
+    // chk-2 shares chk-1's shared file; subsuming chk-1 cannot delete its _metadata.
+    checkpoint(&job, 2, Some(&first[1])).unwrap();
+    assert!(all_files(&clean, "job/").contains(&"job/chk-1/_metadata".to_owned()));
+    assert_every_checkpoint_verifies(&clean, "job");
+    // chk-3 writes a shared file of its own: subsuming chk-2 must not delete the file that
+    // chk-1's _metadata still references.
+    checkpoint(&job, 3, None).unwrap();
+    assert_every_checkpoint_verifies(&clean, "job");
+    // Once the delete works again, the next subsumption finishes chk-1's.
+    *faults.fail_deletes_suffix.lock().unwrap() = None;
+    checkpoint(&job, 4, None).unwrap();
+    assert_every_checkpoint_verifies(&clean, "job");
+    assert_eq!(
+        status::classify_job(&clean, "job", None)
+            .unwrap()
+            .iter()
+            .filter(|(_, _, st)| matches!(st, CheckpointDirStatus::Complete(_)))
+            .count(),
+        1
+    );
+}
+
+/// Found by the simulation: a process deleted a subsumed `_metadata`, failed to sync its
+/// directory and died. The next writer saw no `_metadata` there and deleted the shared file
+/// it referenced; a power cut then brought the `_metadata` back. Now opening syncs the job's
+/// directories before acting on what they show.
+#[test]
+fn a_deletion_a_dead_writer_never_synced_cannot_come_back() {
+    let (store, clean, faults, disk) = disk_store();
+    let config = files_config().num_retained(1);
+    let a = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
+    let first = checkpoint(&a, 1, None).unwrap();
+    *faults.fail_syncs_suffix.lock().unwrap() = Some("chk-1/".into());
+    checkpoint(&a, 2, Some(&first[1])).unwrap();
+    // The process dies.
+    drop(a);
+    *faults.fail_syncs_suffix.lock().unwrap() = None;
+    let b = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    let next = b.next_checkpoint_id().get();
+    // A checkpoint with a shared file of its own: subsuming chk-2 deletes chk-1's file.
+    checkpoint(&b, next, None).unwrap();
+    drop(b);
+    // The deletions in shared/ reached the disk, nothing else that was not synced did.
+    let lost = disk.power_cut(&mut |path| path.starts_with("job/shared/"));
+    assert_eq!(
+        clean.resolve("job").unwrap().id(),
+        CheckpointId(next),
+        "lost: {lost:?}"
+    );
+    assert_every_checkpoint_verifies(&clean, "job");
 }

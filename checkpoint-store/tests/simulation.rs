@@ -7,10 +7,10 @@
 //! delete take effect and then fail; every stat, read and list may fail), one job
 //! checkpoints (sharing files between checkpoints as incremental backends do), aborts
 //! checkpoints, crashes between operations and in the middle of a commit (every operation
-//! from a random one on fails, and the process is gone), loses power (every name not synced
-//! is lost), gets a second writer beside it (a zombie after failover), and runs `gc` (with
-//! and without min age, sometimes forced) beside it. After every step an oracle reads
-//! storage without faults and checks:
+//! from a random one on fails, and the process is gone), loses power (any subset of the
+//! changes of names not synced yet is undone), gets a second writer beside it (a zombie
+//! after failover), and runs `gc` (with and without min age, sometimes forced) beside it.
+//! After every step an oracle reads storage without faults and checks:
 //! - every complete `_metadata` on storage verifies (every referenced file present, sizes
 //!   and checksums right);
 //! - the latest restorable checkpoint is never older than the newest one whose commit
@@ -62,7 +62,7 @@ struct Totals {
     gc_refused: u64,
     crashes_mid_commit: u64,
     power_cuts: u64,
-    files_lost_at_power_cuts: u64,
+    changes_undone_at_power_cuts: u64,
     dir_syncs: u64,
     checkpoints_verified: u64,
     lost: u64,
@@ -216,10 +216,14 @@ fn run_seed(seed: u64, totals: &mut Totals) {
     let mut log = String::new();
     // The process dies (its writers are gone, nothing they do reaches storage), maybe the
     // power goes out with it, and a new process opens the job.
-    let die = |writers: &mut Vec<Writer>, power_cut: bool| -> Option<Vec<String>> {
+    // A power cut's seed decides which changes not made durable reach the disk anyway.
+    let die = |writers: &mut Vec<Writer>, power_cut: Option<u64>| -> Option<Vec<String>> {
         faults.crash_after(1);
         writers.clear();
-        let lost = power_cut.then(|| disk.power_cut());
+        let lost = power_cut.map(|seed| {
+            let mut coin = StdRng::seed_from_u64(seed);
+            disk.power_cut(&mut |_| coin.random_bool(0.5))
+        });
         faults.revive();
         writers.extend(open(&store, &config));
         lost
@@ -231,10 +235,10 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                        log: &mut String| {
         if let Some(lost) = lost {
             totals.power_cuts += 1;
-            totals.files_lost_at_power_cuts += lost.len() as u64;
+            totals.changes_undone_at_power_cuts += lost.len() as u64;
             // Only what a successful commit made durable must survive.
             *latest = max_committed;
-            let _ = writeln!(log, "power cut: lost {lost:?}");
+            let _ = writeln!(log, "power cut: undone {lost:?}");
         }
     };
     for step in 0..STEPS {
@@ -292,7 +296,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 // A crash between operations and a restart: every writer of the process is
                 // gone.
                 totals.restarts += 1;
-                die(&mut writers, false);
+                die(&mut writers, None);
                 let _ = writeln!(log, "{step}: restart: {}", writers.len());
             }
             73..=78 if !writers.is_empty() => {
@@ -313,11 +317,11 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                     max_committed = max_committed.max(id);
                     totals.commits_ok += 1;
                 }
-                let lost = die(&mut writers, power_cut);
+                let lost = die(&mut writers, power_cut.then(|| rng.random()));
                 after_death(lost, &mut latest, max_committed, totals, &mut log);
             }
             79..=84 => {
-                let lost = die(&mut writers, true);
+                let lost = die(&mut writers, Some(rng.random()));
                 after_death(lost, &mut latest, max_committed, totals, &mut log);
                 let _ = writeln!(log, "{step}: power cut and restart: {}", writers.len());
             }
@@ -378,5 +382,5 @@ fn no_completed_checkpoint_is_lost_under_seeded_faults() {
     assert!(totals.faults_before > 0 && totals.faults_after > 0 && totals.faults_read > 0);
     assert!(totals.commits_ok > 0 && totals.commits_fenced > 0 && totals.gc_deleted > 0);
     assert!(totals.crashes_mid_commit > 0 && totals.power_cuts > 0);
-    assert!(totals.files_lost_at_power_cuts > 0 && totals.dir_syncs > 0);
+    assert!(totals.changes_undone_at_power_cuts > 0 && totals.dir_syncs > 0);
 }

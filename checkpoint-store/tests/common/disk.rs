@@ -1,7 +1,8 @@
 //! A simulated local disk over OpenDAL's memory service, for power cuts: a file's content is
 //! durable once written (as OpenDAL's `fs` writer syncs it on close), but a name created or
-//! removed in a directory is durable only after the directory is synced, and a file survives
-//! a power cut only if every directory on its path does. The store syncs directories
+//! removed in a directory is durable only after the directory is synced; at a power cut each
+//! change not durable yet reached the disk or not (any subset, as the test decides), and a
+//! file survives only if every directory on its path does. The store syncs directories
 //! through [`DirSync`], as it fsyncs them on a real local filesystem.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
 
@@ -89,38 +90,76 @@ impl SimDisk {
             .map_err(|e| io_error("read", e))
     }
 
-    /// The power goes out: every name not durable is gone, every removal not durable is
-    /// undone. Returns the files lost.
-    pub fn power_cut(&self) -> Vec<String> {
-        let durable = self.durable.lock().unwrap();
-        let survives = |path: &str| {
+    /// The power goes out. Every change of a name not made durable (a file or directory
+    /// created, a file deleted) either reached the disk or not, as `persists(path)` says
+    /// (asked once per change; a file survives only with every directory on its path).
+    /// Returns the changes undone: files lost, and deleted files back.
+    pub fn power_cut(&self, persists: &mut dyn FnMut(&str) -> bool) -> Vec<String> {
+        let mut durable = self.durable.lock().unwrap();
+        let now = self.files().unwrap();
+        let mut dir_decided: BTreeMap<String, bool> = BTreeMap::new();
+        let mut dir_exists = |path: &str, persists: &mut dyn FnMut(&str) -> bool| {
             let mut d = parent(path);
             while !d.is_empty() {
-                if !durable.dirs.contains(d) {
+                let exists = durable.dirs.contains(d)
+                    || *dir_decided
+                        .entry(d.to_owned())
+                        .or_insert_with(|| persists(d));
+                if !exists {
                     return false;
                 }
                 d = parent(d);
             }
             true
         };
-        let now = self.files().unwrap();
-        let mut lost = Vec::new();
-        for f in &now {
-            if !(durable.files.contains_key(f) && survives(f)) {
-                self.runtime.block_on(self.base.delete(f)).unwrap();
-                lost.push(f.clone());
+        let mut after: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut undone = Vec::new();
+        for f in now.union(&durable.files.keys().cloned().collect()) {
+            let current = now.contains(f).then(|| self.read(f).unwrap());
+            let old = durable.files.get(f);
+            let kept = match (&current, old) {
+                (Some(c), Some(o)) if c == o => Some(c.clone()),
+                _ if persists(f) => current.clone(),
+                _ => old.cloned(),
+            };
+            let kept = kept.filter(|_| dir_exists(f, persists));
+            if kept != current {
+                undone.push(f.clone());
+            }
+            if let Some(bytes) = kept {
+                after.insert(f.clone(), bytes);
             }
         }
-        for (f, bytes) in &durable.files {
-            if survives(f) && (!now.contains(f) || self.read(f).unwrap() != *bytes) {
+        for f in &now {
+            if !after.contains_key(f) {
+                self.runtime.block_on(self.base.delete(f)).unwrap();
+            }
+        }
+        for f in &undone {
+            if let Some(bytes) = after.get(f) {
                 self.runtime
                     .block_on(self.base.write(f, bytes.clone()))
                     .unwrap();
             }
         }
+        // After the restart, what is on the disk is durable.
+        let dirs: BTreeSet<String> = after
+            .keys()
+            .flat_map(|f| {
+                let mut ds = Vec::new();
+                let mut d = parent(f);
+                while !d.is_empty() {
+                    ds.push(d.to_owned());
+                    d = parent(d);
+                }
+                ds
+            })
+            .collect();
+        durable.dirs.extend(dirs);
+        durable.files = after;
         self.lost_at_power_cuts
-            .fetch_add(lost.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        lost
+            .fetch_add(undone.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        undone
     }
 }
 

@@ -19,6 +19,10 @@ pub struct FailNthWrite {
     pub fail_at: Arc<AtomicUsize>,
     pub fail_after_suffix: Arc<Mutex<Option<String>>>,
     pub fail_reads_suffix: Arc<Mutex<Option<String>>>,
+    /// Deletes of paths ending with this fail before they take effect.
+    pub fail_deletes_suffix: Arc<Mutex<Option<String>>>,
+    /// Directory syncs (see `disk.rs`) of directories ending with this fail.
+    pub fail_syncs_suffix: Arc<Mutex<Option<String>>>,
     /// When a `fail_after_suffix` write reports its error, reads of that path start failing
     /// too (`fail_reads_suffix`): the writer cannot read back what happened.
     pub hide_after_failure: Arc<std::sync::atomic::AtomicBool>,
@@ -102,7 +106,12 @@ impl FailNthWrite {
     /// sync) before it takes effect.
     pub fn fail_before(&self, what: &str, path: &str) -> opendal::Result<()> {
         self.alive(what, path)?;
-        if self.random_draw(|r| r.p_before, 0) {
+        let rule = if what == "delete" {
+            &self.fail_deletes_suffix
+        } else {
+            &self.fail_syncs_suffix
+        };
+        if Self::matches(rule, path) || self.random_draw(|r| r.p_before, 0) {
             return Err(opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
                 format!("injected failure of {what} {path}"),
