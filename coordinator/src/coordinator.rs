@@ -158,12 +158,21 @@ impl fmt::Display for SkipReason {
 }
 
 /// The result of a trigger.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum TriggerResult {
     /// A checkpoint started.
     Triggered(TriggeredCheckpoint),
     /// No checkpoint started.
     Skipped(SkipReason),
+    /// Checkpoint `id` could not begin (storage failed): it is a failed checkpoint, counted
+    /// against the tolerable failures like a declined one (Flink's trigger failure), and
+    /// the job goes on.
+    Failed {
+        /// The checkpoint's id (never used again).
+        id: CheckpointId,
+        /// Why it could not begin.
+        error: Error,
+    },
 }
 
 impl TriggerResult {
@@ -171,7 +180,7 @@ impl TriggerResult {
     pub fn triggered(self) -> Option<TriggeredCheckpoint> {
         match self {
             TriggerResult::Triggered(t) => Some(t),
-            TriggerResult::Skipped(_) => None,
+            TriggerResult::Skipped(_) | TriggerResult::Failed { .. } => None,
         }
     }
 }
@@ -359,7 +368,10 @@ impl CheckpointCoordinator {
     /// and neither `max_concurrent` nor `min_pause` forbid it.
     ///
     /// # Errors
-    /// Storage errors when beginning the checkpoint.
+    /// [`ErrorKind::Fenced`] when another coordinator took over the job directory (this one
+    /// must stop); [`ErrorKind::LimitExceeded`] when a checkpoint that could not begin is one
+    /// failure more than tolerable. Other storage errors while beginning the checkpoint are a
+    /// [`TriggerResult::Failed`].
     pub fn trigger_if_due(&self) -> Result<TriggerResult> {
         let Some(interval) = self.config.interval else {
             return Ok(TriggerResult::Skipped(SkipReason::Disabled));
@@ -372,23 +384,40 @@ impl CheckpointCoordinator {
             }));
         }
         let result = self.trigger_locked(&mut inner, now)?;
-        if matches!(result, TriggerResult::Triggered(_)) {
+        if !matches!(result, TriggerResult::Skipped(_)) {
             inner.next_periodic_ms = now.saturating_add(duration_ms(interval));
         }
-        Ok(result)
+        drop(inner);
+        self.count_trigger_failure(result)
     }
 
     /// Triggers a checkpoint now (whatever the interval), unless `max_concurrent` or
     /// `min_pause` forbid it.
     ///
     /// # Errors
-    /// Storage errors when beginning the checkpoint.
+    /// [`ErrorKind::Fenced`] when another coordinator took over the job directory (this one
+    /// must stop); [`ErrorKind::LimitExceeded`] when a checkpoint that could not begin is one
+    /// failure more than tolerable. Other storage errors while beginning the checkpoint are a
+    /// [`TriggerResult::Failed`].
     pub fn trigger(&self) -> Result<TriggerResult> {
         let now = self.clock.now_millis();
         let mut inner = self.inner.lock();
         let result = self.trigger_locked(&mut inner, now)?;
-        if let (TriggerResult::Triggered(_), Some(interval)) = (&result, self.config.interval) {
+        if let (TriggerResult::Triggered(_) | TriggerResult::Failed { .. }, Some(interval)) =
+            (&result, self.config.interval)
+        {
             inner.next_periodic_ms = now.saturating_add(duration_ms(interval));
+        }
+        drop(inner);
+        self.count_trigger_failure(result)
+    }
+
+    /// A checkpoint that could not begin is a failed checkpoint (outside the `inner` lock:
+    /// failures take `finishing` first).
+    fn count_trigger_failure(&self, result: TriggerResult) -> Result<TriggerResult> {
+        if let TriggerResult::Failed { id, error } = &result {
+            tracing::warn!(checkpoint = %id, %error, "a checkpoint could not begin");
+            self.record_failure(*id, &format!("could not begin: {error}"), true, None)?;
         }
         Ok(result)
     }
@@ -414,7 +443,21 @@ impl CheckpointCoordinator {
         }
         let id = CheckpointId(inner.next_id);
         inner.next_id += 1;
-        let checkpoint = self.store.begin_checkpoint(id)?;
+        let begun = self.store.begin_checkpoint(id);
+        inner.stats.push(CheckpointStats {
+            id,
+            trigger_timestamp_ms: now,
+            end_to_end_duration: Duration::ZERO,
+            state_size: 0,
+            subtasks: BTreeMap::new(),
+            status: CheckpointStatus::InProgress,
+        });
+        let checkpoint = match begun {
+            Ok(c) => c,
+            // A fenced coordinator must stop: that is no checkpoint failure.
+            Err(e) if e.kind() == ErrorKind::Fenced => return Err(e),
+            Err(error) => return Ok(TriggerResult::Failed { id, error }),
+        };
         let streams = checkpoint.stream_factory();
         inner.pending.insert(
             id,
@@ -424,14 +467,6 @@ impl CheckpointCoordinator {
                 waiting: self.tasks.clone(),
             },
         );
-        inner.stats.push(CheckpointStats {
-            id,
-            trigger_timestamp_ms: now,
-            end_to_end_duration: Duration::ZERO,
-            state_size: 0,
-            subtasks: BTreeMap::new(),
-            status: CheckpointStatus::InProgress,
-        });
         tracing::debug!(checkpoint = %id, "triggered checkpoint");
         Ok(TriggerResult::Triggered(TriggeredCheckpoint {
             id,

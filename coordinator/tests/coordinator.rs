@@ -125,9 +125,14 @@ fn ack_all(f: &Fixture, t: &TriggeredCheckpoint) -> AckOutcome {
 }
 
 fn trigger(f: &Fixture) -> TriggeredCheckpoint {
-    match f.coordinator.trigger().unwrap() {
+    trigger_on(&f.coordinator)
+}
+
+fn trigger_on(coordinator: &CheckpointCoordinator) -> TriggeredCheckpoint {
+    match coordinator.trigger().unwrap() {
         TriggerResult::Triggered(t) => t,
         TriggerResult::Skipped(r) => panic!("skipped: {r}"),
+        TriggerResult::Failed { id, error } => panic!("{id} could not begin: {error}"),
     }
 }
 
@@ -745,9 +750,6 @@ fn a_second_coordinator_fences_the_first_and_no_side_effect_is_discarded() {
 
     let restored = b.restore_latest().unwrap().unwrap();
     assert_eq!(restored.checkpoint.id(), first.id);
-    let next = match b.trigger().unwrap() {
-        TriggerResult::Triggered(t) => t,
-        TriggerResult::Skipped(r) => panic!("skipped: {r}"),
-    };
+    let next = trigger_on(&b);
     assert!(next.id > in_flight.id, "{} after {}", next.id, in_flight.id);
 }

@@ -513,18 +513,31 @@ impl fmt::Display for JobReport {
     }
 }
 
-/// Runs the job with the backend of `config.backend` (the one place that maps the choice
-/// to a backend factory).
+/// Runs the job with the backend of `config.backend`, its checkpoints in `config.dir` on the
+/// local filesystem (the embedded default).
 ///
 /// # Errors
 /// As [`run_job_with`].
 pub fn run_job(config: &JobConfig) -> Result<JobReport> {
+    run_job_on(config, &CheckpointStore::local(&config.dir)?)
+}
+
+/// Runs the job with the backend of `config.backend` (the one place that maps the choice
+/// to a backend factory), its checkpoints in `store` (any OpenDAL service, with any layers:
+/// the tests put faults around it). The sink's output and the backends' working files stay
+/// in `config.dir`; a run that does not resume clears `config.dir`'s job directory on the
+/// local filesystem, so in another store it starts from an empty job directory.
+///
+/// # Errors
+/// As [`run_job_with`].
+pub fn run_job_on(config: &JobConfig, store: &CheckpointStore) -> Result<JobReport> {
     match config.backend {
-        BackendChoice::Fs => run_job_with(config, FsStateBackend::new()),
-        BackendChoice::Memory => run_job_with(config, MemoryStateBackend::new()),
+        BackendChoice::Fs => run_job_with(config, store, FsStateBackend::new()),
+        BackendChoice::Memory => run_job_with(config, store, MemoryStateBackend::new()),
         #[cfg(feature = "rocksdb")]
         BackendChoice::RocksDb => run_job_with(
             config,
+            store,
             cornerstone_backend_rocksdb::RocksDbStateBackend::new(),
         ),
         #[cfg(not(feature = "rocksdb"))]
@@ -554,6 +567,7 @@ fn remove_dir(path: &Path) -> Result<()> {
 /// errors of the coordinator.
 pub fn run_job_with<F: StateBackendFactory + 'static>(
     config: &JobConfig,
+    store: &CheckpointStore,
     factory: F,
 ) -> Result<JobReport> {
     config.validate()?;
@@ -563,9 +577,8 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
         remove_dir(&config.output_dir())?;
     }
     let clock: SharedClock = cornerstone_backend_api::clock::system_clock();
-    let store = CheckpointStore::local(&config.dir)?;
     let coordinator = CheckpointCoordinator::open(
-        &store,
+        store,
         JOB_ID,
         config.checkpointing(),
         config.operators(),
@@ -581,22 +594,30 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
     let mut resumed_from = None;
     let mut attempt = 0usize;
     let latest_path = loop {
-        let restored = coordinator.restore_latest()?;
-        let restored_id = restored.as_ref().map(|r| r.checkpoint.id());
-        if attempt == 0 {
-            resumed_from = restored_id;
-        } else if let Some(last) = failures.last_mut() {
-            last.restored_from = restored_id;
-        }
-        injector.arm(planned.get(attempt).copied());
-        let (end, _) = run_attempt(
-            &topology,
-            &factory,
-            &coordinator,
-            restored,
-            &injector,
-            &clock,
-        )?;
+        // A restore or a deployment that fails (storage failing under it) is a failed
+        // attempt like a task's failure: the restart strategy decides.
+        let end = coordinator.restore_latest().and_then(|restored| {
+            let restored_id = restored.as_ref().map(|r| r.checkpoint.id());
+            if attempt == 0 {
+                resumed_from = restored_id;
+            } else if let Some(last) = failures.last_mut() {
+                last.restored_from = restored_id;
+            }
+            injector.arm(planned.get(attempt).copied());
+            run_attempt(
+                &topology,
+                &factory,
+                &coordinator,
+                restored,
+                &injector,
+                &clock,
+            )
+            .map(|(end, _)| end)
+        });
+        let end = end.unwrap_or_else(|error| AttemptEnd::Failed {
+            task: TaskId::new("coordinator", 0),
+            error,
+        });
         match end {
             AttemptEnd::Finished => {
                 let latest = coordinator

@@ -786,7 +786,20 @@ fn drive(
         if finish_sent {
             continue;
         }
-        if let TriggerResult::Triggered(t) = coordinator.trigger_if_due()? {
+        let triggered = match coordinator.trigger_if_due() {
+            Ok(r) => r,
+            // Fenced, or one failed checkpoint more than tolerable: the job fails over.
+            Err(error) => {
+                return Ok((
+                    AttemptEnd::Failed {
+                        task: TaskId::new("coordinator", 0),
+                        error,
+                    },
+                    latest,
+                ));
+            }
+        };
+        if let TriggerResult::Triggered(t) = triggered {
             d.ctx.streams.lock().insert(t.id, t.streams.clone());
             if exhausted == sources && final_checkpoint.is_none() {
                 final_checkpoint = Some(t.id);

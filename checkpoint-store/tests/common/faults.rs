@@ -26,8 +26,10 @@ pub struct FailNthWrite {
     /// When a `fail_after_suffix` write reports its error, reads of that path start failing
     /// too (`fail_reads_suffix`): the writer cannot read back what happened.
     pub hide_after_failure: Arc<std::sync::atomic::AtomicBool>,
-    /// Seeded random faults on every operation (see [`RandomFaults`]), when set.
+    /// Seeded random faults on every operation (see [`RandomFaults`]), when set, from the
+    /// operation numbered `random_from_op` on (counted in `ops`).
     pub random: Arc<Mutex<Option<RandomFaults>>>,
+    pub random_from_op: Arc<AtomicUsize>,
     /// Every operation (writes, deletes, reads, stats, lists, directory syncs), counted for
     /// [`crash_at`](Self::crash_at).
     pub ops: Arc<AtomicUsize>,
@@ -128,6 +130,9 @@ impl FailNthWrite {
     }
 
     fn random_draw(&self, p: impl Fn(&RandomFaults) -> f64, kind: usize) -> bool {
+        if self.ops.load(Ordering::SeqCst) < self.random_from_op.load(Ordering::SeqCst) {
+            return false;
+        }
         self.random
             .lock()
             .unwrap()
