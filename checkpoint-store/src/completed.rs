@@ -249,11 +249,18 @@ impl CheckpointStore {
             return load_completed(self, &meta);
         }
         let dirs = checkpoint_dirs(self, &dir)?;
+        let lease = if dirs.is_empty() {
+            crate::lease::LeaseState::default()
+        } else {
+            crate::lease::read_state(self, &dir)?
+        };
         for (id, chk) in dirs.iter().rev() {
-            let status = status::classify(self, chk, *id, None)?;
+            let status = status::with_lease(status::classify(self, chk, *id, None)?, *id, &lease);
             match status {
                 CheckpointDirStatus::Complete(done) => return Ok(done),
-                CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
+                CheckpointDirStatus::InProgress
+                | CheckpointDirStatus::Abandoned
+                | CheckpointDirStatus::Fenced(_) => {}
                 CheckpointDirStatus::Corrupt(_) | CheckpointDirStatus::NewerFormat(_) => {
                     return Err(status::unreadable_newest(&status, chk));
                 }
@@ -473,9 +480,28 @@ impl CompletedCheckpointStore {
                         "skipping a checkpoint whose _metadata is unreadable; it is kept on storage"
                     );
                 }
-                CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
+                CheckpointDirStatus::InProgress
+                | CheckpointDirStatus::Abandoned
+                | CheckpointDirStatus::Fenced(_) => {}
             }
         }
+        // What this writer saw, before it restores anything (and so before any sink aborts
+        // a transaction): a `_metadata` a fenced writer publishes from now on is late.
+        let present: BTreeSet<u64> = classified
+            .iter()
+            .filter(|(_, _, st)| {
+                matches!(st, CheckpointDirStatus::Complete(_)) || st.is_unreadable()
+            })
+            .map(|(id, _, _)| id.get())
+            .collect();
+        lease.publish_view(&present)?;
+        for (_, _, st) in &classified {
+            if let CheckpointDirStatus::Fenced(done) = st {
+                tracing::warn!(path = %done.metadata_path, "deleting the _metadata of a checkpoint a fenced writer published after a newer writer took over; it was never reported complete");
+                unpublish(store, done)?;
+            }
+        }
+        lease.prune_views();
         Ok(CompletedCheckpointStore {
             inner: Arc::new(JobInner {
                 store: store.clone(),
@@ -763,7 +789,9 @@ impl CompletedCheckpointStore {
                         tracing::warn!(path = %done.metadata_path, "keeping a complete checkpoint this job did not retain");
                     }
                 }
-                CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {
+                CheckpointDirStatus::InProgress
+                | CheckpointDirStatus::Abandoned
+                | CheckpointDirStatus::Fenced(_) => {
                     for e in inner.store.list(&dir, true)? {
                         if !e.is_dir && !keep.contains(&e.path) {
                             inner.store.delete(&e.path)?;

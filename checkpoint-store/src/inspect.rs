@@ -32,16 +32,20 @@ pub enum SnapshotStatus {
     Corrupt(String),
     /// `_metadata` was written by a newer format version; the message says which.
     NewerFormat(String),
+    /// `_metadata` decodes, but a fenced writer published it after a newer writer took
+    /// over: never restored (see [`lease`](crate::lease)); garbage for `gc`.
+    Fenced,
 }
 
 impl SnapshotStatus {
-    /// `"complete"`, `"incomplete"`, `"corrupt"` or `"newer-format"`.
+    /// `"complete"`, `"incomplete"`, `"corrupt"`, `"newer-format"` or `"fenced"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             SnapshotStatus::Complete => "complete",
             SnapshotStatus::Incomplete => "incomplete",
             SnapshotStatus::Corrupt(_) => "corrupt",
             SnapshotStatus::NewerFormat(_) => "newer-format",
+            SnapshotStatus::Fenced => "fenced",
         }
     }
 }
@@ -75,8 +79,20 @@ pub struct ListedSnapshot {
 pub fn list(store: &CheckpointStore, dir: &str) -> Result<Vec<ListedSnapshot>> {
     let dir = layout::normalize_dir(dir)?;
     let mut out = Vec::new();
-    for (id, chk) in checkpoint_dirs(store, &dir)? {
-        out.push(describe(store, &chk, SnapshotKind::Checkpoint, Some(id))?);
+    let chks = checkpoint_dirs(store, &dir)?;
+    let lease = if chks.is_empty() {
+        lease::LeaseState::default()
+    } else {
+        lease::read_state(store, &dir)?
+    };
+    for (id, chk) in chks {
+        out.push(describe(
+            store,
+            &chk,
+            SnapshotKind::Checkpoint,
+            Some(id),
+            &lease,
+        )?);
     }
     let mut savepoints: Vec<String> = store
         .list(&dir, false)?
@@ -87,7 +103,13 @@ pub fn list(store: &CheckpointStore, dir: &str) -> Result<Vec<ListedSnapshot>> {
     savepoints.sort();
     for sp in savepoints {
         let sp = layout::normalize_dir(&sp)?;
-        out.push(describe(store, &sp, SnapshotKind::Savepoint, None)?);
+        out.push(describe(
+            store,
+            &sp,
+            SnapshotKind::Savepoint,
+            None,
+            &lease::LeaseState::default(),
+        )?);
     }
     Ok(out)
 }
@@ -107,6 +129,7 @@ fn describe(
     dir: &str,
     kind: SnapshotKind,
     id: Option<CheckpointId>,
+    lease: &lease::LeaseState,
 ) -> Result<ListedSnapshot> {
     let meta = layout::metadata_path(dir);
     let mut entry = ListedSnapshot {
@@ -119,7 +142,7 @@ fn describe(
         size_bytes: 0,
     };
     let status = match id {
-        Some(id) => status::classify(store, dir, id, None)?,
+        Some(id) => status::with_lease(status::classify(store, dir, id, None)?, id, lease),
         None => status::metadata_status(store, &meta)?.unwrap_or(CheckpointDirStatus::InProgress),
     };
     match status {
@@ -133,6 +156,12 @@ fn describe(
             entry.size_bytes = m.state_size();
         }
         CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {
+            entry.size_bytes = dir_size(store, dir)?;
+        }
+        CheckpointDirStatus::Fenced(done) => {
+            entry.status = SnapshotStatus::Fenced;
+            entry.trigger_timestamp_ms = Some(done.metadata.trigger_timestamp_ms);
+            entry.completed_timestamp_ms = Some(done.metadata.completed_timestamp_ms);
             entry.size_bytes = dir_size(store, dir)?;
         }
         CheckpointDirStatus::Corrupt(e) => {
@@ -453,6 +482,9 @@ pub enum GcReason {
     UnreferencedExclusive,
     /// In an abandoned `chk-N/` (no `_metadata`, nothing changed for the min age).
     IncompleteCheckpoint,
+    /// In a `chk-N/` whose `_metadata` a fenced writer published after a newer writer took
+    /// over (never restorable; see [`lease`](crate::lease)), `_metadata` included.
+    FencedCheckpoint,
 }
 
 /// One garbage-collection candidate.
@@ -574,6 +606,7 @@ pub fn gc_candidates(
                 dirs.push((dir, GcReason::UnreferencedExclusive));
             }
             CheckpointDirStatus::Abandoned => dirs.push((dir, GcReason::IncompleteCheckpoint)),
+            CheckpointDirStatus::Fenced(_) => dirs.push((dir, GcReason::FencedCheckpoint)),
             CheckpointDirStatus::InProgress => kept.push(GcKept {
                 path: dir,
                 why: format!(

@@ -4,6 +4,7 @@
 //! ```text
 //! <job>/_lease/epoch-<E>          created once, with create-new, by the writer of epoch E
 //! <job>/_lease/ids-<E>-<N>        epoch E reserved every checkpoint id below N
+//! <job>/_lease/view-<E>           what epoch E saw when it listed the job (see below)
 //! ```
 //!
 //! A writer takes the lease by creating `epoch-<E+1>` for the highest existing `E`: the
@@ -17,14 +18,30 @@
 //! new epoch starts above every reservation and every `chk-N/` on storage: an aborted
 //! checkpoint whose directory was removed still never gives its id to a later checkpoint.
 //!
-//! What fencing cannot close: a writer that passed its check an instant before another took
-//! the lease can still publish one `_metadata` (no object store offers a commit conditional
-//! on another object). The new writer takes the lease before it lists the checkpoints, so
-//! such a `_metadata` can only appear after that listing; the old writer re-checks after
-//! publishing and reports [`ErrorKind::Fenced`] instead of success, so the checkpoint's
-//! side effects (a sink's transaction) are never committed by it, and its files are its
-//! own. The new writer does not know that checkpoint and may later delete a shared file it
-//! references; it is never the newest checkpoint the new writer restores from.
+//! A reservation is created first and the lease checked after, and a new epoch reads the
+//! reservations again once its epoch file exists: so every id a fenced writer can still use
+//! lies below the new epoch's first id.
+//!
+//! What fencing alone cannot close: a writer that passed its check an instant before another
+//! took the lease can still publish one `_metadata` (no object store offers a commit
+//! conditional on another object). Its writer re-checks after publishing and reports
+//! [`ErrorKind::Fenced`] instead of success, so nothing was told the checkpoint completed
+//! (no sink committed its transactions), but a later restore must not pick it up either:
+//! the new writer may have aborted those transactions and deleted shared files it
+//! references. So the new writer records what it saw:
+//!
+//! ```text
+//! <job>/_lease/view-<E>           first_id=F, present=<ids>: the chk-N with a _metadata
+//!                                 when epoch E listed the job (written after the listing)
+//! ```
+//!
+//! A `chk-N/` with `N < F` that is not in `present` was published after epoch E took the
+//! lease (by a writer it fenced): it is [`Fenced`](crate::status::CheckpointDirStatus::Fenced),
+//! never restorable, and the next writer deletes its `_metadata`; `gc` collects its files.
+//! A writer that dies before writing its view restored nothing, aborted no transaction and
+//! constrains nothing.
+
+use std::collections::BTreeSet;
 
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
 use parking_lot::Mutex;
@@ -36,6 +53,9 @@ use crate::store::{CheckpointStore, Created};
 pub const LEASE_DIR: &str = "_lease";
 const EPOCH_PREFIX: &str = "epoch-";
 const IDS_PREFIX: &str = "ids-";
+const VIEW_PREFIX: &str = "view-";
+/// The largest view file read (a view lists the checkpoint ids present at one listing).
+const MAX_VIEW_FILE: u64 = 16 << 20;
 /// How often a writer tries the next epoch when others take epochs at the same time.
 const MAX_ATTEMPTS: usize = 32;
 
@@ -49,6 +69,61 @@ pub struct LeaseState {
     /// The newest modification time of a lease file (ms since the epoch), when the service
     /// records one: when the lease was last taken or an id last reserved.
     pub last_activity_ms: Option<u64>,
+    /// What the epochs that wrote a view saw, ascending by epoch.
+    pub views: Vec<LeaseView>,
+}
+
+/// What the writer of one epoch saw when it listed the job directory (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The epoch.
+    pub epoch: u64,
+    /// Every id below this was reserved by an older epoch.
+    pub first_id: u64,
+    /// The ids of the `chk-N/` directories that had a `_metadata` at the listing.
+    pub present: BTreeSet<u64>,
+}
+
+impl LeaseState {
+    /// Whether the `_metadata` of checkpoint `id` was published by a fenced writer after a
+    /// newer writer listed the job: below a view's first id and not present in it.
+    pub fn is_late(&self, id: CheckpointId) -> bool {
+        self.views
+            .iter()
+            .any(|v| id.get() < v.first_id && !v.present.contains(&id.get()))
+    }
+}
+
+fn view_path(job_dir: &str, epoch: u64) -> String {
+    format!("{}{VIEW_PREFIX}{epoch:020}", lease_dir(job_dir))
+}
+
+fn parse_view(path: &str, epoch: u64, bytes: &[u8]) -> Result<LeaseView> {
+    let bad = |what: &str| {
+        Error::corrupted("unreadable lease view")
+            .with_context("path", path)
+            .with_context("problem", what)
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+    let mut view = LeaseView {
+        epoch,
+        ..LeaseView::default()
+    };
+    let mut first_id = None;
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("first_id", v)) => first_id = Some(parse_u64(v).ok_or_else(|| bad("first_id"))?),
+            Some(("present", v)) => {
+                for id in v.split(',').filter(|s| !s.is_empty()) {
+                    view.present
+                        .insert(parse_u64(id).ok_or_else(|| bad("present"))?);
+                }
+            }
+            _ => {}
+        }
+    }
+    view.first_id = first_id.ok_or_else(|| bad("no first_id"))?;
+    Ok(view)
 }
 
 /// `<job_dir>_lease/`.
@@ -83,6 +158,14 @@ pub fn read_state(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> 
         let name = layout::file_name(&e.path);
         if let Some(epoch) = name.strip_prefix(EPOCH_PREFIX).and_then(parse_u64) {
             state.epoch = state.epoch.max(epoch);
+        } else if let Some(epoch) = name.strip_prefix(VIEW_PREFIX).and_then(parse_u64) {
+            match store.read_small(&e.path, MAX_VIEW_FILE) {
+                Ok(bytes) => state.views.push(parse_view(&e.path, epoch, &bytes)?),
+                // Pruned since the listing: a newer view took its place.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            continue;
         } else if let Some((_, below)) = name
             .strip_prefix(IDS_PREFIX)
             .and_then(|rest| rest.split_once('-'))
@@ -102,6 +185,7 @@ pub fn read_state(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> 
             Err(e) => return Err(e),
         }
     }
+    state.views.sort_by_key(|v| v.epoch);
     Ok(state)
 }
 
@@ -111,6 +195,8 @@ pub(crate) struct Lease {
     store: CheckpointStore,
     job_dir: String,
     epoch: u64,
+    /// The first id of this epoch: every id below it was reserved by an older one.
+    start_id: u64,
     reserved_below: Mutex<u64>,
 }
 
@@ -133,11 +219,16 @@ impl Lease {
             let record = format!("epoch={epoch}\nfirst_id={first_id}\nowner={owner}\n");
             match store.create_new(&epoch_path(job_dir, epoch), record.into_bytes())? {
                 Created::Created => {
+                    // A fenced writer may have reserved an id between the read above and the
+                    // epoch's creation; it checks the lease after reserving, so it either
+                    // saw this epoch (and stopped) or reserved before it: read again.
+                    let first_id = first_id.max(read_state(store, job_dir)?.reserved_below);
                     tracing::info!(job_dir, epoch, first_id, "took the job directory's lease");
                     return Ok(Lease {
                         store: store.clone(),
                         job_dir: job_dir.to_owned(),
                         epoch,
+                        start_id: first_id,
                         reserved_below: Mutex::new(first_id),
                     });
                 }
@@ -178,6 +269,33 @@ impl Lease {
         Ok(())
     }
 
+    /// Records what this writer saw when it listed the job directory: `present`, the ids of
+    /// the `chk-N/` with a `_metadata` (see the module docs). Then the views of older epochs
+    /// are redundant once the caller has dealt with the checkpoints they make late
+    /// ([`prune_views`](Self::prune_views)).
+    pub(crate) fn publish_view(&self, present: &BTreeSet<u64>) -> Result<()> {
+        let ids: Vec<String> = present.iter().map(u64::to_string).collect();
+        let record = format!("first_id={}\npresent={}\n", self.start_id, ids.join(","));
+        let path = view_path(&self.job_dir, self.epoch);
+        match self.store.create_new(&path, record.into_bytes())? {
+            Created::Created => Ok(()),
+            Created::Existed => {
+                Err(Error::internal("this epoch's view exists already").with_context("path", path))
+            }
+        }
+    }
+
+    /// Deletes the views of older epochs: everything they make late was dealt with by this
+    /// writer, and every later publication by a fenced writer is late by this writer's view.
+    /// Best effort: a view left behind only costs a read.
+    pub(crate) fn prune_views(&self) {
+        if let Ok(state) = read_state(&self.store, &self.job_dir) {
+            for v in state.views.iter().filter(|v| v.epoch < self.epoch) {
+                let _ = self.store.delete(&view_path(&self.job_dir, v.epoch));
+            }
+        }
+    }
+
     /// Reserves checkpoint id `id` (and every id below it) before anything is written for
     /// it, so that no later writer uses it again.
     pub(crate) fn reserve(&self, id: CheckpointId) -> Result<()> {
@@ -192,6 +310,9 @@ impl Lease {
         })?;
         let path = ids_path(&self.job_dir, self.epoch, new_below);
         self.store.create_new(&path, Vec::new())?;
+        // After the reservation, not only before: a newer epoch that this check does not
+        // see yet reads the reservations after creating its epoch, so it starts above it.
+        self.check("reserve a checkpoint id")?;
         // The previous reservation of this epoch is superseded (the highest one counts).
         if *below > 0 {
             let _ = self

@@ -10,6 +10,7 @@
 //! | [`Abandoned`](CheckpointDirStatus::Abandoned) | absent, nothing changed for the min age | no | the directory |
 //! | [`Corrupt`](CheckpointDirStatus::Corrupt) | present, fails a check | no | nothing, and no `shared/` file |
 //! | [`NewerFormat`](CheckpointDirStatus::NewerFormat) | written by a newer version | not by this version | nothing, and no `shared/` file |
+//! | [`Fenced`](CheckpointDirStatus::Fenced) | decodes, but was published by a fenced writer after a newer one listed the job ([`lease`](crate::lease)) | no | the directory, once older than the min age |
 //!
 //! A transient storage error is never a status: it is returned as the error it is, so that
 //! no caller skips to an older checkpoint (or deletes anything) because storage hiccuped.
@@ -43,10 +44,15 @@ pub enum CheckpointDirStatus {
     /// `_metadata` was written by a newer format version: not garbage, only not readable
     /// by this version.
     NewerFormat(Error),
+    /// `_metadata` decodes, but a writer that had been fenced published it after the newer
+    /// writer listed the job (see [`lease`](crate::lease)): nothing was told it completed,
+    /// its side effects may have been rolled back, and it is never restored.
+    Fenced(CompletedCheckpoint),
 }
 
 impl CheckpointDirStatus {
-    /// `"complete"`, `"in progress"`, `"abandoned"`, `"corrupt"` or `"newer format"`.
+    /// `"complete"`, `"in progress"`, `"abandoned"`, `"corrupt"`, `"newer format"` or
+    /// `"fenced"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             CheckpointDirStatus::Complete(_) => "complete",
@@ -54,6 +60,7 @@ impl CheckpointDirStatus {
             CheckpointDirStatus::Abandoned => "abandoned",
             CheckpointDirStatus::Corrupt(_) => "corrupt",
             CheckpointDirStatus::NewerFormat(_) => "newer format",
+            CheckpointDirStatus::Fenced(_) => "fenced",
         }
     }
 
@@ -205,13 +212,29 @@ pub fn classify_job(
     age: Option<AgeGuard>,
 ) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
     let job_dir = layout::normalize_dir(job_dir)?;
+    let lease = crate::lease::read_state(store, &job_dir)?;
     crate::completed::checkpoint_dirs(store, &job_dir)?
         .into_iter()
         .map(|(id, dir)| {
-            let status = classify(store, &dir, id, age)?;
+            let status = with_lease(classify(store, &dir, id, age)?, id, &lease);
             Ok((id, dir, status))
         })
         .collect()
+}
+
+/// A complete checkpoint that the job's lease views make late is
+/// [`Fenced`](CheckpointDirStatus::Fenced).
+pub(crate) fn with_lease(
+    status: CheckpointDirStatus,
+    id: CheckpointId,
+    lease: &crate::lease::LeaseState,
+) -> CheckpointDirStatus {
+    match status {
+        CheckpointDirStatus::Complete(done) if lease.is_late(id) => {
+            CheckpointDirStatus::Fenced(done)
+        }
+        other => other,
+    }
 }
 
 /// The error for an unreadable `_metadata` newer than every complete checkpoint.

@@ -315,8 +315,8 @@ fn dispose_deletes_only_real_savepoints() {
     assert_eq!(all_files(&store, "archive/").len(), 1);
 }
 
-/// The lease is visible on storage: one epoch file per writer, the reserved ids, and
-/// nothing else.
+/// The lease is visible on storage: one epoch file per writer, the newest writer's view of
+/// the job, the reserved ids, and nothing else.
 #[test]
 fn the_lease_records_epochs_and_reserved_ids() {
     let store = CheckpointStore::new(memory()).unwrap();
@@ -325,8 +325,19 @@ fn the_lease_records_epochs_and_reserved_ids() {
     let state = cornerstone_checkpoint_store::lease::read_state(&store, "job/").unwrap();
     assert_eq!(state.epoch, 1);
     assert_eq!(state.reserved_below, 6);
+    assert_eq!(state.views.len(), 1);
+    assert_eq!((state.views[0].epoch, state.views[0].first_id), (1, 1));
+    assert!(state.views[0].present.is_empty());
     let files = all_files(&store, "job/_lease/");
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
+    // A second writer's view replaces the first's; it saw chk-5.
+    drop(job);
+    let _job = CompletedCheckpointStore::open(&store, "job", CheckpointConfig::default()).unwrap();
+    let state = cornerstone_checkpoint_store::lease::read_state(&store, "job/").unwrap();
+    assert_eq!(state.views.len(), 1);
+    assert_eq!(state.views[0].epoch, 2);
+    assert_eq!(state.views[0].first_id, 6);
+    assert!(state.views[0].present.contains(&5));
 }
 
 /// A store over a simulated local disk (names durable only once their directory is synced)

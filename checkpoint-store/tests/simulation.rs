@@ -164,7 +164,9 @@ fn oracle(
             CheckpointDirStatus::Corrupt(e) | CheckpointDirStatus::NewerFormat(e) => {
                 panic!("seed {seed}: chk-{id} unreadable: {e}\n{log}");
             }
-            CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
+            CheckpointDirStatus::InProgress
+            | CheckpointDirStatus::Abandoned
+            | CheckpointDirStatus::Fenced(_) => {}
         }
     }
     let latest = match clean.resolve(JOB) {

@@ -108,7 +108,10 @@ impl Table {
 fn status_detail(status: &SnapshotStatus) -> Option<&str> {
     match status {
         SnapshotStatus::Corrupt(why) | SnapshotStatus::NewerFormat(why) => Some(why),
-        _ => None,
+        SnapshotStatus::Fenced => Some(
+            "published by a fenced writer after a newer one took over: never restored, garbage for gc",
+        ),
+        SnapshotStatus::Complete | SnapshotStatus::Incomplete => None,
     }
 }
 
@@ -398,6 +401,7 @@ fn gc_reason_str(reason: GcReason) -> &'static str {
         GcReason::UnreferencedShared => "unreferenced-shared",
         GcReason::UnreferencedExclusive => "unreferenced-exclusive",
         GcReason::IncompleteCheckpoint => "incomplete-checkpoint",
+        GcReason::FencedCheckpoint => "fenced-checkpoint",
     }
 }
 

@@ -563,8 +563,9 @@ fn remove_dir(path: &Path) -> Result<()> {
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`] for a bad configuration; an error naming the last failure
-/// when the restart strategy gives up (the job failed; its checkpoints are kept); storage
-/// errors of the coordinator.
+/// when the restart strategy gives up (the job failed; its checkpoints are kept);
+/// [`ErrorKind::Fenced`] when another instance of the job took over its checkpoint
+/// directory (this one stops at once, deleting nothing); storage errors of the coordinator.
 pub fn run_job_with<F: StateBackendFactory + 'static>(
     config: &JobConfig,
     store: &CheckpointStore,
@@ -628,6 +629,18 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
                 // that RetainOnCancellation keeps its checkpoints for inspection.
                 coordinator.shutdown(JobStatus::Cancelled)?;
                 break latest;
+            }
+            AttemptEnd::Failed { task, error } if error.kind() == ErrorKind::Fenced => {
+                // Another instance of the job took over the checkpoint directory: a restart
+                // would fail the same way, and a restore would touch the other instance's
+                // sink transactions. Stop here, deleting nothing.
+                coordinator.abort_pending("fenced by another instance of the job");
+                return Err(Error::new(
+                    ErrorKind::Fenced,
+                    "another instance of the job took over its checkpoint directory; this one stops without restarting",
+                )
+                .with_context("task", task)
+                .with_context("cause", error));
             }
             AttemptEnd::Failed { task, error } => {
                 coordinator.abort_pending(&format!("failover: {task} failed"));

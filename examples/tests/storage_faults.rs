@@ -84,7 +84,9 @@ fn run(backend: BackendChoice, seed: u64, totals: &mut Totals) {
             CheckpointDirStatus::Corrupt(e) | CheckpointDirStatus::NewerFormat(e) => {
                 panic!("{backend:?} seed {seed}: chk-{id} unreadable: {e}")
             }
-            CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {}
+            CheckpointDirStatus::InProgress
+            | CheckpointDirStatus::Abandoned
+            | CheckpointDirStatus::Fenced(_) => {}
         }
     }
     let injected = faults.random.lock().unwrap().as_ref().unwrap().injected;

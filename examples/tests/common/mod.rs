@@ -55,6 +55,8 @@ pub(crate) struct Verified {
     pub(crate) complete: Vec<CheckpointId>,
     /// `chk-N/` directories without `_metadata` (garbage of a crash, or in progress).
     pub(crate) incomplete: usize,
+    /// `chk-N/` whose `_metadata` a fenced writer published late (never restored).
+    pub(crate) fenced: usize,
     /// Files read and checked.
     pub(crate) files_checked: usize,
     /// Every problem (missing file, size or CRC mismatch, unreadable `_metadata`).
@@ -82,6 +84,8 @@ pub(crate) fn verify_job(dir: &Path) -> Verified {
             CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {
                 out.incomplete += 1;
             }
+            // Published by a fenced writer after a newer one took over: never restored.
+            CheckpointDirStatus::Fenced(_) => out.fenced += 1,
             other => out
                 .problems
                 .push(format!("{chk}: {} _metadata", other.as_str())),
