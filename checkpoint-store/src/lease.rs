@@ -150,39 +150,54 @@ fn parse_u64(digits: &str) -> Option<u64> {
 /// # Errors
 /// Storage errors while listing.
 pub fn read_state(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> {
+    // A file deleted between the listing and its read (a superseded reservation, a pruned
+    // view) means the lease moved on meanwhile: list again.
+    let mut attempts = 0;
+    loop {
+        match read_state_once(store, job_dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < MAX_ATTEMPTS => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+/// One listing of `_lease/`: its epochs and reservations by name; the views read; the
+/// modification times of the newest epoch file and the newest reservation only (every older
+/// one is older activity), so the cost does not grow with the number of epochs.
+fn read_state_once(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> {
     let mut state = LeaseState::default();
+    let mut newest_epoch_file = None::<String>;
+    let mut newest_ids = None::<((u64, u64), String)>;
     for e in store.list(&lease_dir(job_dir), false)? {
         if e.is_dir {
             continue;
         }
         let name = layout::file_name(&e.path);
         if let Some(epoch) = name.strip_prefix(EPOCH_PREFIX).and_then(parse_u64) {
-            state.epoch = state.epoch.max(epoch);
-        } else if let Some(epoch) = name.strip_prefix(VIEW_PREFIX).and_then(parse_u64) {
-            match store.read_small(&e.path, MAX_VIEW_FILE) {
-                Ok(bytes) => state.views.push(parse_view(&e.path, epoch, &bytes)?),
-                // Pruned since the listing: a newer view took its place.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            if epoch >= state.epoch {
+                state.epoch = epoch;
+                newest_epoch_file = Some(e.path.clone());
             }
-            continue;
-        } else if let Some((_, below)) = name
+        } else if let Some(epoch) = name.strip_prefix(VIEW_PREFIX).and_then(parse_u64) {
+            let bytes = store.read_small(&e.path, MAX_VIEW_FILE)?;
+            state.views.push(parse_view(&e.path, epoch, &bytes)?);
+        } else if let Some(key) = name
             .strip_prefix(IDS_PREFIX)
             .and_then(|rest| rest.split_once('-'))
             .and_then(|(e, n)| Some((parse_u64(e)?, parse_u64(n)?)))
         {
-            state.reserved_below = state.reserved_below.max(below);
-        } else {
-            continue;
-        }
-        match store.modified_ms(&e.path) {
-            Ok(Some(ms)) => {
-                state.last_activity_ms = Some(state.last_activity_ms.map_or(ms, |m| m.max(ms)));
+            state.reserved_below = state.reserved_below.max(key.1);
+            if newest_ids.as_ref().is_none_or(|(k, _)| key > *k) {
+                newest_ids = Some((key, e.path.clone()));
             }
-            Ok(None) => {}
-            // A superseded reservation deleted since the listing: its successor counts.
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        }
+    }
+    for path in newest_epoch_file
+        .iter()
+        .chain(newest_ids.as_ref().map(|(_, p)| p))
+    {
+        if let Some(ms) = store.modified_ms(path)? {
+            state.last_activity_ms = Some(state.last_activity_ms.map_or(ms, |m| m.max(ms)));
         }
     }
     state.views.sort_by_key(|v| v.epoch);

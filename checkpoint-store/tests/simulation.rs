@@ -16,9 +16,16 @@
 //! - the latest restorable checkpoint is never older than the newest one whose commit
 //!   returned success, and never goes backwards (a power cut may take back one whose
 //!   commit did not return success);
-//! - the latest checkpoint's state is exactly what its writer wrote for it.
+//! - the latest checkpoint's state is exactly what its writer wrote for it;
+//! - a two-phase-commit sink (Flink's `TwoPhaseCommitSinkFunction` over an external store
+//!   that survives crashes and power cuts) is exactly once: each checkpoint pre-commits a
+//!   transaction of the records read since the last one; a successful commit commits every
+//!   pending transaction of its writer; a restore commits the restored checkpoint's
+//!   transactions (one already aborted is a violation: its records are lost) and aborts every
+//!   other pending one; after every restore the committed records are exactly the restored
+//!   position's prefix of the input (a gap is a loss, a record beyond it a duplicate).
 //!
-//! `CORNERSTONE_SIM_SEEDS` (default 200) and `CORNERSTONE_SIM_FIRST_SEED` (default 0) choose
+//! `CORNERSTONE_SIM_SEEDS` (default 100) and `CORNERSTONE_SIM_FIRST_SEED` (default 0) choose
 //! the seeds; a soak:
 //! `CORNERSTONE_SIM_SEEDS=10000 cargo test --release -p cornerstone-checkpoint-store --test simulation -- --nocapture`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -66,17 +73,101 @@ struct Totals {
     dir_syncs: u64,
     checkpoints_verified: u64,
     lost: u64,
+    sink_restores: u64,
+    sink_transactions_committed: u64,
+    sink_transactions_aborted: u64,
+    exactly_once_violations: u64,
+}
+
+/// The external system of a two-phase-commit sink: transactions of input records (offset
+/// ranges), pending (pre-committed) or committed. It survives crashes and power cuts.
+#[derive(Debug, Default)]
+struct Sink {
+    next_txn: u64,
+    pending: std::collections::BTreeMap<u64, std::ops::Range<u64>>,
+    committed: std::collections::BTreeMap<u64, std::ops::Range<u64>>,
+    aborted: std::collections::BTreeSet<u64>,
+    /// Transactions committed by a checkpoint-complete notification.
+    committed_on_notify: u64,
+}
+
+impl Sink {
+    /// Commits `txn`; committing a committed one is a no-op. `Err` when it was aborted.
+    fn commit(&mut self, txn: u64) -> Result<bool, String> {
+        if let Some(r) = self.pending.remove(&txn) {
+            self.committed.insert(txn, r);
+            return Ok(true);
+        }
+        if self.committed.contains_key(&txn) {
+            return Ok(false);
+        }
+        Err(format!(
+            "transaction {txn} was aborted: its records are lost"
+        ))
+    }
+
+    /// The committed records are exactly `0..pos`, each once.
+    fn check_prefix(&self, pos: u64) -> Result<(), String> {
+        let mut ranges: Vec<_> = self.committed.values().cloned().collect();
+        ranges.sort_by_key(|r| r.start);
+        let mut next = 0;
+        for r in ranges {
+            if r.start != next {
+                return Err(format!(
+                    "committed output is not 0..{pos}: {} at {next}",
+                    if r.start < next {
+                        "duplicates"
+                    } else {
+                        "a gap"
+                    }
+                ));
+            }
+            next = r.end;
+        }
+        if next != pos {
+            return Err(format!(
+                "committed output ends at {next}, the restored position is {pos}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a checkpoint's exclusive state holds: the input position and the writer's pending
+/// transactions.
+fn encode_state(seed: u64, id: u64, pos: u64, txns: &[u64]) -> Vec<u8> {
+    let txns: Vec<String> = txns.iter().map(u64::to_string).collect();
+    format!(
+        "seed {seed} checkpoint {id} pos {pos} txns {}",
+        txns.join(",")
+    )
+    .into_bytes()
+}
+
+fn decode_state(bytes: &[u8]) -> (u64, Vec<u64>) {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let words: Vec<&str> = text.split(' ').collect();
+    let pos = words[5].parse().unwrap();
+    let txns = words
+        .get(7)
+        .map(|t| {
+            t.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    (pos, txns)
 }
 
 struct Writer {
     job: CompletedCheckpointStore,
+    /// The input position (records `0..pos` were read).
+    pos: u64,
+    /// This writer's pre-committed transactions, not committed yet.
+    pending: Vec<u64>,
     /// The shared file the next checkpoint may reuse (from this writer's last commit).
     shared: Option<StreamStateHandle>,
-}
-
-/// The exclusive state of checkpoint `id` under `seed`: what the oracle expects to read.
-fn payload(seed: u64, id: u64) -> Vec<u8> {
-    format!("seed {seed} checkpoint {id}").into_bytes()
 }
 
 fn config(rng: &mut StdRng) -> CheckpointConfig {
@@ -85,13 +176,61 @@ fn config(rng: &mut StdRng) -> CheckpointConfig {
         .num_retained(rng.random_range(1..=3))
 }
 
-fn open(store: &CheckpointStore, config: &CheckpointConfig) -> Option<Writer> {
-    // A restart retries until storage lets it open (bounded).
-    (0..5).find_map(|_| {
-        CompletedCheckpointStore::open(store, JOB, config.clone())
-            .ok()
-            .map(|job| Writer { job, shared: None })
-    })
+/// A new process opens the job and restores its sink from the latest checkpoint: commits the
+/// checkpoint's transactions, aborts every other pending one. `None` when storage does not
+/// let it (20 attempts).
+fn open(
+    store: &CheckpointStore,
+    config: &CheckpointConfig,
+    sink: &mut Sink,
+    totals: &mut Totals,
+    seed: u64,
+) -> Option<Writer> {
+    for _ in 0..20 {
+        let Ok(job) = CompletedCheckpointStore::open(store, JOB, config.clone()) else {
+            continue;
+        };
+        let (pos, txns) = match job.latest() {
+            None => (0, Vec::new()),
+            Some(done) => {
+                let reader = store.reader(&done.base_dir);
+                let streams = done.metadata.operators[0].subtasks[&0].streams();
+                match read_stream(streams[0], Some(&reader)) {
+                    Ok(bytes) => decode_state(&bytes),
+                    // The restore failed: the process tries again.
+                    Err(_) => continue,
+                }
+            }
+        };
+        totals.sink_restores += 1;
+        for txn in &txns {
+            match sink.commit(*txn) {
+                Ok(true) => totals.sink_transactions_committed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    totals.exactly_once_violations += 1;
+                    panic!("seed {seed}: restoring at {pos}: {e}");
+                }
+            }
+        }
+        let lingering: Vec<u64> = sink.pending.keys().copied().collect();
+        for txn in lingering {
+            sink.pending.remove(&txn);
+            sink.aborted.insert(txn);
+            totals.sink_transactions_aborted += 1;
+        }
+        if let Err(e) = sink.check_prefix(pos) {
+            totals.exactly_once_violations += 1;
+            panic!("seed {seed}: after restoring at {pos}: {e}");
+        }
+        return Some(Writer {
+            job,
+            pos,
+            pending: Vec::new(),
+            shared: None,
+        });
+    }
+    None
 }
 
 /// Writes one stream through a checkpoint's factory, failing (not panicking) on storage
@@ -110,9 +249,17 @@ fn try_write(
 /// One checkpoint attempt by `w`. Returns the id and the outcome.
 fn checkpoint(
     w: &mut Writer,
+    sink: &mut Sink,
     seed: u64,
     rng: &mut StdRng,
 ) -> Option<(u64, cornerstone_backend_api::Result<()>)> {
+    // Records read since the last checkpoint, pre-committed in a transaction of their own.
+    let read = rng.random_range(1..5);
+    let txn = sink.next_txn;
+    sink.next_txn += 1;
+    sink.pending.insert(txn, w.pos..w.pos + read);
+    w.pos += read;
+    w.pending.push(txn);
     let id = w.job.next_checkpoint_id().get();
     let mut p = match w.job.begin_checkpoint(CheckpointId(id)) {
         Ok(p) => p,
@@ -120,7 +267,10 @@ fn checkpoint(
     };
     let f = p.stream_factory();
     let write = |scope, bytes: &[u8]| try_write(&*f, scope, bytes);
-    let exclusive = match write(StateScope::Exclusive, &payload(seed, id)) {
+    let exclusive = match write(
+        StateScope::Exclusive,
+        &encode_state(seed, id, w.pos, &w.pending),
+    ) {
         Ok(h) => h,
         Err(e) => return Some((id, Err(e))),
     };
@@ -138,6 +288,15 @@ fn checkpoint(
     let result = p.commit().map(|_| ());
     if result.is_ok() {
         w.shared = Some(shared);
+        // notifyCheckpointComplete: every pending transaction of this writer commits. One
+        // aborted meanwhile (by a newer writer's restore) means this commit should not have
+        // succeeded.
+        for txn in std::mem::take(&mut w.pending) {
+            match sink.commit(txn) {
+                Ok(_) => sink.committed_on_notify += 1,
+                Err(e) => panic!("seed {seed}: checkpoint {id} completed: {e}"),
+            }
+        }
     }
     Some((id, result))
 }
@@ -176,9 +335,8 @@ fn oracle(
             let reader = clean.reader(&done.base_dir);
             let streams = done.metadata.operators[0].subtasks[&0].streams();
             let got = read_stream(streams[0], Some(&reader)).unwrap();
-            assert_eq!(
-                got,
-                payload(seed, id),
+            assert!(
+                got.starts_with(format!("seed {seed} checkpoint {id} pos ").as_bytes()),
                 "seed {seed}: chk-{id}'s state\n{log}"
             );
             id
@@ -207,7 +365,10 @@ fn run_seed(seed: u64, totals: &mut Totals) {
     let clean = CheckpointStore::new(base).unwrap();
     let config = config(&mut rng);
     // No faults while the first writer opens: the job starts.
-    let mut writers: Vec<Writer> = open(&store, &config).into_iter().collect();
+    let mut sink = Sink::default();
+    let mut writers: Vec<Writer> = open(&store, &config, &mut sink, totals, seed)
+        .into_iter()
+        .collect();
     *faults.random.lock().unwrap() = Some(RandomFaults::new(
         seed ^ 0x5eed,
         rng.random_range(0.0..0.08),
@@ -227,7 +388,6 @@ fn run_seed(seed: u64, totals: &mut Totals) {
             disk.power_cut(&mut |_| coin.random_bool(0.5))
         });
         faults.revive();
-        writers.extend(open(&store, &config));
         lost
     };
     let after_death = |lost: Option<Vec<String>>,
@@ -255,7 +415,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                     rng.random_range(0..writers.len())
                 };
                 let newest = i == writers.len() - 1;
-                if let Some((id, result)) = checkpoint(&mut writers[i], seed, &mut rng) {
+                if let Some((id, result)) = checkpoint(&mut writers[i], &mut sink, seed, &mut rng) {
                     let _ = writeln!(log, "{step}: writer {i} chk-{id}: {result:?}");
                     match result {
                         Ok(()) => {
@@ -299,6 +459,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 // gone.
                 totals.restarts += 1;
                 die(&mut writers, None);
+                writers.extend(open(&store, &config, &mut sink, totals, seed));
                 let _ = writeln!(log, "{step}: restart: {}", writers.len());
             }
             73..=78 if !writers.is_empty() => {
@@ -308,7 +469,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 let after = rng.random_range(1..40);
                 faults.crash_after(after);
                 let w = writers.len() - 1;
-                let outcome = checkpoint(&mut writers[w], seed, &mut rng);
+                let outcome = checkpoint(&mut writers[w], &mut sink, seed, &mut rng);
                 let power_cut = rng.random_bool(0.5);
                 let _ = writeln!(
                     log,
@@ -321,16 +482,18 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 }
                 let lost = die(&mut writers, power_cut.then(|| rng.random()));
                 after_death(lost, &mut latest, max_committed, totals, &mut log);
+                writers.extend(open(&store, &config, &mut sink, totals, seed));
             }
             79..=84 => {
                 let lost = die(&mut writers, Some(rng.random()));
                 after_death(lost, &mut latest, max_committed, totals, &mut log);
+                writers.extend(open(&store, &config, &mut sink, totals, seed));
                 let _ = writeln!(log, "{step}: power cut and restart: {}", writers.len());
             }
             85..=92 => {
                 // A second writer appears; the first keeps running (a zombie).
                 totals.second_writers += 1;
-                writers.extend(open(&store, &config));
+                writers.extend(open(&store, &config, &mut sink, totals, seed));
                 let _ = writeln!(log, "{step}: second writer: {}", writers.len());
             }
             _ if !writers.is_empty() => {
@@ -344,7 +507,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 let _ = writeln!(log, "{step}: abort chk-{id}");
             }
             _ => {
-                writers.extend(open(&store, &config));
+                writers.extend(open(&store, &config, &mut sink, totals, seed));
             }
         }
         if std::env::var_os("CORNERSTONE_SIM_TRACE").is_some() {
@@ -359,6 +522,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
         totals.faults_read += r.injected[2];
     }
     totals.dir_syncs += disk.syncs.load(std::sync::atomic::Ordering::Relaxed);
+    totals.sink_transactions_committed += sink.committed_on_notify;
     totals.seeds += 1;
 }
 
@@ -371,7 +535,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn no_completed_checkpoint_is_lost_under_seeded_faults() {
-    let seeds = env_u64("CORNERSTONE_SIM_SEEDS", 200);
+    let seeds = env_u64("CORNERSTONE_SIM_SEEDS", 100);
     let first = env_u64("CORNERSTONE_SIM_FIRST_SEED", 0);
     let mut totals = Totals::default();
     for seed in first..first + seeds {
@@ -379,6 +543,8 @@ fn no_completed_checkpoint_is_lost_under_seeded_faults() {
     }
     eprintln!("simulation: {totals:#?}");
     assert_eq!(totals.lost, 0);
+    assert_eq!(totals.exactly_once_violations, 0);
+    assert!(totals.sink_transactions_committed > 0 && totals.sink_transactions_aborted > 0);
     assert_eq!(totals.seeds, seeds);
     // The faults and the races really happened.
     assert!(totals.faults_before > 0 && totals.faults_after > 0 && totals.faults_read > 0);
