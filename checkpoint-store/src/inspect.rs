@@ -33,7 +33,7 @@ pub enum SnapshotStatus {
     /// `_metadata` was written by a newer format version; the message says which.
     NewerFormat(String),
     /// `_metadata` decodes, but a fenced writer published it after a newer writer took
-    /// over: never restored (see [`lease`](crate::lease)); garbage for `gc`.
+    /// over: never restored (see [`lease`]); garbage for `gc`.
     Fenced,
 }
 
@@ -483,7 +483,7 @@ pub enum GcReason {
     /// In an abandoned `chk-N/` (no `_metadata`, nothing changed for the min age).
     IncompleteCheckpoint,
     /// In a `chk-N/` whose `_metadata` a fenced writer published after a newer writer took
-    /// over (never restorable; see [`lease`](crate::lease)), `_metadata` included.
+    /// over (never restorable; see [`lease`]), `_metadata` included.
     FencedCheckpoint,
 }
 
