@@ -138,14 +138,11 @@ impl<K, T, N> ListState<K, T, N> {
 
     /// Appends the lists of `sources` to the list of `target` and clears the sources (for
     /// merging windows).
+    ///
+    /// Under TTL, the elements keep the time they were added, and elements of the sources
+    /// that have expired are dropped, whatever the visibility of expired values.
     pub fn merge_namespaces(&self, key: &K, target: &N, sources: &[N]) -> Result<()> {
-        let mut merged = Vec::new();
-        for source in sources {
-            if let Some(values) = self.table.take(key, source)? {
-                merged.extend(values);
-            }
-        }
-        self.add_all(key, target, merged)
+        self.table.merge_namespaces(key, target, sources)
     }
 
     /// The keys that have a list in `ns`.
@@ -318,13 +315,14 @@ impl<K, V, N> ReducingState<K, V, N> {
     }
 
     /// Folds the values of `sources` into `target` and clears the sources.
+    ///
+    /// Under TTL, a value that moves alone keeps its timestamp, the fold of two live values
+    /// is stamped with the current time, and expired values are dropped, whatever the
+    /// visibility of expired values.
     pub fn merge_namespaces(&self, key: &K, target: &N, sources: &[N]) -> Result<()> {
-        for source in sources {
-            if let Some(v) = self.table.take(key, source)? {
-                self.add(key, target, v)?;
-            }
-        }
-        Ok(())
+        let reduce = &self.reduce;
+        self.table
+            .merge_namespaces(key, target, sources, &mut |current, v| reduce(current, v))
     }
 
     /// The keys that have a value in `ns`.
@@ -396,21 +394,14 @@ impl<K, IN, ACC, OUT, N> AggregatingState<K, IN, ACC, OUT, N> {
     }
 
     /// Merges the accumulators of `sources` into `target` and clears the sources.
+    ///
+    /// Under TTL, as [`ReducingState::merge_namespaces`].
     pub fn merge_namespaces(&self, key: &K, target: &N, sources: &[N]) -> Result<()> {
         let function = &self.function;
-        for source in sources {
-            if let Some(acc) = self.table.take(key, source)? {
-                let mut acc = Some(acc);
-                self.table.transform(key, target, &mut |current| {
-                    let acc = acc.take()?;
-                    Some(match current {
-                        Some(current) => function.merge(current, acc),
-                        None => acc,
-                    })
-                })?;
-            }
-        }
-        Ok(())
+        self.table
+            .merge_namespaces(key, target, sources, &mut |current, acc| {
+                function.merge(current, acc)
+            })
     }
 
     /// The keys that have an accumulator in `ns`.

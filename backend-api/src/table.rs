@@ -61,6 +61,46 @@ pub trait ValueTable<K, N, V>: Send + Sync {
     /// those for which `keep` is false. Backends without incremental cleanup (RocksDB, which
     /// cleans up in compactions) check none.
     fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&V) -> bool) -> Result<()>;
+    /// Moves the values of `sources` into `target` and removes the sources: a source value
+    /// moves as it is into an absent target, and is folded into a present one with
+    /// `merge(target, source)` (reducing and aggregating state's namespace merge). The TTL
+    /// decorator overrides it to merge the stored, timestamped values.
+    fn merge_namespaces(
+        &self,
+        key: &K,
+        target: &N,
+        sources: &[N],
+        merge: &mut dyn FnMut(V, V) -> V,
+    ) -> Result<()> {
+        merge_values(self, key, target, sources, &mut |_| true, merge)
+    }
+}
+
+/// Moves the values of `sources` into `target` of `table` and removes the sources, leaving
+/// out the values (of the sources and of the target) for which `keep` is false; two kept
+/// values are folded with `merge(target, source)`.
+pub(crate) fn merge_values<K, N, V, T: ValueTable<K, N, V> + ?Sized>(
+    table: &T,
+    key: &K,
+    target: &N,
+    sources: &[N],
+    keep: &mut dyn FnMut(&V) -> bool,
+    merge: &mut dyn FnMut(V, V) -> V,
+) -> Result<()> {
+    for source in sources {
+        let Some(value) = table.take(key, source)?.filter(|v| keep(v)) else {
+            continue;
+        };
+        let mut value = Some(value);
+        table.transform(key, target, &mut |current| {
+            let current = current.filter(|v| keep(v));
+            match (current, value.take()) {
+                (Some(current), Some(value)) => Some(merge(current, value)),
+                (current, value) => value.or(current),
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// A list per (key, namespace).
@@ -84,6 +124,33 @@ pub trait ListTable<K, N, T>: Send + Sync {
     fn keys(&self, ns: &N) -> Result<Vec<K>>;
     /// As [`ValueTable::cleanup_incrementally`], per element.
     fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&T) -> bool) -> Result<()>;
+    /// Appends the lists of `sources` to the list of `target` and removes the sources (list
+    /// state's namespace merge). The elements move as they are: the TTL decorator overrides
+    /// it to move the stored, timestamped elements.
+    fn merge_namespaces(&self, key: &K, target: &N, sources: &[N]) -> Result<()> {
+        merge_lists(self, key, target, sources, &mut |_| true)
+    }
+}
+
+/// Appends the lists of `sources` to the list of `target` of `table` and removes the
+/// sources, leaving out the source elements for which `keep` is false.
+pub(crate) fn merge_lists<K, N, E, T: ListTable<K, N, E> + ?Sized>(
+    table: &T,
+    key: &K,
+    target: &N,
+    sources: &[N],
+    keep: &mut dyn FnMut(&E) -> bool,
+) -> Result<()> {
+    let mut merged = Vec::new();
+    for source in sources {
+        if let Some(elements) = table.take(key, source)? {
+            merged.extend(elements.into_iter().filter(|e| keep(e)));
+        }
+    }
+    if merged.is_empty() {
+        return Ok(());
+    }
+    table.add_all(key, target, merged)
 }
 
 /// A map per (key, namespace).

@@ -21,6 +21,9 @@ pub enum StateVisibility {
     #[default]
     NeverReturnExpired,
     /// An expired value is returned by the read that finds it, which also removes it.
+    /// Cleanup may remove it before any read: incremental cleanup, cleanup in full
+    /// snapshots, RocksDB compactions, and namespace merges, which never move or fold an
+    /// expired value.
     ReturnExpiredIfNotCleanedUp,
 }
 

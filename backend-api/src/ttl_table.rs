@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::error::Result;
-use crate::table::{ListTable, MapTable, SnapshotFilter, ValueTable};
+use crate::table::{ListTable, MapTable, SnapshotFilter, ValueTable, merge_lists, merge_values};
 use crate::ttl::{StateTtlConfig, StateVisibility, TtlValue, UpdateType};
 
 struct Ttl {
@@ -145,6 +145,32 @@ impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V>
         self.inner
             .cleanup_incrementally(budget, &mut |v| keep(&v.value))
     }
+
+    /// Merges the stored values: expired values (of the sources and of the target) are
+    /// cleaned up, never folded or moved; a live value that moves alone keeps its timestamp;
+    /// only the fold of two live values is stamped now (it is a write).
+    fn merge_namespaces(
+        &self,
+        key: &K,
+        target: &N,
+        sources: &[N],
+        merge: &mut dyn FnMut(V, V) -> V,
+    ) -> Result<()> {
+        let now = self.ttl.now();
+        incremental_step!(self, now);
+        let ttl = &self.ttl;
+        merge_values(
+            &*self.inner,
+            key,
+            target,
+            sources,
+            &mut |v| !ttl.expired(v, now),
+            &mut |current, value| TtlValue {
+                timestamp: now,
+                value: merge(current.value, value.value),
+            },
+        )
+    }
 }
 
 /// A list table with TTL per element.
@@ -265,6 +291,17 @@ impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T>
     fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&T) -> bool) -> Result<()> {
         self.inner
             .cleanup_incrementally(budget, &mut |v| keep(&v.value))
+    }
+
+    /// Moves the stored elements with their timestamps; expired elements of the sources are
+    /// cleaned up, not moved.
+    fn merge_namespaces(&self, key: &K, target: &N, sources: &[N]) -> Result<()> {
+        let now = self.ttl.now();
+        incremental_step!(self, now);
+        let ttl = &self.ttl;
+        merge_lists(&*self.inner, key, target, sources, &mut |v| {
+            !ttl.expired(v, now)
+        })
     }
 }
 

@@ -56,6 +56,7 @@ mod registration;
 mod rescale;
 mod snapshot;
 mod ttl;
+mod ttl_merge;
 mod value;
 
 pub use compat::*;
@@ -71,6 +72,7 @@ pub use registration::*;
 pub use rescale::*;
 pub use snapshot::*;
 pub use ttl::*;
+pub use ttl_merge::*;
 pub use value::*;
 
 /// What the suite needs from a backend under test: a factory, and checkpoint storage to
@@ -198,6 +200,10 @@ macro_rules! conformance_suite {
             ttl_timestamps_survive_restore,
             ttl_incremental_cleanup_removes_expired_values,
             ttl_incremental_cleanup_lists_and_maps,
+            ttl_list_merge_keeps_element_timestamps,
+            ttl_list_merge_never_resurrects_expired,
+            ttl_reducing_merge_keeps_timestamps,
+            ttl_reducing_merge_never_resurrects_expired,
             // snapshots
             snapshot_roundtrip_value,
             snapshot_roundtrip_list,

@@ -17,14 +17,14 @@ fn ttl(update: UpdateType, visibility: StateVisibility) -> StateTtlConfig {
         .visibility(visibility)
 }
 
-fn default_ttl() -> StateTtlConfig {
+pub(crate) fn default_ttl() -> StateTtlConfig {
     ttl(
         UpdateType::OnCreateAndWrite,
         StateVisibility::NeverReturnExpired,
     )
 }
 
-fn return_expired() -> StateTtlConfig {
+pub(crate) fn return_expired() -> StateTtlConfig {
     ttl(
         UpdateType::OnCreateAndWrite,
         StateVisibility::ReturnExpiredIfNotCleanedUp,
