@@ -144,3 +144,63 @@ impl StateReader for DamagingReader {
         Ok(Box::new(std::io::Cursor::new(slice)))
     }
 }
+
+/// A stream factory whose first write blocks, as storage stalled in I/O would: the
+/// blocked writer reports through `entered` and waits until the sender of `release` is
+/// dropped. Writes after the release do not block.
+#[derive(Debug)]
+pub(crate) struct BlockingStreamFactory {
+    pub(crate) inner: Box<dyn CheckpointStreamFactory>,
+    pub(crate) entered: std::sync::mpsc::SyncSender<()>,
+    pub(crate) release: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl CheckpointStreamFactory for BlockingStreamFactory {
+    fn checkpoint_id(&self) -> CheckpointId {
+        self.inner.checkpoint_id()
+    }
+
+    fn create(&self, scope: StateScope) -> Result<Box<dyn CheckpointOutputStream>> {
+        Ok(Box::new(BlockingStream {
+            inner: self.inner.create(scope)?,
+            entered: Some(self.entered.clone()),
+            release: Arc::clone(&self.release),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct BlockingStream {
+    inner: Box<dyn CheckpointOutputStream>,
+    entered: Option<std::sync::mpsc::SyncSender<()>>,
+    release: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl Write for BlockingStream {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Some(entered) = self.entered.take() {
+            // Only the first stream to write reports and blocks; the others see a
+            // disconnected or full channel and go on.
+            if entered.try_send(()).is_ok() {
+                let release = self.release.lock().unwrap_or_else(|e| e.into_inner());
+                // Ends when the sender is dropped (no message is ever sent).
+                let _ = release.recv();
+            }
+        }
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl CheckpointOutputStream for BlockingStream {
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+
+    fn close(self: Box<Self>) -> Result<StreamStateHandle> {
+        self.inner.close()
+    }
+}

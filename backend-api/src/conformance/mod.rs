@@ -44,11 +44,14 @@ use crate::keygroup::{KeyGroupRange, key_group_for_key};
 use crate::stream::{CheckpointStreamFactory, MemoryCheckpointStorage, StateReader};
 
 mod compat;
+mod concurrent;
 mod corruption;
 mod faults;
+mod iteration;
 mod keygroups;
 mod list;
 mod map;
+mod merging;
 mod model;
 mod operator;
 mod reducing;
@@ -56,15 +59,19 @@ mod registration;
 mod rescale;
 mod snapshot;
 mod ttl;
+mod ttl_kinds;
 mod ttl_merge;
 mod value;
 
 pub use compat::*;
+pub use concurrent::*;
 pub use corruption::*;
 pub use faults::{FailingStreamFactory, FailureMode};
+pub use iteration::*;
 pub use keygroups::*;
 pub use list::*;
 pub use map::*;
+pub use merging::*;
 pub use model::*;
 pub use operator::*;
 pub use reducing::*;
@@ -72,6 +79,7 @@ pub use registration::*;
 pub use rescale::*;
 pub use snapshot::*;
 pub use ttl::*;
+pub use ttl_kinds::*;
 pub use ttl_merge::*;
 pub use value::*;
 
@@ -159,20 +167,28 @@ macro_rules! conformance_suite {
             list_for_each_in_insertion_order,
             list_empty_update_clears,
             list_merge_namespaces,
+            list_merge_every_arrangement,
+            list_api_with_empty_lists,
             // map
             map_get_put_remove_contains,
             map_put_all_entries_keys_values,
             map_is_empty_clear_for_each,
             map_removing_last_entry_removes_key,
             map_namespaces_isolate,
+            map_modified_while_iterating,
+            map_arbitrary_access_while_iterating,
             // reducing and aggregating
             reducing_add_get_clear,
             reducing_merge_namespaces,
             aggregating_average,
             aggregating_merge_namespaces,
+            reducing_merge_every_arrangement,
             // iteration and clear
             state_keys_iterates_every_key_once,
             clear_of_one_key_keeps_others,
+            state_changed_while_walking_keys,
+            state_keys_per_namespace_every_kind,
+            absent_and_cleared_state_across_restore,
             // registration
             same_name_returns_same_data,
             same_name_other_value_type_is_rejected,
@@ -204,6 +220,11 @@ macro_rules! conformance_suite {
             ttl_list_merge_never_resurrects_expired,
             ttl_reducing_merge_keeps_timestamps,
             ttl_reducing_merge_never_resurrects_expired,
+            ttl_exact_expiration_every_kind_across_restores,
+            ttl_relaxed_expiration_every_kind_across_restores,
+            ttl_expiration_timestamp_overflow,
+            ttl_snapshot_then_later_writes_restore,
+            ttl_incremental_cleanup_leaves_pending_snapshot_alone,
             // snapshots
             snapshot_roundtrip_value,
             snapshot_roundtrip_list,
@@ -219,6 +240,8 @@ macro_rules! conformance_suite {
             snapshot_excludes_later_map_puts,
             two_snapshots_outstanding,
             async_phase_on_another_thread,
+            snapshot_while_another_is_blocked_in_io,
+            ten_async_phases_at_once,
             failed_stream_create_leaves_backend_working,
             failed_stream_write_leaves_backend_working,
             unregistered_restored_state_survives_second_cycle,
@@ -237,6 +260,10 @@ macro_rules! conformance_suite {
             rescale_max_parallelism_7,
             rescale_max_parallelism_1000,
             rescale_twice_without_registering,
+            rescale_state_per_key_group_4_to_2,
+            rescale_state_per_key_group_2_to_4,
+            rescale_state_per_key_group_15_to_77,
+            rescale_state_per_key_group_77_to_15,
             // operator state
             operator_split_2_to_3,
             operator_split_3_to_2,
@@ -245,6 +272,11 @@ macro_rules! conformance_suite {
             operator_broadcast_same_map_everywhere,
             operator_restore_with_other_mode_fails,
             operator_unregistered_state_survives,
+            operator_register_states,
+            operator_snapshot_isolation,
+            operator_empty_snapshot,
+            operator_broadcast_remove_and_clear_cycles,
+            operator_union_partly_registered,
             // model
             model_check
         );

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Harness, expect_err};
+use super::{Harness, expect_err, sorted};
 use crate::error::ErrorKind;
 use crate::handles::{CheckpointId, OperatorStateHandle};
 use crate::operator::OperatorStateBackend;
@@ -251,4 +251,139 @@ pub fn operator_unregistered_state_survives<H: Harness>(h: &H) {
     let mut union = last.union_list_state::<u64>("union").unwrap().get();
     union.sort_unstable();
     assert_eq!(union, vec![0, 0, 1, 1]);
+}
+
+/// Registration (Flink's `testRegisterStates`): a name registered again returns the same
+/// state, and registering it with another mode is an `InvalidInput` error naming it.
+pub fn operator_register_states<H: Harness>(h: &H) {
+    let b = OperatorStateBackend::new();
+    assert!(b.state_names().is_empty());
+    let l1 = b.list_state::<u64>("test1").unwrap();
+    l1.add(42);
+    l1.add(4711);
+    let l2 = b.list_state::<u64>("test2").unwrap();
+    l2.add_all([7, 13, 23]);
+    let u3 = b.union_list_state::<u64>("test3").unwrap();
+    u3.add_all([17, 3, 123]);
+    assert_eq!(b.state_names(), ["test1", "test2", "test3"]);
+    let l1b = b.list_state::<u64>("test1").unwrap();
+    l1b.add(123);
+    assert_eq!(l1.get(), [42, 4711, 123]);
+    assert_eq!(l1b.get(), [42, 4711, 123]);
+    assert_eq!(u3.get(), [17, 3, 123]);
+    let e = expect_err(b.union_list_state::<u64>("test2"), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("test2"), "{e}");
+    let e = expect_err(b.list_state::<u64>("test3"), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("test3"), "{e}");
+    // The registrations survive a snapshot and restore.
+    let restored = restore_all(h, &snapshot_all(h, &[b], 1), 1);
+    assert_eq!(
+        restored[0].list_state::<u64>("test1").unwrap().get(),
+        [42, 4711, 123]
+    );
+    assert_eq!(restored[0].state_names(), ["test1", "test2", "test3"]);
+}
+
+/// A snapshot holds the operator state of its synchronous phase: changes made while its
+/// asynchronous phase is pending (adds, puts, clears, a new state) are not in it (Flink's
+/// `testSnapshotRestoreSync`, `testSnapshotRestoreAsync`).
+pub fn operator_snapshot_isolation<H: Harness>(h: &H) {
+    let b = OperatorStateBackend::new();
+    let l1 = b.list_state::<u64>("test1").unwrap();
+    let l2 = b.list_state::<u64>("test2").unwrap();
+    let u3 = b.union_list_state::<u64>("test3").unwrap();
+    let b1 = b.broadcast_state::<u64, u64>("test4").unwrap();
+    let b2 = b.broadcast_state::<u64, u64>("test5").unwrap();
+    b.broadcast_state::<u64, u64>("test6").unwrap();
+    l1.add_all([42, 4711]);
+    l2.add_all([7, 13, 23]);
+    u3.add_all([17, 18, 19, 20]);
+    b1.put(1, 2);
+    b1.put(2, 5);
+    b2.put(2, 5);
+    let snapshot = b.snapshot(CheckpointId(1));
+    l1.add(77);
+    b1.put(32, 97);
+    l2.update(l2.get().iter().map(|v| v + 10).collect());
+    u3.clear();
+    b2.clear();
+    b.list_state::<u64>("test7").unwrap().add(1);
+    let state = snapshot
+        .write(&*h.stream_factory(CheckpointId(1)))
+        .expect("write operator state");
+    let restored = restore_all(h, &[state.operator], 1);
+    let r = &restored[0];
+    assert_eq!(
+        r.state_names(),
+        ["test1", "test2", "test3", "test4", "test5", "test6"]
+    );
+    assert_eq!(r.list_state::<u64>("test1").unwrap().get(), [42, 4711]);
+    assert_eq!(r.list_state::<u64>("test2").unwrap().get(), [7, 13, 23]);
+    assert_eq!(
+        r.union_list_state::<u64>("test3").unwrap().get(),
+        [17, 18, 19, 20]
+    );
+    let entries = |name: &str| sorted(r.broadcast_state::<u64, u64>(name).unwrap().entries());
+    assert_eq!(entries("test4"), [(1, 2), (2, 5)]);
+    assert_eq!(entries("test5"), [(2, 5)]);
+    assert!(entries("test6").is_empty());
+}
+
+/// A backend without operator state snapshots and restores to one without states
+/// (Flink's `testSnapshotEmpty`).
+pub fn operator_empty_snapshot<H: Harness>(h: &H) {
+    let old = snapshot_all(h, &[OperatorStateBackend::new()], 1);
+    let restored = restore_all(h, &old, 2);
+    for r in &restored {
+        assert!(r.state_names().is_empty(), "{:?}", r.state_names());
+    }
+}
+
+/// Broadcast state through remove and clear, with a snapshot and restore after each
+/// (Flink's `testSnapshotBroadcastStateWithEmptyOperatorState`).
+pub fn operator_broadcast_remove_and_clear_cycles<H: Harness>(h: &H) {
+    let mut backend = OperatorStateBackend::new();
+    let mut expected = vec![(1, 2), (3, 4), (5, 6)];
+    let state = backend.broadcast_state::<u64, u64>("b").unwrap();
+    for (k, v) in &expected {
+        state.put(*k, *v);
+    }
+    for (id, change) in [(1u64, "remove"), (2, "clear"), (3, "none")] {
+        let old = snapshot_all(h, &[backend], id);
+        backend = restore_all(h, &old, 1).remove(0);
+        let state = backend.broadcast_state::<u64, u64>("b").unwrap();
+        assert_eq!(sorted(state.entries()), expected, "after checkpoint {id}");
+        match change {
+            "remove" => {
+                state.remove(&1);
+                expected.remove(0);
+            }
+            "clear" => {
+                state.clear();
+                expected.clear();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(backend.state_names(), ["b"]);
+}
+
+/// Union list state where some subtasks never registered it: every new subtask gets the
+/// elements of those that did, and the others contribute nothing.
+pub fn operator_union_partly_registered<H: Harness>(h: &H) {
+    let backends: Vec<OperatorStateBackend> = (0..3).map(|_| OperatorStateBackend::new()).collect();
+    for i in [0u64, 2] {
+        backends[i as usize]
+            .union_list_state::<u64>("u")
+            .unwrap()
+            .add_all([i * 10, i * 10 + 1]);
+    }
+    backends[1].list_state::<u64>("other").unwrap().add(99);
+    let old = snapshot_all(h, &backends, 1);
+    for p in [1, 2, 4] {
+        for (i, r) in restore_all(h, &old, p).iter().enumerate() {
+            let u = r.union_list_state::<u64>("u").unwrap();
+            assert_eq!(sorted(u.get()), [0, 1, 20, 21], "subtask {i} of {p}");
+        }
+    }
 }

@@ -224,3 +224,67 @@ pub fn rescale_twice_without_registering<H: Harness>(h: &H) {
     }
     check_at(h, &clock, max_p, 2, &second);
 }
+
+/// Flink's `testKeyGroupSnapshotRestore`: `from` subtasks each register a different value
+/// state per key group they own (as operators that create state at runtime do) and write
+/// one key in each key group; restored at `to` subtasks, every subtask finds the state and
+/// value of each key group it owns.
+fn rescale_state_per_key_group<H: Harness>(h: &H, from: u32, to: u32) {
+    let clock = clock();
+    let max_p = 128;
+    let state_d = |g: u32| ValueStateDescriptor::<String>::new(format!("state{g}"));
+    let key_of = |g: u32| super::key_where(max_p, u64::from(g) * 1000, |kg| kg == g);
+    let mut handles = Vec::new();
+    for i in 0..from {
+        let range = KeyGroupRange::for_subtask(max_p, from, i).unwrap();
+        let backend = create::<H, u64>(h, params(&clock, max_p, range)).unwrap();
+        for g in range.iter() {
+            backend
+                .value_state::<String, ()>(&state_d(g))
+                .unwrap()
+                .update(&key_of(g), &(), format!("{i}:{g}"))
+                .unwrap();
+        }
+        handles.extend(checkpoint(h, &backend, 1).keyed);
+    }
+    let writer_of = |g: u32| operator_index_for_key_group(max_p, from, g);
+    let mut seen = 0;
+    for i in 0..to {
+        let range = KeyGroupRange::for_subtask(max_p, to, i).unwrap();
+        let backend = restore::<H, u64>(h, &clock, max_p, range, &handles).unwrap();
+        for g in range.iter() {
+            let state = backend.value_state::<String, ()>(&state_d(g)).unwrap();
+            assert_eq!(
+                state.get(&key_of(g), &()).unwrap(),
+                Some(format!("{}:{g}", writer_of(g))),
+                "key group {g} restored into subtask {i} of {to}"
+            );
+            assert_eq!(state.state_keys(&()).unwrap(), [key_of(g)]);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, max_p);
+}
+
+/// State per key group, 4 subtasks restored at 2 (Flink's
+/// `testKeyGroupSnapshotRestoreScaleDown`).
+pub fn rescale_state_per_key_group_4_to_2<H: Harness>(h: &H) {
+    rescale_state_per_key_group(h, 4, 2);
+}
+
+/// State per key group, 2 subtasks restored at 4 (`testKeyGroupSnapshotRestoreScaleUp`).
+pub fn rescale_state_per_key_group_2_to_4<H: Harness>(h: &H) {
+    rescale_state_per_key_group(h, 2, 4);
+}
+
+/// State per key group, 15 subtasks restored at 77: uneven ranges
+/// (`testKeyGroupsSnapshotRestoreScaleUpUnEvenDistribute`).
+pub fn rescale_state_per_key_group_15_to_77<H: Harness>(h: &H) {
+    rescale_state_per_key_group(h, 15, 77);
+}
+
+/// State per key group, 77 subtasks restored at 15
+/// (`testKeyGroupsSnapshotRestoreScaleDownUnEvenDistribute`).
+pub fn rescale_state_per_key_group_77_to_15<H: Harness>(h: &H) {
+    rescale_state_per_key_group(h, 77, 15);
+}

@@ -11,7 +11,7 @@ use crate::ttl::{StateTtlConfig, StateVisibility, UpdateType};
 /// The TTL of these cases, in milliseconds.
 const TTL: u64 = 100;
 
-fn ttl(update: UpdateType, visibility: StateVisibility) -> StateTtlConfig {
+pub(crate) fn ttl(update: UpdateType, visibility: StateVisibility) -> StateTtlConfig {
     StateTtlConfig::new(Duration::from_millis(TTL))
         .update_type(update)
         .visibility(visibility)

@@ -3,7 +3,7 @@
 //! stamped with the time of the merge; expired values are cleaned up by the merge and never
 //! come back to life (Flink's `TtlStateTestBase#testMergeNamespaces`).
 
-use super::reducing::{average, sum};
+use super::merging::{Merging, with_merging_states};
 use super::ttl::{default_ttl, return_expired};
 use super::{Harness, T0, clock, fresh, roundtrip};
 use crate::backend::KeyedStateBackendExt;
@@ -85,118 +85,105 @@ pub fn ttl_list_merge_never_resurrects_expired<H: Harness>(h: &H) {
     assert!(list.get(&1, &2).unwrap().is_empty());
 }
 
-/// The three operations of a merging state whose value is a `u64` (a sum, or the sum of an
-/// average's accumulator), so one scenario runs against reducing and aggregating state.
-struct Merging<'a> {
-    add: &'a dyn Fn(u64, u64),
-    get: &'a dyn Fn(u64) -> Option<u64>,
-    merge: &'a dyn Fn(u64, &[u64]),
-}
-
 /// Under `NeverReturnExpired`: a value moved alone keeps its timestamp; two live values
 /// folded together are stamped with the time of the merge; an expired source or target is
 /// left out of the fold.
-fn merge_keeps_timestamps(clock: &ManualClock, what: &str, s: &Merging<'_>) {
+fn merge_keeps_timestamps(clock: &ManualClock, s: &Merging<'_>) {
+    let what = s.what;
     clock.set(T0);
-    (s.add)(1, 1);
-    (s.add)(3, 3);
-    (s.add)(5, 5);
-    (s.add)(8, 8);
+    (s.add)(1, 1, 1);
+    (s.add)(1, 3, 3);
+    (s.add)(1, 5, 5);
+    (s.add)(1, 8, 8);
     clock.set(T0 + 50);
-    (s.add)(2, 2);
+    (s.add)(1, 2, 2);
     clock.set(T0 + 60);
     // Alone into an empty target: keeps T0.
-    (s.merge)(4, &[3]);
+    (s.merge)(1, 4, &[3]);
     // Two live values: stamped T0 + 60.
-    (s.merge)(2, &[1]);
-    assert_eq!((s.get)(4), Some(3), "{what}");
-    assert_eq!((s.get)(2), Some(3), "{what}");
+    (s.merge)(1, 2, &[1]);
+    assert_eq!((s.get)(1, 4), Some(3), "{what}");
+    assert_eq!((s.get)(1, 2), Some(3), "{what}");
     clock.set(T0 + 90);
-    (s.add)(6, 6);
-    (s.add)(7, 7);
+    (s.add)(1, 6, 6);
+    (s.add)(1, 7, 7);
     clock.set(T0 + 110);
     assert_eq!(
-        (s.get)(4),
+        (s.get)(1, 4),
         None,
         "{what}: a value moved by a merge outlived its TTL"
     );
-    assert_eq!((s.get)(2), Some(3), "{what}");
+    assert_eq!((s.get)(1, 2), Some(3), "{what}");
     // A live target and an expired source: the target alone, with its own timestamp.
-    (s.merge)(6, &[5]);
+    (s.merge)(1, 6, &[5]);
     // An expired target and a live source: the source alone, with its own timestamp.
-    (s.merge)(8, &[7]);
-    assert_eq!((s.get)(6), Some(6), "{what}");
-    assert_eq!((s.get)(8), Some(7), "{what}");
+    (s.merge)(1, 8, &[7]);
+    assert_eq!((s.get)(1, 6), Some(6), "{what}");
+    assert_eq!((s.get)(1, 8), Some(7), "{what}");
     clock.set(T0 + 159);
-    assert_eq!((s.get)(2), Some(3), "{what}");
+    assert_eq!((s.get)(1, 2), Some(3), "{what}");
     clock.set(T0 + 160);
-    assert_eq!((s.get)(2), None, "{what}: a merged value outlived its TTL");
+    assert_eq!(
+        (s.get)(1, 2),
+        None,
+        "{what}: a merged value outlived its TTL"
+    );
     clock.set(T0 + 190);
-    assert_eq!((s.get)(6), None, "{what}: a merge extended a value's TTL");
-    assert_eq!((s.get)(8), None, "{what}: a merge extended a value's TTL");
+    assert_eq!(
+        (s.get)(1, 6),
+        None,
+        "{what}: a merge extended a value's TTL"
+    );
+    assert_eq!(
+        (s.get)(1, 8),
+        None,
+        "{what}: a merge extended a value's TTL"
+    );
 }
 
 /// Under `ReturnExpiredIfNotCleanedUp`: an expired value merged alone or into a live target
 /// is cleaned up by the merge, never given a new TTL; a live value moved by a merge is
 /// returned once when it expires, then gone.
-fn merge_never_resurrects(clock: &ManualClock, what: &str, s: &Merging<'_>) {
+fn merge_never_resurrects(clock: &ManualClock, s: &Merging<'_>) {
+    let what = s.what;
     clock.set(T0);
-    (s.add)(1, 1);
-    (s.add)(3, 3);
+    (s.add)(1, 1, 1);
+    (s.add)(1, 3, 3);
     clock.set(T0 + 90);
-    (s.add)(2, 2);
-    (s.add)(5, 5);
+    (s.add)(1, 2, 2);
+    (s.add)(1, 5, 5);
     clock.set(T0 + 120);
-    (s.merge)(4, &[1]);
-    (s.merge)(2, &[3]);
+    (s.merge)(1, 4, &[1]);
+    (s.merge)(1, 2, &[3]);
     assert_eq!(
-        (s.get)(4),
+        (s.get)(1, 4),
         None,
         "{what}: an expired value came back to life in a merge"
     );
     assert_eq!(
-        (s.get)(2),
+        (s.get)(1, 2),
         Some(2),
         "{what}: an expired value was folded into a live one"
     );
-    (s.merge)(6, &[5]);
+    (s.merge)(1, 6, &[5]);
     clock.set(T0 + 190);
-    assert_eq!((s.get)(6), Some(5), "{what}");
-    assert_eq!((s.get)(6), None, "{what}: a merge gave a value a new TTL");
+    assert_eq!((s.get)(1, 6), Some(5), "{what}");
+    assert_eq!(
+        (s.get)(1, 6),
+        None,
+        "{what}: a merge gave a value a new TTL"
+    );
 }
 
 /// Runs `scenario` against a reducing sum and an aggregating average with `config`.
 fn run_merging<H: Harness>(
     h: &H,
     config: StateTtlConfig,
-    scenario: fn(&ManualClock, &str, &Merging<'_>),
+    scenario: fn(&ManualClock, &Merging<'_>),
 ) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
-    let reducing = backend
-        .reducing_state::<u64, u64>(&sum("sum").with_ttl(config.clone()))
-        .unwrap();
-    scenario(
-        &clock,
-        "reducing state",
-        &Merging {
-            add: &|ns, v| reducing.add(&1, &ns, v).unwrap(),
-            get: &|ns| reducing.get(&1, &ns).unwrap(),
-            merge: &|target, sources| reducing.merge_namespaces(&1, &target, sources).unwrap(),
-        },
-    );
-    let aggregating = backend
-        .aggregating_state::<u64, (u64, u64), f64, u64>(&average("avg").with_ttl(config))
-        .unwrap();
-    scenario(
-        &clock,
-        "aggregating state",
-        &Merging {
-            add: &|ns, v| aggregating.add(&1, &ns, v).unwrap(),
-            get: &|ns| aggregating.accumulator(&1, &ns).unwrap().map(|acc| acc.0),
-            merge: &|target, sources| aggregating.merge_namespaces(&1, &target, sources).unwrap(),
-        },
-    );
+    with_merging_states::<H>(&backend, Some(config), &|s| scenario(&clock, s));
 }
 
 /// Reducing and aggregating state: a merge keeps the timestamp of a value it moves alone,
