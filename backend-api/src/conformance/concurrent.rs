@@ -115,7 +115,7 @@ pub fn ten_async_phases_at_once<H: Harness>(h: &H) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
     let descriptors: Vec<ValueStateDescriptor<u64>> = (0..10)
-        .map(|i| ValueStateDescriptor::new(&format!("id{i}")))
+        .map(|i| ValueStateDescriptor::new(format!("id{i}")))
         .collect();
     let mut snapshots = Vec::new();
     for (i, d) in descriptors.iter().enumerate() {

@@ -182,7 +182,7 @@ pub fn list_api_with_empty_lists<H: Harness>(h: &H) {
     assert!(list.get(&abc, &()).unwrap().is_empty());
     list.add_all(&g, &(), vec![]).unwrap();
     assert!(list.get(&g, &()).unwrap().is_empty());
-    assert_eq!(list.state_keys(&()).unwrap(), [def.clone()]);
+    assert_eq!(list.state_keys(&()).unwrap(), ["def"]);
     list.add_all(&g, &(), vec![3, 4]).unwrap();
     list.add_all(&g, &(), vec![]).unwrap();
     list.add_all(&g, &(), vec![5, 6]).unwrap();

@@ -22,13 +22,128 @@
 //! - `value`, `list`, `map`, `reducing`: the semantics of every state kind, with namespaces;
 //! - `registration`: names, descriptors and conflicts, parameter checks;
 //! - `keygroups`: key-group ranges and isolation;
-//! - `ttl`: time-to-live with a [`ManualClock`];
+//! - `merging`: namespace merges in every arrangement, list state around empty lists;
+//! - `iteration`: state changed while iterating a map or walking keys, keys per namespace,
+//!   absent and cleared state;
+//! - `ttl`: time-to-live with a [`ManualClock`]; `ttl_kinds`: every kind with a restore
+//!   between steps; `ttl_merge`: namespace merges keep the stored timestamps;
 //! - `snapshot`: round trips, the synchronous/asynchronous split, failed writes;
+//!   `concurrent`: overlapping asynchronous phases, one blocked in storage I/O;
 //! - `compat`: restoring with incompatible descriptors;
 //! - `corruption`: damaged snapshots are detected, never panic;
 //! - `rescale`: restores at another parallelism;
 //! - `operator`: operator list, union and broadcast state;
 //! - `model`: a model-based property test against a `BTreeMap`.
+//!
+//! # Flink's tests and these cases
+//!
+//! Each test of Flink's `StateBackendTestBase` (66), `OperatorStateBackendTest`
+//! (10) and `TtlStateTestBase` (16), 92 in all, and the cases that state its
+//! behaviour here, or why it does not apply (30 do not: Java's serializers, nulls, default
+//! values, queryable state, metrics, timers, cancellation). Keep it in step when either
+//! side changes. The tests are in apache/flink,
+//! `flink-runtime/src/test/java/org/apache/flink/runtime/state/` (`ttl/` for the last).
+//!
+//! | `StateBackendTestBase` | cases | note |
+//! | --- | --- | --- |
+//! | `testEnableStateLatencyTracking` | — | metrics: no latency tracking |
+//! | `testKeyGroupedInternalPriorityQueue` | — | timers' priority queue: not part of the state API |
+//! | `testKeyGroupedInternalPriorityQueueAddAll` | — | as above |
+//! | `testGetKeys` | `state_keys_per_namespace_every_kind`, `value_window_namespaces_and_state_keys` |  |
+//! | `testGetKeysAndNamespaces` | `state_keys_per_namespace_every_kind` | keys per namespace; the API has no walk of (key, namespace) pairs |
+//! | `testBackendUsesRegisteredKryoDefaultSerializer` | — | Kryo |
+//! | `testBackendUsesRegisteredKryoDefaultSerializerUsingGetOrCreate` | — | Kryo |
+//! | `testBackendUsesRegisteredKryoSerializer` | — | Kryo |
+//! | `testBackendUsesRegisteredKryoSerializerUsingGetOrCreate` | — | Kryo |
+//! | `testKryoRegisteringRestoreResilienceWithRegisteredType` | — | Kryo |
+//! | `testKryoRegisteringRestoreResilienceWithDefaultSerializer` | — | Kryo |
+//! | `testKryoRegisteringRestoreResilienceWithRegisteredSerializer` | — | Kryo |
+//! | `testKryoRestoreResilienceWithDifferentRegistrationOrder` | — | Kryo |
+//! | `testPojoRestoreResilienceWithDifferentRegistrationOrder` | — | POJO serializer; serde types: `snapshot_roundtrip_string_keys_struct_values` |
+//! | `testValueState` | `snapshot_roundtrip_value`, `snapshot_excludes_later_updates` |  |
+//! | `testValueStateWorkWithTtl` | `ttl_on_create_and_write` | mutable Java values do not exist here |
+//! | `testValueStateRace` | — | queryable state (serialized reads from another thread) |
+//! | `testMultipleValueStates` | `clear_of_one_key_keeps_others`, `snapshot_roundtrip_value` |  |
+//! | `testValueStateNullUpdate` | `absent_and_cleared_state_across_restore` | no nulls: `clear` is the update to absent |
+//! | `testListState` | `snapshot_roundtrip_list`, `snapshot_excludes_later_list_adds` |  |
+//! | `testListStateAddNull` | — | nulls |
+//! | `testListStateAddAllNullEntries` | — | nulls |
+//! | `testListStateAddAllNull` | — | nulls |
+//! | `testListStateUpdateNullEntries` | — | nulls |
+//! | `testListStateUpdateNull` | — | nulls |
+//! | `testListStateAPIs` | `list_api_with_empty_lists`, `list_get_add_add_all_update_clear` |  |
+//! | `testListStateMerging` | `list_merge_every_arrangement`, `list_merge_namespaces` |  |
+//! | `testReducingState` | `snapshot_roundtrip_reducing_and_aggregating` |  |
+//! | `testReducingStateAddAndGet` | `reducing_add_get_clear` |  |
+//! | `testReducingStateMerging` | `reducing_merge_every_arrangement`, `reducing_merge_namespaces` |  |
+//! | `testAggregatingStateAddAndGetWithMutableAccumulator` | `aggregating_average` | accumulators are moved, never shared, so mutable and immutable ones behave alike |
+//! | `testAggregatingStateMergingWithMutableAccumulator` | `reducing_merge_every_arrangement`, `aggregating_merge_namespaces` |  |
+//! | `testAggregatingStateAddAndGetWithImmutableAccumulator` | `aggregating_average` |  |
+//! | `testAggregatingStateMergingWithImmutableAccumulator` | `reducing_merge_every_arrangement` |  |
+//! | `testMapState` | `map_get_put_remove_contains`, `map_put_all_entries_keys_values`, `snapshot_roundtrip_map`, `snapshot_excludes_later_map_puts`, `map_modified_while_iterating` |  |
+//! | `testMapStateIsEmpty` | `map_is_empty_clear_for_each`, `map_removing_last_entry_removes_key` |  |
+//! | `testMapStateIteratorArbitraryAccess` | `map_modified_while_iterating`, `map_arbitrary_access_while_iterating` | no iterator object: `Iterator.remove` twice has no counterpart |
+//! | `testValueStateNullAsDefaultValue` | — | default values and nulls; absence: `absent_and_cleared_state_across_restore` |
+//! | `testValueStateDefaultValue` | — | default values; absence: `absent_and_cleared_state_across_restore` |
+//! | `testReducingStateDefaultValue` | `absent_and_cleared_state_across_restore` |  |
+//! | `testListStateDefaultValue` | `absent_and_cleared_state_across_restore` |  |
+//! | `testMapStateDefaultValue` | `absent_and_cleared_state_across_restore` |  |
+//! | `testSnapshotNonAccessedState` | `unregistered_restored_state_survives_second_cycle`, `rescale_twice_without_registering` |  |
+//! | `testKeyGroupSnapshotRestoreScaleDown` | `rescale_state_per_key_group_4_to_2` |  |
+//! | `testKeyGroupSnapshotRestoreScaleUp` | `rescale_state_per_key_group_2_to_4` |  |
+//! | `testKeyGroupsSnapshotRestoreNoRescale` | `rescale_4_to_6` (restores at 4 first), `keys_in_different_key_groups_do_not_interfere` |  |
+//! | `testKeyGroupsSnapshotRestoreScaleUpUnEvenDistribute` | `rescale_state_per_key_group_15_to_77` |  |
+//! | `testKeyGroupsSnapshotRestoreScaleDownUnEvenDistribute` | `rescale_state_per_key_group_77_to_15` |  |
+//! | `testRestoreWithWrongKeySerializer` | `restore_with_other_key_type_fails` |  |
+//! | `testValueStateRestoreWithWrongSerializers` | `restore_with_other_value_type_fails` |  |
+//! | `testListStateRestoreWithWrongSerializers` | `restore_with_other_value_type_fails` |  |
+//! | `testReducingStateRestoreWithWrongSerializers` | `restore_with_other_value_type_fails` |  |
+//! | `testMapStateRestoreWithWrongSerializers` | `restore_with_other_value_type_fails` |  |
+//! | `testCopyDefaultValue` | — | default values (copies of a Java object) |
+//! | `testRequireNonNullNamespace` | — | nulls: a namespace is a value of its type |
+//! | `testQueryableStateRegistration` | — | queryable state |
+//! | `testEmptyStateCheckpointing` | `snapshot_empty_backend` |  |
+//! | `testNumStateEntries` | `value_get_update_clear`, `clear_of_one_key_keeps_others` | entries counted through `state_keys` |
+//! | `testParallelAsyncSnapshots` | `snapshot_while_another_is_blocked_in_io`, `two_snapshots_outstanding` |  |
+//! | `testNonConcurrentSnapshotTransformerAccess` | — | Flink's snapshot transformers are stateful objects; a `SnapshotFilter` is a shared `Fn`, run by concurrent phases in `ten_async_phases_at_once` |
+//! | `testAsyncSnapshot` | `async_phase_on_another_thread`, `snapshot_while_another_is_blocked_in_io` |  |
+//! | `testConcurrentModificationWithApplyToAllKeys` | `state_changed_while_walking_keys` |  |
+//! | `testApplyToAllKeysLambdaFunction` | `state_changed_while_walking_keys` |  |
+//! | `testAsyncSnapshotCancellation` | — | no cancellation of a running asynchronous phase: a pending one is dropped; failed writes: `failed_stream_write_leaves_backend_working` |
+//! | `testMapStateGetKeys` | `state_keys_per_namespace_every_kind` |  |
+//! | `testCheckConcurrencyProblemWhenPerformingCheckpointAsync` | `ten_async_phases_at_once` |  |
+//!
+//! | `OperatorStateBackendTest` | cases | note |
+//! | --- | --- | --- |
+//! | `testCreateOnAbstractStateBackend` | `operator_register_states` |  |
+//! | `testRegisterStatesWithoutTypeSerializer` | — | Kryo |
+//! | `testRegisterStates` | `operator_register_states` |  |
+//! | `testCorrectClassLoaderUsedOnSnapshot` | — | class loaders |
+//! | `testSnapshotEmpty` | `operator_empty_snapshot` |  |
+//! | `testSnapshotBroadcastStateWithEmptyOperatorState` | `operator_broadcast_remove_and_clear_cycles` |  |
+//! | `testSnapshotRestoreSync` | `operator_snapshot_isolation` |  |
+//! | `testSnapshotRestoreAsync` | `operator_snapshot_isolation` |  |
+//! | `testSnapshotAsyncClose` | — | no close or cancellation of a running asynchronous phase |
+//! | `testSnapshotAsyncCancel` | — | as above |
+//!
+//! | `TtlStateTestBase` | cases | note |
+//! | --- | --- | --- |
+//! | `testNonExistentValue` | `absent_and_cleared_state_across_restore` |  |
+//! | `testValueSetNull` | — | nulls |
+//! | `testExactExpirationOnWrite` | `ttl_exact_expiration_every_kind_across_restores` |  |
+//! | `testRelaxedExpirationOnWrite` | `ttl_relaxed_expiration_every_kind_across_restores` |  |
+//! | `testExactExpirationOnRead` | `ttl_relaxed_expiration_every_kind_across_restores`, `ttl_on_read_and_write_refreshes_on_read` |  |
+//! | `testRelaxedExpirationOnRead` | `ttl_relaxed_expiration_every_kind_across_restores` |  |
+//! | `testExpirationTimestampOverflow` | `ttl_expiration_timestamp_overflow` |  |
+//! | `testMergeNamespaces` | `ttl_list_merge_keeps_element_timestamps`, `ttl_list_merge_never_resurrects_expired`, `ttl_reducing_merge_keeps_timestamps`, `ttl_reducing_merge_never_resurrects_expired` |  |
+//! | `testMultipleKeys` | `ttl_on_create_and_write`, `ttl_timestamps_survive_restore` |  |
+//! | `testMultipleKeysWithSnapshotCleanup` | `ttl_cleanup_full_snapshot_drops_expired` |  |
+//! | `testMultipleNamespaces` | `ttl_reducing_merge_keeps_timestamps`, `ttl_incremental_cleanup_removes_expired_values` | values of one key in several namespaces expire apart |
+//! | `testMultipleNamespacesWithSnapshotCleanup` | `ttl_cleanup_full_snapshot_drops_expired` | the filter sees each stored value, whatever its namespace; the case uses one namespace |
+//! | `testSnapshotChangeRestore` | `ttl_snapshot_then_later_writes_restore` |  |
+//! | `testRestoreTtlAndRegisterNonTtlStateCompatFailure` | `restore_with_ttl_toggled_fails` |  |
+//! | `testIncrementalCleanupWholeState` | `ttl_incremental_cleanup_removes_expired_values`, `ttl_incremental_cleanup_lists_and_maps` |  |
+//! | `testIncrementalCleanup` | `ttl_incremental_cleanup_leaves_pending_snapshot_alone` |  |
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
