@@ -139,7 +139,7 @@ impl<K, T, N> ListState<K, T, N> {
     /// Appends the lists of `sources` to the list of `target` and clears the sources (for
     /// merging windows).
     ///
-    /// Under TTL, the elements keep the time they were added, and elements of the sources
+    /// Under TTL, the elements keep their timestamps, and elements of the sources
     /// that have expired are dropped, whatever the visibility of expired values.
     pub fn merge_namespaces(&self, key: &K, target: &N, sources: &[N]) -> Result<()> {
         self.table.merge_namespaces(key, target, sources)
