@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::descriptor::{StateKind, StateMeta};
 use crate::error::{Error, Result};
+use crate::format::{self, Reader, handles};
 use crate::handles::{KeyGroupsStateHandle, StreamStateHandle};
 use crate::keygroup::KeyGroupRange;
 use crate::stream::{StateReader, open_stream};
@@ -43,8 +44,11 @@ pub const BLOCK_TARGET_SIZE: usize = 256 * 1024;
 const PREAMBLE_LEN: usize = 4 + 2 + 4 + 4;
 const BLOCK_HEADER_LEN: usize = 4 + 4 + 1 + 4 + 4;
 const FLAG_ZSTD: u8 = 1;
-/// Largest block accepted when reading, to refuse absurd lengths from corrupt data.
-const MAX_BLOCK_LEN: u32 = 256 << 20;
+/// The largest block, stored or decompressed: a reader refuses a larger declared length
+/// before allocating, so a block never makes a reader allocate more than this.
+pub const MAX_BLOCK_LEN: u32 = 256 << 20;
+/// The largest header: a reader refuses a larger declared length before reading.
+pub const MAX_HEADER_LEN: u64 = 16 << 20;
 
 /// Compression of snapshot blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -87,6 +91,38 @@ impl KeyedSnapshotHeader {
     }
 }
 
+/// The header's encoding: the backend and key type as strings, then the count of states and
+/// each state's meta (see [`crate::format::handles`]).
+fn encode_header(header: &KeyedSnapshotHeader) -> Vec<u8> {
+    let KeyedSnapshotHeader {
+        backend,
+        key_type,
+        states,
+    } = header;
+    let mut out = Vec::new();
+    format::put_str(&mut out, backend);
+    format::put_str(&mut out, key_type);
+    format::put_count(&mut out, states.len());
+    for meta in states {
+        handles::put_state_meta(&mut out, meta);
+    }
+    out
+}
+
+fn decode_header(r: &mut Reader<'_>) -> Result<KeyedSnapshotHeader> {
+    let header = KeyedSnapshotHeader {
+        backend: r.string("backend")?,
+        key_type: r.string("key type")?,
+        states: r.seq(handles::MIN_STATE_META, "states", handles::state_meta)?,
+    };
+    if header.states.len() > usize::from(u16::MAX) + 1 {
+        return Err(r
+            .error("keyed snapshot header has more states than records can name")
+            .with_context("states", header.states.len()));
+    }
+    Ok(header)
+}
+
 /// Writes a keyed-state stream.
 #[derive(Debug)]
 pub struct KeyedSnapshotWriter<W: Write> {
@@ -119,11 +155,19 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         range: KeyGroupRange,
         compression: Compression,
     ) -> Result<Self> {
-        let header_bytes = codec::encode(header)?;
+        let header_bytes = encode_header(header);
+        let header_len = u32::try_from(header_bytes.len())
+            .ok()
+            .filter(|&n| u64::from(n) <= MAX_HEADER_LEN)
+            .ok_or_else(|| {
+                Error::invalid_input("keyed snapshot header exceeds its maximum size")
+                    .with_context("size", header_bytes.len())
+                    .with_context("max", MAX_HEADER_LEN)
+            })?;
         let mut preamble = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         preamble.extend_from_slice(&MAGIC);
         preamble.extend_from_slice(&VERSION.to_be_bytes());
-        preamble.extend_from_slice(&(header_bytes.len() as u32).to_be_bytes());
+        preamble.extend_from_slice(&header_len.to_be_bytes());
         preamble.extend_from_slice(&crc32fast::hash(&header_bytes).to_be_bytes());
         preamble.extend_from_slice(&header_bytes);
         let mut position = 0;
@@ -339,7 +383,8 @@ pub struct Record<'a> {
     pub value: &'a [u8],
 }
 
-fn describe(stream: &StreamStateHandle) -> String {
+/// The path of a stream, or `<inline>`, for errors.
+pub fn describe(stream: &StreamStateHandle) -> String {
     match stream {
         StreamStateHandle::Inline(_) => "<inline>".to_owned(),
         StreamStateHandle::File(f) => f.path.clone(),
@@ -391,38 +436,27 @@ fn read_versioned_header(
     let mut r = open_stream(&handle.stream, reader, 0..end)?;
     let mut pre = [0u8; PREAMBLE_LEN];
     read_exact(&mut r, &mut pre, "preamble", &path)?;
-    if pre[0..4] != MAGIC {
-        return Err(
-            Error::corrupted("not a keyed snapshot stream (bad magic)").with_context("path", path)
-        );
+    let mut p = Reader::new(&pre, &path);
+    let version = format::magic_and_version(
+        &mut p,
+        MAGIC,
+        MIN_VERSION..=VERSION,
+        "keyed snapshot (CSKG)",
+    )?;
+    let len = u64::from(p.u32("header length")?);
+    let crc = p.u32("header crc32")?;
+    if len > MAX_HEADER_LEN || PREAMBLE_LEN as u64 + len != end {
+        return Err(p
+            .error("keyed snapshot header length is inconsistent")
+            .with_context("header_len", len)
+            .with_context("first_offset", end)
+            .with_context("max", MAX_HEADER_LEN));
     }
-    let version = u16::from_be_bytes([pre[4], pre[5]]);
-    if !(MIN_VERSION..=VERSION).contains(&version) {
-        return Err(Error::new(
-            crate::ErrorKind::Unsupported,
-            "unsupported keyed snapshot version",
-        )
-        .with_context("path", path)
-        .with_context("version", version)
-        .with_context("supported", format!("{MIN_VERSION}..={VERSION}")));
-    }
-    let len = u32::from_be_bytes([pre[6], pre[7], pre[8], pre[9]]) as u64;
-    let crc = u32::from_be_bytes([pre[10], pre[11], pre[12], pre[13]]);
-    if PREAMBLE_LEN as u64 + len != end {
-        return Err(
-            Error::corrupted("keyed snapshot header length is inconsistent")
-                .with_context("path", path)
-                .with_context("header_len", len),
-        );
-    }
-    let mut bytes = vec![0u8; len as usize];
-    read_exact(&mut r, &mut bytes, "header", &path)?;
-    if crc32fast::hash(&bytes) != crc {
-        return Err(
-            Error::corrupted("keyed snapshot header checksum mismatch").with_context("path", path)
-        );
-    }
-    let header = codec::decode(&bytes).map_err(|e| e.with_context("path", path))?;
+    let bytes = format::read_exactly(&mut r, len, &path, "keyed snapshot header")?;
+    let mut h = Reader::new(&bytes, &path).at_offset(PREAMBLE_LEN as u64);
+    format::check_crc32(&bytes, crc, &h, "keyed snapshot header")?;
+    let header = decode_header(&mut h)?;
+    h.finish("the keyed snapshot header")?;
     Ok((version, header))
 }
 
@@ -431,9 +465,14 @@ fn read_versioned_header(
 ///
 /// Returns the header, or `None` when the handle holds none of `range`.
 ///
+/// Memory is bounded by the data: a block is read into a buffer that grows with the bytes
+/// that arrive, and decompressed into a buffer of its declared raw length, which is refused
+/// above [`MAX_BLOCK_LEN`] before anything is allocated; data that decompresses to more is
+/// refused when the buffer is full.
+///
 /// # Errors
-/// [`crate::ErrorKind::Corrupted`] naming the path and key group for a bad block; read
-/// errors; errors of `visit`.
+/// [`crate::ErrorKind::Corrupted`] naming the path, offset and key group for a bad block;
+/// read errors; errors of `visit`.
 pub fn read_key_groups(
     handle: &KeyGroupsStateHandle,
     reader: Option<&dyn StateReader>,
@@ -470,117 +509,107 @@ pub fn read_key_groups(
         );
     }
     let mut r = open_stream(&handle.stream, reader, start..end)?;
-    let mut remaining = end - start;
-    let mut stored = Vec::new();
-    let mut raw = Vec::new();
+    let mut at = start;
     let mut last_kg = None;
-    while remaining > 0 {
+    while at < end {
         let mut head = [0u8; BLOCK_HEADER_LEN];
         read_exact(&mut r, &mut head, "block header", &path)?;
-        let kg = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let stored_len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-        let flags = head[8];
-        let crc = u32::from_be_bytes([head[9], head[10], head[11], head[12]]);
-        let raw_len = u32::from_be_bytes([head[13], head[14], head[15], head[16]]);
-        let block_err = |msg: &'static str| {
-            Error::corrupted(msg)
-                .with_context("path", path.clone())
-                .with_context("key_group", kg)
-        };
+        let mut b = Reader::new(&head, &path).at_offset(at);
+        let kg = b.u32("key group")?;
+        let stored_len = b.u32("stored length")?;
+        let flags = b.u8("flags")?;
+        let crc = b.u32("block crc32")?;
+        let raw_len = b.u32("raw length")?;
+        let block = Reader::new(&[], &path).at_offset(at);
+        let block_err = |msg: &'static str| block.error(msg).with_context("key_group", kg);
         if !wanted.contains(kg) || last_kg.is_some_and(|l| kg < l) {
             return Err(block_err("snapshot block of an unexpected key group"));
         }
+        let block_end = at
+            .checked_add(BLOCK_HEADER_LEN as u64)
+            .and_then(|n| n.checked_add(u64::from(stored_len)));
         if stored_len > MAX_BLOCK_LEN
             || raw_len > MAX_BLOCK_LEN
-            || u64::from(stored_len) + BLOCK_HEADER_LEN as u64 > remaining
+            || block_end.is_none_or(|e| e > end)
             || flags & !FLAG_ZSTD != 0
         {
-            return Err(block_err("snapshot block header is invalid"));
+            return Err(block_err("snapshot block header is invalid")
+                .with_context("stored_len", stored_len)
+                .with_context("raw_len", raw_len)
+                .with_context("flags", flags)
+                .with_context("max_len", MAX_BLOCK_LEN)
+                .with_context("range_end", end));
         }
-        remaining -= BLOCK_HEADER_LEN as u64 + u64::from(stored_len);
-        stored.resize(stored_len as usize, 0);
-        read_exact(&mut r, &mut stored, "block", &path)?;
-        if crc32fast::hash(&stored) != crc {
-            return Err(block_err("snapshot block checksum mismatch"));
-        }
+        let stored = format::read_exactly(&mut r, u64::from(stored_len), &path, "block")?;
+        let data = Reader::new(&stored, &path).at_offset(at + BLOCK_HEADER_LEN as u64);
+        format::check_crc32(&stored, crc, &data, "snapshot block")
+            .map_err(|e| e.with_context("key_group", kg))?;
+        let raw;
         let records: &[u8] = if flags & FLAG_ZSTD != 0 {
-            raw.clear();
-            raw.reserve(raw_len as usize);
-            zstd::stream::copy_decode(&stored[..], &mut raw)
-                .map_err(|e| block_err("snapshot block does not decompress").with_source(e))?;
+            raw = format::decompress_zstd(
+                &stored,
+                u64::from(raw_len),
+                u64::from(MAX_BLOCK_LEN),
+                &data,
+            )
+            .map_err(|e| e.with_context("key_group", kg))?;
             &raw
         } else {
+            if stored.len() != raw_len as usize {
+                return Err(block_err("snapshot block has the wrong length")
+                    .with_context("stored_len", stored_len)
+                    .with_context("raw_len", raw_len));
+            }
             &stored
         };
-        if records.len() != raw_len as usize {
-            return Err(block_err("snapshot block has the wrong length"));
-        }
-        parse_records(&header, version, kg, records, visit).map_err(|e| {
-            e.with_context("path", path.clone())
-                .with_context("key_group", kg)
+        parse_records(&header, version, kg, Reader::new(records, &path), visit).map_err(|e| {
+            e.with_context("key_group", kg)
+                .with_context("block_offset", at)
         })?;
         last_kg = Some(kg);
+        at = block_end.unwrap_or(end);
     }
     Ok(Some(header))
 }
 
+/// Parses the records of one block; offsets in errors count from the start of the block's
+/// (decompressed) records.
 fn parse_records(
     header: &KeyedSnapshotHeader,
     version: u16,
     key_group: u32,
-    mut bytes: &[u8],
+    mut r: Reader<'_>,
     visit: &mut dyn FnMut(&KeyedSnapshotHeader, Record<'_>) -> Result<()>,
 ) -> Result<()> {
-    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-        if bytes.len() < n {
-            return Err(Error::corrupted("snapshot record is truncated"));
-        }
-        let (head, rest) = bytes.split_at(n);
-        *bytes = rest;
-        Ok(head)
-    }
-    /// A length (or state index) of at most `max`: a varint in version 2, a big-endian
-    /// integer of `fixed` bytes in version 1.
-    fn number(bytes: &mut &[u8], version: u16, fixed: usize, max: u64) -> Result<u64> {
-        let n = if version >= 2 {
-            let Some((n, len)) = u64::decode_var(bytes) else {
-                return Err(Error::corrupted("snapshot record has a bad varint"));
-            };
-            *bytes = &bytes[len..];
-            n
+    /// A field: its length (a varint in version 2, a u32 in version 1) and its bytes.
+    fn field<'a>(r: &mut Reader<'a>, version: u16, what: &'static str) -> Result<&'a [u8]> {
+        let len = if version >= 2 {
+            r.varint(u64::from(u32::MAX), what)?
         } else {
-            take(bytes, fixed)?
-                .iter()
-                .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+            u64::from(r.u32(what)?)
         };
-        if n > max {
-            return Err(
-                Error::corrupted("snapshot record length out of bounds").with_context("length", n)
-            );
-        }
-        Ok(n)
+        r.bytes(len, what)
     }
-    let field = |bytes: &mut &'_ [u8]| -> Result<usize> {
-        number(bytes, version, 4, u64::from(u32::MAX)).map(|n| n as usize)
-    };
-    while !bytes.is_empty() {
-        let state = number(&mut bytes, version, 2, u64::from(u16::MAX))? as u16;
-        let Some(meta) = header.states.get(state as usize) else {
-            return Err(Error::corrupted("snapshot record names an unknown state")
+    while !r.is_empty() {
+        let at = r.clone();
+        let state = if version >= 2 {
+            r.varint(u64::from(u16::MAX), "state index")? as u16
+        } else {
+            r.u16("state index")?
+        };
+        let Some(meta) = header.states.get(usize::from(state)) else {
+            return Err(at
+                .error("snapshot record names an unknown state")
                 .with_context("state", state));
         };
-        let n = field(&mut bytes)?;
-        let key = take(&mut bytes, n)?;
-        let n = field(&mut bytes)?;
-        let namespace = take(&mut bytes, n)?;
+        let key = field(&mut r, version, "key")?;
+        let namespace = field(&mut r, version, "namespace")?;
         let user_key = if meta.kind == StateKind::Map {
-            let n = field(&mut bytes)?;
-            Some(take(&mut bytes, n)?)
+            Some(field(&mut r, version, "user key")?)
         } else {
             None
         };
-        let n = field(&mut bytes)?;
-        let value = take(&mut bytes, n)?;
+        let value = field(&mut r, version, "value")?;
         visit(
             header,
             Record {
@@ -591,7 +620,8 @@ fn parse_records(
                 user_key,
                 value,
             },
-        )?;
+        )
+        .map_err(|e| at.locate(e))?;
     }
     Ok(())
 }

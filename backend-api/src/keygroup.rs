@@ -99,6 +99,12 @@ impl KeyGroupRange {
         }
     }
 
+    /// The range `start..end` (exclusive end) as stored: `None` when the end is before the
+    /// start or beyond [`MAX_PARALLELISM_UPPER_BOUND`].
+    pub fn from_bounds(start: u32, end: u32) -> Option<Self> {
+        (start <= end && end <= MAX_PARALLELISM_UPPER_BOUND).then_some(KeyGroupRange { start, end })
+    }
+
     /// The empty range.
     pub const EMPTY: KeyGroupRange = KeyGroupRange { start: 0, end: 0 };
 
@@ -196,13 +202,8 @@ struct RangeRepr {
 impl TryFrom<RangeRepr> for KeyGroupRange {
     type Error = String;
     fn try_from(r: RangeRepr) -> std::result::Result<Self, String> {
-        if r.end < r.start || r.end > MAX_PARALLELISM_UPPER_BOUND {
-            return Err(format!("invalid key-group range {}..{}", r.start, r.end));
-        }
-        Ok(KeyGroupRange {
-            start: r.start,
-            end: r.end,
-        })
+        KeyGroupRange::from_bounds(r.start, r.end)
+            .ok_or_else(|| format!("invalid key-group range {}..{}", r.start, r.end))
     }
 }
 

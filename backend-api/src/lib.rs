@@ -47,6 +47,7 @@ pub mod clock;
 pub mod codec;
 pub mod descriptor;
 pub mod error;
+pub mod format;
 pub mod handles;
 pub mod keyed_format;
 pub mod keygroup;

@@ -22,10 +22,8 @@ use crate::handles::{
 };
 use crate::stream::{CheckpointStreamFactory, StateReader, read_stream, stream_write_error};
 
-/// The magic number of an operator-state stream.
-pub const MAGIC: [u8; 4] = *b"CSOP";
-/// The format version of an operator-state stream.
-pub const VERSION: u16 = 1;
+pub use crate::format::operator::{MAGIC, VERSION};
+use crate::format::operator::{OperatorStream, element_prefix, preamble};
 
 trait Captured: Send {
     fn encode(&self, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
@@ -149,19 +147,7 @@ impl OperatorStateBackend {
                 Some(f) => f.path.clone(),
                 None => "<inline>".to_owned(),
             };
-            if bytes.len() < 6 || bytes[0..4] != MAGIC {
-                return Err(Error::corrupted("not an operator state stream (bad magic)")
-                    .with_context("path", path));
-            }
-            let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-            if version != VERSION {
-                return Err(Error::new(
-                    crate::ErrorKind::Unsupported,
-                    "unsupported operator state version",
-                )
-                .with_context("path", path)
-                .with_context("version", version));
-            }
+            let stream = OperatorStream::parse(&bytes, &path)?;
             for (name, meta) in &handle.states {
                 let entry = restored.entry(name.clone()).or_insert_with(|| Restored {
                     mode: meta.mode,
@@ -180,12 +166,7 @@ impl OperatorStateBackend {
                     continue;
                 }
                 let elements = Arc::make_mut(&mut entry.elements);
-                for &offset in &meta.offsets {
-                    elements.push(element_at(&bytes, offset).map_err(|e| {
-                        e.with_context("path", path.clone())
-                            .with_context("state", name.clone())
-                    })?);
-                }
+                elements.extend(stream.elements(name, meta)?.into_iter().map(<[u8]>::to_vec));
             }
         }
         Ok(OperatorStateBackend {
@@ -346,23 +327,6 @@ impl OperatorStateBackend {
     }
 }
 
-fn element_at(bytes: &[u8], offset: u64) -> Result<Vec<u8>> {
-    let start =
-        usize::try_from(offset).map_err(|_| Error::corrupted("element offset out of range"))?;
-    let len_bytes = bytes.get(start..start + 4).ok_or_else(|| {
-        Error::corrupted("element offset beyond the end of the stream")
-            .with_context("offset", offset)
-    })?;
-    let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-    bytes
-        .get(start + 4..start + 4 + len)
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| {
-            Error::corrupted("element runs past the end of the stream")
-                .with_context("offset", offset)
-        })
-}
-
 struct OperatorSnapshot {
     checkpoint_id: CheckpointId,
     captured: Vec<(String, Distribution, String, Box<dyn Captured>)>,
@@ -397,19 +361,13 @@ impl AsyncSnapshot for OperatorSnapshot {
             *position += bytes.len() as u64;
             Ok(())
         };
-        let mut preamble = MAGIC.to_vec();
-        preamble.extend_from_slice(&VERSION.to_be_bytes());
-        put(&mut out, &preamble, &mut position)?;
+        put(&mut out, &preamble(), &mut position)?;
         let mut states = BTreeMap::new();
         for (name, mode, element_type, captured) in &self.captured {
             let mut offsets = Vec::new();
             captured.encode(&mut |element| {
                 offsets.push(position);
-                put(
-                    &mut out,
-                    &(element.len() as u32).to_be_bytes(),
-                    &mut position,
-                )?;
+                put(&mut out, &element_prefix(element.len())?, &mut position)?;
                 put(&mut out, element, &mut position)
             })?;
             states.insert(

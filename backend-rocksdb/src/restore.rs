@@ -11,12 +11,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cornerstone_backend_api::format::incremental::{self, IncrementalMeta};
+use cornerstone_backend_api::keyed_format::describe;
 use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
     Error, IncrementalStateHandle, KeyGroupRange, KeyedBackendParams, KeyedStateHandle, Result,
-    StateMeta, StateReader, StreamStateHandle,
+    StateMeta, StateReader,
 };
 use rocksdb::WriteBatch;
 
@@ -24,18 +26,10 @@ use crate::backend::{StateEntry, cf_name};
 use crate::db::{CfSpec, Instance, Resources, open_read_only, working_dir};
 use crate::error::{from_rocksdb, local_io};
 use crate::keys::{key_group_bound, prefix_len, push_field, push_key_group};
-use crate::snapshot::{SnapshotMeta, decode_meta};
 use crate::table::{Seek, scan};
 
 /// Writes are applied in batches of about this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
-
-fn describe(stream: &StreamStateHandle) -> String {
-    match stream {
-        StreamStateHandle::Inline(_) => "<inline>".to_owned(),
-        StreamStateHandle::File(f) => f.path.clone(),
-    }
-}
 
 /// Reads and checks the meta stream of an incremental handle.
 fn read_meta(
@@ -43,9 +37,9 @@ fn read_meta(
     reader: Option<&dyn StateReader>,
     params: &KeyedBackendParams,
     key_type: &str,
-) -> Result<SnapshotMeta> {
+) -> Result<IncrementalMeta> {
     let what = describe(&h.meta);
-    let meta = decode_meta(&read_stream(&h.meta, reader)?, &what)?;
+    let meta = incremental::decode(&read_stream(&h.meta, reader)?, &what)?;
     if meta.key_type != key_type {
         return Err(Error::invalid_input(
             "the snapshot was written with another key type than the backend restoring it",

@@ -6,17 +6,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cornerstone_backend_api::format::incremental::{self, IncrementalMeta, IncrementalState};
 use cornerstone_backend_api::keyed_format::{
     Compression, KeyedSnapshotHeader, KeyedSnapshotWriter,
 };
 use cornerstone_backend_api::stream::stream_write_error;
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, IncrementalStateHandle,
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, IncrementalStateHandle,
     KeyGroupRange, KeyGroupsStateHandle, KeyedStateHandle, NamedStateFile, Result, StateKind,
-    StateMeta, StateScope, StreamStateHandle, SubtaskState, codec,
+    StateScope, StreamStateHandle, SubtaskState,
 };
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tempfile::TempDir;
 
@@ -215,20 +215,20 @@ impl AsyncSnapshot for IncrementalSnapshot {
                 });
             }
         }
-        let meta = SnapshotMeta {
+        let meta = IncrementalMeta {
             key_type: s.key_type.to_owned(),
             max_parallelism: s.max_parallelism,
             states: s
                 .states
                 .iter()
-                .map(|e| MetaState {
+                .map(|e| IncrementalState {
                     meta: e.meta.clone(),
                     column_family: e.cf.clone(),
                 })
                 .collect(),
         };
         let mut out = streams.create(StateScope::Exclusive)?;
-        out.write_all(&encode_meta(&meta)?)
+        out.write_all(&incremental::encode(&meta))
             .map_err(|e| stream_write_error("write snapshot meta", e))?;
         let meta = out.close()?;
         self.uploads
@@ -247,62 +247,4 @@ impl AsyncSnapshot for IncrementalSnapshot {
             operator: Vec::new(),
         })
     }
-}
-
-/// One state of an incremental snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct MetaState {
-    pub(crate) meta: StateMeta,
-    pub(crate) column_family: String,
-}
-
-/// The meta stream of an incremental snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SnapshotMeta {
-    pub(crate) key_type: String,
-    pub(crate) max_parallelism: u32,
-    pub(crate) states: Vec<MetaState>,
-}
-
-const META_MAGIC: [u8; 4] = *b"CSRI";
-const META_VERSION: u16 = 1;
-const META_HEADER: usize = 4 + 2 + 4;
-
-/// `magic | version u16 | crc32(body) u32 | body`, big-endian.
-pub(crate) fn encode_meta(meta: &SnapshotMeta) -> Result<Vec<u8>> {
-    let body = codec::encode(meta)?;
-    let mut out = Vec::with_capacity(META_HEADER + body.len());
-    out.extend_from_slice(&META_MAGIC);
-    out.extend_from_slice(&META_VERSION.to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-/// Decodes a meta stream; `what` names it in errors.
-pub(crate) fn decode_meta(bytes: &[u8], what: &str) -> Result<SnapshotMeta> {
-    if bytes.len() < META_HEADER || bytes[..4] != META_MAGIC {
-        return Err(
-            Error::corrupted("not a RocksDB incremental snapshot meta stream")
-                .with_context("path", what),
-        );
-    }
-    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if version != META_VERSION {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            "unsupported RocksDB snapshot meta version",
-        )
-        .with_context("path", what)
-        .with_context("version", version)
-        .with_context("supported", META_VERSION));
-    }
-    let crc = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
-    let body = &bytes[META_HEADER..];
-    if crc32fast::hash(body) != crc {
-        return Err(
-            Error::corrupted("RocksDB snapshot meta checksum mismatch").with_context("path", what)
-        );
-    }
-    codec::decode(body).map_err(|e| e.with_context("path", what))
 }

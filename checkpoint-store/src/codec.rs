@@ -16,7 +16,10 @@
 //! sections can be added without breaking older readers. Version 1 has two sections, both
 //! required, each once: `1` header (checkpoint id, job id, kind, timestamps) and `2`
 //! operators (uid, name, parallelism, max parallelism, per subtask handles). Payloads are
-//! bincode (big-endian, fixed-width integers).
+//! encoded field by field with big-endian fixed-width integers
+//! ([`cornerstone_backend_api::format`]; the handles by
+//! [`cornerstone_backend_api::format::handles`]), byte for byte what the first writer
+//! produced through serde and bincode. The layout is in `docs/format.md`.
 //!
 //! Decoding never panics: every length is checked against the input, the decompressed size
 //! is capped, and the decoded metadata is validated ([`CheckpointMetadata::validate`]),
@@ -24,11 +27,10 @@
 //! computed from a decoded `_metadata` (such as [`CheckpointMetadata::state_size`]) can
 //! overflow either.
 
-use std::io::Read;
+use std::collections::BTreeMap;
 
-use bincode::config::{BigEndian, Configuration, Fixint, Limit};
+use cornerstone_backend_api::format::{self, Reader, handles};
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
 
@@ -45,12 +47,10 @@ const TRAILER_LEN: usize = 4;
 const SECTION_HEADER: u16 = 1;
 const SECTION_OPERATORS: u16 = 2;
 const CRITICAL: u16 = 0x8000;
-
-const BINCODE: Configuration<BigEndian, Fixint, Limit<{ MAX_BODY_SIZE as usize }>> =
-    bincode::config::standard()
-        .with_big_endian()
-        .with_fixed_int_encoding()
-        .with_limit::<{ MAX_BODY_SIZE as usize }>();
+/// The smallest encoding of an operator: two empty strings, two u32 and an empty map.
+const MIN_OPERATOR: usize = 8 + 8 + 4 + 4 + 8;
+/// The smallest encoding of a subtask entry: its index and two empty sequences.
+const MIN_SUBTASK: usize = 4 + 8 + 8;
 
 /// How the body is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,8 +62,23 @@ pub enum MetadataCompression {
     Zstd,
 }
 
-#[derive(Serialize, Deserialize)]
-struct HeaderV1 {
+/// Section 1: checkpoint id u64, job id string, kind u32 (0 checkpoint, 1 savepoint),
+/// trigger and completion timestamps u64.
+fn put_header(out: &mut Vec<u8>, m: &CheckpointMetadata) {
+    format::put_u64(out, m.checkpoint_id.0);
+    format::put_str(out, &m.job_id);
+    format::put_u32(
+        out,
+        match m.kind {
+            SnapshotKind::Checkpoint => 0,
+            SnapshotKind::Savepoint => 1,
+        },
+    );
+    format::put_u64(out, m.trigger_timestamp_ms);
+    format::put_u64(out, m.completed_timestamp_ms);
+}
+
+struct Header {
     checkpoint_id: CheckpointId,
     job_id: String,
     kind: SnapshotKind,
@@ -71,31 +86,70 @@ struct HeaderV1 {
     completed_timestamp_ms: u64,
 }
 
-fn corrupted(msg: &'static str) -> Error {
-    Error::corrupted(msg).with_context("file", "_metadata")
+fn header(r: &mut Reader<'_>) -> Result<Header> {
+    Ok(Header {
+        checkpoint_id: CheckpointId(r.u64("checkpoint id")?),
+        job_id: r.string("job id")?,
+        kind: match r.variant("snapshot kind", 2)? {
+            0 => SnapshotKind::Checkpoint,
+            _ => SnapshotKind::Savepoint,
+        },
+        trigger_timestamp_ms: r.u64("trigger timestamp")?,
+        completed_timestamp_ms: r.u64("completed timestamp")?,
+    })
 }
 
-fn bincode_encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    bincode::serde::encode_into_std_write(value, out, BINCODE)
-        .map(|_| ())
-        .map_err(|e| Error::invalid_input("metadata cannot be serialized").with_source(e))
-}
-
-fn bincode_decode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    section: &'static str,
-) -> Result<T> {
-    match bincode::serde::decode_from_slice::<T, _>(bytes, BINCODE) {
-        Ok((value, read)) if read == bytes.len() => Ok(value),
-        Ok((_, read)) => Err(corrupted("trailing bytes in a _metadata section")
-            .with_context("section", section)
-            .with_context("len", bytes.len())
-            .with_context("read", read)),
-        Err(e) => Err(corrupted("a _metadata section does not decode")
-            .with_context("section", section)
-            .with_context("len", bytes.len())
-            .with_source(e)),
+/// Section 2: the count of operators, then each operator's uid and name (strings),
+/// parallelism and max parallelism (u32) and its subtasks: a count, then each subtask's index
+/// (u32, ascending) and handles ([`handles::put_subtask`]).
+fn put_operators(out: &mut Vec<u8>, operators: &[OperatorState]) {
+    format::put_count(out, operators.len());
+    for op in operators {
+        let OperatorState {
+            uid,
+            name,
+            parallelism,
+            max_parallelism,
+            subtasks,
+        } = op;
+        format::put_str(out, uid);
+        format::put_str(out, name);
+        format::put_u32(out, *parallelism);
+        format::put_u32(out, *max_parallelism);
+        format::put_count(out, subtasks.len());
+        for (index, state) in subtasks {
+            format::put_u32(out, *index);
+            handles::put_subtask(out, state);
+        }
     }
+}
+
+fn operators(r: &mut Reader<'_>) -> Result<Vec<OperatorState>> {
+    r.seq(MIN_OPERATOR, "operators", |r| {
+        let mut op = OperatorState::new(
+            r.string("operator uid")?,
+            r.string("operator name")?,
+            r.u32("parallelism")?,
+            r.u32("max parallelism")?,
+        );
+        let n = r.count(MIN_SUBTASK, "subtasks")?;
+        let mut subtasks = BTreeMap::new();
+        for _ in 0..n {
+            let at = r.clone();
+            let index = r.u32("subtask index")?;
+            if subtasks
+                .last_key_value()
+                .is_some_and(|(&last, _)| last >= index)
+            {
+                return Err(at
+                    .error("subtask indices are not in ascending order")
+                    .with_context("subtask", index));
+            }
+            subtasks.insert(index, handles::subtask(r)?);
+        }
+        op.subtasks = subtasks;
+        Ok(op)
+    })
 }
 
 fn push_section(body: &mut Vec<u8>, tag: u16, payload: &[u8]) -> Result<()> {
@@ -119,19 +173,10 @@ pub fn encode(metadata: &CheckpointMetadata, compression: MetadataCompression) -
         .map_err(|e| Error::invalid_input("refusing to write invalid metadata").with_source(e))?;
     let mut body = Vec::new();
     let mut payload = Vec::new();
-    bincode_encode(
-        &HeaderV1 {
-            checkpoint_id: metadata.checkpoint_id,
-            job_id: metadata.job_id.clone(),
-            kind: metadata.kind,
-            trigger_timestamp_ms: metadata.trigger_timestamp_ms,
-            completed_timestamp_ms: metadata.completed_timestamp_ms,
-        },
-        &mut payload,
-    )?;
+    put_header(&mut payload, metadata);
     push_section(&mut body, SECTION_HEADER, &payload)?;
     payload.clear();
-    bincode_encode(&metadata.operators, &mut payload)?;
+    put_operators(&mut payload, &metadata.operators);
     push_section(&mut body, SECTION_OPERATORS, &payload)?;
     if body.len() as u64 > MAX_BODY_SIZE {
         return Err(
@@ -145,6 +190,8 @@ pub fn encode(metadata: &CheckpointMetadata, compression: MetadataCompression) -
         MetadataCompression::None => (0, body),
         MetadataCompression::Zstd => (
             FLAG_ZSTD,
+            // One-shot compression records the body's size in the zstd frame, which the
+            // decoder requires (it is the only bound of the decompression).
             zstd::bulk::compress(&body, 0).map_err(|e| Error::io("compress _metadata", e))?,
         ),
     };
@@ -162,71 +209,62 @@ pub fn encode(metadata: &CheckpointMetadata, compression: MetadataCompression) -
     Ok(out)
 }
 
-fn be_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Decodes a `_metadata` file. Never panics, whatever the input.
+/// Decodes a `_metadata` file. Never panics, whatever the input, and allocates at most
+/// about the input's size plus the decompressed body's size, which the zstd frame must
+/// record and which is refused above [`MAX_BODY_SIZE`] before anything is allocated.
 ///
 /// # Errors
 /// [`ErrorKind::Corrupted`] naming what is wrong (magic, length, checksum, section,
 /// decoding, invariant, such as state sizes that overflow u64 when summed, naming the
-/// operator and the sum); [`ErrorKind::Unsupported`] for an unknown version or a critical
-/// section this version does not know, naming the supported versions.
+/// operator and the sum) and the offset; [`ErrorKind::Unsupported`] for an unknown version
+/// or a critical section this version does not know, naming the supported versions.
 pub fn decode(bytes: &[u8]) -> Result<CheckpointMetadata> {
-    if bytes.len() < 6 {
-        return Err(corrupted("_metadata is too short for magic and version")
+    let mut r = Reader::new(bytes, "_metadata").with_key("file");
+    let first = SUPPORTED_VERSIONS
+        .first()
+        .copied()
+        .unwrap_or(FORMAT_VERSION);
+    let last = SUPPORTED_VERSIONS.last().copied().unwrap_or(FORMAT_VERSION);
+    let version = format::magic_and_version(&mut r, MAGIC, first..=last, "cornerstone _metadata")?;
+    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(r
+            .error("_metadata is truncated")
             .with_context("len", bytes.len()));
     }
-    if bytes[..4] != MAGIC {
-        return Err(corrupted("_metadata has a wrong magic number")
-            .with_context("expected", "CSMD")
-            .with_context("actual", format!("{:02x?}", &bytes[..4])));
-    }
-    let version = be_u16(bytes, 4);
-    if !SUPPORTED_VERSIONS.contains(&version) {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            "unsupported _metadata format version",
-        )
-        .with_context("format", "cornerstone _metadata")
-        .with_context("supported", format!("{SUPPORTED_VERSIONS:?}"))
-        .with_context("actual", version));
-    }
-    if bytes.len() < HEADER_LEN + TRAILER_LEN {
-        return Err(corrupted("_metadata is truncated").with_context("len", bytes.len()));
-    }
-    let stored_len = be_u32(bytes, 8) as usize;
-    let expected_len = HEADER_LEN
-        .checked_add(stored_len)
-        .and_then(|n| n.checked_add(TRAILER_LEN));
-    if expected_len != Some(bytes.len()) {
-        return Err(corrupted("_metadata length does not match its header")
+    let flags = r.u8("flags")?;
+    let reserved = r.u8("reserved")?;
+    let stored_len = u64::from(r.u32("body length")?);
+    let expected_len = (HEADER_LEN + TRAILER_LEN) as u64 + stored_len;
+    if expected_len != bytes.len() as u64 {
+        return Err(r
+            .error("_metadata length does not match its header")
             .with_context("body_len", stored_len)
             .with_context("file_len", bytes.len()));
     }
-    let crc_at = bytes.len() - TRAILER_LEN;
-    let expected_crc = be_u32(bytes, crc_at);
-    let actual_crc = crc32fast::hash(&bytes[..crc_at]);
-    if expected_crc != actual_crc {
-        return Err(corrupted("_metadata checksum mismatch")
-            .with_context("expected_crc32", format!("{expected_crc:08x}"))
-            .with_context("actual_crc32", format!("{actual_crc:08x}")));
+    let stored = r.bytes(stored_len, "body")?;
+    let crc_at = r.clone();
+    let expected_crc = r.u32("crc32")?;
+    format::check_crc32(
+        &bytes[..HEADER_LEN + stored.len()],
+        expected_crc,
+        &crc_at,
+        "_metadata",
+    )?;
+    if flags & !FLAG_ZSTD != 0 || reserved != 0 {
+        return Err(Reader::new(bytes, "_metadata")
+            .with_key("file")
+            .at_offset(6)
+            .error("_metadata has unknown flags")
+            .with_context("flags", format!("{flags:#04x}"))
+            .with_context("reserved", reserved));
     }
-    let flags = bytes[6];
-    if flags & !FLAG_ZSTD != 0 || bytes[7] != 0 {
-        return Err(
-            corrupted("_metadata has unknown flags").with_context("flags", format!("{flags:#04x}"))
-        );
-    }
-    let stored = &bytes[HEADER_LEN..crc_at];
+    let at = Reader::new(stored, "_metadata")
+        .with_key("file")
+        .at_offset(HEADER_LEN as u64);
     let decompressed;
     let body: &[u8] = if flags & FLAG_ZSTD != 0 {
-        decompressed = decompress(stored)?;
+        let raw_len = format::zstd_recorded_size(stored, MAX_BODY_SIZE, &at)?;
+        decompressed = format::decompress_zstd(stored, raw_len, MAX_BODY_SIZE, &at)?;
         &decompressed
     } else {
         stored
@@ -234,49 +272,35 @@ pub fn decode(bytes: &[u8]) -> Result<CheckpointMetadata> {
     decode_body(version, body)
 }
 
-fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
-    let decoder = zstd::stream::read::Decoder::new(stored)
-        .map_err(|e| corrupted("_metadata body is not a zstd frame").with_source(e))?;
-    let mut out = Vec::new();
-    decoder
-        .take(MAX_BODY_SIZE + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupted("_metadata body does not decompress").with_source(e))?;
-    if out.len() as u64 > MAX_BODY_SIZE {
-        return Err(
-            corrupted("_metadata body exceeds the maximum size").with_context("max", MAX_BODY_SIZE)
-        );
-    }
-    Ok(out)
-}
-
 fn decode_body(version: u16, body: &[u8]) -> Result<CheckpointMetadata> {
-    let mut header: Option<HeaderV1> = None;
-    let mut operators: Option<Vec<OperatorState>> = None;
-    let mut at = 0usize;
-    while at < body.len() {
-        if body.len() - at < 6 {
-            return Err(corrupted("truncated _metadata section header").with_context("offset", at));
-        }
-        let tag = be_u16(body, at);
-        let len = be_u32(body, at + 2) as usize;
-        let start = at + 6;
-        if body.len() - start < len {
-            return Err(corrupted("_metadata section runs past the body")
-                .with_context("tag", tag)
-                .with_context("section_len", len)
-                .with_context("remaining", body.len() - start));
-        }
-        let payload = &body[start..start + len];
+    // Offsets of errors count from the start of the (decompressed) body.
+    let mut r = Reader::new(body, "_metadata body").with_key("file");
+    let mut head: Option<Header> = None;
+    let mut ops: Option<Vec<OperatorState>> = None;
+    while !r.is_empty() {
+        let at = r.clone();
+        let tag = r.u16("section tag")?;
+        let len = r.u32("section length")?;
+        let base = r.offset();
+        let payload = r.bytes(u64::from(len), "section")?;
+        let mut p = Reader::new(payload, "_metadata body")
+            .with_key("file")
+            .at_offset(base);
         match tag {
-            SECTION_HEADER if header.is_some() => {
-                return Err(corrupted("duplicate _metadata header section"));
+            SECTION_HEADER if head.is_some() => {
+                return Err(at.error("duplicate _metadata header section"));
             }
-            SECTION_HEADER => header = Some(bincode_decode(payload, "header")?),
-            SECTION_OPERATORS if operators.is_some() => {
-                return Err(corrupted("duplicate _metadata operators section"));
+            SECTION_HEADER => {
+                head = Some(header(&mut p)?);
+                p.finish("the header section")?;
             }
-            SECTION_OPERATORS => operators = Some(bincode_decode(payload, "operators")?),
+            SECTION_OPERATORS if ops.is_some() => {
+                return Err(at.error("duplicate _metadata operators section"));
+            }
+            SECTION_OPERATORS => {
+                ops = Some(operators(&mut p)?);
+                p.finish("the operators section")?;
+            }
             t if t & CRITICAL != 0 => {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
@@ -287,17 +311,16 @@ fn decode_body(version: u16, body: &[u8]) -> Result<CheckpointMetadata> {
             }
             _ => {} // an optional section of a newer writer: skipped
         }
-        at = start + len;
     }
-    let header = header.ok_or_else(|| corrupted("_metadata has no header section"))?;
-    let operators = operators.ok_or_else(|| corrupted("_metadata has no operators section"))?;
+    let head = head.ok_or_else(|| r.error("_metadata has no header section"))?;
+    let operators = ops.ok_or_else(|| r.error("_metadata has no operators section"))?;
     let metadata = CheckpointMetadata {
         format_version: version,
-        checkpoint_id: header.checkpoint_id,
-        job_id: header.job_id,
-        kind: header.kind,
-        trigger_timestamp_ms: header.trigger_timestamp_ms,
-        completed_timestamp_ms: header.completed_timestamp_ms,
+        checkpoint_id: head.checkpoint_id,
+        job_id: head.job_id,
+        kind: head.kind,
+        trigger_timestamp_ms: head.trigger_timestamp_ms,
+        completed_timestamp_ms: head.completed_timestamp_ms,
         operators,
     };
     metadata.validate()?;
@@ -347,6 +370,38 @@ mod tests {
             decode(&rebuild(CRITICAL | 9)).unwrap_err().kind(),
             ErrorKind::Unsupported
         );
+    }
+
+    /// The explicit encoding is byte for byte the serde + bincode encoding that version 1
+    /// was first written with: section 1 as the struct (a tuple of the same fields encodes the
+    /// same), section 2 as `Vec<OperatorState>` through its serde derives.
+    #[test]
+    fn explicit_encoding_equals_the_first_serde_encoding() {
+        use cornerstone_backend_api::codec as serde_codec;
+        let mut m = sample();
+        let mut subtask = cornerstone_backend_api::SubtaskState::default();
+        subtask
+            .operator
+            .push(cornerstone_backend_api::OperatorStateHandle {
+                states: Default::default(),
+                stream: cornerstone_backend_api::StreamStateHandle::Inline(vec![9; 3]),
+            });
+        m.operators[0].subtasks.insert(0, subtask);
+        let head = serde_codec::encode(&(
+            m.checkpoint_id,
+            m.job_id.clone(),
+            m.kind,
+            m.trigger_timestamp_ms,
+            m.completed_timestamp_ms,
+        ))
+        .unwrap();
+        let ops = serde_codec::encode(&m.operators).unwrap();
+        let mut body = Vec::new();
+        push_section(&mut body, SECTION_HEADER, &head).unwrap();
+        push_section(&mut body, SECTION_OPERATORS, &ops).unwrap();
+        let bytes = encode(&m, MetadataCompression::None).unwrap();
+        assert_eq!(&bytes[HEADER_LEN..bytes.len() - TRAILER_LEN], &body[..]);
+        assert_eq!(decode(&bytes).unwrap(), m);
     }
 
     #[test]
