@@ -254,14 +254,6 @@ pub(crate) fn operator_record(
     })
 }
 
-/// The bytes of the element at `offset` of an operator-state stream (`u32` length, bytes).
-pub(crate) fn element_at(stream: &[u8], offset: u64) -> Option<&[u8]> {
-    let start = usize::try_from(offset).ok()?;
-    let len_bytes: [u8; 4] = stream.get(start..start.checked_add(4)?)?.try_into().ok()?;
-    let len = u32::from_be_bytes(len_bytes) as usize;
-    stream.get(start + 4..(start + 4).checked_add(len)?)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -39,7 +39,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use cornerstone_backend_api::keyed_format::read_key_groups;
+use cornerstone_backend_api::format::operator::OperatorStream;
+use cornerstone_backend_api::keyed_format::{describe, read_key_groups};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{KeyedStateHandle, StateReader};
 use cornerstone_checkpoint_store::{CheckpointStore, inspect};
@@ -408,31 +409,18 @@ fn run_dump(
         }
         for o in &st.operator {
             let bytes = read_stream(&o.stream, Some(reader_ref))?;
-            if bytes.len() < 6 || bytes[0..4] != cornerstone_backend_api::operator::MAGIC {
-                bail!(
-                    "corrupted: not an operator-state stream (bad magic) (subtask={subtask}, \
-                     operator={uid})"
-                );
-            }
-            let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-            if version != cornerstone_backend_api::operator::VERSION {
-                bail!(
-                    "unsupported: operator-state stream version {version} (subtask={subtask}, \
-                     operator={uid})"
-                );
-            }
+            let path = describe(&o.stream);
+            let stream = OperatorStream::parse(&bytes, &path)
+                .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
             for (name, meta) in &o.states {
                 known_states.insert(name.clone());
                 if state_filter.is_some_and(|f| f != name) {
                     continue;
                 }
-                for (i, &offset) in meta.offsets.iter().enumerate() {
-                    let element = dump::element_at(&bytes, offset).ok_or_else(|| {
-                        anyhow!(
-                            "corrupted: operator-state element outside the stream \
-                             (subtask={subtask}, state={name}, offset={offset})"
-                        )
-                    })?;
+                let elements = stream
+                    .elements(name, meta)
+                    .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
+                for (i, element) in elements.into_iter().enumerate() {
                     let value = dump::operator_record(
                         subtask,
                         name,
