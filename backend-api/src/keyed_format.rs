@@ -452,7 +452,7 @@ fn read_versioned_header(
             .with_context("first_offset", end)
             .with_context("max", MAX_HEADER_LEN));
     }
-    let bytes = format::read_exactly(&mut r, len, &path, "keyed snapshot header")?;
+    let bytes = format::read_exactly(&mut r, len, &p, "keyed snapshot header")?;
     let mut h = Reader::new(&bytes, &path).at_offset(PREAMBLE_LEN as u64);
     format::check_crc32(&bytes, crc, &h, "keyed snapshot header")?;
     let header = decode_header(&mut h)?;
@@ -540,7 +540,7 @@ pub fn read_key_groups(
                 .with_context("max_len", MAX_BLOCK_LEN)
                 .with_context("range_end", end));
         }
-        let stored = format::read_exactly(&mut r, u64::from(stored_len), &path, "block")?;
+        let stored = format::read_exactly(&mut r, u64::from(stored_len), &b, "block")?;
         let data = Reader::new(&stored, &path).at_offset(at + BLOCK_HEADER_LEN as u64);
         format::check_crc32(&stored, crc, &data, "snapshot block")
             .map_err(|e| e.with_context("key_group", kg))?;

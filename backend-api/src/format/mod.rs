@@ -445,20 +445,25 @@ pub fn zstd_recorded_size(stored: &[u8], cap: u64, at: &Reader<'_>) -> Result<u6
     }
 }
 
-/// Reads at most `max` bytes from `r` into a buffer that grows with what is read (not with
-/// a declared length), and checks that exactly `len` came.
+/// Reads `len` bytes from `r` into a buffer that grows with the bytes that arrive (not with
+/// the declared length), and checks that all came; `at` locates them in errors.
 ///
 /// # Errors
-/// [`ErrorKind::Corrupted`] naming `what` and `name` when fewer bytes come;
+/// [`ErrorKind::Corrupted`] naming `what`, the file and the offset when fewer bytes come;
 /// read errors.
-pub fn read_exactly(r: &mut dyn Read, len: u64, name: &str, what: &'static str) -> Result<Vec<u8>> {
+pub fn read_exactly(
+    r: &mut dyn Read,
+    len: u64,
+    at: &Reader<'_>,
+    what: &'static str,
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(len.min(64 << 10) as usize);
     r.take(len)
         .read_to_end(&mut out)
-        .map_err(|e| Error::io("read stored bytes", e).with_context("path", name))?;
+        .map_err(|e| at.locate(Error::io("read stored bytes", e)))?;
     if out.len() as u64 != len {
-        return Err(Error::corrupted("stored data is truncated")
-            .with_context("path", name)
+        return Err(at
+            .error("stored data is truncated")
             .with_context("reading", what)
             .with_context("expected", len)
             .with_context("actual", out.len()));

@@ -68,13 +68,18 @@ impl<'a> OperatorStream<'a> {
     /// [`crate::ErrorKind::Corrupted`] naming the path and offset when the offset is inside
     /// the preamble or the element runs past the end of the stream.
     pub fn element_at(&self, offset: u64) -> Result<&'a [u8]> {
-        let mut r = Reader::new(self.bytes, self.name);
-        if offset < PREAMBLE_LEN {
-            return Err(r
-                .error("operator state element offset inside the preamble")
-                .with_context("element_offset", offset));
-        }
-        r.bytes(offset, "elements before this one")?;
+        let start = usize::try_from(offset)
+            .ok()
+            .filter(|&s| offset >= PREAMBLE_LEN && s <= self.bytes.len());
+        let Some(start) = start else {
+            return Err(Error::corrupted(
+                "operator state element offset outside the stream's elements",
+            )
+            .with_context("path", self.name)
+            .with_context("offset", offset)
+            .with_context("stream_len", self.bytes.len()));
+        };
+        let mut r = Reader::new(&self.bytes[start..], self.name).at_offset(offset);
         let len = r.u32("element length")?;
         r.bytes(u64::from(len), "element")
     }
