@@ -1,8 +1,9 @@
 //! Keyed snapshots in version 1 of the `CSKG` format (fixed-width record lengths), written
-//! by the release that introduced it, still restore. The fixtures in `testdata/` hold the
-//! encoded `Vec<KeyedStateHandle>` of one inline snapshot of 1,000 keys: `ValueState<u64>`
-//! "value" = key × 7, `ListState<String>` "list" in namespace `key % 3` = [a{key}, b{key}],
-//! `MapState<u32, u64>` "map" = {key % 10: key + 1}; uncompressed and zstd blocks.
+//! by the release that introduced it, still restore. The fixtures in the repository's
+//! `testdata/` hold the encoded `Vec<KeyedStateHandle>` of one inline snapshot of 1,000
+//! keys: `ValueState<u64>` "value" = key × 7, `ListState<String>` "list" in namespace
+//! `key % 3` = [a{key}, b{key}], `MapState<u32, u64>` "map" = {key % 10: key + 1};
+//! uncompressed and zstd blocks.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -17,7 +18,7 @@ use cornerstone_backend_memory::MemoryStateBackend;
 
 fn fixture(name: &str) -> Vec<KeyedStateHandle> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
+        .join("../testdata")
         .join(name);
     codec::decode(&std::fs::read(path).unwrap()).unwrap()
 }

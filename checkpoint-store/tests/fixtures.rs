@@ -15,7 +15,7 @@ use cornerstone_checkpoint_store::{CheckpointMetadata, OperatorState, SnapshotKi
 
 fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
+        .join("../testdata")
         .join(name)
 }
 
@@ -110,6 +110,11 @@ fn v1_fixtures_decode() {
 
 #[test]
 fn v1_fixture_regenerates_identically() {
+    assert_eq!(
+        cornerstone_checkpoint_store::FORMAT_VERSION,
+        1,
+        "a new _metadata version needs its own fixture; keep decoding metadata-v1*.csmd"
+    );
     let plain = codec::encode(&fixture_v1(), MetadataCompression::None).unwrap();
     let zstd = codec::encode(&fixture_v1(), MetadataCompression::Zstd).unwrap();
     if std::env::var_os("CORNERSTONE_REGENERATE_FIXTURES").is_some() {
