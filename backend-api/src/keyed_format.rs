@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! stream  = magic "CSKG" | version u16 | header_len u32 | header_crc u32 | header | block*
-//! header  = bincode(KeyedSnapshotHeader)
+//! header  = backend string | key_type string | states seq<StateMeta> (crate::format::handles)
 //! block   = key_group u32 | stored_len u32 | flags u8 | crc32(stored) u32 | raw_len u32 | stored
 //! stored  = records, zstd-compressed when flags & 1
 //! record  = state | key | namespace | [user key, map state only] | value
@@ -18,7 +18,8 @@
 //! Blocks come in ascending key-group order; a key group may span several blocks (a block
 //! holds about [`BLOCK_TARGET_SIZE`] bytes, so writing needs bounded memory) and an empty key
 //! group has none. The handle records where each key group starts, so a restore of a
-//! sub-range reads one contiguous byte range. All integers are big-endian.
+//! sub-range reads one contiguous byte range. All integers are big-endian. The full layout,
+//! the limits and the compatibility rules are in `docs/format.md` in the repository.
 
 use std::io::{Read, Write};
 

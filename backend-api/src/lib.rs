@@ -38,6 +38,8 @@
 //! - [`keygroup`]: key groups and their assignment to subtasks;
 //! - [`operator`]: operator list, union and broadcast state;
 //! - [`stream`] and [`handles`]: the snapshot contract and the plain-data handles;
+//! - [`format`](mod@format): every stored format's framing, bounded decoders and explicit encoding of
+//!   the handles (the byte layouts are in `docs/format.md` in the repository);
 //! - [`keyed_format`]: the key-group-indexed stream of full keyed snapshots;
 //! - [`rescale`]: state assignment when the parallelism changes;
 //! - `conformance` (feature `conformance`): the suite that every backend runs.

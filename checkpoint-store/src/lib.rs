@@ -39,7 +39,8 @@
 //! # Modules
 //! - [`layout`]: every path name (`chk-N/`, `_metadata`, `shared/`, `taskowned/`,
 //!   `savepoint-…/`);
-//! - [`metadata`] and [`codec`]: the `_metadata` content and its versioned format;
+//! - [`metadata`] and [`codec`]: the `_metadata` content and its versioned format (the
+//!   byte layout is in `docs/format.md` in the repository);
 //! - [`CheckpointStore`]: the operator, the stream factory ([`StoreStreamFactory`]) and the
 //!   state reader ([`StoreStateReader`]);
 //! - [`CompletedCheckpointStore`]: commit, retention, cleanup policies, savepoints, restore;
