@@ -377,6 +377,17 @@ fn header_section(body: &mut Vec<u8>) {
     section(body, 1, &p);
 }
 
+/// The start of an operators section of one operator, up to its subtask count.
+fn one_operator() -> Vec<u8> {
+    let mut ops = Vec::new();
+    format::put_u64(&mut ops, 1);
+    format::put_str(&mut ops, "u");
+    format::put_str(&mut ops, "n");
+    format::put_u32(&mut ops, 1);
+    format::put_u32(&mut ops, 128);
+    ops
+}
+
 #[test]
 fn csmd_decompression_bombs() {
     let _one = ONE_AT_A_TIME.lock().unwrap();
@@ -419,12 +430,7 @@ fn csmd_huge_lengths_counts_and_sizes() {
     // Operator, subtask and handle counts, and a string, that cannot fit.
     let mut huge_operators = Vec::new();
     format::put_u64(&mut huge_operators, u64::MAX / 32);
-    let mut huge_subtasks = Vec::new();
-    format::put_u64(&mut huge_subtasks, 1);
-    format::put_str(&mut huge_subtasks, "u");
-    format::put_str(&mut huge_subtasks, "n");
-    format::put_u32(&mut huge_subtasks, 1);
-    format::put_u32(&mut huge_subtasks, 128);
+    let mut huge_subtasks = one_operator();
     let mut huge_handles = huge_subtasks.clone();
     format::put_u64(&mut huge_subtasks, 1 << 50);
     format::put_u64(&mut huge_handles, 1);
@@ -454,12 +460,7 @@ fn csmd_huge_lengths_counts_and_sizes() {
         assert_eq!(e.context("field"), Some(field), "{e}");
     }
     // Stream sizes whose sum overflows u64: refused by validation, naming the sum.
-    let mut ops = Vec::new();
-    format::put_u64(&mut ops, 1);
-    format::put_str(&mut ops, "u");
-    format::put_str(&mut ops, "n");
-    format::put_u32(&mut ops, 1);
-    format::put_u32(&mut ops, 128);
+    let mut ops = one_operator();
     format::put_u64(&mut ops, 1);
     format::put_u32(&mut ops, 0);
     let half = StreamStateHandle::File(FileStateHandle {
