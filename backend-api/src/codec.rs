@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use bincode::config::{BigEndian, Configuration, Fixint};
+use bincode::config::{BigEndian, Configuration, Fixint, Limit};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -17,6 +17,17 @@ use crate::error::{Error, Result};
 pub const CONFIG: Configuration<BigEndian, Fixint> = bincode::config::standard()
     .with_big_endian()
     .with_fixed_int_encoding();
+
+/// The most memory that decoding one value may claim, 1 GiB: bincode checks each length
+/// prefix against it before allocating, so a crafted length in stored bytes (a 4 GiB string
+/// in a 20-byte value) is a [`crate::ErrorKind::Corrupted`] error, not an allocation of the
+/// declared size or a panic. A value whose decoded form needs more cannot be read.
+pub const MAX_DECODED_SIZE: usize = 1 << 30;
+
+/// The configuration of decoding: [`CONFIG`] with the [`MAX_DECODED_SIZE`] limit (which
+/// does not change the encoding).
+const DECODE: Configuration<BigEndian, Fixint, Limit<MAX_DECODED_SIZE>> =
+    CONFIG.with_limit::<MAX_DECODED_SIZE>();
 
 /// Serializes `value` into a new buffer.
 ///
@@ -47,7 +58,7 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 /// # Errors
 /// [`crate::ErrorKind::Corrupted`] naming the type when the bytes do not decode.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    match bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG) {
+    match bincode::serde::decode_from_slice::<T, _>(bytes, DECODE) {
         Ok((value, read)) if read == bytes.len() => Ok(value),
         Ok((_, read)) => Err(Error::corrupted("trailing bytes after a serialized value")
             .with_context("type", std::any::type_name::<T>())
@@ -56,6 +67,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         Err(e) => Err(Error::corrupted("bytes do not decode as the expected type")
             .with_context("type", std::any::type_name::<T>())
             .with_context("len", bytes.len())
+            .with_context("max_decoded", MAX_DECODED_SIZE)
             .with_source(e)),
     }
 }
@@ -66,10 +78,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// # Errors
 /// [`crate::ErrorKind::Corrupted`] naming the type when the bytes do not start with a `T`.
 pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
-    bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| {
+    bincode::serde::decode_from_slice::<T, _>(bytes, DECODE).map_err(|e| {
         Error::corrupted("bytes do not start with the expected type")
             .with_context("type", std::any::type_name::<T>())
             .with_context("len", bytes.len())
+            .with_context("max_decoded", MAX_DECODED_SIZE)
             .with_source(e)
     })
 }
@@ -120,6 +133,25 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
         assert!(decode::<u32>(&[0, 0, 0, 1, 9]).is_err());
         assert!(decode::<String>(&[0, 0, 0, 0, 0, 0, 0, 9, b'x']).is_err());
+    }
+
+    /// Length prefixes far beyond the input are errors, not allocations or panics.
+    #[test]
+    fn crafted_lengths_are_corrupted() {
+        for len in [u64::MAX, 1 << 62, 1 << 40, (1 << 30) + 1] {
+            let bytes = len.to_be_bytes();
+            for e in [
+                decode::<Vec<u8>>(&bytes).unwrap_err(),
+                decode::<String>(&bytes).unwrap_err(),
+                decode::<Vec<String>>(&bytes).unwrap_err(),
+                decode::<std::collections::HashMap<u64, u64>>(&bytes).unwrap_err(),
+                decode_prefix::<Vec<u64>>(&bytes).unwrap_err(),
+            ] {
+                assert_eq!(e.kind(), crate::ErrorKind::Corrupted, "{len}: {e}");
+            }
+        }
+        let big = vec![7u8; 1 << 20];
+        assert_eq!(decode::<Vec<u8>>(&encode(&big).unwrap()).unwrap(), big);
     }
 
     #[test]
