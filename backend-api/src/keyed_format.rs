@@ -467,9 +467,9 @@ fn read_versioned_header(
 /// Returns the header, or `None` when the handle holds none of `range`.
 ///
 /// Memory is bounded by the data: a block is read into a buffer that grows with the bytes
-/// that arrive, and decompressed into a buffer of its declared raw length, which is refused
-/// above [`MAX_BLOCK_LEN`] before anything is allocated; data that decompresses to more is
-/// refused when the buffer is full.
+/// that arrive, and decompressed by [`format::decompress_zstd`] into a buffer of at most its
+/// declared raw length, which is refused above [`MAX_BLOCK_LEN`] before anything is
+/// allocated; data that decompresses to more is refused when the buffer is full.
 ///
 /// # Errors
 /// [`crate::ErrorKind::Corrupted`] naming the path, offset and key group for a bad block;

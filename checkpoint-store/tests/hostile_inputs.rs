@@ -6,7 +6,9 @@
 //! Memory is measured by counting the bytes allocated through Rust's global allocator
 //! (`peak_alloc`) above what was allocated before the decoder ran. zstd's own context is
 //! allocated by its C library, not counted here: it has a fixed size (about 100 KiB), since
-//! decompression goes straight into the output buffer without a window buffer. Tests run one
+//! decompression goes straight into the output buffer without a window buffer. The bound of
+//! a decompression is its declared size (itself capped), and 1 MiB when the data does not
+//! really produce more. Tests run one
 //! at a time (a lock), so that the peak is the decoder's.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -32,6 +34,13 @@ use peak_alloc::PeakAlloc;
 #[global_allocator]
 static ALLOCATOR: PeakAlloc = PeakAlloc;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Holds the lock that runs the tests one at a time (a failed test does not fail the others).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The bound of every crafted input that declares no large size: 1 MiB above the input.
 const SMALL: usize = 1 << 20;
@@ -128,7 +137,7 @@ fn read_inline(bytes: Vec<u8>, first_offset: u64) -> Result<usize> {
 
 #[test]
 fn cskg_decompression_bombs() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     let bomb = bomb(false);
     let pre = preamble();
     let at = pre.len() as u64;
@@ -142,6 +151,15 @@ fn cskg_decompression_bombs() {
         });
         assert_eq!(e.context("key_group"), Some("0"));
     }
+    // Data that declares the cap but is not zstd past its magic number: the output buffer
+    // starts at 1 MiB and never grows.
+    let mut garbage = bomb[..4].to_vec();
+    garbage.extend_from_slice(&[0xff; 64]);
+    let mut s = pre.clone();
+    s.extend(block(0, 1, &garbage, garbage.len() as u32, MAX_BLOCK_LEN));
+    refused("CSKG garbage declaring 256 MiB", 2 * SMALL, move || {
+        read_inline(s, at)
+    });
     for declared in [MAX_BLOCK_LEN + 1, u32::MAX] {
         let mut s = pre.clone();
         s.extend(block(0, 1, &bomb, bomb.len() as u32, declared));
@@ -154,7 +172,7 @@ fn cskg_decompression_bombs() {
 
 #[test]
 fn cskg_huge_lengths() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     let pre = preamble();
     let at = pre.len() as u64;
     // A block that claims 4 GiB of stored bytes.
@@ -237,7 +255,7 @@ fn huge_file(offsets: Vec<u64>, size: u64) -> KeyGroupsStateHandle {
 
 #[test]
 fn cskg_huge_files_and_overflowing_offsets() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     let read = |h: KeyGroupsStateHandle, served: Served, range: KeyGroupRange| {
         keyed_format::read_key_groups(&h, Some(&served), range, &mut |_, _| Ok(())).map(|_| ())
     };
@@ -276,7 +294,7 @@ fn cskg_huge_files_and_overflowing_offsets() {
 
 #[test]
 fn csop_offsets_and_lengths() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     let mut stream = format::operator::preamble().to_vec();
     stream.extend_from_slice(&u32::MAX.to_be_bytes());
     stream.extend_from_slice(b"short");
@@ -309,7 +327,7 @@ fn csop_offsets_and_lengths() {
 
 #[test]
 fn csri_huge_lengths_and_counts() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     let meta = incremental::IncrementalMeta {
         key_type: "u64".into(),
         max_parallelism: 128,
@@ -390,7 +408,7 @@ fn one_operator() -> Vec<u8> {
 
 #[test]
 fn csmd_decompression_bombs() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     // The frame records 1 GiB: refused before allocating.
     let file = csmd(1, &bomb(true));
     let e = refused("CSMD bomb recording 1 GiB", 2 * file.len() + SMALL, || {
@@ -418,7 +436,7 @@ fn csmd_decompression_bombs() {
 
 #[test]
 fn csmd_huge_lengths_counts_and_sizes() {
-    let _one = ONE_AT_A_TIME.lock().unwrap();
+    let _one = one_at_a_time();
     // A section that claims 4 GiB.
     let mut body = Vec::new();
     header_section(&mut body);

@@ -369,9 +369,15 @@ pub fn check_crc32(bytes: &[u8], expected: u32, at: &Reader<'_>, what: &'static 
 }
 
 /// Decompresses the zstd data `stored`, which must produce exactly `raw_len` bytes, where
-/// `raw_len` is at most `cap`. The output buffer is allocated once with the declared
-/// `raw_len` (so never more than `cap`), and zstd decompresses into it in one pass without
-/// a window buffer: data that would produce more is refused as soon as the buffer is full.
+/// `raw_len` is at most `cap` (checked before anything is allocated). zstd decompresses in
+/// one pass straight into the output buffer (no window buffer), and refuses data that would
+/// produce more than the buffer holds.
+///
+/// The buffer starts at 1 MiB (or `raw_len` when smaller, or when the frame records its size)
+/// and grows fourfold, up to `raw_len`, only when the data fills it: data that declares a
+/// large size but does not produce it costs little memory. The worst case, data that really
+/// produces its declared size or more, allocates `raw_len` bytes and decompresses at most
+/// about 4/3 of it again.
 ///
 /// `at` locates `stored` in errors.
 ///
@@ -379,6 +385,7 @@ pub fn check_crc32(bytes: &[u8], expected: u32, at: &Reader<'_>, what: &'static 
 /// [`ErrorKind::Corrupted`] when `raw_len` exceeds `cap`, when `stored` is not zstd, or
 /// produces another number of bytes than `raw_len`.
 pub fn decompress_zstd(stored: &[u8], raw_len: u64, cap: u64, at: &Reader<'_>) -> Result<Vec<u8>> {
+    const FIRST: usize = 1 << 20;
     let len = usize::try_from(raw_len)
         .ok()
         .filter(|_| raw_len <= cap)
@@ -387,38 +394,52 @@ pub fn decompress_zstd(stored: &[u8], raw_len: u64, cap: u64, at: &Reader<'_>) -
                 .with_context("declared", raw_len)
                 .with_context("cap", cap)
         })?;
-    if let Ok(Some(recorded)) = zstd::zstd_safe::get_frame_content_size(stored)
-        && recorded != raw_len
-    {
+    let recorded = zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten();
+    if recorded.is_some_and(|r| r != raw_len) {
         return Err(at
             .error("zstd frame records another size than declared")
             .with_context("declared", raw_len)
-            .with_context("recorded", recorded));
+            .with_context("recorded", recorded.unwrap_or_default()));
     }
-    let mut out = Vec::new();
-    out.try_reserve_exact(len).map_err(|_| {
-        Error::new(
-            ErrorKind::LimitExceeded,
-            "cannot allocate the declared decompressed size",
-        )
-        .with_context("declared", raw_len)
-    })?;
+    let too_small = |e: &std::io::Error| e.to_string() == "Destination buffer is too small";
     let mut decompressor =
         zstd::bulk::Decompressor::new().map_err(|e| Error::io("create a zstd decompressor", e))?;
-    let n = decompressor
-        .decompress_to_buffer(stored, &mut out)
-        .map_err(|e| {
-            at.error("zstd data does not decompress to the declared size")
-                .with_context("declared", raw_len)
-                .with_source(e)
-        })?;
-    if n != len {
-        return Err(at
-            .error("zstd data decompresses to another size than declared")
+    // A frame that records its size makes zstd refuse any smaller buffer up front.
+    let mut size = if recorded.is_some() {
+        len
+    } else {
+        len.min(FIRST)
+    };
+    let mut out;
+    loop {
+        // A new buffer, not a grown one: a reallocation would hold both for a moment.
+        out = Vec::new();
+        out.try_reserve_exact(size).map_err(|_| {
+            Error::new(
+                ErrorKind::LimitExceeded,
+                "cannot allocate the declared decompressed size",
+            )
             .with_context("declared", raw_len)
-            .with_context("actual", n));
+        })?;
+        match decompressor.decompress_to_buffer(stored, &mut out) {
+            Ok(n) if n == len => return Ok(out),
+            Ok(n) => {
+                return Err(at
+                    .error("zstd data decompresses to another size than declared")
+                    .with_context("declared", raw_len)
+                    .with_context("actual", n));
+            }
+            Err(e) if size < len && too_small(&e) => size = size.saturating_mul(4).min(len),
+            Err(e) => {
+                return Err(at
+                    .error("zstd data does not decompress to the declared size")
+                    .with_context("declared", raw_len)
+                    .with_source(e));
+            }
+        }
     }
-    Ok(out)
 }
 
 /// The decompressed size that the first zstd frame of `stored` records, which must be
@@ -562,5 +583,16 @@ mod tests {
         }
         let e = decompress_zstd(b"not zstd", 8, 8, &at).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupted);
+        // Larger than the first buffer: the buffer grows to the declared size.
+        let raw: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let stored = zstd::stream::encode_all(&raw[..], 1).unwrap();
+        assert_eq!(
+            decompress_zstd(&stored, 5_000_000, 1 << 30, &at).unwrap(),
+            raw
+        );
+        let e = decompress_zstd(&stored, 4_999_999, 1 << 30, &at).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupted);
+        let e = decompress_zstd(&stored, 5_000_001, 1 << 30, &at).unwrap_err();
+        assert_eq!(e.context("actual"), Some("5000000"), "{e}");
     }
 }
