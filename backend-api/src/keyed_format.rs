@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::descriptor::{StateKind, StateMeta};
 use crate::error::{Error, Result};
-use crate::format::{self, Reader, handles};
-use crate::handles::{KeyGroupsStateHandle, StreamStateHandle};
+use crate::format::{self, Reader, describe, handles};
+use crate::handles::KeyGroupsStateHandle;
 use crate::keygroup::KeyGroupRange;
 use crate::stream::{StateReader, open_stream};
 
@@ -382,14 +382,6 @@ pub struct Record<'a> {
     pub user_key: Option<&'a [u8]>,
     /// Serialized value (a list state's value is its serialized `Vec`).
     pub value: &'a [u8],
-}
-
-/// The path of a stream, or `<inline>`, for errors.
-pub fn describe(stream: &StreamStateHandle) -> String {
-    match stream {
-        StreamStateHandle::Inline(_) => "<inline>".to_owned(),
-        StreamStateHandle::File(f) => f.path.clone(),
-    }
 }
 
 fn read_exact(r: &mut dyn Read, buf: &mut [u8], what: &'static str, path: &str) -> Result<()> {

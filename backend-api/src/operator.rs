@@ -143,10 +143,7 @@ impl OperatorStateBackend {
         let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
         for handle in handles {
             let bytes = read_stream(&handle.stream, reader)?;
-            let path = match handle.stream.file() {
-                Some(f) => f.path.clone(),
-                None => "<inline>".to_owned(),
-            };
+            let path = crate::format::describe(&handle.stream);
             let stream = OperatorStream::parse(&bytes, &path)?;
             for (name, meta) in &handle.states {
                 let entry = restored.entry(name.clone()).or_insert_with(|| Restored {

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cornerstone_backend_api::format::describe;
 use cornerstone_backend_api::format::incremental::{self, IncrementalMeta};
-use cornerstone_backend_api::keyed_format::describe;
 use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::stream::read_stream;

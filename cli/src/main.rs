@@ -39,8 +39,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
+use cornerstone_backend_api::format::describe;
 use cornerstone_backend_api::format::operator::OperatorStream;
-use cornerstone_backend_api::keyed_format::{describe, read_key_groups};
+use cornerstone_backend_api::keyed_format::read_key_groups;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{KeyedStateHandle, StateReader};
 use cornerstone_checkpoint_store::{CheckpointStore, inspect};

@@ -34,6 +34,7 @@ use std::ops::RangeInclusive;
 use integer_encoding::VarInt;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::handles::StreamStateHandle;
 
 /// Reads the fields of a stored frame from a byte slice, checking every length against the
 /// bytes that are left before allocating or slicing.
@@ -490,6 +491,14 @@ pub fn read_exactly(
             .with_context("actual", out.len()));
     }
     Ok(out)
+}
+
+/// The path of a stream's file, or `<inline>`, to name it in errors.
+pub fn describe(stream: &StreamStateHandle) -> String {
+    match stream {
+        StreamStateHandle::Inline(_) => "<inline>".to_owned(),
+        StreamStateHandle::File(f) => f.path.clone(),
+    }
 }
 
 /// Appends a big-endian u16.
