@@ -436,24 +436,22 @@ pub fn verify(
                 detail: "savepoint file is not directly in the savepoint directory".into(),
             });
         }
-        match store.read_all(&full) {
-            Ok(bytes) => {
-                report.bytes_read += bytes.len() as u64;
-                if bytes.len() as u64 != f.size {
+        // Streamed: a file of any size costs one chunk of memory.
+        match store.size_and_crc32(&full) {
+            Ok((size, crc)) => {
+                report.bytes_read += size;
+                if size != f.size {
                     report.problems.push(Problem {
                         kind: ProblemKind::SizeMismatch,
                         path: full.clone(),
-                        detail: format!("expected {} bytes, found {}", f.size, bytes.len()),
+                        detail: format!("expected {} bytes, found {size}", f.size),
                     });
-                } else {
-                    let crc = crc32fast::hash(&bytes);
-                    if crc != f.crc32 {
-                        report.problems.push(Problem {
-                            kind: ProblemKind::ChecksumMismatch,
-                            path: full.clone(),
-                            detail: format!("expected crc32 {:08x}, found {crc:08x}", f.crc32),
-                        });
-                    }
+                } else if crc != f.crc32 {
+                    report.problems.push(Problem {
+                        kind: ProblemKind::ChecksumMismatch,
+                        path: full.clone(),
+                        detail: format!("expected crc32 {:08x}, found {crc:08x}", f.crc32),
+                    });
                 }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => report.problems.push(Problem {

@@ -406,6 +406,44 @@ impl CheckpointStore {
             .map_err(|e| from_opendal("read", path, e))
     }
 
+    /// The size and CRC32 of the object at `path`, read in chunks (memory stays at one
+    /// chunk whatever the object's size).
+    pub(crate) fn size_and_crc32(&self, path: &str) -> Result<(u64, u32)> {
+        const CHUNK: usize = 1 << 20;
+        let size = self.size(path)?;
+        let mut hasher = crc32fast::Hasher::new();
+        if size > 0 {
+            let reader = self
+                .inner
+                .op
+                .reader(path)
+                .map_err(|e| from_opendal("open reader", path, e))?;
+            let std_reader = reader
+                .into_std_read(0..size)
+                .map_err(|e| from_opendal("read", path, e))?;
+            let mut reader = crate::error::MapReadErrors::new(std_reader, path.to_owned());
+            let mut buf = vec![0u8; CHUNK];
+            let mut read = 0u64;
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("read", e).with_context("path", path))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                read = read.saturating_add(n as u64);
+            }
+            if read != size {
+                return Err(Error::corrupted("object shorter than its listed size")
+                    .with_context("path", path)
+                    .with_context("size", size)
+                    .with_context("read", read));
+            }
+        }
+        Ok((size, hasher.finalize()))
+    }
+
     pub(crate) fn write_all(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         self.inner
             .op

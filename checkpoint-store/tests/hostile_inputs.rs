@@ -521,3 +521,44 @@ fn csmd_huge_lengths_counts_and_sizes() {
     section(&mut body, 2, &fits);
     codec::decode(&csmd(0, &body)).unwrap();
 }
+
+/// `verify` reads every referenced file to check its size and CRC32: streamed, so a large
+/// state file costs one chunk of memory, not its size.
+#[test]
+fn verify_streams_large_files() {
+    use cornerstone_backend_api::{CheckpointId, CheckpointStreamFactory, SubtaskState};
+    use cornerstone_checkpoint_store::{
+        CheckpointConfig, CheckpointStore, CompletedCheckpointStore, inspect,
+    };
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let job = CompletedCheckpointStore::open(&store, "job", CheckpointConfig::default()).unwrap();
+    let mut p = job.begin_checkpoint(CheckpointId(1)).unwrap();
+    let f = p.stream_factory();
+    let mut out = f.create(StateScope::Exclusive).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..64 {
+        std::io::Write::write_all(&mut out, &chunk).unwrap();
+    }
+    let handle = out.close().unwrap();
+    let state = SubtaskState {
+        keyed: vec![],
+        operator: vec![OperatorStateHandle {
+            states: Default::default(),
+            stream: handle,
+        }],
+    };
+    p.add_subtask_state("op", "Op", 1, 128, 0, state).unwrap();
+    let done = p.commit().unwrap();
+    drop(chunk);
+    let (report, peak) = measure(|| inspect::verify(&store, &done.metadata_path, |_, _| {}));
+    let report = report.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.bytes_read, 64 << 20);
+    eprintln!("verify of a 64 MiB file: peak {peak} bytes allocated");
+    assert!(
+        peak < 8 << 20,
+        "verify allocated {peak} bytes for a 64 MiB file"
+    );
+}
