@@ -11,7 +11,12 @@ LOCATIONS:
 
 OUTPUT:
   Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
-  lines). Progress bars (only on a terminal) and errors go to stderr.
+  lines). Progress bars (only on a terminal), logs and errors go to stderr.
+
+LOGS:
+  Warnings by default; -v adds the store's info events (checkpoints deleted, leases taken),
+  -vv debug, -vvv trace; -q only errors. RUST_LOG (tracing's EnvFilter syntax, e.g.
+  RUST_LOG=cornerstone_checkpoint_store=debug) overrides both.
 
 EXIT CODES:
   0  success (verify: no problem found)
@@ -25,6 +30,14 @@ pub(crate) struct Cli {
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Only errors on stderr, no warnings (RUST_LOG overrides).
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
 
     /// Options of the object store that holds the locations.
     #[command(flatten)]

@@ -133,6 +133,7 @@ fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cornerstone"))
         .args(args)
         .env_remove("AWS_REGION")
+        .env_remove("RUST_LOG")
         .output()
         .unwrap()
 }
@@ -568,4 +569,32 @@ fn errors_are_one_line_with_exit_code_2() {
     let out = ok(&["list", "memory://", "--json"]);
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["snapshots"], serde_json::json!([]));
+}
+
+/// Logs go to stderr, warnings only by default; `-v` shows the store's info events (here:
+/// `gc --delete` taking the job directory's lease), `-q` hides warnings, and stdout keeps
+/// only the result.
+#[test]
+fn logs_go_to_stderr_at_the_level_asked_for() {
+    let gc = |fx: &Fixture, flag: Option<&str>| {
+        let job = fx.arg("job");
+        let mut args: Vec<&str> = flag.into_iter().collect();
+        args.extend(["gc", &job, "--delete", "--min-age", "0s", "--json"]);
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(json["deleted"].as_u64().unwrap() > 0, "{json}");
+        stderr(&out)
+    };
+    let quiet = gc(&Fixture::new(), None);
+    assert!(!quiet.contains("lease"), "{quiet}");
+    let verbose = gc(&Fixture::new(), Some("-v"));
+    assert!(
+        verbose.contains("INFO") && verbose.contains("took the job directory's lease"),
+        "{verbose}"
+    );
+    let silent = gc(&Fixture::new(), Some("-q"));
+    assert!(silent.is_empty(), "{silent}");
+    let both = run(&["-q", "-v", "list", "."]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }

@@ -579,7 +579,12 @@ impl CheckpointCoordinator {
             let newer = inner.pending.split_off(&id);
             std::mem::replace(&mut inner.pending, newer)
         };
-        tracing::debug!(checkpoint = %id, path = %done.metadata_path, "completed checkpoint");
+        tracing::info!(
+            checkpoint = %id,
+            path = %done.metadata_path,
+            state_size = done.metadata.state_size(),
+            "completed checkpoint"
+        );
         let reason = subsumed_by(id);
         for (old, p) in subsumed {
             // Not counted: cannot exceed the limit.

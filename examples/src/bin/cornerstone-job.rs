@@ -77,6 +77,15 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _kill_points = fail::FailScenario::setup();
     let args = Args::parse();
+    // Logs on stderr (the report is on stdout): warnings by default, RUST_LOG=info shows
+    // every checkpoint, restore and failover.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let seed = args
         .seed
         .unwrap_or_else(|| rand::rng().random_range(0..1_000_000));
