@@ -367,6 +367,9 @@ pub struct JobReport {
     pub stats: JobCheckpointStats,
     /// The latest completed checkpoint's `_metadata` path, relative to `dir`.
     pub latest_checkpoint: Option<String>,
+    /// Where the job's checkpoints are: its directory in the checkpoint store (a local path
+    /// for a local store, else the store's URL and the job id).
+    pub checkpoint_location: String,
     /// The check of the output.
     pub output: OutputCheck,
     /// Wall time of the run.
@@ -476,15 +479,14 @@ impl fmt::Display for JobReport {
             o.files,
             c.output_dir().display()
         )?;
-        let job_dir = c.job_dir();
+        let at = &self.checkpoint_location;
         writeln!(
             f,
-            "checkpoints kept (RetainOnCancellation) in {}: try `cornerstone list {}`",
-            job_dir.display(),
-            job_dir.display()
+            "checkpoints kept (RetainOnCancellation) in {at}: try `cornerstone list {at}`"
         )?;
         if let Some(path) = &self.latest_checkpoint {
-            writeln!(f, "  and `cornerstone show {}`", c.dir.join(path).display())?;
+            let name = path.strip_prefix(&format!("{JOB_ID}/")).unwrap_or(path);
+            writeln!(f, "  and `cornerstone show {at}/{name}`")?;
         }
         match (c.mode, self.guarantee_met()) {
             (CheckpointingMode::ExactlyOnce, true) => write!(
@@ -575,7 +577,6 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
     let started = Instant::now();
     if !config.resume {
         remove_dir(&config.job_dir())?;
-        remove_dir(&config.output_dir())?;
     }
     let clock: SharedClock = cornerstone_backend_api::clock::system_clock();
     let coordinator = CheckpointCoordinator::open(
@@ -585,6 +586,19 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
         config.operators(),
         clock.clone(),
     )?;
+    if !config.resume
+        && let Some(existing) = coordinator.checkpoint_store().latest()
+    {
+        // A new run starts from no state (its output directory was just cleared):
+        // restoring someone's checkpoint would break the exactly-once check.
+        return Err(Error::invalid_input(
+            "the checkpoint location holds checkpoints of an earlier run; resume it or use an empty location",
+        )
+        .with_context("checkpoint", existing.metadata_path));
+    }
+    if !config.resume {
+        remove_dir(&config.output_dir())?;
+    }
     let mut tracker = config.restart.tracker(clock.clone());
     let injector = Arc::new(FailureInjector::default());
     let topology = config.topology();
@@ -684,9 +698,31 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
         resumed_from,
         stats: coordinator.stats(),
         latest_checkpoint: latest_path,
+        checkpoint_location: checkpoint_location(config, store),
         output,
         elapsed: started.elapsed(),
     })
+}
+
+/// The job's directory in `store`, as `cornerstone` takes it: `config.dir`'s job directory
+/// for the local store there (as the user typed it), else the store's location.
+fn checkpoint_location(config: &JobConfig, store: &CheckpointStore) -> String {
+    let info = store.operator().info();
+    let default_root = std::fs::canonicalize(&config.dir)
+        .ok()
+        .map(|p| p.display().to_string());
+    if info.scheme() == cornerstone_checkpoint_store::opendal::services::FS_SCHEME
+        && default_root
+            .is_some_and(|d| info.root().trim_end_matches('/') == d.trim_end_matches('/'))
+    {
+        return config.job_dir().display().to_string();
+    }
+    match info.scheme() {
+        s if s == cornerstone_checkpoint_store::opendal::services::FS_SCHEME => {
+            format!("{}/{JOB_ID}", info.root().trim_end_matches('/'))
+        }
+        scheme => format!("{scheme}://{}/{JOB_ID}", info.root().trim_matches('/')),
+    }
 }
 
 /// Waits `delay` (the restart delay) without sleeping the thread through the std API the

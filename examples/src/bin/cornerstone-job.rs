@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use cornerstone_checkpoint_store::CheckpointStore;
 use cornerstone_coordinator::{CheckpointingMode, RestartStrategy};
-use cornerstone_examples::{BackendChoice, JobConfig, run_job};
+use cornerstone_examples::{BackendChoice, JobConfig, run_job, run_job_on};
 use rand::RngExt;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -36,6 +37,11 @@ struct Args {
     /// DIR/wordcount-output).
     #[arg(long, default_value = "cornerstone-data")]
     dir: PathBuf,
+    /// Where the checkpoints go instead of DIR: any location the checkpoint store accepts
+    /// (a path, `file://`, `memory://`, or `s3://bucket/prefix` with the `s3` feature; S3
+    /// settings come from the AWS_* environment variables). The sink's output stays in DIR.
+    #[arg(long, value_name = "LOCATION")]
+    checkpoint_dir: Option<String>,
     /// The keyed state backend of the windowed count.
     #[arg(long, value_enum, default_value = "fs")]
     backend: Backend,
@@ -114,7 +120,12 @@ fn main() -> ExitCode {
         progress: args.progress,
         ..JobConfig::standard(args.dir)
     };
-    match run_job(&config) {
+    let ran = match &args.checkpoint_dir {
+        None => run_job(&config),
+        Some(location) => CheckpointStore::from_url(location, Vec::<(String, String)>::new())
+            .and_then(|store| run_job_on(&config, &store)),
+    };
+    match ran {
         Ok(report) => {
             // Not println!: a closed stdout (`| head`) must not panic.
             let _ = writeln!(std::io::stdout(), "{report}");
