@@ -187,10 +187,19 @@ impl Error {
             Io::InvalidInput => ErrorKind::InvalidInput,
             Io::InvalidData | Io::UnexpectedEof => ErrorKind::Corrupted,
             Io::Unsupported => ErrorKind::Unsupported,
-            Io::Interrupted | Io::TimedOut | Io::WouldBlock | Io::ConnectionReset => {
-                ErrorKind::Unavailable
-            }
-            _ => ErrorKind::Unavailable,
+            Io::Interrupted
+            | Io::TimedOut
+            | Io::WouldBlock
+            | Io::ConnectionReset
+            | Io::ConnectionAborted
+            | Io::ConnectionRefused
+            | Io::BrokenPipe => ErrorKind::Unavailable,
+            // The location is not usable as configured: retrying will not help.
+            Io::PermissionDenied | Io::ReadOnlyFilesystem => ErrorKind::InvalidInput,
+            Io::StorageFull | Io::QuotaExceeded | Io::FileTooLarge => ErrorKind::LimitExceeded,
+            // Anything else (EIO and other unknown failures) is not known to be transient:
+            // never report it as retryable.
+            _ => ErrorKind::Internal,
         };
         Error::new(kind, "i/o failed")
             .with_context("op", op)
@@ -252,6 +261,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn io_errors_are_retryable_only_when_known_to_be_transient() {
+        use std::io::{Error as IoError, ErrorKind as Io};
+        let kind = |k| Error::io("op", IoError::from(k)).kind();
+        assert_eq!(kind(Io::TimedOut), ErrorKind::Unavailable);
+        assert_eq!(kind(Io::ConnectionReset), ErrorKind::Unavailable);
+        assert_eq!(kind(Io::PermissionDenied), ErrorKind::InvalidInput);
+        assert_eq!(kind(Io::StorageFull), ErrorKind::LimitExceeded);
+        assert_eq!(kind(Io::UnexpectedEof), ErrorKind::Corrupted);
+        // EIO: unknown, so not retryable.
+        let eio = Error::io("sync directory", IoError::from_raw_os_error(5));
+        assert_eq!(eio.kind(), ErrorKind::Internal);
+        assert!(!eio.is_retryable());
+    }
+
+    #[test]
     fn display_is_one_line_with_context_and_source() {
         let e = Error::new(ErrorKind::Corrupted, "checksum mismatch")
             .with_context("checkpoint", 42)
@@ -292,8 +316,9 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Internal, "not Unavailable: {e}");
         assert_eq!(e.message(), "a persistent storage failure");
         assert_eq!(e.context("path"), Some("p"));
-        // Unknown I/O errors keep their classification.
+        // An I/O error that carries none of ours, of no known kind, is not known to be
+        // transient: never retryable.
         let other = Error::io("read", std::io::Error::other("boom"));
-        assert_eq!(other.kind(), ErrorKind::Unavailable);
+        assert_eq!(other.kind(), ErrorKind::Internal);
     }
 }
