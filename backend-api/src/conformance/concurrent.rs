@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::faults::BlockingStreamFactory;
-use super::{Harness, clock, fresh, restore, skip};
+use super::{Harness, clock, fresh, restore_same, skip};
 use crate::backend::{KeyedStateBackendExt, StateBackend};
 use crate::descriptor::ValueStateDescriptor;
 use crate::handles::{CheckpointId, SubtaskState};
@@ -79,14 +79,7 @@ pub fn snapshot_while_another_is_blocked_in_io<H: Harness>(h: &H) {
         (state1, state2)
     });
     let check = |state: &SubtaskState, expected: &dyn Fn(u64) -> Option<u64>, which: &str| {
-        let restored = restore::<H, u64>(
-            h,
-            &clock,
-            backend.max_parallelism(),
-            backend.key_group_range(),
-            &state.keyed,
-        )
-        .unwrap();
+        let restored = restore_same(h, &clock, &backend, state);
         let v = restored.value_state::<u64, ()>(&d).unwrap();
         for k in 0..16 {
             assert_eq!(v.get(&k, &()).unwrap(), expected(k), "{which}, key {k}");
@@ -146,14 +139,7 @@ pub fn ten_async_phases_at_once<H: Harness>(h: &H) {
             .collect()
     });
     for (i, state) in states.iter().enumerate() {
-        let restored = restore::<H, u64>(
-            h,
-            &clock,
-            backend.max_parallelism(),
-            backend.key_group_range(),
-            &state.keyed,
-        )
-        .unwrap();
+        let restored = restore_same(h, &clock, &backend, state);
         let names: Vec<String> = restored
             .registered_states()
             .into_iter()

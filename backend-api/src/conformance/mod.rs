@@ -486,6 +486,24 @@ pub(crate) fn restore<H: Harness, K: StateKey>(
     create::<H, K>(h, params(clock, max_p, range).restore(handles, h.reader()))
 }
 
+/// Restores a new backend with `backend`'s key groups from `state` (a snapshot of it).
+#[track_caller]
+pub(crate) fn restore_same<H: Harness, K: StateKey>(
+    h: &H,
+    clock: &ManualClock,
+    backend: &Backend<H, K>,
+    state: &SubtaskState,
+) -> Backend<H, K> {
+    restore::<H, K>(
+        h,
+        clock,
+        backend.max_parallelism(),
+        backend.key_group_range(),
+        &state.keyed,
+    )
+    .expect("restore from a snapshot")
+}
+
 /// Snapshots `backend` and restores a new backend with the same range from it.
 #[track_caller]
 pub(crate) fn roundtrip<H: Harness, K: StateKey>(
@@ -495,14 +513,7 @@ pub(crate) fn roundtrip<H: Harness, K: StateKey>(
     id: u64,
 ) -> Backend<H, K> {
     let state = checkpoint(h, backend, id);
-    restore::<H, K>(
-        h,
-        clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .expect("restore from a snapshot")
+    restore_same(h, clock, backend, &state)
 }
 
 /// Asserts that `result` is an error of `kind`, and returns the error.

@@ -4,7 +4,8 @@ use super::faults::{FailingStreamFactory, FailureMode};
 use super::reducing::{average, sum};
 use super::value::Order;
 use super::{
-    Harness, checkpoint, clock, expect_err, fresh, restore, roundtrip, sorted, write_snapshot,
+    Harness, checkpoint, clock, expect_err, fresh, restore, restore_same, roundtrip, sorted,
+    write_snapshot,
 };
 use crate::backend::{KeyedStateBackendExt, StateBackend};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
@@ -239,14 +240,7 @@ pub fn snapshot_empty_backend<H: Harness>(h: &H) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
     let state = checkpoint(h, &backend, 1);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     assert!(restored.registered_states().is_empty());
     let v = restored
         .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
@@ -312,14 +306,7 @@ pub fn snapshot_excludes_later_updates<H: Harness>(h: &H) {
     }
     v.transform(&0, &(), |_| Some(12345)).unwrap();
     let state = write_snapshot(h, snapshot, 1);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r = restored.value_state::<u64, ()>(&d).unwrap();
     assert_eq!(
         sorted(r.state_keys(&()).unwrap()),
@@ -361,14 +348,7 @@ pub fn snapshot_excludes_later_deletes<H: Harness>(h: &H) {
     }
     assert!(v.state_keys(&()).unwrap().is_empty());
     let state = write_snapshot(h, snapshot, 1);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let rv = restored.value_state::<u64, ()>(&vd).unwrap();
     let rl = restored.list_state::<u64, ()>(&ld).unwrap();
     let rm = restored.map_state::<u64, u64, ()>(&md).unwrap();
@@ -396,14 +376,7 @@ pub fn snapshot_excludes_later_list_adds<H: Harness>(h: &H) {
     l.merge_namespaces(&0, &0, &[1]).unwrap();
     l.update(&1, &0, vec![42]).unwrap();
     let state = write_snapshot(h, snapshot, 7);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r = restored.list_state::<u64, u64>(&d).unwrap();
     for k in 0..300u64 {
         assert_eq!(r.get(&k, &0).unwrap(), [k, k + 1]);
@@ -430,14 +403,7 @@ pub fn snapshot_excludes_later_map_puts<H: Harness>(h: &H) {
         m.put_all(&k, &(), vec![(1, "fresh".into())]).unwrap();
     }
     let state = write_snapshot(h, snapshot, 1);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r = restored.map_state::<u64, String, ()>(&d).unwrap();
     assert_eq!(
         sorted(r.state_keys(&()).unwrap()),
@@ -475,14 +441,7 @@ pub fn two_snapshots_outstanding<H: Harness>(h: &H) {
     let state1 = write_snapshot(h, first, 1);
     backend.notify_checkpoint_complete(CheckpointId(2)).unwrap();
     for (state, n) in [(state1, 1u64), (state2, 2)] {
-        let restored = restore::<H, u64>(
-            h,
-            &clock,
-            backend.max_parallelism(),
-            backend.key_group_range(),
-            &state.keyed,
-        )
-        .unwrap();
+        let restored = restore_same(h, &clock, &backend, &state);
         let rv = restored.value_state::<u64, ()>(&vd).unwrap();
         let rl = restored.list_state::<u64, ()>(&ld).unwrap();
         for k in 0..100u64 {
@@ -521,14 +480,7 @@ pub fn async_phase_on_another_thread<H: Harness>(h: &H) {
         writer.join().expect("the writer thread panicked")
     })
     .unwrap();
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r = restored.map_state::<u64, u64, ()>(&d).unwrap();
     assert_eq!(r.state_keys(&()).unwrap().len(), 2_000);
     for k in 0..2_000u64 {
@@ -572,14 +524,7 @@ fn failed_write_leaves_backend_working<H: Harness>(h: &H, modes: &[FailureMode])
     }
     id += 1;
     let state = checkpoint(h, &backend, id);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r = restored.value_state::<u64, ()>(&d).unwrap();
     assert_eq!(r.state_keys(&()).unwrap().len(), 200 + modes.len());
     for k in 0..200u64 {

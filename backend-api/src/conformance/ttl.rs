@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::reducing::{average, sum};
-use super::{Harness, T0, checkpoint, clock, fresh, restore, roundtrip, skip, sorted};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use super::{Harness, T0, checkpoint, clock, fresh, restore_same, roundtrip, skip, sorted};
+use crate::backend::KeyedStateBackendExt;
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::ttl::{StateTtlConfig, StateVisibility, UpdateType};
 
@@ -333,14 +333,7 @@ pub fn ttl_cleanup_full_snapshot_drops_expired<H: Harness>(h: &H) {
     clock.set(T0 + 120);
     let state = checkpoint(h, &backend, 1);
 
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r_value = restored.value_state::<u64, ()>(&value_d).unwrap();
     let r_list = restored.list_state::<u64, ()>(&list_d).unwrap();
     let r_map = restored.map_state::<u64, u64, ()>(&map_d).unwrap();

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::reducing::{average, sum};
 use super::ttl::{default_ttl, ttl};
-use super::{Backend, Harness, T0, checkpoint, clock, fresh, restore, roundtrip, skip, sorted};
+use super::{
+    Backend, Harness, T0, checkpoint, clock, fresh, restore, restore_same, roundtrip, skip, sorted,
+};
 use crate::backend::{KeyedStateBackendExt, StateBackend};
 use crate::clock::ManualClock;
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
@@ -320,14 +322,7 @@ pub fn ttl_incremental_cleanup_leaves_pending_snapshot_alone<H: Harness>(h: &H) 
     );
     let state = super::write_snapshot(h, snapshot, 1);
     clock.set(T0 + 50);
-    let restored = restore::<H, u64>(
-        h,
-        &clock,
-        backend.max_parallelism(),
-        backend.key_group_range(),
-        &state.keyed,
-    )
-    .unwrap();
+    let restored = restore_same(h, &clock, &backend, &state);
     let r = restored.value_state::<u64, ()>(&d).unwrap();
     for k in 0..200 {
         let expected = u64::from(k < 50);
