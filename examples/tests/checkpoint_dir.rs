@@ -7,18 +7,10 @@ mod common;
 use cornerstone_examples::JOB_ID;
 
 fn run(dir: &std::path::Path, location: &str) -> String {
-    let out = common::job(dir, 4_000, 40)
-        .args(["--checkpoint-dir", location, "--interval-ms", "10"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{location}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("OK: exactly once"), "{location}:\n{stdout}");
-    stdout
+    common::run_exactly_once(
+        common::job(dir, 4_000, 40).args(["--checkpoint-dir", location, "--interval-ms", "10"]),
+        location,
+    )
 }
 
 #[test]

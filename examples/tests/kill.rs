@@ -53,18 +53,11 @@ fn kill_9_mid_run_then_resume_is_exactly_once() {
     );
     assert!(dir.path().join("wordcount").is_dir());
 
-    let out = job(dir.path())
-        .args(["--pace-ms", "1", "--resume"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = common::run_exactly_once(
+        job(dir.path()).args(["--pace-ms", "1", "--resume"]),
+        "the resumed job",
     );
     assert!(report.contains("resumed from checkpoint"), "{report}");
-    assert!(report.contains("OK: exactly once"), "{report}");
     let done = check_output(&dir.path().join("wordcount-output"), &expected).unwrap();
     assert!(done.exactly_once(), "{done:?}");
 }

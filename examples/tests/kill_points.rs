@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{job, reported_checkpoints, verify_job};
+use common::{job, reported_checkpoints, run_exactly_once, verify_job};
 
 /// 2 inputs x 2 splits x 60k events over 5000 keys, a checkpoint every 30 ms: about 3 s
 /// and 15 checkpoints in a debug build, whose keyed state is large enough (above the
@@ -75,21 +75,14 @@ fn kill_at(point: &str, skip: u32) {
         .last()
         .unwrap_or_else(|| panic!("no checkpoint completed before the kill at {point}:\n{stdout}"));
 
-    let after_kill = verify_job(dir.path());
-    eprintln!(
-        "{point} (hit {}): {} checkpoints reported complete before the kill (last chk-{last_reported}); \
-         on disk: complete {:?}, {} without _metadata; verify: {} files, {} problems",
-        skip + 1,
-        reported.len(),
-        after_kill.complete,
-        after_kill.incomplete,
-        after_kill.files_checked,
-        after_kill.problems.len()
-    );
-    assert!(
-        after_kill.problems.is_empty(),
-        "{point}: {:#?}",
-        after_kill.problems
+    let after_kill = verified(
+        point,
+        &format!(
+            "hit {}: {} checkpoints reported complete before the kill (last chk-{last_reported})",
+            skip + 1,
+            reported.len()
+        ),
+        dir.path(),
     );
     // Nothing lost: the latest checkpoint the job reported complete is still complete.
     assert!(
@@ -101,35 +94,35 @@ fn kill_at(point: &str, skip: u32) {
     );
     let latest = after_kill.complete.last().unwrap().get();
 
-    let out = job(dir.path(), EVENTS, KEYS)
-        .args(["--pace-ms", "1", "--interval-ms", "30", "--resume"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{point}: the resumed job failed:\n{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = run_exactly_once(
+        job(dir.path(), EVENTS, KEYS).args(["--pace-ms", "1", "--interval-ms", "30", "--resume"]),
+        &format!("{point}: the resumed job"),
     );
     assert!(
         report.contains(&format!("resumed from checkpoint {latest}\n")),
         "{point}: not resumed from the latest complete chk-{latest}:\n{report}"
     );
-    assert!(report.contains("OK: exactly once"), "{point}:\n{report}");
-    let after_resume = verify_job(dir.path());
+    verified(
+        point,
+        &format!("resumed from chk-{latest}, exactly once"),
+        dir.path(),
+    );
+}
+
+/// Every complete checkpoint in `dir` verifies (`cornerstone verify`); says what is on
+/// disk after `when`.
+#[track_caller]
+fn verified(point: &str, when: &str, dir: &std::path::Path) -> common::Verified {
+    let v = verify_job(dir);
     eprintln!(
-        "{point}: resumed from chk-{latest}, exactly once; on disk: complete {:?}, {} without _metadata; \
-         verify: {} files, {} problems",
-        after_resume.complete,
-        after_resume.incomplete,
-        after_resume.files_checked,
-        after_resume.problems.len()
+        "{point} ({when}): on disk: complete {:?}, {} without _metadata; verify: {} files, {} problems",
+        v.complete,
+        v.incomplete,
+        v.files_checked,
+        v.problems.len()
     );
-    assert!(
-        after_resume.problems.is_empty(),
-        "{point}: {:#?}",
-        after_resume.problems
-    );
+    assert!(v.problems.is_empty(), "{point} ({when}): {:#?}", v.problems);
+    v
 }
 
 /// The 4th commit dies with its files written and synced, before `_metadata`.

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{job, verify_job};
+use common::{job, run_exactly_once, verify_job};
 use cornerstone_examples::{JobConfig, check_output, expected_counts};
 
 const EVENTS: u64 = 60_000;
@@ -53,17 +53,10 @@ fn a_resumed_instance_fences_the_old_one_and_the_output_is_exactly_once() {
     }
 
     // The new instance resumes beside it.
-    let new = job(dir.path(), EVENTS, KEYS)
-        .args(["--pace-ms", "1", "--interval-ms", "20", "--resume"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&new.stdout);
-    assert!(
-        new.status.success(),
-        "the new instance failed:\n{report}\n{}",
-        String::from_utf8_lossy(&new.stderr)
+    run_exactly_once(
+        job(dir.path(), EVENTS, KEYS).args(["--pace-ms", "1", "--interval-ms", "20", "--resume"]),
+        "the new instance",
     );
-    assert!(report.contains("OK: exactly once"), "{report}");
 
     // The old one stops by itself: its stdout closes (bounded: killed after two minutes).
     let deadline = std::time::Instant::now() + Duration::from_secs(120);

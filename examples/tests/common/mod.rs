@@ -25,6 +25,21 @@ pub(crate) fn job(dir: &Path, events: u64, keys: u64) -> Command {
     cmd
 }
 
+/// Runs the job to its end, asserts that it succeeded and that its output is exactly once,
+/// and returns its report (stdout). `what` names the run in failure messages.
+#[track_caller]
+pub(crate) fn run_exactly_once(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: the job failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("OK: exactly once"), "{what}:\n{report}");
+    report
+}
+
 /// The ids of the `completed checkpoint N` lines that `--progress` printed.
 pub(crate) fn reported_checkpoints(stdout: &str) -> Vec<u64> {
     stdout
