@@ -217,8 +217,12 @@ pub(crate) fn checkpoint_dirs(
 /// [`DirSync`](crate::DirSync)). A process that died between deleting a `_metadata` and
 /// syncing its directory left a deletion that a power cut could undo; the files that
 /// `_metadata` referenced may be deleted only once it is gone for good.
-pub(crate) fn sync_job_dirs(store: &CheckpointStore, job_dir: &str) -> Result<()> {
-    let dirs = checkpoint_dirs(store, job_dir)?;
+/// `dirs` is the job directory's [`checkpoint_dirs`], listed by the caller.
+pub(crate) fn sync_job_dirs(
+    store: &CheckpointStore,
+    job_dir: &str,
+    dirs: &[(CheckpointId, String)],
+) -> Result<()> {
     let shared = layout::shared_dir(job_dir);
     store.sync_dirs(
         dirs.iter()
@@ -455,8 +459,10 @@ impl CompletedCheckpointStore {
             config.clock.now_millis()
         );
         let lease = Lease::acquire(store, &job_dir, first_id, &owner)?;
-        sync_job_dirs(store, &job_dir)?;
-        let classified = status::classify_job(store, &job_dir, None)?;
+        let dirs = checkpoint_dirs(store, &job_dir)?;
+        sync_job_dirs(store, &job_dir, &dirs)?;
+        let lease_state = crate::lease::read_state(store, &job_dir)?;
+        let classified = status::classify_listed(store, dirs, None, &lease_state)?;
         let mut retained = Vec::new();
         let keep_shared = classified.iter().any(|(_, _, st)| st.is_unreadable());
         for (id, dir, st) in &classified {
@@ -501,7 +507,7 @@ impl CompletedCheckpointStore {
                 unpublish(store, done)?;
             }
         }
-        lease.prune_views();
+        lease.prune_views(&lease_state);
         Ok(CompletedCheckpointStore {
             inner: Arc::new(JobInner {
                 store: store.clone(),

@@ -722,7 +722,11 @@ pub fn gc_delete(store: &CheckpointStore, report: &GcReport, options: &GcOptions
         .last()
         .map_or(1, |(id, _)| id.get().saturating_add(1));
     let taken = lease::Lease::acquire(store, &report.job_dir, first_id, "cornerstone gc")?;
-    crate::completed::sync_job_dirs(store, &report.job_dir)?;
+    crate::completed::sync_job_dirs(
+        store,
+        &report.job_dir,
+        &checkpoint_dirs(store, &report.job_dir)?,
+    )?;
     let fresh = gc_candidates(store, &report.job_dir, options)?;
     let still: BTreeSet<&str> = fresh.candidates.iter().map(|c| c.path.as_str()).collect();
     let mut deleted = 0;

@@ -302,12 +302,11 @@ impl Lease {
 
     /// Deletes the views of older epochs: everything they make late was dealt with by this
     /// writer, and every later publication by a fenced writer is late by this writer's view.
-    /// Best effort: a view left behind only costs a read.
-    pub(crate) fn prune_views(&self) {
-        if let Ok(state) = read_state(&self.store, &self.job_dir) {
-            for v in state.views.iter().filter(|v| v.epoch < self.epoch) {
-                let _ = self.store.delete(&view_path(&self.job_dir, v.epoch));
-            }
+    /// `state` is the lease state the caller classified the job with. Best effort: a view
+    /// left behind only costs a read.
+    pub(crate) fn prune_views(&self, state: &LeaseState) {
+        for v in state.views.iter().filter(|v| v.epoch < self.epoch) {
+            let _ = self.store.delete(&view_path(&self.job_dir, v.epoch));
         }
     }
 

@@ -213,10 +213,20 @@ pub fn classify_job(
 ) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
     let job_dir = layout::normalize_dir(job_dir)?;
     let lease = crate::lease::read_state(store, &job_dir)?;
-    crate::completed::checkpoint_dirs(store, &job_dir)?
-        .into_iter()
+    let dirs = crate::completed::checkpoint_dirs(store, &job_dir)?;
+    classify_listed(store, dirs, age, &lease)
+}
+
+/// [`classify_job`] of directories the caller listed, with the job's lease state it read.
+pub(crate) fn classify_listed(
+    store: &CheckpointStore,
+    dirs: Vec<(CheckpointId, String)>,
+    age: Option<AgeGuard>,
+    lease: &crate::lease::LeaseState,
+) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
+    dirs.into_iter()
         .map(|(id, dir)| {
-            let status = with_lease(classify(store, &dir, id, age)?, id, &lease);
+            let status = with_lease(classify(store, &dir, id, age)?, id, lease);
             Ok((id, dir, status))
         })
         .collect()
