@@ -16,6 +16,7 @@ use crate::keygroup::{KeyGroupRange, check_max_parallelism};
 use crate::state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 use crate::stream::{CheckpointStreamFactory, StateReader};
 use crate::table::{ListTable, MapTable, TableOptions, ValueTable};
+use crate::timer::{TIMER_STATE_PREFIX, TIMESTAMP_TYPE, TimeDomain, TimerQueue, TimerService};
 use crate::ttl::TtlValue;
 use crate::ttl_table::{TtlListTable, TtlMapTable, TtlValueTable, snapshot_filter};
 
@@ -112,7 +113,15 @@ pub trait KeyedStateBackend<K: StateKey>: StateBackend {
         options: TableOptions<UV>,
     ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>>;
 
-    /// The clock of TTL.
+    /// The timer queue of `meta` (kind [`StateKind::Timers`]): what a
+    /// [`TimerService`] keeps one domain's timers in. Registered, restored and snapshotted
+    /// like the tables, under `meta.name`.
+    ///
+    /// # Errors
+    /// As [`value_table`](Self::value_table).
+    fn timer_queue(&self, meta: StateMeta) -> Result<Arc<dyn TimerQueue>>;
+
+    /// The clock of TTL and of processing-time timers.
     fn clock(&self) -> SharedClock;
 }
 
@@ -126,6 +135,13 @@ fn meta(
 ) -> Result<StateMeta> {
     if name.is_empty() {
         return Err(Error::invalid_input("a state name must not be empty"));
+    }
+    if name.starts_with(TIMER_STATE_PREFIX) {
+        return Err(Error::invalid_input(
+            "state names starting with the timer prefix are kept for timer services",
+        )
+        .with_context("state", name)
+        .with_context("prefix", TIMER_STATE_PREFIX));
     }
     Ok(StateMeta {
         name: name.to_owned(),
@@ -275,6 +291,38 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             &descriptor.name,
             table,
             Arc::clone(&descriptor.function),
+        ))
+    }
+
+    /// The timer service `name`, with namespaces of type `N` (a window type, or `()`): its
+    /// event-time and processing-time timers are the states `_timer_state/event_<name>` and
+    /// `_timer_state/processing_<name>`, snapshotted and rescaled with the keyed state.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] for an empty name, or when the service was
+    /// registered or restored with another namespace type.
+    fn timer_service<N: StateKey>(&self, name: &str) -> Result<TimerService<K, N>> {
+        if name.is_empty() {
+            return Err(Error::invalid_input(
+                "a timer service name must not be empty",
+            ));
+        }
+        let queue = |domain: TimeDomain| {
+            self.timer_queue(StateMeta {
+                name: domain.queue_name(name),
+                kind: StateKind::Timers,
+                namespace_type: namespace_type_name::<N>(),
+                user_key_type: None,
+                value_type: TIMESTAMP_TYPE.to_owned(),
+                ttl: false,
+            })
+        };
+        Ok(TimerService::new(
+            name,
+            queue(TimeDomain::EventTime)?,
+            queue(TimeDomain::ProcessingTime)?,
+            self.max_parallelism(),
+            self.clock(),
         ))
     }
 }

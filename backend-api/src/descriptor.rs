@@ -41,6 +41,9 @@ pub enum StateKind {
     Reducing,
     /// An accumulator folded with an aggregate function.
     Aggregating,
+    /// The timers of one [`TimeDomain`](crate::timer::TimeDomain) of a timer service: a
+    /// key-grouped priority queue (Flink's `PRIORITY_QUEUE` state).
+    Timers,
 }
 
 impl fmt::Display for StateKind {
@@ -51,6 +54,7 @@ impl fmt::Display for StateKind {
             StateKind::Map => "MapState",
             StateKind::Reducing => "ReducingState",
             StateKind::Aggregating => "AggregatingState",
+            StateKind::Timers => "Timers",
         })
     }
 }

@@ -35,6 +35,8 @@
 //!   [`MapState`], [`ReducingState`] and [`AggregatingState`] from descriptors; backends
 //!   implement [`KeyedStateBackend`] (three table primitives, see [`table`]) and
 //!   [`StateBackend`] (snapshots), and are created by a [`StateBackendFactory`];
+//! - [`timer`]: event-time and processing-time timers per key and namespace
+//!   ([`TimerService`]), kept in the backend and checkpointed by key group;
 //! - [`keygroup`]: key groups and their assignment to subtasks;
 //! - [`operator`]: operator list, union and broadcast state;
 //! - [`stream`] and [`handles`]: the snapshot contract and the plain-data handles;
@@ -58,6 +60,7 @@ pub mod rescale;
 pub mod state;
 pub mod stream;
 pub mod table;
+pub mod timer;
 pub mod ttl;
 mod ttl_table;
 
@@ -87,4 +90,5 @@ pub use stream::{
     CheckpointOutputStream, CheckpointStreamFactory, CountingReader, InlineStreamFactory,
     MemoryCheckpointStorage, StateReader,
 };
+pub use timer::{TimeDomain, Timer, TimerService};
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};

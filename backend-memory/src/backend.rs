@@ -12,17 +12,19 @@ use cornerstone_backend_api::keyed_format::{
 };
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
+use cornerstone_backend_api::timer::TimerQueue;
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, InlineStreamFactory,
     KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
-    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateMeta, StateScope,
-    StateValue, SubtaskState, codec,
+    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateKind, StateMeta,
+    StateScope, StateValue, SubtaskState, codec,
 };
 use parking_lot::Mutex;
 
 use crate::table::{
     Captured, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered, SnapshotWriter,
 };
+use crate::timers::{HeapTimerQueue, insert_record};
 
 /// The name of the memory backend, used in logs, metadata and CLI flags.
 pub const NAME: &str = "memory";
@@ -636,6 +638,23 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             },
         )?;
         Ok(table)
+    }
+
+    fn timer_queue(&self, meta: StateMeta) -> Result<Arc<dyn TimerQueue>> {
+        if meta.kind != StateKind::Timers {
+            return Err(
+                Error::invalid_input("a timer queue's state kind must be Timers")
+                    .with_context("state", &meta.name)
+                    .with_context("kind", meta.kind),
+            );
+        }
+        let queue = self.register(
+            meta,
+            || HeapTimerQueue::new(self.range),
+            |_, _, _| {},
+            |q, index, r| insert_record(q, index, r.key, r.namespace, r.value),
+        )?;
+        Ok(queue)
     }
 
     fn clock(&self) -> SharedClock {

@@ -30,6 +30,7 @@
 
 mod backend;
 mod table;
+mod timers;
 
 pub use backend::{
     DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage,

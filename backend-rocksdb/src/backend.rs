@@ -11,10 +11,11 @@ use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::table::{
     ListTable, MapTable, SnapshotFilter, TableOptions, ValueTable,
 };
+use cornerstone_backend_api::timer::TimerQueue;
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateMeta,
-    StateTtlConfig, StateValue, StreamStateHandle, codec,
+    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateKind,
+    StateMeta, StateTtlConfig, StateValue, StreamStateHandle, codec,
 };
 use parking_lot::Mutex;
 
@@ -25,6 +26,7 @@ use crate::keys::prefix_len;
 use crate::restore::restore;
 use crate::snapshot::{FullSnapshot, IncrementalSnapshot, SnapshotState};
 use crate::table::{Core, RocksListTable, RocksMapTable, RocksValueTable};
+use crate::timers::RocksTimerQueue;
 use crate::ttl::{Layout, TtlCompaction};
 
 /// What a full snapshot does with a stored value (TTL's cleanup in full snapshots).
@@ -73,6 +75,9 @@ pub struct RocksDbKeyedStateBackend<K> {
     clock: SharedClock,
     backend_id: String,
     states: Mutex<BTreeMap<String, StateEntry>>,
+    /// The registered timer queues: each keeps its key groups' first timers in memory, so
+    /// registering again returns the same queue.
+    timer_queues: Mutex<BTreeMap<String, Arc<RocksTimerQueue>>>,
     uploads: Arc<Mutex<Uploads>>,
     _key: PhantomData<fn() -> K>,
 }
@@ -114,6 +119,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             clock: params.clock,
             backend_id: uuid::Uuid::new_v4().to_string(),
             states: Mutex::new(states),
+            timer_queues: Mutex::new(BTreeMap::new()),
             uploads: Arc::new(Mutex::new(Uploads::default())),
             _key: PhantomData,
         })
@@ -183,10 +189,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             }
             None => {
                 let cf = cf_name(&meta.name);
-                self.inst.ensure_cf(&CfSpec {
-                    name: cf.clone(),
-                    ttl: meta.ttl,
-                })?;
+                self.inst.ensure_cf(&CfSpec::of(cf.clone(), &meta))?;
                 compaction(&cf);
                 states.insert(
                     meta.name.clone(),
@@ -376,6 +379,25 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
             core,
             _types: PhantomData,
         }))
+    }
+
+    fn timer_queue(&self, meta: StateMeta) -> Result<Arc<dyn TimerQueue>> {
+        if meta.kind != StateKind::Timers {
+            return Err(
+                Error::invalid_input("a timer queue's state kind must be Timers")
+                    .with_context("state", &meta.name)
+                    .with_context("kind", meta.kind),
+            );
+        }
+        let mut queues = self.timer_queues.lock();
+        let name = meta.name.clone();
+        let core = self.register(meta, None, None, Layout::Value)?;
+        if let Some(queue) = queues.get(&name) {
+            return Ok(Arc::clone(queue) as Arc<dyn TimerQueue>);
+        }
+        let queue = Arc::new(RocksTimerQueue::open(core)?);
+        queues.insert(name, Arc::clone(&queue));
+        Ok(queue)
     }
 
     fn clock(&self) -> SharedClock {

@@ -188,7 +188,7 @@ impl RocksDbStateBackend {
     /// (merge operator of list state and memtable layout included).
     pub fn column_family_options(&self, max_parallelism: u32) -> rocksdb::Options {
         self.resources()
-            .cf_options(crate::keys::prefix_len(max_parallelism), None)
+            .cf_options(crate::keys::prefix_len(max_parallelism), None, false)
     }
 
     /// The write options of state access (no write-ahead log).

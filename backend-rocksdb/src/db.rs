@@ -125,10 +125,18 @@ impl Resources {
     /// group and the key ([`key_part_1`]), so a point access searches the few entries of
     /// its key instead of one skiplist of everything. Iterators then only see the entries
     /// of their seek key's key unless they ask for total order ([`crate::table::Seek`]).
-    pub(crate) fn cf_options(&self, prefix_len: usize, ttl: Option<&TtlSlot>) -> Options {
+    ///
+    /// A timer state's column family keeps the plain skiplist: its reads are seeks across
+    /// keys (the first timer of a key group), which a hashed memtable cannot serve.
+    pub(crate) fn cf_options(
+        &self,
+        prefix_len: usize,
+        ttl: Option<&TtlSlot>,
+        timers: bool,
+    ) -> Options {
         let mut o = Options::default();
         self.apply_cf(&mut o);
-        if self.memtable_hash_buckets > 0 {
+        if self.memtable_hash_buckets > 0 && !timers {
             let part = if prefix_len == 1 {
                 key_part_1
             } else {
@@ -158,7 +166,7 @@ impl Resources {
         let slot = cf
             .ttl
             .then(|| Arc::clone(slots.entry(cf.name.clone()).or_default()));
-        self.cf_options(prefix_len, slot.as_ref())
+        self.cf_options(prefix_len, slot.as_ref(), cf.timers)
     }
 
     fn apply_cf(&self, o: &mut Options) {
@@ -174,11 +182,24 @@ impl Resources {
     }
 }
 
-/// A column family to open: its name, and whether it holds a TTL state.
+/// A column family to open: its name, whether it holds a TTL state, whether it holds
+/// timers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CfSpec {
     pub(crate) name: String,
     pub(crate) ttl: bool,
+    pub(crate) timers: bool,
+}
+
+impl CfSpec {
+    /// The column family `name` of state `meta`.
+    pub(crate) fn of(name: String, meta: &cornerstone_backend_api::StateMeta) -> Self {
+        CfSpec {
+            name,
+            ttl: meta.ttl,
+            timers: meta.kind == cornerstone_backend_api::StateKind::Timers,
+        }
+    }
 }
 
 /// The write options of state access: no WAL (checkpoints make state durable, as in Flink).

@@ -74,6 +74,7 @@ mod keys;
 mod restore;
 mod snapshot;
 mod table;
+mod timers;
 mod ttl;
 
 pub use backend::RocksDbKeyedStateBackend;

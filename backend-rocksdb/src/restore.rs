@@ -16,9 +16,10 @@ use cornerstone_backend_api::format::incremental::{self, IncrementalMeta};
 use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::timer::{TimerEntry, decode_timestamp};
 use cornerstone_backend_api::{
     Error, IncrementalStateHandle, KeyGroupRange, KeyedBackendParams, KeyedStateHandle, Result,
-    StateMeta, StateReader,
+    StateKind, StateMeta, StateReader,
 };
 use rocksdb::WriteBatch;
 
@@ -27,6 +28,7 @@ use crate::db::{CfSpec, Instance, Resources, open_read_only, working_dir};
 use crate::error::{from_rocksdb, local_io};
 use crate::keys::{key_group_bound, prefix_len, push_field, push_key_group};
 use crate::table::{Seek, scan};
+use crate::timers::timer_key;
 
 /// Writes are applied in batches of about this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
@@ -101,10 +103,7 @@ fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Res
             )
             .with_context("state", &meta.name));
         }
-        return Ok(CfSpec {
-            name: e.cf.clone(),
-            ttl: meta.ttl,
-        });
+        return Ok(CfSpec::of(e.cf.clone(), meta));
     }
     let cf = cf_name(&meta.name);
     states.insert(
@@ -116,10 +115,7 @@ fn add_state(states: &mut BTreeMap<String, StateEntry>, meta: &StateMeta) -> Res
             registered: false,
         },
     );
-    Ok(CfSpec {
-        name: cf,
-        ttl: meta.ttl,
-    })
+    Ok(CfSpec::of(cf, meta))
 }
 
 /// A write batch that is applied when it grows large.
@@ -194,7 +190,7 @@ pub(crate) fn restore(
     for (n, handle) in params.restore.iter().enumerate() {
         match handle {
             KeyedStateHandle::KeyGroups(h) => {
-                let mut names: Vec<(String, bool)> = Vec::new();
+                let mut names: Vec<(String, StateKind)> = Vec::new();
                 let mut key = Vec::new();
                 let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
                     if names.is_empty() && !header.states.is_empty() {
@@ -202,10 +198,7 @@ pub(crate) fn restore(
                         for meta in &header.states {
                             let cf = add_state(&mut states, meta)?;
                             inst.ensure_cf(&cf)?;
-                            names.push((
-                                cf.name,
-                                meta.kind == cornerstone_backend_api::StateKind::Map,
-                            ));
+                            names.push((cf.name, meta.kind));
                         }
                     }
                     if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
@@ -215,10 +208,21 @@ pub(crate) fn restore(
                         .with_context("key_group", record.key_group)
                         .with_context("max_parallelism", params.max_parallelism));
                     }
-                    let Some((cf, _)) = names.get(record.state as usize) else {
+                    let Some((cf, kind)) = names.get(record.state as usize) else {
                         return Err(Error::corrupted("snapshot record out of place")
                             .with_context("key_group", record.key_group));
                     };
+                    if *kind == StateKind::Timers {
+                        let entry = TimerEntry::from_parts(record.key, record.namespace);
+                        timer_key(
+                            &mut key,
+                            record.key_group,
+                            plen,
+                            decode_timestamp(record.value)?,
+                            entry.as_bytes(),
+                        );
+                        return loader.put(cf, &key, &[]);
+                    }
                     key.clear();
                     push_key_group(&mut key, record.key_group, plen);
                     push_field(&mut key, record.key);

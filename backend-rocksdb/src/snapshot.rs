@@ -26,6 +26,7 @@ use crate::db::{Instance, open_read_only};
 use crate::error::local_io;
 use crate::keys::{key_group_bound, split};
 use crate::table::{Seek, scan};
+use crate::timers::timer_record;
 
 /// What the synchronous phase captured: a native checkpoint in a local directory and the
 /// states it holds.
@@ -98,6 +99,7 @@ impl AsyncSnapshot for FullSnapshot {
             let upper = key_group_bound(kg + 1, s.prefix_len);
             for (index, (entry, cf)) in s.states.iter().zip(&handles).enumerate() {
                 let is_map = entry.meta.kind == StateKind::Map;
+                let is_timers = entry.meta.kind == StateKind::Timers;
                 let state = index as u16;
                 scan(
                     &db,
@@ -106,6 +108,12 @@ impl AsyncSnapshot for FullSnapshot {
                     Some(upper.clone()),
                     Seek::Total,
                     &mut |k, v| {
+                        if is_timers {
+                            let (key, namespace, ts) = timer_record(k, s.prefix_len)
+                                .map_err(|e| e.with_context("state", &entry.meta.name))?;
+                            writer.raw_record(state, key, namespace, None, &ts)?;
+                            return Ok(true);
+                        }
                         let parts = split(k, s.prefix_len)?;
                         let user_key = is_map.then_some(parts.rest);
                         let filtered = match &entry.filter {

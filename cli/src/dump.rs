@@ -182,6 +182,7 @@ pub(crate) fn kind_str(kind: StateKind) -> &'static str {
         StateKind::Map => "map",
         StateKind::Reducing => "reducing",
         StateKind::Aggregating => "aggregating",
+        StateKind::Timers => "timers",
     }
 }
 

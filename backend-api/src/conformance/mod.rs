@@ -33,22 +33,25 @@
 //! - `corruption`: damaged snapshots are detected, never panic;
 //! - `rescale`: restores at another parallelism;
 //! - `operator`: operator list, union and broadcast state;
+//! - `timers`: timer services (order, deduplication, deletion, registration while firing,
+//!   both time domains, snapshots, rescaling); `timer_model`: a property test of timers
+//!   against a `BTreeSet`;
 //! - `model`: a model-based property test against a `BTreeMap`.
 //!
 //! # Flink's tests and these cases
 //!
 //! Each test of Flink's `StateBackendTestBase` (66), `OperatorStateBackendTest`
 //! (10) and `TtlStateTestBase` (16), 92 in all, and the cases that state its
-//! behaviour here, or why it does not apply (30 do not: Java's serializers, nulls, default
-//! values, queryable state, metrics, timers, cancellation). Keep it in step when either
+//! behaviour here, or why it does not apply (28 do not: Java's serializers, nulls, default
+//! values, queryable state, metrics, cancellation). Keep it in step when either
 //! side changes. The tests are in apache/flink,
 //! `flink-runtime/src/test/java/org/apache/flink/runtime/state/` (`ttl/` for the last).
 //!
 //! | `StateBackendTestBase` | cases | note |
 //! | --- | --- | --- |
 //! | `testEnableStateLatencyTracking` | — | metrics: no latency tracking |
-//! | `testKeyGroupedInternalPriorityQueue` | — | timers' priority queue: not part of the state API |
-//! | `testKeyGroupedInternalPriorityQueueAddAll` | — | as above |
+//! | `testKeyGroupedInternalPriorityQueue` | `timers_fire_in_order`, `timers_deduplicate`, `timers_delete`, `timers_snapshot_roundtrip`, `timers_model_check` | the queue is used through `TimerService` |
+//! | `testKeyGroupedInternalPriorityQueueAddAll` | `timers_rescale_1_to_3`, `timers_rescale_4_to_2` | no bulk add: restores fill the queue per key group |
 //! | `testGetKeys` | `state_keys_per_namespace_every_kind`, `value_window_namespaces_and_state_keys` |  |
 //! | `testGetKeysAndNamespaces` | `state_keys_per_namespace_every_kind` | keys per namespace; the API has no walk of (key, namespace) pairs |
 //! | `testBackendUsesRegisteredKryoDefaultSerializer` | — | Kryo |
@@ -173,6 +176,8 @@ mod reducing;
 mod registration;
 mod rescale;
 mod snapshot;
+mod timer_model;
+mod timers;
 mod ttl;
 mod ttl_kinds;
 mod ttl_merge;
@@ -193,6 +198,8 @@ pub use reducing::*;
 pub use registration::*;
 pub use rescale::*;
 pub use snapshot::*;
+pub use timer_model::*;
+pub use timers::*;
 pub use ttl::*;
 pub use ttl_kinds::*;
 pub use ttl_merge::*;
@@ -392,6 +399,26 @@ macro_rules! conformance_suite {
             operator_empty_snapshot,
             operator_broadcast_remove_and_clear_cycles,
             operator_union_partly_registered,
+            // timers
+            timers_fire_in_order,
+            timers_extreme_timestamps,
+            timers_deduplicate,
+            timers_delete,
+            timers_register_while_firing,
+            timers_callback_error_stops_firing,
+            timers_processing_time_from_clock,
+            timers_named_services,
+            timers_foreign_key_is_rejected,
+            timers_snapshot_roundtrip,
+            timers_snapshot_isolation,
+            timers_unregistered_survive_a_second_cycle,
+            timers_rescale_1_to_3,
+            timers_rescale_4_to_2,
+            timers_rescale_max_parallelism_1000,
+            timers_restore_with_keyed_state,
+            timers_corrupt_timestamp_is_refused,
+            timers_many_in_one_key_group,
+            timers_model_check,
             // model
             model_check
         );

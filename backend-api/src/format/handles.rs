@@ -292,6 +292,7 @@ pub fn put_state_meta(out: &mut Vec<u8>, meta: &StateMeta) {
             StateKind::Map => 2,
             StateKind::Reducing => 3,
             StateKind::Aggregating => 4,
+            StateKind::Timers => 5,
         },
     );
     put_str(out, namespace_type);
@@ -313,12 +314,13 @@ pub fn put_state_meta(out: &mut Vec<u8>, meta: &StateMeta) {
 pub fn state_meta(r: &mut Reader<'_>) -> Result<StateMeta> {
     Ok(StateMeta {
         name: r.string("state name")?,
-        kind: match r.variant("state kind", 5)? {
+        kind: match r.variant("state kind", 6)? {
             0 => StateKind::Value,
             1 => StateKind::List,
             2 => StateKind::Map,
             3 => StateKind::Reducing,
-            _ => StateKind::Aggregating,
+            4 => StateKind::Aggregating,
+            _ => StateKind::Timers,
         },
         namespace_type: r.string("namespace type")?,
         user_key_type: r.option("user key type", |r| r.string("user key type"))?,
@@ -408,6 +410,7 @@ mod tests {
             StateKind::Map,
             StateKind::Reducing,
             StateKind::Aggregating,
+            StateKind::Timers,
         ] {
             let meta = StateMeta {
                 name: "s".into(),

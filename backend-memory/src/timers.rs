@@ -1,0 +1,197 @@
+//! The heap timer queue: one ordered set of timers per key group, each behind an `Arc` that
+//! a snapshot clones and the next change copies (copy-on-write per key group, as the
+//! tables), and a tournament tree over the key groups' first timers.
+//!
+//! An ordered set is Flink's `HeapPriorityQueueSet` in one structure: it orders the timers,
+//! deduplicates them and deletes any of them in `O(log n)`, with no index kept beside it.
+
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cornerstone_backend_api::timer::{
+    KeyGroupHeads, RawTimer, TimerEntry, TimerQueue, TimerVisit, decode_timestamp, encode_timestamp,
+};
+use cornerstone_backend_api::{Error, KeyGroupRange, Result};
+use parking_lot::Mutex;
+
+use crate::table::{Captured, Registered, SnapshotWriter};
+
+/// The timers of one key group, in firing order.
+type Group = BTreeSet<(i64, TimerEntry)>;
+
+struct Inner {
+    groups: Vec<Arc<Group>>,
+    heads: KeyGroupHeads,
+    len: usize,
+}
+
+/// The heap [`TimerQueue`].
+pub(crate) struct HeapTimerQueue {
+    range: KeyGroupRange,
+    inner: Mutex<Inner>,
+}
+
+impl HeapTimerQueue {
+    pub(crate) fn new(range: KeyGroupRange) -> Self {
+        let groups = range.len() as usize;
+        HeapTimerQueue {
+            range,
+            inner: Mutex::new(Inner {
+                groups: (0..groups).map(|_| Arc::new(Group::new())).collect(),
+                heads: KeyGroupHeads::new(groups),
+                len: 0,
+            }),
+        }
+    }
+
+    fn index(&self, key_group: u32) -> Result<usize> {
+        self.range.index_of(key_group).ok_or_else(|| {
+            Error::invalid_input("timer key belongs to a key group outside this backend's range")
+                .with_context("key_group", key_group)
+                .with_context("range", self.range)
+        })
+    }
+
+    /// Adds a restored timer to the key group at `index`.
+    pub(crate) fn insert_restored(&self, index: usize, timestamp: i64, entry: TimerEntry) {
+        let mut inner = self.inner.lock();
+        let Inner { groups, heads, len } = &mut *inner;
+        if let Some(group) = groups.get_mut(index)
+            && Arc::make_mut(group).insert((timestamp, entry))
+        {
+            *len += 1;
+            if heads.head(index).is_none_or(|head| timestamp < head) {
+                heads.set(index, Some(timestamp));
+            }
+        }
+    }
+}
+
+impl TimerQueue for HeapTimerQueue {
+    fn add(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
+        let index = self.index(key_group)?;
+        let timer = (timestamp, TimerEntry::from_bytes(entry));
+        let mut inner = self.inner.lock();
+        let Inner { groups, heads, len } = &mut *inner;
+        let group = &mut groups[index];
+        // A group shared with a snapshot is copied only when the timer is new.
+        if Arc::get_mut(group).is_none() && group.contains(&timer) {
+            return Ok(());
+        }
+        if Arc::make_mut(group).insert(timer) {
+            *len += 1;
+            if heads.head(index).is_none_or(|head| timestamp < head) {
+                heads.set(index, Some(timestamp));
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
+        let index = self.index(key_group)?;
+        let timer = (timestamp, TimerEntry::from_bytes(entry));
+        let mut inner = self.inner.lock();
+        let Inner { groups, heads, len } = &mut *inner;
+        let group = &mut groups[index];
+        if !group.contains(&timer) {
+            return Ok(());
+        }
+        let group = Arc::make_mut(group);
+        group.remove(&timer);
+        *len -= 1;
+        if heads.head(index) == Some(timestamp) {
+            heads.set(index, group.first().map(|(ts, _)| *ts));
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Result<Option<i64>> {
+        Ok(self.inner.lock().heads.first().map(|(ts, _)| ts))
+    }
+
+    fn poll(&self, up_to: i64) -> Result<Option<RawTimer>> {
+        let mut inner = self.inner.lock();
+        let Inner { groups, heads, len } = &mut *inner;
+        let Some((head, index)) = heads.first() else {
+            return Ok(None);
+        };
+        if head > up_to {
+            return Ok(None);
+        }
+        let group = Arc::make_mut(&mut groups[index]);
+        let Some((timestamp, entry)) = group.pop_first() else {
+            return Err(Error::internal("timer queue head of an empty key group"));
+        };
+        *len -= 1;
+        heads.set(index, group.first().map(|(ts, _)| *ts));
+        Ok(Some(RawTimer {
+            key_group: self.range.first() + index as u32,
+            timestamp,
+            entry,
+        }))
+    }
+
+    fn len(&self) -> Result<usize> {
+        Ok(self.inner.lock().len)
+    }
+
+    fn for_each(&self, visit: &mut TimerVisit<'_>) -> Result<()> {
+        let groups: Vec<Arc<Group>> = self.inner.lock().groups.iter().map(Arc::clone).collect();
+        for (key_group, group) in self.range.iter().zip(&groups) {
+            for (ts, entry) in group.iter() {
+                if !visit(key_group, *ts, entry.as_bytes())? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The timers a snapshot captured: the key groups' sets, shared until the next change.
+struct TimerCapture(Vec<Arc<Group>>);
+
+impl Captured for TimerCapture {
+    fn write_key_group(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        _now: u64,
+    ) -> Result<()> {
+        for (ts, entry) in self.0[index].iter() {
+            let (key, namespace) = entry.split()?;
+            writer.raw_record(state, key, namespace, None, &encode_timestamp(*ts))?;
+        }
+        Ok(())
+    }
+}
+
+impl Registered for HeapTimerQueue {
+    fn capture(&self) -> Box<dyn Captured> {
+        Box::new(TimerCapture(
+            self.inner.lock().groups.iter().map(Arc::clone).collect(),
+        ))
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// Decodes a restored timer record into the key group at `index`.
+pub(crate) fn insert_record(
+    queue: &HeapTimerQueue,
+    index: usize,
+    key: &[u8],
+    namespace: &[u8],
+    value: &[u8],
+) -> Result<()> {
+    queue.insert_restored(
+        index,
+        decode_timestamp(value)?,
+        TimerEntry::from_parts(key, namespace),
+    );
+    Ok(())
+}

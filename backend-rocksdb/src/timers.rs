@@ -1,0 +1,302 @@
+//! The RocksDB timer queue: timers in a column family of their own, keyed so that the
+//! first key of a key group is its next timer, with a small in-memory cache of each key
+//! group's first timers (Flink's `RocksDBCachingPriorityQueueSet`).
+//!
+//! ```text
+//! key   = key_group (big-endian, 1 or 2 bytes, as the states)
+//!       | timestamp (8 bytes, big-endian with the sign bit flipped: byte order is time order)
+//!       | entry (varint(key length) | serialized key | serialized namespace)
+//! value = empty
+//! ```
+//!
+//! The cache of a key group holds its first timers in order, at most [`CACHE_SIZE`] of
+//! them, and knows whether it holds them all. Polling takes the first one from the cache
+//! and deletes it; a key group is read from RocksDB only when its cache runs dry while more
+//! timers are stored. Every change goes to RocksDB at once (without WAL, as all state), so
+//! a native checkpoint holds every timer.
+
+use std::collections::BTreeSet;
+
+use cornerstone_backend_api::timer::{
+    KeyGroupHeads, RawTimer, TimerEntry, TimerQueue, TimerVisit, encode_timestamp, split_entry,
+};
+use cornerstone_backend_api::{Error, Result};
+use parking_lot::Mutex;
+
+use crate::error::from_rocksdb;
+use crate::keys::{key_group_bound, push_key_group};
+use crate::table::{Core, Seek, scan};
+
+/// The most timers cached per key group.
+pub(crate) const CACHE_SIZE: usize = 128;
+
+/// The stored form of a timestamp: big-endian with the sign bit flipped.
+pub(crate) fn sortable_timestamp(timestamp: i64) -> [u8; 8] {
+    ((timestamp as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The timestamp of [`sortable_timestamp`] bytes.
+fn timestamp_of(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The stored key of a timer.
+pub(crate) fn timer_key(
+    out: &mut Vec<u8>,
+    key_group: u32,
+    prefix_len: usize,
+    ts: i64,
+    entry: &[u8],
+) {
+    out.clear();
+    push_key_group(out, key_group, prefix_len);
+    out.extend_from_slice(&sortable_timestamp(ts));
+    out.extend_from_slice(entry);
+}
+
+/// Splits a stored timer key (after its key-group prefix) into timestamp and entry.
+///
+/// # Errors
+/// [`cornerstone_backend_api::ErrorKind::Corrupted`] when it is too short or its entry is
+/// malformed.
+pub(crate) fn split_timer_key(raw: &[u8], prefix_len: usize) -> Result<(i64, &[u8])> {
+    let rest = raw.get(prefix_len..).unwrap_or_default();
+    let Some((ts, entry)) = rest.split_first_chunk::<8>() else {
+        return Err(Error::corrupted("malformed timer key in the RocksDB state")
+            .with_context("len", raw.len()));
+    };
+    split_entry(entry)?;
+    Ok((timestamp_of(*ts), entry))
+}
+
+/// A timer record of a full snapshot from a stored timer key: (key, namespace, value).
+pub(crate) fn timer_record(raw: &[u8], prefix_len: usize) -> Result<(&[u8], &[u8], [u8; 8])> {
+    let (ts, entry) = split_timer_key(raw, prefix_len)?;
+    let (key, namespace) = split_entry(entry)?;
+    Ok((key, namespace, encode_timestamp(ts)))
+}
+
+/// The first timers of one key group.
+#[derive(Default)]
+struct Cache {
+    timers: BTreeSet<(i64, TimerEntry)>,
+    /// Whether `timers` are all the key group's timers. When not, `timers` is never empty.
+    complete: bool,
+}
+
+struct Inner {
+    caches: Vec<Cache>,
+    heads: KeyGroupHeads,
+    key: Vec<u8>,
+}
+
+/// The RocksDB [`TimerQueue`] of one timer state.
+pub(crate) struct RocksTimerQueue {
+    core: Core,
+    inner: Mutex<Inner>,
+}
+
+impl RocksTimerQueue {
+    /// The queue over the column family of `core`, loading each key group's cache.
+    pub(crate) fn open(core: Core) -> Result<Self> {
+        let groups = core.range.len() as usize;
+        let queue = RocksTimerQueue {
+            inner: Mutex::new(Inner {
+                caches: (0..groups).map(|_| Cache::default()).collect(),
+                heads: KeyGroupHeads::new(groups),
+                key: Vec::new(),
+            }),
+            core,
+        };
+        {
+            let mut inner = queue.inner.lock();
+            for index in 0..groups {
+                queue.refill(&mut inner, index)?;
+            }
+        }
+        Ok(queue)
+    }
+
+    fn index(&self, key_group: u32) -> Result<usize> {
+        self.core.range.index_of(key_group).ok_or_else(|| {
+            Error::invalid_input("timer key belongs to a key group outside this backend's range")
+                .with_context("key_group", key_group)
+                .with_context("range", self.core.range)
+                .with_context("state", &self.core.state)
+        })
+    }
+
+    /// Reads the first timers of the key group at `index` into its cache.
+    fn refill(&self, inner: &mut Inner, index: usize) -> Result<()> {
+        let kg = self.core.range.first() + index as u32;
+        let plen = self.core.prefix_len;
+        let cf = self.core.inst.cf(&self.core.cf)?;
+        let cache = &mut inner.caches[index];
+        cache.timers.clear();
+        let mut complete = true;
+        scan(
+            &self.core.inst.db,
+            &cf,
+            &key_group_bound(kg, plen),
+            Some(key_group_bound(kg + 1, plen)),
+            Seek::Total,
+            &mut |k, _| {
+                if cache.timers.len() == CACHE_SIZE {
+                    complete = false;
+                    return Ok(false);
+                }
+                let (ts, entry) = split_timer_key(k, plen)?;
+                cache.timers.insert((ts, TimerEntry::from_bytes(entry)));
+                Ok(true)
+            },
+        )
+        .map_err(|e| e.with_context("state", &self.core.state))?;
+        cache.complete = complete;
+        let head = cache.timers.first().map(|(ts, _)| *ts);
+        inner.heads.set(index, head);
+        Ok(())
+    }
+
+    fn write(&self, key: &[u8], put: bool) -> Result<()> {
+        let cf = self.core.inst.cf(&self.core.cf)?;
+        let db = &self.core.inst.db;
+        let result = if put {
+            db.put_cf_opt(&cf, key, [], &self.core.inst.write)
+        } else {
+            db.delete_cf_opt(&cf, key, &self.core.inst.write)
+        };
+        result.map_err(|e| {
+            from_rocksdb(if put { "put timer" } else { "delete timer" }, e)
+                .with_context("state", &self.core.state)
+        })
+    }
+}
+
+impl TimerQueue for RocksTimerQueue {
+    fn add(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
+        let index = self.index(key_group)?;
+        let mut inner = self.inner.lock();
+        let Inner { caches, heads, key } = &mut *inner;
+        timer_key(key, key_group, self.core.prefix_len, timestamp, entry);
+        self.write(key, true)?;
+        let cache = &mut caches[index];
+        let timer = (timestamp, TimerEntry::from_bytes(entry));
+        // The cache stays the first timers of the key group: a timer after its last one
+        // joins it only when it holds them all.
+        let belongs = cache.complete || cache.timers.last().is_some_and(|last| timer < *last);
+        if belongs && cache.timers.insert(timer) {
+            if cache.timers.len() > CACHE_SIZE {
+                cache.timers.pop_last();
+                cache.complete = false;
+            }
+            heads.set(index, cache.timers.first().map(|(ts, _)| *ts));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
+        let index = self.index(key_group)?;
+        let mut inner = self.inner.lock();
+        let Inner { caches, key, .. } = &mut *inner;
+        timer_key(key, key_group, self.core.prefix_len, timestamp, entry);
+        self.write(key, false)?;
+        let cache = &mut caches[index];
+        if cache
+            .timers
+            .remove(&(timestamp, TimerEntry::from_bytes(entry)))
+        {
+            if cache.timers.is_empty() && !cache.complete {
+                self.refill(&mut inner, index)?;
+            } else {
+                let head = cache.timers.first().map(|(ts, _)| *ts);
+                inner.heads.set(index, head);
+            }
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Result<Option<i64>> {
+        Ok(self.inner.lock().heads.first().map(|(ts, _)| ts))
+    }
+
+    fn poll(&self, up_to: i64) -> Result<Option<RawTimer>> {
+        let mut inner = self.inner.lock();
+        let Some((head, index)) = inner.heads.first() else {
+            return Ok(None);
+        };
+        if head > up_to {
+            return Ok(None);
+        }
+        let key_group = self.core.range.first() + index as u32;
+        let Inner { caches, key, .. } = &mut *inner;
+        let cache = &mut caches[index];
+        let Some((timestamp, entry)) = cache.timers.pop_first() else {
+            return Err(
+                Error::internal("timer cache of a key group with a head is empty")
+                    .with_context("state", &self.core.state)
+                    .with_context("key_group", key_group),
+            );
+        };
+        timer_key(
+            key,
+            key_group,
+            self.core.prefix_len,
+            timestamp,
+            entry.as_bytes(),
+        );
+        self.write(key, false)?;
+        if cache.timers.is_empty() && !cache.complete {
+            self.refill(&mut inner, index)?;
+        } else {
+            let head = cache.timers.first().map(|(ts, _)| *ts);
+            inner.heads.set(index, head);
+        }
+        Ok(Some(RawTimer {
+            key_group,
+            timestamp,
+            entry,
+        }))
+    }
+
+    fn len(&self) -> Result<usize> {
+        let _inner = self.inner.lock();
+        let cf = self.core.inst.cf(&self.core.cf)?;
+        let mut n = 0;
+        scan(
+            &self.core.inst.db,
+            &cf,
+            &[],
+            None,
+            Seek::Total,
+            &mut |_, _| {
+                n += 1;
+                Ok(true)
+            },
+        )?;
+        Ok(n)
+    }
+
+    fn for_each(&self, visit: &mut TimerVisit<'_>) -> Result<()> {
+        let cf = self.core.inst.cf(&self.core.cf)?;
+        let plen = self.core.prefix_len;
+        let first = self.core.range.first();
+        let kg_of = |k: &[u8]| -> u32 {
+            if plen == 1 {
+                u32::from(k[0])
+            } else {
+                u32::from(u16::from_be_bytes([k[0], k[1]]))
+            }
+        };
+        scan(
+            &self.core.inst.db,
+            &cf,
+            &key_group_bound(first, plen),
+            Some(key_group_bound(self.core.range.last() + 1, plen)),
+            Seek::Total,
+            &mut |k, _| {
+                let (ts, entry) = split_timer_key(k, plen)?;
+                visit(kg_of(k), ts, entry)
+            },
+        )
+    }
+}
