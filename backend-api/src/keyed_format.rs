@@ -7,6 +7,7 @@
 //! block   = key_group u32 | stored_len u32 | flags u8 | crc32(stored) u32 | raw_len u32 | stored
 //! stored  = records, zstd-compressed when flags & 1
 //! record  = state | key | namespace | [user key, map state only] | value
+//!           (a timers state's value is the timestamp, a big-endian i64)
 //!           version 2: the state index and each field's length are LEB128 varints
 //!           version 1: the state index a u16, each field's length a u32
 //!           (each field is followed by its serialized bytes)

@@ -351,3 +351,80 @@ fn incremental_v1_fixture() {
         meta
     );
 }
+
+/// The header of the timers fixture: a value state and the two queues of timer service `t`
+/// (namespace `u32`), keys `u64`.
+fn timers_header() -> KeyedSnapshotHeader {
+    let queue = |name: &str| meta(name, StateKind::Timers, "u32", None, "i64");
+    KeyedSnapshotHeader {
+        backend: "fixture".into(),
+        key_type: "u64".into(),
+        states: vec![
+            queue("_timer_state/event_t"),
+            queue("_timer_state/processing_t"),
+            meta("value", StateKind::Value, "()", None, "u64"),
+        ],
+    }
+}
+
+/// The timers of the fixture, at max parallelism 4: (key group, state, key, namespace,
+/// timestamp). Keys are those that hash to each key group; timestamps span the sign.
+fn timer_records() -> Vec<(u32, u16, u64, u32, i64)> {
+    let mut out = Vec::new();
+    for kg in 0..4u32 {
+        let keys = (0u64..)
+            .filter(|k| cornerstone_backend_api::keygroup::key_group_for_key(k, 4).unwrap() == kg)
+            .take(3);
+        for key in keys {
+            out.push((kg, 0, key, (key % 2) as u32, key as i64 - 5));
+            out.push((kg, 0, key, 7, i64::MAX - key as i64));
+            out.push((kg, 1, key, 0, i64::MIN + key as i64));
+        }
+    }
+    out
+}
+
+/// `keyed-v2-timers.cskg`: timers are records of kind-5 states whose value is the
+/// big-endian `i64` timestamp. The writer's bytes are pinned and read back.
+#[test]
+fn keyed_v2_timers_fixture() {
+    let range = KeyGroupRange::all(4);
+    let mut w =
+        KeyedSnapshotWriter::new(Vec::new(), &timers_header(), range, Compression::None).unwrap();
+    let mut current = None;
+    for (kg, state, key, ns, ts) in timer_records() {
+        if current != Some(kg) {
+            w.begin_key_group(kg).unwrap();
+            current = Some(kg);
+        }
+        w.raw_record(
+            state,
+            &codec::encode(&key).unwrap(),
+            &codec::encode(&ns).unwrap(),
+            None,
+            &ts.to_be_bytes(),
+        )
+        .unwrap();
+    }
+    let (bytes, _) = w.finish().unwrap();
+    check_fixture("keyed-v2-timers.cskg", &bytes);
+    let (header, records) = read_all_records(
+        std::fs::read(testdata("keyed-v2-timers.cskg")).unwrap(),
+        range,
+    );
+    assert_eq!(header, timers_header());
+    let decoded: Vec<(u32, u16, u64, u32, i64)> = records
+        .iter()
+        .map(|(kg, state, key, ns, uk, value)| {
+            assert!(uk.is_none());
+            (
+                *kg,
+                *state,
+                codec::decode(key).unwrap(),
+                codec::decode(ns).unwrap(),
+                cornerstone_backend_api::timer::decode_timestamp(value).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(decoded, timer_records());
+}
