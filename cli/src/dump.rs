@@ -3,7 +3,9 @@
 //!
 //! Values are decoded when the type name recorded in the snapshot is a well-known
 //! primitive (or a tuple of them), with [`cornerstone_backend_api::codec::decode`];
-//! anything else is given as `{"hex": "..."}`.
+//! anything else is given as `{"hex": "..."}`. A keyed entry has `subtask`, `key_group`,
+//! `state`, `kind`, `key`, `namespace`, `user_key` (map state) and `value`; a timer (kind
+//! `timers`, states `_timer_state/...`) has `timestamp` instead of `value`.
 
 use cornerstone_backend_api::codec;
 use cornerstone_backend_api::{Distribution, StateKind, StateMeta};
@@ -229,8 +231,14 @@ pub(crate) fn keyed_record(
     } else {
         Shape::Plain
     };
+    // A timer's value is when it fires.
+    let field = if meta.kind == StateKind::Timers {
+        "timestamp"
+    } else {
+        "value"
+    };
     o.insert(
-        "value".into(),
+        field.into(),
         decode_named(&meta.value_type, shape, meta.ttl, value),
     );
     Value::Object(o)

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 const KEYS: u64 = 100;
 const LIST_KEYS: u64 = 10;
+const TIMER_KEYS: u64 = 5;
 const T0: u64 = 1_700_000_000_000;
 
 /// Writes the keyed operator (2 subtasks, heap backend, value state `count` u64 -> String
@@ -44,11 +45,18 @@ fn write_state(pending: &mut PendingCheckpoint, id: u64) {
         let hist = backend
             .list_state::<u64, ()>(&ListStateDescriptor::new("hist"))
             .unwrap();
+        let timers = backend.timer_service::<u64>("window").unwrap();
         for k in 0..KEYS {
             if range.contains(key_group_for_key(&k, 128).unwrap()) {
                 counts.update(&k, &(), format!("value-{k}-{id}")).unwrap();
                 if k < LIST_KEYS {
                     hist.update(&k, &(), vec![k, k * 10]).unwrap();
+                }
+                if k < TIMER_KEYS {
+                    let window = k * 1_000;
+                    timers
+                        .register_event_time_timer(&k, &window, window as i64 + 999)
+                        .unwrap();
                 }
             }
         }
@@ -343,7 +351,19 @@ fn dump_decodes_keyed_and_operator_state() {
     let hist: Vec<&Value> = all.iter().filter(|l| l["state"] == "hist").collect();
     assert_eq!(count.len() as u64, KEYS);
     assert_eq!(hist.len() as u64, LIST_KEYS);
-    assert_eq!(all.len(), count.len() + hist.len());
+    let timers: Vec<&Value> = all
+        .iter()
+        .filter(|l| l["state"] == "_timer_state/event_window")
+        .collect();
+    assert_eq!(timers.len() as u64, TIMER_KEYS);
+    assert_eq!(all.len(), count.len() + hist.len() + timers.len());
+    for l in &timers {
+        let k = l["key"].as_u64().unwrap();
+        assert_eq!(l["kind"], "timers");
+        assert_eq!(l["namespace"], k * 1_000);
+        assert_eq!(l["timestamp"], k * 1_000 + 999);
+        assert!(l.get("value").is_none());
+    }
     let mut keys: Vec<u64> = count.iter().map(|l| l["key"].as_u64().unwrap()).collect();
     keys.sort();
     assert_eq!(keys, (0..KEYS).collect::<Vec<_>>());
