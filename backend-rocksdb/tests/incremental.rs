@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cornerstone_backend_api::{
     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
     ListStateDescriptor, MapStateDescriptor, MemoryCheckpointStorage, StateBackend,
-    StateBackendFactory, StateReader, StateScope, ValueStateDescriptor,
+    StateBackendFactory, StateReader, StateScope, TimeDomain, ValueStateDescriptor,
 };
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_backend_rocksdb::{RocksDbKeyedStateBackend, RocksDbStateBackend};
@@ -228,6 +228,13 @@ fn fill<B: KeyedStateBackendExt<u64>>(backend: &B) {
             .unwrap();
         m.put_all(&k, &(), vec![(1, k), (2, k + 1)]).unwrap();
     }
+    let t = backend.timer_service::<u64>("window").unwrap();
+    for k in 0..500u64 {
+        t.register_event_time_timer(&k, &(k % 3), k as i64 - 250)
+            .unwrap();
+        t.register_processing_time_timer(&k, &0, 10_000 + k as i64)
+            .unwrap();
+    }
 }
 
 fn check<B: KeyedStateBackendExt<u64>>(backend: &B) {
@@ -243,6 +250,29 @@ fn check<B: KeyedStateBackendExt<u64>>(backend: &B) {
         assert_eq!(e, vec![(1, k), (2, k + 1)]);
     }
     assert_eq!(l.state_keys(&()).unwrap().len(), 500);
+    let t = backend.timer_service::<u64>("window").unwrap();
+    for (domain, expected) in [
+        (
+            TimeDomain::EventTime,
+            (0..500u64)
+                .map(|k| (k as i64 - 250, k, k % 3))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            TimeDomain::ProcessingTime,
+            (0..500u64).map(|k| (10_000 + k as i64, k, 0)).collect(),
+        ),
+    ] {
+        let mut timers = Vec::new();
+        t.for_each_timer(domain, &mut |timer| {
+            timers.push((timer.timestamp, timer.key, timer.namespace));
+            Ok(true)
+        })
+        .unwrap();
+        timers.sort_unstable();
+        assert_eq!(timers, expected, "{domain:?} timers");
+        assert_eq!(t.next_timer(domain).unwrap(), Some(expected[0].0));
+    }
 }
 
 /// A full snapshot of the RocksDB backend restores into the heap backend, and a heap
