@@ -27,6 +27,10 @@
 //! assert_eq!(counts.get(&"alice".to_string(), &())?, Some(3));
 //! # Ok::<_, cornerstone_backend_api::Error>(())
 //! ```
+//!
+//! Timers ([`TimerService`](cornerstone_backend_api::TimerService)) are kept as an ordered
+//! set per key group behind an `Arc`, copied on the first change after a snapshot as the
+//! tables are; the synchronous phase of a snapshot copies no timer.
 
 mod backend;
 mod table;

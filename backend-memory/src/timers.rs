@@ -195,3 +195,46 @@ pub(crate) fn insert_record(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn groups(queue: &HeapTimerQueue) -> Vec<Arc<Group>> {
+        queue.inner.lock().groups.iter().map(Arc::clone).collect()
+    }
+
+    /// A capture shares every key group's set; the first change after it copies that key
+    /// group's set only, and the capture keeps what it saw.
+    #[test]
+    fn capture_copies_nothing_and_a_change_copies_one_key_group() {
+        let queue = HeapTimerQueue::new(KeyGroupRange::new(0, 3));
+        for kg in 0..4u32 {
+            for ts in 0..10i64 {
+                queue.add(kg, ts, &[1, kg as u8]).unwrap();
+            }
+        }
+        let before = groups(&queue);
+        let captured = queue.capture();
+        let shared = groups(&queue);
+        assert!(before.iter().zip(&shared).all(|(a, b)| Arc::ptr_eq(a, b)));
+        // Adding a present timer, or removing an absent one, copies nothing.
+        queue.add(2, 5, &[1, 2]).unwrap();
+        queue.remove(2, 99, &[1, 2]).unwrap();
+        assert!(Arc::ptr_eq(&groups(&queue)[2], &before[2]));
+        queue.add(2, 100, &[1, 2]).unwrap();
+        let after = groups(&queue);
+        for kg in 0..4 {
+            assert_eq!(
+                Arc::ptr_eq(&after[kg], &before[kg]),
+                kg != 2,
+                "key group {kg}"
+            );
+        }
+        assert_eq!(before[2].len(), 10);
+        assert_eq!(after[2].len(), 11);
+        drop(captured);
+        assert_eq!(queue.len().unwrap(), 41);
+    }
+}

@@ -45,6 +45,16 @@
 //! serialized `Vec`s and appended to with a merge operator. Values of TTL states start with
 //! their big-endian timestamp.
 //!
+//! # Timers
+//! Each timer queue (the event-time or processing-time timers of a
+//! [`TimerService`](cornerstone_backend_api::TimerService)) is a column family of its own,
+//! keyed by key group, then timestamp (big-endian, sign bit flipped), then the serialized key
+//! and namespace, so the first key of a key group is its next timer (Flink's RocksDB
+//! priority queue). The first 128 timers of each key group are cached in memory: firing
+//! takes them from the cache and deletes them, and reads RocksDB again only when a key
+//! group's cache runs dry. Timers are in native checkpoints, so incremental snapshots carry
+//! them, and full snapshots write them as records any backend restores.
+//!
 //! # TTL
 //! Expired values are hidden and removed on read, as on every backend. States whose TTL
 //! asks for [cleanup in compactions](cornerstone_backend_api::StateTtlConfig::cleanup_in_rocksdb_compaction)
