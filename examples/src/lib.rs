@@ -3,8 +3,13 @@
 //!
 //! Two sources (`source-a`, `source-b`, each with replayable offsets in operator state)
 //! feed a two-input operator (`counter`) that counts events per key and tumbling event-time
-//! window in keyed state — on the filesystem or the memory backend — with aligned barriers;
-//! its window results go to a transactional file sink (`sink`, two-phase commit: a file per
+//! window in keyed state — on the filesystem, memory or RocksDB backend — with aligned
+//! barriers. Windows fire from event-time timers: the first record of a (key, window)
+//! registers a timer at the window's last millisecond, and the watermark (the smallest of
+//! all input channels) fires it, emitting the window's count; the timers are keyed state,
+//! checkpointed and restored with the counts. Processing-time timers time out idle keys
+//! ([`JobConfig::idle_timeout`]); the report counts the timers of both kinds that fired
+//! ([`TimerCounts`]). The window results go to a transactional file sink (`sink`, two-phase commit: a file per
 //! transaction, pre-committed in the snapshot, renamed into place when the checkpoint
 //! completes). A [`CheckpointCoordinator`]
 //! checkpoints the job into a checkpoint store on the local filesystem. Failures are
@@ -46,9 +51,12 @@ use cornerstone_coordinator::{
 
 pub use data::{event_key, expected_counts, window_start};
 pub use failure::{FailPoint, FailureInjector, PlannedFailure, plan_failures};
-pub use runtime::{COUNT_STATE, COUNTER_UID, OFFSETS_STATE, SINK_UID, SOURCE_UIDS};
+pub use runtime::{
+    COUNT_STATE, COUNTER_UID, IDLE_TIMERS, LAST_SEEN_STATE, OFFSETS_STATE, SINK_UID, SOURCE_UIDS,
+    WINDOW_TIMERS,
+};
 
-use crate::runtime::{AttemptEnd, Topology, run_attempt, task_count};
+use crate::runtime::{AttemptEnd, TimerCounters, Topology, run_attempt, task_count};
 
 /// The job id: checkpoints go to `<dir>/wordcount/chk-N/`.
 pub const JOB_ID: &str = "wordcount";
@@ -119,6 +127,10 @@ pub struct JobConfig {
     pub keys: u64,
     /// The tumbling window size in ms of event time.
     pub window_ms: u64,
+    /// Processing time (the job's clock) after which a key without records counts as idle:
+    /// the counter's processing-time timers ([`TimerCounts::idle_timeouts`]). Zero times a
+    /// key out as soon as the counter is between messages.
+    pub idle_timeout: Duration,
     /// Events a source emits per poll.
     pub batch: u64,
     /// A source's wait between polls (the job's speed).
@@ -147,7 +159,8 @@ pub struct JobConfig {
 
 impl JobConfig {
     /// The README's job: 2 inputs × 2 splits × 100k events over 1000 keys, 20 windows,
-    /// parallelism 2 everywhere, a checkpoint every 20 ms, 3 failures.
+    /// parallelism 2 everywhere, a checkpoint every 20 ms, 3 failures, keys idle after
+    /// 50 ms.
     pub fn standard(dir: impl Into<PathBuf>) -> Self {
         JobConfig {
             dir: dir.into(),
@@ -160,6 +173,7 @@ impl JobConfig {
             events_per_split: 100_000,
             keys: 1_000,
             window_ms: 5_000,
+            idle_timeout: Duration::from_millis(50),
             batch: 500,
             pace: Duration::from_millis(2),
             checkpoint_interval: Duration::from_millis(20),
@@ -217,6 +231,7 @@ impl JobConfig {
             events_per_split: self.events_per_split,
             keys: self.keys,
             window_ms: self.window_ms,
+            idle_timeout: self.idle_timeout,
             batch: self.batch,
             pace: self.pace,
             mode: self.mode,
@@ -350,6 +365,22 @@ pub fn check_output(
     Ok(check)
 }
 
+/// The timers the counter's subtasks fired, summed over every subtask of every attempt
+/// (failed ones included: a window fired after the last checkpoint of an attempt that then
+/// failed fires again after the restore, and both count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerCounts {
+    /// Event-time timers fired: one per (key, window) emitted to the sink. Without failures
+    /// it is the number of output lines; with failures at least that.
+    pub event_time_fired: u64,
+    /// Processing-time timers fired: the idle-key timers, those that found a newer record
+    /// (and set the next deadline) included.
+    pub processing_time_fired: u64,
+    /// Of the processing-time timers fired, those that found their key idle: no record for
+    /// [`JobConfig::idle_timeout`].
+    pub idle_timeouts: u64,
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct JobReport {
@@ -372,6 +403,8 @@ pub struct JobReport {
     pub checkpoint_location: String,
     /// The check of the output.
     pub output: OutputCheck,
+    /// The timers the counter fired.
+    pub timers: TimerCounts,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -471,6 +504,12 @@ impl fmt::Display for JobReport {
                     .unwrap_or(0),
             )?;
         }
+        let tm = &self.timers;
+        writeln!(
+            f,
+            "timers: {} event-time fired (a window of a key each), {} processing-time fired ({} idle-key timeouts after {:?} without records); all attempts",
+            tm.event_time_fired, tm.processing_time_fired, tm.idle_timeouts, c.idle_timeout
+        )?;
         let o = &self.output;
         writeln!(
             f,
@@ -601,6 +640,7 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
     }
     let mut tracker = config.restart.tracker(clock.clone());
     let injector = Arc::new(FailureInjector::default());
+    let timers = Arc::new(TimerCounters::default());
     let topology = config.topology();
     let per_attempt = config.events_per_split * u64::from(config.splits_per_input) * 2;
     let planned = plan_failures(config.seed, config.failures, per_attempt);
@@ -625,6 +665,7 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
                 &coordinator,
                 restored,
                 &injector,
+                &timers,
                 &clock,
             )
             .map(|(end, _)| end)
@@ -700,6 +741,7 @@ pub fn run_job_with<F: StateBackendFactory + 'static>(
         latest_checkpoint: latest_path,
         checkpoint_location: checkpoint_location(config, store),
         output,
+        timers: timers.totals(),
         elapsed: started.elapsed(),
     })
 }

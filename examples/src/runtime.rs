@@ -6,13 +6,15 @@
 //! ```text
 //! source-a ×P ─┐ keyBy(key)
 //!              ├──────────► counter ×C (two inputs, aligned barriers, keyed state "count"
-//! source-b ×P ─┘             per (key, window)) ──► sink ×S (two-phase commit into files)
+//! source-b ×P ─┘             per (key, window), windows fired by event-time timers)
+//!                              ──► sink ×S (two-phase commit into files)
 //! ```
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use cornerstone_backend_api::rescale::{keyed_handles_for, redistribute_operator_
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
     KeyedStateBackendExt, OperatorStateHandle, Result, SharedClock, StateBackend,
-    StateBackendFactory, StateReader, SubtaskState, ValueStateDescriptor,
+    StateBackendFactory, StateReader, SubtaskState, TimeDomain, Timer, ValueStateDescriptor,
 };
 use cornerstone_checkpoint_store::{CompletedCheckpoint, StoreStreamFactory};
 use cornerstone_coordinator::{
@@ -33,6 +35,7 @@ use cornerstone_coordinator::{
 };
 use parking_lot::Mutex;
 
+use crate::TimerCounts;
 use crate::data::{INPUTS, event_key, event_time, window_start};
 use crate::failure::{FailPoint, FailureInjector};
 
@@ -46,6 +49,14 @@ pub const SINK_UID: &str = "sink";
 pub const COUNT_STATE: &str = "count";
 /// The operator state of the sources: (input, split, next offset).
 pub const OFFSETS_STATE: &str = "offsets";
+/// The counter's event-time timer service: a timer per (key, window), namespace = window
+/// start, at the window's last millisecond.
+pub const WINDOW_TIMERS: &str = "window";
+/// The counter's processing-time timer service of idle keys: a timer per key (namespace
+/// `()`).
+pub const IDLE_TIMERS: &str = "idle";
+/// The keyed state of idle detection: the processing time (ms) of a key's latest record.
+pub const LAST_SEEN_STATE: &str = "last-seen";
 
 /// The shape of the job, as the runtime needs it.
 #[derive(Debug, Clone)]
@@ -57,6 +68,7 @@ pub(crate) struct Topology {
     pub(crate) events_per_split: u64,
     pub(crate) keys: u64,
     pub(crate) window_ms: u64,
+    pub(crate) idle_timeout: Duration,
     pub(crate) batch: u64,
     pub(crate) pace: Duration,
     pub(crate) mode: CheckpointingMode,
@@ -110,12 +122,33 @@ pub(crate) enum JobEvent {
     Finished,
 }
 
+/// The timers the counters fired, summed over subtasks and attempts: every attempt's
+/// tasks add to the one set of the run (as they share its [`FailureInjector`]).
+#[derive(Debug, Default)]
+pub(crate) struct TimerCounters {
+    event_time_fired: AtomicU64,
+    processing_time_fired: AtomicU64,
+    idle_timeouts: AtomicU64,
+}
+
+impl TimerCounters {
+    /// The totals so far.
+    pub(crate) fn totals(&self) -> TimerCounts {
+        TimerCounts {
+            event_time_fired: self.event_time_fired.load(Ordering::Acquire),
+            processing_time_fired: self.processing_time_fired.load(Ordering::Acquire),
+            idle_timeouts: self.idle_timeouts.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// What every task of one attempt shares.
 struct Ctx {
     topology: Topology,
     events: Sender<JobEvent>,
     streams: Mutex<HashMap<CheckpointId, Arc<StoreStreamFactory>>>,
     injector: Arc<FailureInjector>,
+    timers: Arc<TimerCounters>,
     clock: SharedClock,
 }
 
@@ -320,8 +353,42 @@ fn run_source(
     }
 }
 
-/// The two-input windowed count: keyed state "count" per (key, window start), windows
-/// fired by the smallest watermark of all input channels.
+/// The timestamp of the event-time timer of the window starting at `window`: its last
+/// millisecond (Flink's `TimeWindow::maxTimestamp`).
+fn window_timer(window: u64, window_ms: u64) -> i64 {
+    let last = window.saturating_add(window_ms.max(1)) - 1;
+    i64::try_from(last).unwrap_or(i64::MAX)
+}
+
+/// The timer services' watermark for this job's watermark `low`. A source's watermark `w`
+/// says that every record with a timestamp below `w` came; the timer service's (Flink's)
+/// says that every record at or below it did: `w - 1`. So the timer of a window, at its
+/// last millisecond `start + window_ms - 1`, fires once `start + window_ms <= low`. The end
+/// of input (`u64::MAX`) fires every timer.
+fn timer_watermark(low: u64) -> i64 {
+    i64::try_from(low).map_or(i64::MAX, |low| low - 1)
+}
+
+/// The two-input windowed count: keyed state "count" per (key, window start), the smallest
+/// watermark of all input channels as its event time.
+///
+/// - **Windows fire from event-time timers.** The first record of a (key, window) registers
+///   a timer of the service [`WINDOW_TIMERS`] for that key, namespace the window start, at
+///   the window's last millisecond. Each watermark advances the service to the low
+///   watermark ([`timer_watermark`]); every timer it fires emits that (key, window)'s count
+///   to the sink and clears the count. Timers are keyed state: a snapshot holds them with
+///   the counts, a restore (at any parallelism) brings back the pending ones, and as the
+///   restored service's watermark starts at the bottom, the first watermark after a restore
+///   fires what is due.
+/// - **Idle keys time out on processing-time timers.** Each record sets the key's
+///   [`LAST_SEEN_STATE`] to the processing time (the job's clock, the backend's); a key
+///   with no pending timer gets one of the service [`IDLE_TIMERS`] at `last seen +
+///   idle_timeout`. The counter waits for its next message no longer than its next
+///   processing-time timer is due and fires the due ones between messages (as Flink's
+///   mailbox does). A fired timer whose key had a record since re-registers at `last seen +
+///   idle_timeout`; otherwise the key went idle: it is counted and its last-seen state
+///   cleared (its next record starts over). Idle timeouts change no output: they are
+///   counted in the report ([`TimerCounts`]), as are the timers fired in both domains.
 fn run_counter<F: StateBackendFactory>(
     ctx: &Arc<Ctx>,
     task: &TaskId,
@@ -345,15 +412,58 @@ fn run_counter<F: StateBackendFactory>(
     }
     let backend = factory.create_keyed_backend::<u64>(params)?;
     let counts = backend.value_state::<u64, u64>(&ValueStateDescriptor::new(COUNT_STATE))?;
+    let last_seen = backend.value_state::<i64, ()>(&ValueStateDescriptor::new(LAST_SEEN_STATE))?;
+    let windows = backend.timer_service::<u64>(WINDOW_TIMERS)?;
+    let idle = backend.timer_service::<()>(IDLE_TIMERS)?;
+    let idle_timeout = i64::try_from(t.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+    let fire_idle = || -> Result<()> {
+        let mut timeouts = 0u64;
+        let fired = idle.fire_due_processing_timers(&mut |timer: Timer<u64, ()>| {
+            match last_seen.get(&timer.key, &())? {
+                // A record came after the timer was set: wait for the new deadline.
+                Some(seen) if seen.saturating_add(idle_timeout) > timer.timestamp => idle
+                    .register_processing_time_timer(
+                        &timer.key,
+                        &(),
+                        seen.saturating_add(idle_timeout),
+                    ),
+                Some(_) => {
+                    timeouts += 1;
+                    last_seen.clear(&timer.key, &())
+                }
+                None => Ok(()),
+            }
+        })?;
+        ctx.timers
+            .processing_time_fired
+            .fetch_add(fired, Ordering::AcqRel);
+        ctx.timers
+            .idle_timeouts
+            .fetch_add(timeouts, Ordering::AcqRel);
+        Ok(())
+    };
     let channels = (INPUTS * t.splits_per_input) as usize;
     let mut handler = BarrierHandler::new(t.mode, channels, ctx.clock.clone())?;
     let mut watermarks = vec![0u64; channels];
-    let mut next_window = 0u64;
     let me = task.subtask as usize;
     loop {
-        let msg = match rx.recv() {
-            Ok(m) => m,
-            Err(_) => return Ok(()),
+        let msg = match idle.next_timer(TimeDomain::ProcessingTime)? {
+            None => rx.recv().ok(),
+            Some(due) => match u64::try_from(due.saturating_sub(idle.current_processing_time())) {
+                Ok(wait) if wait > 0 => match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+                // Due: fire before the next message.
+                _ => {
+                    fire_idle()?;
+                    continue;
+                }
+            },
+        };
+        let Some(msg) = msg else {
+            return Ok(());
         };
         match msg {
             Msg::Data { channel, event } => {
@@ -366,8 +476,30 @@ fn run_counter<F: StateBackendFactory>(
                         } => {
                             ctx.injector.hit(FailPoint::CounterRecord)?;
                             let window = window_start(ts, t.window_ms);
-                            let n = counts.get(&key, &window)?.unwrap_or(0);
-                            counts.update(&key, &window, n + 1)?;
+                            let n = counts.get(&key, &window)?;
+                            if n.is_none() {
+                                // A (key, window) has a timer exactly while it has a count:
+                                // both are set here and cleared when the timer fires.
+                                windows.register_event_time_timer(
+                                    &key,
+                                    &window,
+                                    window_timer(window, t.window_ms),
+                                )?;
+                            }
+                            counts.update(&key, &window, n.unwrap_or(0) + 1)?;
+                            let now = idle.current_processing_time();
+                            match last_seen.get(&key, &())? {
+                                None => {
+                                    last_seen.update(&key, &(), now)?;
+                                    idle.register_processing_time_timer(
+                                        &key,
+                                        &(),
+                                        now.saturating_add(idle_timeout),
+                                    )?;
+                                }
+                                Some(seen) if seen < now => last_seen.update(&key, &(), now)?,
+                                Some(_) => {}
+                            }
                         }
                         HandlerOutput::Record {
                             channel,
@@ -377,29 +509,29 @@ fn run_counter<F: StateBackendFactory>(
                                 *slot = (*slot).max(w);
                             }
                             let low = watermarks.iter().copied().min().unwrap_or(0);
-                            while next_window < t.events_per_split
-                                && next_window.saturating_add(t.window_ms) <= low
-                            {
-                                let mut keys = counts.state_keys(&next_window)?;
-                                keys.sort_unstable();
-                                for key in keys {
-                                    if let Some(count) = counts.get(&key, &next_window)? {
+                            let fired = windows.advance_watermark(
+                                timer_watermark(low),
+                                &mut |timer: Timer<u64, u64>| {
+                                    let (key, window) = (timer.key, timer.namespace);
+                                    if let Some(count) = counts.get(&key, &window)? {
                                         let target = (key % u64::from(t.sinks)) as usize;
                                         if let Some(sender) = out.get(target) {
                                             let _ = sender.send(Msg::Data {
                                                 channel: me,
                                                 event: InputEvent::Record(WindowCount {
                                                     key,
-                                                    window: next_window,
+                                                    window,
                                                     count,
                                                 }),
                                             });
                                         }
                                     }
-                                    counts.clear(&key, &next_window)?;
-                                }
-                                next_window += t.window_ms.max(1);
-                            }
+                                    counts.clear(&key, &window)
+                                },
+                            )?;
+                            ctx.timers
+                                .event_time_fired
+                                .fetch_add(fired, Ordering::AcqRel);
                         }
                         HandlerOutput::Checkpoint { barrier, alignment } => {
                             ctx.injector.hit(FailPoint::CounterSnapshot)?;
@@ -591,6 +723,7 @@ fn deploy<F: StateBackendFactory + 'static>(
     factory: &Arc<F>,
     restored: Option<RestoredCheckpoint>,
     injector: &Arc<FailureInjector>,
+    timers: &Arc<TimerCounters>,
     clock: &SharedClock,
 ) -> Result<Deployment> {
     let (events_tx, events) = mpsc::channel();
@@ -599,6 +732,7 @@ fn deploy<F: StateBackendFactory + 'static>(
         events: events_tx,
         streams: Mutex::new(HashMap::new()),
         injector: Arc::clone(injector),
+        timers: Arc::clone(timers),
         clock: clock.clone(),
     });
     let restored = restored.map(Arc::new);
@@ -703,15 +837,17 @@ pub(crate) enum AttemptEnd {
 }
 
 /// Runs one attempt until it finishes or fails; returns the latest completed checkpoint.
+/// The counters add the timers they fire to `timers`.
 pub(crate) fn run_attempt<F: StateBackendFactory + 'static>(
     topology: &Topology,
     factory: &Arc<F>,
     coordinator: &CheckpointCoordinator,
     restored: Option<RestoredCheckpoint>,
     injector: &Arc<FailureInjector>,
+    timers: &Arc<TimerCounters>,
     clock: &SharedClock,
 ) -> Result<(AttemptEnd, Option<CompletedCheckpoint>)> {
-    let deployment = deploy(topology, factory, restored, injector, clock)?;
+    let deployment = deploy(topology, factory, restored, injector, timers, clock)?;
     coordinator.set_listeners(vec![Arc::new(deployment.notifier())]);
     let end = drive(&deployment, coordinator);
     coordinator.set_listeners(Vec::new());
@@ -818,4 +954,28 @@ fn drive(
 /// The tasks of the job, for reports.
 pub(crate) fn task_count(t: &Topology) -> usize {
     (INPUTS * t.splits_per_input + t.counters + t.sinks) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A window's timer fires (its timestamp is at or below the timer watermark) exactly
+    /// when the job's low watermark reaches the window's end, as the key scan fired it.
+    #[test]
+    fn window_timers_fire_when_the_low_watermark_reaches_the_window_end() {
+        for window_ms in [1u64, 7, 500] {
+            for window in (0..5).map(|i| i * window_ms) {
+                for low in 0..6 * window_ms {
+                    assert_eq!(
+                        window_timer(window, window_ms) <= timer_watermark(low),
+                        window + window_ms <= low,
+                        "window {window} of {window_ms} ms at low watermark {low}"
+                    );
+                }
+            }
+        }
+        // The end of input fires every window.
+        assert!(window_timer(u64::MAX - 10, 500) <= timer_watermark(u64::MAX));
+    }
 }

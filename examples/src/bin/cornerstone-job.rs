@@ -63,6 +63,10 @@ struct Args {
     /// Milliseconds a source waits between batches (larger: a slower job).
     #[arg(long, default_value_t = 2)]
     pace_ms: u64,
+    /// Milliseconds of processing time without records after which a key counts as idle
+    /// (the counter's processing-time timers; the report counts the timeouts).
+    #[arg(long, default_value_t = 50)]
+    idle_timeout_ms: u64,
     /// The checkpoint interval in milliseconds.
     #[arg(long, default_value_t = 20)]
     interval_ms: u64,
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         events_per_split: args.events,
         keys: args.keys,
         pace: Duration::from_millis(args.pace_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         checkpoint_interval: Duration::from_millis(args.interval_ms),
         restart: if args.restart_attempts == 0 {
             RestartStrategy::None
