@@ -24,6 +24,8 @@
 //! let report = run_job(&config)?;
 //! assert!(report.output.exactly_once(), "{report}");
 //! assert_eq!(report.failures.len(), report.restarts as usize);
+//! // Every window result came from an event-time timer (some twice, across a restore).
+//! assert!(report.timers.event_time_fired >= report.output.lines as u64);
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
