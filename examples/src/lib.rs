@@ -162,7 +162,7 @@ pub struct JobConfig {
 impl JobConfig {
     /// The README's job: 2 inputs × 2 splits × 100k events over 1000 keys, 20 windows,
     /// parallelism 2 everywhere, a checkpoint every 20 ms, 3 failures, keys idle after
-    /// 50 ms.
+    /// 1 s.
     pub fn standard(dir: impl Into<PathBuf>) -> Self {
         JobConfig {
             dir: dir.into(),
@@ -175,7 +175,7 @@ impl JobConfig {
             events_per_split: 100_000,
             keys: 1_000,
             window_ms: 5_000,
-            idle_timeout: Duration::from_millis(50),
+            idle_timeout: Duration::from_secs(1),
             batch: 500,
             pace: Duration::from_millis(2),
             checkpoint_interval: Duration::from_millis(20),

@@ -65,7 +65,7 @@ struct Args {
     pace_ms: u64,
     /// Milliseconds of processing time without records after which a key counts as idle
     /// (the counter's processing-time timers; the report counts the timeouts).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 1_000)]
     idle_timeout_ms: u64,
     /// The checkpoint interval in milliseconds.
     #[arg(long, default_value_t = 20)]
