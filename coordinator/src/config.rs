@@ -56,6 +56,9 @@ pub struct CoordinatorConfig {
     pub cleanup: CleanupPolicy,
     /// How many completed checkpoints are retained.
     pub num_retained: usize,
+    /// Whether a restore may skip the state of operators the job does not have (Flink's
+    /// `--allowNonRestoredState`); without it, such a restore fails naming them.
+    pub allow_non_restored_state: bool,
 }
 
 /// Flink's default checkpoint timeout (10 minutes).
@@ -72,6 +75,7 @@ impl Default for CoordinatorConfig {
             tolerable_failed: 0,
             cleanup: CleanupPolicy::default(),
             num_retained: 1,
+            allow_non_restored_state: false,
         }
     }
 }
@@ -132,6 +136,13 @@ impl CoordinatorConfig {
     #[must_use]
     pub fn num_retained(mut self, n: usize) -> Self {
         self.num_retained = n;
+        self
+    }
+
+    /// Lets restores skip the state of operators the job does not have.
+    #[must_use]
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
         self
     }
 

@@ -15,6 +15,7 @@ use cornerstone_checkpoint_store::{
 use parking_lot::Mutex;
 
 use crate::config::CoordinatorConfig;
+use crate::mapping::{OperatorMapping, map_operators};
 use crate::stats::{
     CheckpointStats, CheckpointStatus, JobCheckpointStats, StatsTracker, SubtaskMetrics,
     SubtaskStats,
@@ -207,6 +208,9 @@ pub struct RestoredCheckpoint {
     pub checkpoint: CompletedCheckpoint,
     /// Reads its file handles.
     pub reader: Arc<StoreStateReader>,
+    /// Which of the job's operators get state from it, which start empty, and whose state
+    /// is skipped.
+    pub mapping: OperatorMapping,
 }
 
 struct Pending {
@@ -737,26 +741,60 @@ impl CheckpointCoordinator {
     /// checkpoints), or `None` when there is none. Pending checkpoints must have been
     /// aborted ([`abort_pending`](Self::abort_pending)). A checkpoint whose commit outcome
     /// was unknown is settled from storage first, so a restore never starts from older
-    /// state than a checkpoint that did complete.
+    /// state than a checkpoint that did complete. Its operators are mapped onto the job's as
+    /// [`restore_from`](Self::restore_from) does.
     ///
     /// # Errors
     /// [`ErrorKind::OutcomeUnknown`] while storage still cannot say whether such a
-    /// checkpoint completed; [`ErrorKind::Fenced`]; storage errors.
+    /// checkpoint completed; [`ErrorKind::Fenced`]; the mapping errors of
+    /// [`map_operators`]; storage errors.
     pub fn restore_latest(&self) -> Result<Option<RestoredCheckpoint>> {
         self.store.settle_doubtful()?;
         let Some(latest) = self.store.latest() else {
             return Ok(None);
         };
-        let reader = self.store.restore(&latest, ClaimMode::Claim)?;
+        self.restore_from(latest, ClaimMode::Claim).map(Some)
+    }
+
+    /// Restores `point`, a checkpoint or savepoint of this coordinator's store (found with
+    /// [`CheckpointStore::resolve`]), with `mode` (see [`ClaimMode`]): after an upgrade, a
+    /// rescale or a move to another job id. The snapshot's operators are
+    /// mapped onto the job's by uid ([`map_operators`]): operators it has no state for start
+    /// empty; state of operators the job lacks is refused unless the configuration allows
+    /// non-restored state. Checkpoint ids continue after the snapshot's.
+    ///
+    /// # Errors
+    /// The mapping errors of [`map_operators`]; the errors of
+    /// [`CompletedCheckpointStore::restore`].
+    pub fn restore_from(
+        &self,
+        point: CompletedCheckpoint,
+        mode: ClaimMode,
+    ) -> Result<RestoredCheckpoint> {
+        let mapping = map_operators(
+            &point.metadata,
+            &point.metadata_path,
+            &self.operators,
+            self.config.allow_non_restored_state,
+        )?;
+        if !mapping.not_restored.is_empty() {
+            tracing::warn!(
+                checkpoint = %point.id(),
+                operators = %mapping.not_restored.join(","),
+                "skipping the state of operators this job does not have (allow_non_restored_state)"
+            );
+        }
+        let reader = self.store.restore(&point, mode)?;
         let mut inner = self.inner.lock();
-        inner.next_id = inner.next_id.max(latest.id().get() + 1);
+        inner.next_id = inner.next_id.max(point.id().get() + 1);
         inner.stats.restored += 1;
-        inner.stats.last_restored = Some(latest.id());
-        tracing::info!(checkpoint = %latest.id(), "restoring from checkpoint");
-        Ok(Some(RestoredCheckpoint {
-            checkpoint: latest,
+        inner.stats.last_restored = Some(point.id());
+        tracing::info!(checkpoint = %point.id(), path = %point.metadata_path, "restoring from checkpoint");
+        Ok(RestoredCheckpoint {
+            checkpoint: point,
             reader: Arc::new(reader),
-        }))
+            mapping,
+        })
     }
 
     /// The ids of the checkpoints waiting for acknowledgements.

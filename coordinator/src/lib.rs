@@ -64,6 +64,7 @@
 pub mod barrier;
 pub mod config;
 pub mod coordinator;
+pub mod mapping;
 pub mod restart;
 pub mod stats;
 pub mod two_phase;
@@ -74,6 +75,7 @@ pub use coordinator::{
     AckOutcome, CheckpointCoordinator, CheckpointListener, OperatorSpec, RestoredCheckpoint,
     SkipReason, TaskId, TriggerResult, TriggeredCheckpoint,
 };
+pub use mapping::{OperatorMapping, map_operators};
 pub use restart::{RestartDecision, RestartStrategy, RestartTracker};
 pub use stats::{
     CheckpointStats, CheckpointStatus, JobCheckpointStats, SubtaskMetrics, SubtaskStats,

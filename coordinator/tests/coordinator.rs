@@ -9,7 +9,7 @@ use cornerstone_backend_api::{
     CheckpointId, CheckpointStreamFactory, ErrorKind, ManualClock, SharedClock, StateScope,
     StreamStateHandle, SubtaskState,
 };
-use cornerstone_checkpoint_store::{CheckpointStore, CleanupPolicy, JobStatus};
+use cornerstone_checkpoint_store::{CheckpointStore, ClaimMode, CleanupPolicy, JobStatus};
 use cornerstone_coordinator::{
     AckOutcome, CheckpointCoordinator, CheckpointListener, CheckpointStatus, CoordinatorConfig,
     OperatorSpec, RestoredCheckpoint, SkipReason, SubtaskMetrics, TaskId, TriggerResult,
@@ -752,4 +752,47 @@ fn a_second_coordinator_fences_the_first_and_no_side_effect_is_discarded() {
     assert_eq!(restored.checkpoint.id(), first.id);
     let next = trigger_on(&b);
     assert!(next.id > in_flight.id, "{} after {}", next.id, in_flight.id);
+}
+
+/// A new job restores another job's checkpoint: state is matched by operator uid; the state
+/// of an operator the new job lacks is refused, naming it, unless non-restored state is
+/// allowed; a new operator starts empty; ids continue after the restored checkpoint.
+#[test]
+fn restore_from_maps_operators_by_uid() {
+    let f = fixture(CoordinatorConfig::every(Duration::from_millis(10)));
+    let t = trigger(&f);
+    assert!(matches!(ack_all(&f, &t), AckOutcome::Completed(_)));
+    let store = CheckpointStore::local(f.dir.path()).unwrap();
+    let point = store.resolve("job/chk-1").unwrap();
+
+    // Version 2 of the job: "sink" is gone, "counter" is new.
+    let v2 = vec![
+        OperatorSpec::new("source", "Source", 3, 128),
+        OperatorSpec::new("counter", "Counter", 2, 128),
+    ];
+    let clock: SharedClock = Arc::new(ManualClock::new(5_000));
+    let open = |config: CoordinatorConfig, job: &str| {
+        CheckpointCoordinator::open(&store, job, config, v2.clone(), clock.clone()).unwrap()
+    };
+    let strict = open(CoordinatorConfig::default(), "job-v2");
+    let err = strict
+        .restore_from(point.clone(), ClaimMode::NoClaim)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.context("operators"), Some("sink"));
+    assert_eq!(err.context("path"), Some("job/chk-1/_metadata"));
+    assert_eq!(strict.stats().restored, 0);
+
+    let lenient = open(
+        CoordinatorConfig::default().allow_non_restored_state(true),
+        "job-v2b",
+    );
+    let restored = lenient.restore_from(point, ClaimMode::NoClaim).unwrap();
+    assert_eq!(restored.mapping.restored, ["source"]);
+    assert_eq!(restored.mapping.fresh, ["counter"]);
+    assert_eq!(restored.mapping.not_restored, ["sink"]);
+    assert_eq!(offsets(&restored, "source", 1).len(), 5_000);
+    assert_eq!(lenient.stats().last_restored, Some(CheckpointId(1)));
+    let t = lenient.trigger().unwrap().triggered().unwrap();
+    assert_eq!(t.id, CheckpointId(2));
 }
