@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cornerstone_backend_api::format::{self, incremental};
+use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, Error, ErrorKind, FileStateHandle, KeyedStateHandle, Result, StateScope,
-    StreamStateHandle,
+    CheckpointId, Distribution, Error, ErrorKind, FileStateHandle, KeyedStateHandle, Result,
+    StateKind, StateMeta, StateScope, StreamStateHandle,
 };
 
 use crate::completed::{CompletedCheckpoint, checkpoint_dirs};
@@ -222,6 +224,27 @@ pub struct SubtaskSummary {
     pub state_size: u64,
 }
 
+/// One state of an operator, as the snapshot's own headers describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSummary {
+    /// The state's name.
+    pub name: String,
+    /// Its kind: `value`, `list`, `map`, `reducing`, `aggregating`, `timers` (keyed), or
+    /// `split`, `union`, `broadcast` (operator state).
+    pub kind: String,
+    /// The key type (keyed state).
+    pub key_type: Option<String>,
+    /// The namespace type (keyed state).
+    pub namespace_type: Option<String>,
+    /// The map key type (map state).
+    pub user_key_type: Option<String>,
+    /// The value type; the element type of list and operator state; `i64` (the timestamp)
+    /// for timers.
+    pub value_type: String,
+    /// Whether it has a time-to-live.
+    pub ttl: bool,
+}
+
 /// One operator of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorSummary {
@@ -235,6 +258,10 @@ pub struct OperatorSummary {
     pub max_parallelism: u32,
     /// The subtasks that have state.
     pub subtasks: Vec<SubtaskSummary>,
+    /// Its states by name, from the headers of its keyed snapshots (full and incremental)
+    /// and its operator-state handles; a header that cannot be read adds none (`verify`
+    /// says why).
+    pub states: Vec<StateSummary>,
     /// Total referenced bytes.
     pub state_size: u64,
 }
@@ -280,6 +307,91 @@ fn keyed_state_names(reader: &StoreStateReader, handle: &KeyedStateHandle) -> Ve
     }
 }
 
+/// The lowercase name of a keyed state kind.
+fn kind_name(kind: StateKind) -> &'static str {
+    match kind {
+        StateKind::Value => "value",
+        StateKind::List => "list",
+        StateKind::Map => "map",
+        StateKind::Reducing => "reducing",
+        StateKind::Aggregating => "aggregating",
+        StateKind::Timers => "timers",
+    }
+}
+
+/// The states an operator's handles describe, by name (each once: the first handle that
+/// names a state describes it).
+fn operator_states(
+    reader: &StoreStateReader,
+    op: &crate::metadata::OperatorState,
+) -> Vec<StateSummary> {
+    let mut states: BTreeMap<String, StateSummary> = BTreeMap::new();
+    let keyed =
+        |states: &mut BTreeMap<String, StateSummary>, key_type: &str, metas: Vec<StateMeta>| {
+            for m in metas {
+                states
+                    .entry(m.name.clone())
+                    .or_insert_with(|| StateSummary {
+                        kind: kind_name(m.kind).to_owned(),
+                        key_type: Some(key_type.to_owned()),
+                        namespace_type: Some(m.namespace_type),
+                        user_key_type: m.user_key_type,
+                        value_type: m.value_type,
+                        ttl: m.ttl,
+                        name: m.name,
+                    });
+            }
+        };
+    // One header per distinct stream is enough: every subtask writes the same states.
+    let mut seen_full = false;
+    let mut seen_incremental = false;
+    for st in op.subtasks.values() {
+        for handle in &st.keyed {
+            match handle {
+                KeyedStateHandle::KeyGroups(h) if !seen_full => {
+                    if let Ok(header) = read_header(h, Some(reader)) {
+                        keyed(&mut states, &header.key_type, header.states);
+                        seen_full = true;
+                    }
+                }
+                KeyedStateHandle::Incremental(h) if !seen_incremental => {
+                    let what = format::describe(&h.meta);
+                    let meta = read_stream(&h.meta, Some(reader))
+                        .and_then(|bytes| incremental::decode(&bytes, &what));
+                    if let Ok(meta) = meta {
+                        keyed(
+                            &mut states,
+                            &meta.key_type,
+                            meta.states.into_iter().map(|s| s.meta).collect(),
+                        );
+                        seen_incremental = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for handle in &st.operator {
+            for (name, meta) in &handle.states {
+                states.entry(name.clone()).or_insert_with(|| StateSummary {
+                    name: name.clone(),
+                    kind: match meta.mode {
+                        Distribution::Split => "split",
+                        Distribution::Union => "union",
+                        Distribution::Broadcast => "broadcast",
+                    }
+                    .to_owned(),
+                    key_type: None,
+                    namespace_type: None,
+                    user_key_type: None,
+                    value_type: meta.element_type.clone(),
+                    ttl: false,
+                });
+            }
+        }
+    }
+    states.into_values().collect()
+}
+
 /// Shows a checkpoint or savepoint (any location [`CheckpointStore::resolve`] accepts):
 /// operators, parallelism, max parallelism, per-subtask key-group ranges, handles, files and
 /// sizes.
@@ -301,6 +413,7 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
             parallelism: op.parallelism,
             max_parallelism: op.max_parallelism,
             state_size: op.state_size(),
+            states: operator_states(&reader, op),
             subtasks: op
                 .subtasks
                 .iter()

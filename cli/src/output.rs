@@ -216,6 +216,15 @@ pub(crate) fn show_json(d: &SnapshotDetails) -> Value {
             "parallelism": op.parallelism,
             "max_parallelism": op.max_parallelism,
             "state_size_bytes": op.state_size,
+            "states": op.states.iter().map(|st| json!({
+                "name": st.name,
+                "kind": st.kind,
+                "key_type": st.key_type,
+                "namespace_type": st.namespace_type,
+                "user_key_type": st.user_key_type,
+                "value_type": st.value_type,
+                "ttl": st.ttl,
+            })).collect::<Vec<_>>(),
             "subtasks": op.subtasks.iter().map(|st| json!({
                 "index": st.index,
                 "state_size_bytes": st.state_size,
@@ -282,6 +291,32 @@ pub(crate) fn show_human(d: &SnapshotDetails) -> String {
             op.max_parallelism,
             human_size(op.state_size)
         );
+        if !op.states.is_empty() {
+            let mut t = Table::new(&[
+                ("STATE", false),
+                ("KIND", false),
+                ("KEY", false),
+                ("NAMESPACE", false),
+                ("VALUE", false),
+                ("TTL", false),
+            ]);
+            let or_dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_owned());
+            for st in &op.states {
+                let value = match &st.user_key_type {
+                    Some(uk) => format!("{uk} -> {}", st.value_type),
+                    None => st.value_type.clone(),
+                };
+                t.row(vec![
+                    st.name.clone(),
+                    st.kind.clone(),
+                    or_dash(&st.key_type),
+                    or_dash(&st.namespace_type),
+                    value,
+                    if st.ttl { "yes" } else { "-" }.to_owned(),
+                ]);
+            }
+            t.render(&mut out, "  ");
+        }
         let mut t = Table::new(&[
             ("SUBTASK", true),
             ("HANDLE", false),
@@ -294,10 +329,11 @@ pub(crate) fn show_human(d: &SnapshotDetails) -> String {
                 let kg = h
                     .key_groups
                     .map_or_else(|| "-".to_owned(), |(a, b)| format!("{a}..={b}"));
+                // The states themselves are in the table above.
                 let states = if h.state_names.is_empty() {
                     "-".to_owned()
                 } else {
-                    h.state_names.join(",")
+                    h.state_names.len().to_string()
                 };
                 for (i, s) in h.streams.iter().enumerate() {
                     let first = i == 0;

@@ -273,11 +273,61 @@ fn show_lists_operators_ranges_and_files() {
         ranges,
         vec![serde_json::json!([0, 63]), serde_json::json!([64, 127])]
     );
+    // Every state with its kind and types, from the snapshot's headers, by name.
+    let states: Vec<(String, String, String, String, String)> = keyed["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap_or("-").to_owned();
+            (
+                text("name"),
+                text("kind"),
+                text("key_type"),
+                text("namespace_type"),
+                text("value_type"),
+            )
+        })
+        .collect();
+    let row = |n: &str, k: &str, key: &str, ns: &str, v: &str| {
+        (
+            n.to_owned(),
+            k.to_owned(),
+            key.to_owned(),
+            ns.to_owned(),
+            v.to_owned(),
+        )
+    };
+    assert_eq!(
+        states,
+        vec![
+            row("_timer_state/event_window", "timers", "u64", "u64", "i64"),
+            row(
+                "_timer_state/processing_window",
+                "timers",
+                "u64",
+                "u64",
+                "i64"
+            ),
+            row("count", "value", "u64", "()", "alloc::string::String"),
+            row("hist", "list", "u64", "()", "u64"),
+        ]
+    );
+    assert!(
+        keyed["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ttl"] == false)
+    );
     let source = ops.iter().find(|o| o["uid"] == "source-uid").unwrap();
     assert_eq!(
         source["subtasks"][0]["handles"][0]["state_names"],
         serde_json::json!(["offsets"])
     );
+    assert_eq!(source["states"][0]["kind"], "split");
+    assert_eq!(source["states"][0]["value_type"], "u64");
+    assert_eq!(source["states"][0]["key_type"], Value::Null);
     let files = json["files"].as_array().unwrap();
     assert_eq!(files.len(), 3);
     for f in files {
@@ -297,6 +347,15 @@ fn show_lists_operators_ranges_and_files() {
     assert!(
         human.contains("64..=127") && human.contains("offsets"),
         "{human}"
+    );
+    let count_row = human
+        .lines()
+        .find(|l| l.trim_start().starts_with("count "))
+        .unwrap_or_else(|| panic!("a row of state count: {human}"));
+    let cells: Vec<&str> = count_row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["count", "value", "u64", "()", "alloc::string::String", "-"]
     );
     // A job directory shows its latest complete checkpoint.
     assert_eq!(ok_json(&["show", &fx.arg("job")])["id"], 10);
