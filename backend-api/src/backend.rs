@@ -13,6 +13,7 @@ use crate::descriptor::{
 use crate::error::{Error, Result};
 use crate::handles::{CheckpointId, KeyedStateHandle, SubtaskState};
 use crate::keygroup::{KeyGroupRange, check_max_parallelism};
+use crate::rescale::StateMapping;
 use crate::state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 use crate::stream::{CheckpointStreamFactory, StateReader};
 use crate::table::{ListTable, MapTable, TableOptions, ValueTable};
@@ -373,6 +374,8 @@ pub struct KeyedBackendParams {
     pub restore: Vec<KeyedStateHandle>,
     /// Reads file handles; `None` when every handle is inline.
     pub reader: Option<Arc<dyn StateReader>>,
+    /// Restored states to rename or drop (after an upgrade that renamed or removed them).
+    pub state_mapping: StateMapping,
 }
 
 impl KeyedBackendParams {
@@ -384,7 +387,22 @@ impl KeyedBackendParams {
             clock: system_clock(),
             restore: Vec::new(),
             reader: None,
+            state_mapping: StateMapping::default(),
         }
+    }
+
+    /// Restores the state stored as `old` under the name `new` (see [`StateMapping`]).
+    #[must_use]
+    pub fn rename_state(mut self, old: impl Into<String>, new: impl Into<String>) -> Self {
+        self.state_mapping = self.state_mapping.rename(old, new);
+        self
+    }
+
+    /// Leaves the state stored as `name` out of the restore (see [`StateMapping`]).
+    #[must_use]
+    pub fn drop_state(mut self, name: impl Into<String>) -> Self {
+        self.state_mapping = self.state_mapping.drop_state(name);
+        self
     }
 
     /// Uses `clock` for TTL.

@@ -1,8 +1,9 @@
 //! State assignment on restore, including rescaling: which keyed handles a subtask reads,
 //! and how operator state is redistributed (Flink's `StateAssignmentOperation`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::descriptor::StateMeta;
 use crate::error::{Error, Result};
 use crate::handles::{Distribution, KeyedStateHandle, OperatorStateHandle, OperatorStateMeta};
 use crate::keygroup::KeyGroupRange;
@@ -108,4 +109,117 @@ pub fn redistribute_operator_state(
         });
     }
     Ok(out)
+}
+
+/// Renames and drops of restored keyed states, for a job whose new version renamed or
+/// removed a state: a restore applies them to every snapshot's state metas before anything
+/// is registered, so the renamed state is restored (and later snapshotted) under its new
+/// name, and a dropped state is gone.
+///
+/// ```
+/// use cornerstone_backend_api::rescale::StateMapping;
+/// let mapping = StateMapping::new().rename("clicks", "page-views").drop_state("debug-cache");
+/// assert!(!mapping.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateMapping {
+    renames: BTreeMap<String, String>,
+    dropped: BTreeSet<String>,
+}
+
+impl StateMapping {
+    /// No renames, no drops.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Restores the state stored as `old` under the name `new`.
+    #[must_use]
+    pub fn rename(mut self, old: impl Into<String>, new: impl Into<String>) -> Self {
+        self.renames.insert(old.into(), new.into());
+        self
+    }
+
+    /// Leaves the state stored as `name` out of the restore.
+    #[must_use]
+    pub fn drop_state(mut self, name: impl Into<String>) -> Self {
+        self.dropped.insert(name.into());
+        self
+    }
+
+    /// Whether it renames and drops nothing.
+    pub fn is_empty(&self) -> bool {
+        self.renames.is_empty() && self.dropped.is_empty()
+    }
+
+    /// The states of one snapshot as restored: each stored meta renamed, or `None` when
+    /// dropped.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] when a state is both renamed and dropped, renamed
+    /// to an empty name, or two states would end up with one name (a rename onto a stored
+    /// state that stays), naming them.
+    pub fn apply(&self, states: &[StateMeta]) -> Result<Vec<Option<StateMeta>>> {
+        let mut names = BTreeSet::new();
+        let mut out = Vec::with_capacity(states.len());
+        for meta in states {
+            if self.dropped.contains(&meta.name) {
+                if self.renames.contains_key(&meta.name) {
+                    return Err(Error::invalid_input("a state is both renamed and dropped")
+                        .with_context("state", &meta.name));
+                }
+                out.push(None);
+                continue;
+            }
+            let mut meta = meta.clone();
+            if let Some(new) = self.renames.get(&meta.name) {
+                if new.is_empty() {
+                    return Err(
+                        Error::invalid_input("a state cannot be renamed to an empty name")
+                            .with_context("state", &meta.name),
+                    );
+                }
+                meta.name = new.clone();
+            }
+            if !names.insert(meta.name.clone()) {
+                return Err(Error::invalid_input(
+                    "renaming restored states would give two states one name",
+                )
+                .with_context("state", &meta.name));
+            }
+            out.push(Some(meta));
+        }
+        Ok(out)
+    }
+
+    /// Checks that every renamed and dropped state was in the snapshots restored, whose
+    /// state names are `stored`: a mapping of a name that does not exist is a mistake
+    /// (a typo, or the wrong snapshot).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] naming the missing states and the stored ones.
+    pub fn check_used(&self, stored: &BTreeSet<String>) -> Result<()> {
+        let missing: Vec<&str> = self
+            .renames
+            .keys()
+            .chain(&self.dropped)
+            .filter(|name| !stored.contains(*name))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(
+            Error::invalid_input("states to rename or drop are not in the restored snapshot")
+                .with_context("states", missing.join(","))
+                .with_context(
+                    "stored",
+                    stored
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+        )
+    }
 }

@@ -1,8 +1,8 @@
 //! The heap keyed backend and the memory backend factory.
 
 use std::any::type_name;
-use std::collections::BTreeMap;
 use std::collections::btree_map;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -276,6 +276,8 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         params.validate()?;
         let range = params.key_group_range;
         let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
+        // The state names the restored snapshots hold, before renames and drops.
+        let mut stored = BTreeSet::new();
         for handle in &params.restore {
             let handle = match handle {
                 KeyedStateHandle::KeyGroups(h) => h,
@@ -288,7 +290,16 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
                     .with_context("backend", &h.backend_id));
                 }
             };
-            restore_handle(handle, &params, type_name::<K>(), &mut restored)?;
+            restore_handle(
+                handle,
+                &params,
+                type_name::<K>(),
+                &mut restored,
+                &mut stored,
+            )?;
+        }
+        if !stored.is_empty() {
+            params.state_mapping.check_used(&stored)?;
         }
         Ok(HeapKeyedStateBackend {
             options,
@@ -353,6 +364,7 @@ fn restore_handle(
     params: &KeyedBackendParams,
     key_type: &str,
     restored: &mut BTreeMap<String, Restored>,
+    stored: &mut BTreeSet<String>,
 ) -> Result<()> {
     let range = params.key_group_range;
     let max_parallelism = params.max_parallelism;
@@ -384,11 +396,16 @@ fn restore_handle(
         return Ok(());
     };
     header.check_key_type(key_type)?;
+    stored.extend(header.states.iter().map(|m| m.name.clone()));
+    let mapped = params.state_mapping.apply(&header.states)?;
     // Every state of the header is registered, also those without a record in our key
-    // groups, so they are known (and type checked) all the same.
+    // groups, so they are known (and type checked) all the same; dropped ones are not.
     let mut local = local.into_iter();
-    for meta in header.states {
+    for meta in mapped {
         let state_groups = local.next();
+        let Some(meta) = meta else {
+            continue;
+        };
         match restored.entry(meta.name.clone()) {
             btree_map::Entry::Occupied(mut known) => {
                 if known.get().meta != meta {

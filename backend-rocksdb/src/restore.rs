@@ -158,8 +158,11 @@ pub(crate) fn restore(
     let mut states: BTreeMap<String, StateEntry> = BTreeMap::new();
 
     // One incremental handle covering our range: open its files directly.
+    // (Renamed or dropped states take the general path below, which writes each state
+    // into the column family of its new name.)
     if let [KeyedStateHandle::Incremental(h)] = params.restore.as_slice()
         && h.range.intersection(&range) == range
+        && params.state_mapping.is_empty()
     {
         let meta = read_meta(h, reader, params, key_type)?;
         download(h, reader, &dir.path().join("db"))?;
@@ -183,6 +186,8 @@ pub(crate) fn restore(
     }
 
     let inst = Instance::open(dir, resources, plen, &[])?;
+    // The state names the restored snapshots hold, before renames and drops.
+    let mut stored = std::collections::BTreeSet::new();
     let mut loader = Loader {
         inst: &inst,
         batch: WriteBatch::default(),
@@ -190,15 +195,21 @@ pub(crate) fn restore(
     for (n, handle) in params.restore.iter().enumerate() {
         match handle {
             KeyedStateHandle::KeyGroups(h) => {
-                let mut names: Vec<(String, StateKind)> = Vec::new();
+                // Per state index of the header: its column family and kind (`None`: dropped).
+                let mut names: Vec<Option<(String, StateKind)>> = Vec::new();
                 let mut key = Vec::new();
                 let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
                     if names.is_empty() && !header.states.is_empty() {
                         header.check_key_type(key_type)?;
-                        for meta in &header.states {
-                            let cf = add_state(&mut states, meta)?;
-                            inst.ensure_cf(&cf)?;
-                            names.push((cf.name, meta.kind));
+                        for meta in params.state_mapping.apply(&header.states)? {
+                            names.push(match meta {
+                                Some(meta) => {
+                                    let cf = add_state(&mut states, &meta)?;
+                                    inst.ensure_cf(&cf)?;
+                                    Some((cf.name, meta.kind))
+                                }
+                                None => None,
+                            });
                         }
                     }
                     if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
@@ -208,9 +219,12 @@ pub(crate) fn restore(
                         .with_context("key_group", record.key_group)
                         .with_context("max_parallelism", params.max_parallelism));
                     }
-                    let Some((cf, kind)) = names.get(record.state as usize) else {
+                    let Some(name) = names.get(record.state as usize) else {
                         return Err(Error::corrupted("snapshot record out of place")
                             .with_context("key_group", record.key_group));
+                    };
+                    let Some((cf, kind)) = name else {
+                        return Ok(());
                     };
                     if *kind == StateKind::Timers {
                         let entry = TimerEntry::from_parts(record.key, record.namespace);
@@ -235,8 +249,14 @@ pub(crate) fn restore(
                 let header = read_key_groups(h, reader, range, &mut visit)?;
                 if let Some(header) = header {
                     header.check_key_type(key_type)?;
-                    for meta in &header.states {
-                        let cf = add_state(&mut states, meta)?;
+                    stored.extend(header.states.iter().map(|m| m.name.clone()));
+                    for meta in params
+                        .state_mapping
+                        .apply(&header.states)?
+                        .into_iter()
+                        .flatten()
+                    {
+                        let cf = add_state(&mut states, &meta)?;
                         inst.ensure_cf(&cf)?;
                     }
                 }
@@ -258,8 +278,15 @@ pub(crate) fn restore(
                     let db = open_read_only(&inst.resources, &tmp, &cfs)?;
                     let lower = key_group_bound(wanted.first(), plen);
                     let upper = key_group_bound(wanted.last() + 1, plen);
-                    for s in &meta.states {
-                        let cf = add_state(&mut states, &s.meta)?;
+                    let metas: Vec<StateMeta> =
+                        meta.states.iter().map(|s| s.meta.clone()).collect();
+                    stored.extend(metas.iter().map(|m| m.name.clone()));
+                    let mapped = params.state_mapping.apply(&metas)?;
+                    for (s, renamed) in meta.states.iter().zip(mapped) {
+                        let Some(renamed) = renamed else {
+                            continue;
+                        };
+                        let cf = add_state(&mut states, &renamed)?;
                         inst.ensure_cf(&cf)?;
                         let source = db.cf_handle(&s.column_family).ok_or_else(|| {
                             Error::corrupted("a state's column family is missing from the snapshot")
@@ -285,6 +312,9 @@ pub(crate) fn restore(
     }
     loader.flush()?;
     drop(loader);
+    if !stored.is_empty() {
+        params.state_mapping.check_used(&stored)?;
+    }
     Ok((inst, states))
 }
 

@@ -29,7 +29,8 @@
 //!   between steps; `ttl_merge`: namespace merges keep the stored timestamps;
 //! - `snapshot`: round trips, the synchronous/asynchronous split, failed writes;
 //!   `concurrent`: overlapping asynchronous phases, one blocked in storage I/O;
-//! - `compat`: restoring with incompatible descriptors;
+//! - `compat`: restoring with incompatible descriptors; `upgrade`: states renamed or
+//!   dropped on restore;
 //! - `corruption`: damaged snapshots are detected, never panic;
 //! - `rescale`: restores at another parallelism;
 //! - `operator`: operator list, union and broadcast state;
@@ -181,6 +182,7 @@ mod timers;
 mod ttl;
 mod ttl_kinds;
 mod ttl_merge;
+mod upgrade;
 mod value;
 
 pub use compat::*;
@@ -203,6 +205,7 @@ pub use timers::*;
 pub use ttl::*;
 pub use ttl_kinds::*;
 pub use ttl_merge::*;
+pub use upgrade::*;
 pub use value::*;
 
 /// What the suite needs from a backend under test: a factory, and checkpoint storage to
@@ -372,6 +375,10 @@ macro_rules! conformance_suite {
             restore_with_other_kind_fails,
             restore_with_ttl_toggled_fails,
             restore_with_other_key_type_fails,
+            // upgrades
+            restore_renames_a_state,
+            restore_drops_a_state,
+            restore_state_mapping_mistakes_are_refused,
             // corruption
             corrupted_snapshot_byte_is_detected,
             truncated_snapshot_is_detected,
