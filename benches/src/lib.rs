@@ -26,15 +26,24 @@
 //!   [`raw_state_ops`]: the same on `hashbrown` maps plus the key-group computation;
 //! - [`snapshot_sync`]: the synchronous phase of a snapshot and the first write after it
 //!   (copy-on-write); [`snapshot_async`]: the asynchronous write of the snapshot;
-//!   [`raw_snapshot_baselines`]: cloning and serializing a plain map of the same size.
+//!   [`raw_snapshot_baselines`]: cloning and serializing a plain map of the same size;
+//! - [`timer_ops`]: registering, deleting and firing 100k keys × 10 event-time timers
+//!   (namespace `u64`) through a backend's timer service; [`raw_heap_timer_ops`]: the same
+//!   on a `BinaryHeap` + `HashSet` ([`timers`] module).
 //!
 //! Benchmark ids are `op/backend/detail`, e.g. `value_get/memory/100k`; per-operation
 //! groups set [`Throughput::Elements`] so criterion prints operations per second.
 //!
-//! Every backend runs single-threaded with keys `u64`, namespace `()`, max parallelism
+//! Every backend runs single-threaded with keys `u64`, namespace `()` (`u64` for timers), max parallelism
 //! [`MAX_PARALLELISM`] and one backend owning all key groups.
 
 pub mod storage;
+pub mod timers;
+
+pub use timers::{
+    BenchTimer, FireCursor, RawHeapTimers, TIMER_KEYS, TIMER_ROUND_SPAN, TIMER_SERVICE,
+    TIMERS_PER_KEY, TimerWorkload, raw_heap_timer_ops, timed_fire, timer_ops, timer_service,
+};
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -225,7 +234,7 @@ fn per_op_group<'c>(c: &'c mut Criterion, op: &str) -> BenchmarkGroup<'c, WallTi
 /// Times `iters` calls of `op`, calling `reset` (untimed) after every `chunk` calls, so
 /// that appending workloads keep a bounded size. `done` counts the calls since the last
 /// reset across invocations.
-fn timed_in_chunks(
+pub fn timed_in_chunks(
     iters: u64,
     chunk: u64,
     done: &mut u64,
