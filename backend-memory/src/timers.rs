@@ -94,11 +94,15 @@ impl TimerQueue for HeapTimerQueue {
         let mut inner = self.inner.lock();
         let Inner { groups, heads, len } = &mut *inner;
         let group = &mut groups[index];
-        if !group.contains(&timer) {
+        // One search when the group is not shared with a snapshot; a shared one is copied
+        // only when the timer is there.
+        let removed = match Arc::get_mut(group) {
+            Some(group) => group.remove(&timer),
+            None => group.contains(&timer) && Arc::make_mut(group).remove(&timer),
+        };
+        if !removed {
             return Ok(());
         }
-        let group = Arc::make_mut(group);
-        group.remove(&timer);
         *len -= 1;
         if heads.head(index) == Some(timestamp) {
             heads.set(index, group.first().map(|(ts, _)| *ts));

@@ -14,6 +14,11 @@
 //! and deletes it; a key group is read from RocksDB only when its cache runs dry while more
 //! timers are stored. Every change goes to RocksDB at once (without WAL, as all state), so
 //! a native checkpoint holds every timer.
+//!
+//! A cache also keeps a lower bound of the stored timers it does not hold (its `floor`),
+//! and a refill seeks there rather than to the start of the key group: the timers before
+//! it were fired or deleted, and their tombstones stay in RocksDB until a compaction, so
+//! seeking past them keeps a refill from stepping over every timer fired so far.
 
 use std::collections::BTreeSet;
 
@@ -82,6 +87,18 @@ struct Cache {
     timers: BTreeSet<(i64, TimerEntry)>,
     /// Whether `timers` are all the key group's timers. When not, `timers` is never empty.
     complete: bool,
+    /// No stored timer of the key group outside `timers` is before this one (`None`: no
+    /// bound known), where a refill seeks.
+    floor: Option<(i64, TimerEntry)>,
+}
+
+impl Cache {
+    /// Notes that `timer` is stored but not cached.
+    fn lower_floor(&mut self, timer: &(i64, TimerEntry)) {
+        if self.floor.as_ref().is_none_or(|floor| timer < floor) {
+            self.floor = Some(timer.clone());
+        }
+    }
 }
 
 struct Inner {
@@ -133,11 +150,15 @@ impl RocksTimerQueue {
         let cf = self.core.inst.cf(&self.core.cf)?;
         let cache = &mut inner.caches[index];
         cache.timers.clear();
+        let mut from = key_group_bound(kg, plen);
+        if let Some((ts, entry)) = &cache.floor {
+            timer_key(&mut from, kg, plen, *ts, entry.as_bytes());
+        }
         let mut complete = true;
         scan(
             &self.core.inst.db,
             &cf,
-            &key_group_bound(kg, plen),
+            &from,
             Some(key_group_bound(kg + 1, plen)),
             Seek::Total,
             &mut |k, _| {
@@ -152,6 +173,12 @@ impl RocksTimerQueue {
         )
         .map_err(|e| e.with_context("state", &self.core.state))?;
         cache.complete = complete;
+        // The timers not read are after the last one read.
+        cache.floor = if complete {
+            None
+        } else {
+            cache.timers.last().cloned()
+        };
         let head = cache.timers.first().map(|(ts, _)| *ts);
         inner.heads.set(index, head);
         Ok(())
@@ -184,9 +211,13 @@ impl TimerQueue for RocksTimerQueue {
         // The cache stays the first timers of the key group: a timer after its last one
         // joins it only when it holds them all.
         let belongs = cache.complete || cache.timers.last().is_some_and(|last| timer < *last);
-        if belongs && cache.timers.insert(timer) {
-            if cache.timers.len() > CACHE_SIZE {
-                cache.timers.pop_last();
+        if !belongs {
+            cache.lower_floor(&timer);
+        } else if cache.timers.insert(timer) {
+            if cache.timers.len() > CACHE_SIZE
+                && let Some(last) = cache.timers.pop_last()
+            {
+                cache.lower_floor(&last);
                 cache.complete = false;
             }
             heads.set(index, cache.timers.first().map(|(ts, _)| *ts));
