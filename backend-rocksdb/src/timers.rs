@@ -93,6 +93,15 @@ struct Cache {
 }
 
 impl Cache {
+    /// Notes that `timer`, the last cached timer, left the cache (fired or deleted) and
+    /// the cache is now empty: every stored timer is after it, so a refill seeks there and
+    /// steps over one tombstone, not the tombstones of all the timers the cache held.
+    fn raise_floor(&mut self, timer: (i64, TimerEntry)) {
+        if self.floor.as_ref().is_none_or(|floor| *floor < timer) {
+            self.floor = Some(timer);
+        }
+    }
+
     /// Notes that `timer` is stored but not cached.
     fn lower_floor(&mut self, timer: &(i64, TimerEntry)) {
         if self.floor.as_ref().is_none_or(|floor| timer < floor) {
@@ -232,11 +241,10 @@ impl TimerQueue for RocksTimerQueue {
         timer_key(key, key_group, self.core.prefix_len, timestamp, entry);
         self.write(key, false)?;
         let cache = &mut caches[index];
-        if cache
-            .timers
-            .remove(&(timestamp, TimerEntry::from_bytes(entry)))
-        {
+        let timer = (timestamp, TimerEntry::from_bytes(entry));
+        if cache.timers.remove(&timer) {
             if cache.timers.is_empty() && !cache.complete {
+                cache.raise_floor(timer);
                 self.refill(&mut inner, index)?;
             } else {
                 let head = cache.timers.first().map(|(ts, _)| *ts);
@@ -277,6 +285,7 @@ impl TimerQueue for RocksTimerQueue {
         );
         self.write(key, false)?;
         if cache.timers.is_empty() && !cache.complete {
+            cache.raise_floor((timestamp, entry.clone()));
             self.refill(&mut inner, index)?;
         } else {
             let head = cache.timers.first().map(|(ts, _)| *ts);
