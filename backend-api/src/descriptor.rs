@@ -46,6 +46,21 @@ pub enum StateKind {
     Timers,
 }
 
+impl StateKind {
+    /// The kind's lowercase name, as tools print it: `value`, `list`, `map`, `reducing`,
+    /// `aggregating`, `timers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateKind::Value => "value",
+            StateKind::List => "list",
+            StateKind::Map => "map",
+            StateKind::Reducing => "reducing",
+            StateKind::Aggregating => "aggregating",
+            StateKind::Timers => "timers",
+        }
+    }
+}
+
 impl fmt::Display for StateKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

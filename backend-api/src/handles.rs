@@ -156,6 +156,17 @@ pub enum Distribution {
     Broadcast,
 }
 
+impl Distribution {
+    /// The mode's lowercase name, as tools print it: `split`, `union`, `broadcast`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::Split => "split",
+            Distribution::Union => "union",
+            Distribution::Broadcast => "broadcast",
+        }
+    }
+}
+
 /// One named operator state inside an [`OperatorStateHandle`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OperatorStateMeta {

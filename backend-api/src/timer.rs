@@ -174,6 +174,23 @@ pub fn decode_timestamp(bytes: &[u8]) -> Result<i64> {
         })
 }
 
+/// Checks that `meta` is the meta of a timer queue (kind
+/// [`StateKind::Timers`](crate::StateKind::Timers)): what a backend's
+/// [`KeyedStateBackend::timer_queue`](crate::KeyedStateBackend::timer_queue) checks first.
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] naming the state and its kind.
+pub fn check_queue_meta(meta: &crate::StateMeta) -> Result<()> {
+    if meta.kind == crate::StateKind::Timers {
+        return Ok(());
+    }
+    Err(
+        Error::invalid_input("a timer queue's state kind must be Timers")
+            .with_context("state", &meta.name)
+            .with_context("kind", meta.kind),
+    )
+}
+
 /// A timer as a queue hands it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawTimer {

@@ -12,12 +12,12 @@ use cornerstone_backend_api::keyed_format::{
 };
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
-use cornerstone_backend_api::timer::TimerQueue;
+use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, InlineStreamFactory,
     KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
-    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateKind, StateMeta,
-    StateScope, StateValue, SubtaskState, codec,
+    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateMeta, StateScope,
+    StateValue, SubtaskState, codec,
 };
 use parking_lot::Mutex;
 
@@ -658,13 +658,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
     }
 
     fn timer_queue(&self, meta: StateMeta) -> Result<Arc<dyn TimerQueue>> {
-        if meta.kind != StateKind::Timers {
-            return Err(
-                Error::invalid_input("a timer queue's state kind must be Timers")
-                    .with_context("state", &meta.name)
-                    .with_context("kind", meta.kind),
-            );
-        }
+        check_queue_meta(&meta)?;
         let queue = self.register(
             meta,
             || HeapTimerQueue::new(self.range),

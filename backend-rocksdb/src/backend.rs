@@ -11,11 +11,11 @@ use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::table::{
     ListTable, MapTable, SnapshotFilter, TableOptions, ValueTable,
 };
-use cornerstone_backend_api::timer::TimerQueue;
+use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateKind,
-    StateMeta, StateTtlConfig, StateValue, StreamStateHandle, codec,
+    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateMeta,
+    StateTtlConfig, StateValue, StreamStateHandle, codec,
 };
 use parking_lot::Mutex;
 
@@ -382,13 +382,7 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
     }
 
     fn timer_queue(&self, meta: StateMeta) -> Result<Arc<dyn TimerQueue>> {
-        if meta.kind != StateKind::Timers {
-            return Err(
-                Error::invalid_input("a timer queue's state kind must be Timers")
-                    .with_context("state", &meta.name)
-                    .with_context("kind", meta.kind),
-            );
-        }
+        check_queue_meta(&meta)?;
         let mut queues = self.timer_queues.lock();
         let name = meta.name.clone();
         let core = self.register(meta, None, None, Layout::Value)?;

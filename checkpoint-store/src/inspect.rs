@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use cornerstone_backend_api::format::{self, incremental};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, Distribution, Error, ErrorKind, FileStateHandle, KeyedStateHandle, Result,
-    StateKind, StateMeta, StateScope, StreamStateHandle,
+    CheckpointId, Error, ErrorKind, FileStateHandle, KeyedStateHandle, Result, StateMeta,
+    StateScope, StreamStateHandle,
 };
 
 use crate::completed::{CompletedCheckpoint, checkpoint_dirs};
@@ -307,18 +307,6 @@ fn keyed_state_names(reader: &StoreStateReader, handle: &KeyedStateHandle) -> Ve
     }
 }
 
-/// The lowercase name of a keyed state kind.
-fn kind_name(kind: StateKind) -> &'static str {
-    match kind {
-        StateKind::Value => "value",
-        StateKind::List => "list",
-        StateKind::Map => "map",
-        StateKind::Reducing => "reducing",
-        StateKind::Aggregating => "aggregating",
-        StateKind::Timers => "timers",
-    }
-}
-
 /// The states an operator's handles describe, by name (each once: the first handle that
 /// names a state describes it).
 fn operator_states(
@@ -332,7 +320,7 @@ fn operator_states(
                 states
                     .entry(m.name.clone())
                     .or_insert_with(|| StateSummary {
-                        kind: kind_name(m.kind).to_owned(),
+                        kind: m.kind.name().to_owned(),
                         key_type: Some(key_type.to_owned()),
                         namespace_type: Some(m.namespace_type),
                         user_key_type: m.user_key_type,
@@ -374,12 +362,7 @@ fn operator_states(
             for (name, meta) in &handle.states {
                 states.entry(name.clone()).or_insert_with(|| StateSummary {
                     name: name.clone(),
-                    kind: match meta.mode {
-                        Distribution::Split => "split",
-                        Distribution::Union => "union",
-                        Distribution::Broadcast => "broadcast",
-                    }
-                    .to_owned(),
+                    kind: meta.mode.name().to_owned(),
                     key_type: None,
                     namespace_type: None,
                     user_key_type: None,

@@ -176,27 +176,6 @@ fn decode_named(type_name: &str, shape: Shape, ttl: bool, bytes: &[u8]) -> Value
         .unwrap_or_else(|| json!({ "hex": hex::encode(bytes) }))
 }
 
-/// The JSON name of a keyed state kind.
-pub(crate) fn kind_str(kind: StateKind) -> &'static str {
-    match kind {
-        StateKind::Value => "value",
-        StateKind::List => "list",
-        StateKind::Map => "map",
-        StateKind::Reducing => "reducing",
-        StateKind::Aggregating => "aggregating",
-        StateKind::Timers => "timers",
-    }
-}
-
-/// The JSON name of an operator state's distribution mode.
-pub(crate) fn mode_str(mode: Distribution) -> &'static str {
-    match mode {
-        Distribution::Split => "split",
-        Distribution::Union => "union",
-        Distribution::Broadcast => "broadcast",
-    }
-}
-
 /// One keyed-state record as a JSON object.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn keyed_record(
@@ -213,7 +192,7 @@ pub(crate) fn keyed_record(
     o.insert("subtask".into(), json!(subtask));
     o.insert("key_group".into(), json!(key_group));
     o.insert("state".into(), json!(meta.name));
-    o.insert("kind".into(), json!(kind_str(meta.kind)));
+    o.insert("kind".into(), json!(meta.kind.name()));
     o.insert(
         "key".into(),
         decode_named(key_type, Shape::Plain, false, key),
@@ -257,7 +236,7 @@ pub(crate) fn operator_record(
         "subtask": subtask,
         "state": state,
         "kind": "operator",
-        "mode": mode_str(mode),
+        "mode": mode.name(),
         "index": index,
         "value": decode_named(element_type, Shape::Plain, false, element),
     })
