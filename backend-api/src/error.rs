@@ -136,6 +136,11 @@ impl Error {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every context pair, in the order they were added.
+    pub fn contexts(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.context.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
     /// Whether retrying the operation may succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Unavailable

@@ -21,7 +21,13 @@ LOGS:
 EXIT CODES:
   0  success (verify: no problem found)
   1  verify found problems in the checkpoint or savepoint
-  2  usage error or any other error (one line on stderr: `error: ...`)";
+  2  a bad command line
+  3  not found: the checkpoint, savepoint, directory, operator or state
+  4  storage unavailable, or the outcome of a change unknown: worth retrying
+  5  unreadable: corrupt data, a newer format, a storage URL this build does not support
+  6  any other error: a refused operation (denied credentials, a live writer's lease), a limit
+  An error is one line on stderr (`error: ...`); with --json, one JSON object:
+  {\"error\": {\"kind\", \"message\", \"context\", \"detail\", \"exit_code\"}}";
 
 /// Inspect and maintain Cornerstone checkpoints and savepoints.
 #[derive(Debug, Parser)]

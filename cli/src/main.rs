@@ -27,7 +27,13 @@
 //! document on stdout. Progress bars (on a terminal only) and errors go to stderr; an error
 //! is one line, `error: ...`.
 //!
-//! Exit codes: 0 success, 1 problems found by `verify`, 2 usage and other errors.
+//! Exit codes: 0 success; 1 problems found by `verify`; 2 a bad command line; 3 not found
+//! (checkpoint, savepoint, directory, operator, state); 4 storage unavailable or an outcome
+//! unknown (worth retrying); 5 unreadable: corrupt data, a newer format, a storage URL this
+//! build does not support; 6 any
+//! other error (a refused operation, a limit, an internal error). With `--json`, an error is
+//! one JSON object on stderr: `{"error": {"kind", "message", "context", "detail",
+//! "exit_code"}}`.
 
 mod args;
 mod dump;
@@ -37,7 +43,7 @@ use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use cornerstone_backend_api::format::describe;
 use cornerstone_backend_api::format::operator::OperatorStream;
@@ -51,11 +57,34 @@ use crate::args::{Cli, Command, StorageArgs};
 
 /// Exit code when `verify` found problems.
 const EXIT_PROBLEMS: u8 = 1;
-/// Exit code for usage and every other error.
-const EXIT_ERROR: u8 = 2;
+/// Exit code of a bad command line (clap's own).
+const EXIT_USAGE: u8 = 2;
+/// Exit code when the checkpoint, savepoint, directory, operator or state asked for does
+/// not exist.
+const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code when storage could not be reached or did not answer (worth retrying), or the
+/// outcome of a change is unknown.
+const EXIT_UNAVAILABLE: u8 = 4;
+/// Exit code when stored data is corrupt, of a format this tool does not read, or behind a
+/// storage URL this build does not support.
+const EXIT_UNREADABLE: u8 = 5;
+/// Exit code of every other error: a refused operation (invalid input, another writer
+/// holding the lease), a limit, an internal error.
+const EXIT_ERROR: u8 = 6;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and succeed; a bad command line is a usage error.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logging(&cli);
     match run(&cli) {
         Ok(code) => code,
@@ -63,10 +92,52 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::from(EXIT_ERROR)
+            let code = exit_code(&e);
+            if cli.json {
+                eprintln!("{}", error_json(&e, code));
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
+            ExitCode::from(code)
         }
     }
+}
+
+/// The library error behind `e`, if any.
+fn library_error(e: &anyhow::Error) -> Option<&cornerstone_backend_api::Error> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<cornerstone_backend_api::Error>())
+}
+
+/// The exit code of an error, by its kind.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use cornerstone_backend_api::ErrorKind;
+    match library_error(e).map(cornerstone_backend_api::Error::kind) {
+        Some(ErrorKind::NotFound) => EXIT_NOT_FOUND,
+        Some(ErrorKind::Unavailable | ErrorKind::OutcomeUnknown) => EXIT_UNAVAILABLE,
+        Some(ErrorKind::Corrupted | ErrorKind::Unsupported) => EXIT_UNREADABLE,
+        _ => EXIT_ERROR,
+    }
+}
+
+/// An error as one JSON object (`--json`): the kind, message and context of the library
+/// error behind it, the whole story in `detail`, and the exit code.
+fn error_json(e: &anyhow::Error, code: u8) -> serde_json::Value {
+    let lib = library_error(e);
+    let context: serde_json::Map<String, serde_json::Value> = lib
+        .into_iter()
+        .flat_map(|l| l.contexts())
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+        .collect();
+    serde_json::json!({
+        "error": {
+            "kind": lib.map_or("error", |l| l.kind().as_str()),
+            "message": lib.map_or_else(|| one_line(e), |l| l.message().to_owned()),
+            "context": context,
+            "detail": one_line(e),
+            "exit_code": code,
+        }
+    })
 }
 
 /// Logs to stderr at the level `-v`/`-q` ask for, unless `RUST_LOG` says otherwise.
@@ -177,14 +248,14 @@ fn ensure_local_dir(location: &str) -> Result<()> {
     };
     let p = std::path::Path::new(path);
     if !p.is_dir() {
-        bail!(
-            "not found: no such directory (path={})",
-            if p.exists() {
-                format!("{path}, which is not a directory")
-            } else {
-                path.to_owned()
-            }
-        );
+        let err = cornerstone_backend_api::Error::not_found("no such directory")
+            .with_context("path", path);
+        return Err(if p.exists() {
+            err.with_context("found", "not a directory")
+        } else {
+            err
+        }
+        .into());
     }
     Ok(())
 }
@@ -289,7 +360,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let (store, pa) = open(a, st)?;
             let (_, pb) = open(b, st)?;
             if store_key(a) != store_key(b) {
-                bail!("invalid input: diff needs both snapshots in the same store (a={a}, b={b})");
+                return Err(cornerstone_backend_api::Error::invalid_input(
+                    "diff needs both snapshots in the same store",
+                )
+                .with_context("a", a)
+                .with_context("b", b)
+                .into());
             }
             let d = inspect::diff(&store, &pa, &pb)?;
             if cli.json {
@@ -336,11 +412,10 @@ fn run_dump(
     let m = &snapshot.metadata;
     let op = m.operator(uid).ok_or_else(|| {
         let uids: Vec<&str> = m.operators.iter().map(|o| o.uid.as_str()).collect();
-        anyhow!(
-            "not found: no operator with this uid in {} (uid={uid}, operators={})",
-            snapshot.metadata_path,
-            uids.join(",")
-        )
+        cornerstone_backend_api::Error::not_found("no operator with this uid")
+            .with_context("uid", uid)
+            .with_context("path", &snapshot.metadata_path)
+            .with_context("operators", uids.join(","))
     })?;
     for (subtask, st) in &op.subtasks {
         if st
@@ -348,12 +423,15 @@ fn run_dump(
             .iter()
             .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
         {
-            bail!(
-                "unsupported: dump needs full snapshots, but subtask {subtask} of operator \
-                 {uid} has an incremental (native) snapshot; dump a savepoint or a full \
-                 checkpoint instead (path={})",
-                snapshot.metadata_path
-            );
+            return Err(cornerstone_backend_api::Error::new(
+                cornerstone_backend_api::ErrorKind::Unsupported,
+                "dump needs full snapshots, but this subtask has an incremental (native) \
+                 snapshot; dump a savepoint or a full checkpoint instead",
+            )
+            .with_context("uid", uid)
+            .with_context("subtask", subtask)
+            .with_context("path", &snapshot.metadata_path)
+            .into());
         }
     }
     let reader = store.reader(&snapshot.base_dir);
@@ -465,10 +543,13 @@ fn run_dump(
         && !known_states.contains(f)
     {
         let names: Vec<&str> = known_states.iter().map(String::as_str).collect();
-        bail!(
-            "not found: operator {uid} has no state with this name (state={f}, states={})",
-            names.join(",")
-        );
+        return Err(cornerstone_backend_api::Error::not_found(
+            "the operator has no state with this name",
+        )
+        .with_context("uid", uid)
+        .with_context("state", f)
+        .with_context("states", names.join(","))
+        .into());
     }
     Ok(count)
 }
@@ -476,6 +557,7 @@ fn run_dump(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::anyhow;
 
     #[test]
     fn one_line_prints_each_cause_once() {

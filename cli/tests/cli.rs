@@ -461,13 +461,13 @@ fn dump_decodes_keyed_and_operator_state() {
     let sp = dump_lines(&["dump", &fx.arg(&fx.savepoint), "--operator", "keyed-uid"]);
     assert_eq!(sp.len(), all.len());
 
-    // Unknown operator or state: one-line error, exit 2.
+    // Unknown operator or state: one-line error, exit 3 (not found).
     for args in [
         vec!["dump", &path, "--operator", "nope"],
         vec!["dump", &path, "--operator", "keyed-uid", "--state", "nope"],
     ] {
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(out.status.code(), Some(3));
         let err = stderr(&out);
         assert!(
             err.starts_with("error: ") && err.lines().count() == 1,
@@ -500,7 +500,7 @@ fn dump_refuses_incremental_snapshots_clearly() {
         .unwrap();
     p.commit().unwrap();
     let out = run(&["dump", &fx.arg("job/chk-20"), "--operator", "rocks-uid"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
     assert!(
         err.contains("dump needs full snapshots") && err.contains("incremental"),
@@ -602,47 +602,72 @@ fn dispose_removes_the_savepoint_and_refuses_checkpoints() {
         "{listed}"
     );
     let out = run(&["dispose", &fx.arg("job/chk-2")]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(6));
     assert!(stderr(&out).contains("refusing"), "{}", stderr(&out));
     assert!(fx.path("job/chk-2/_metadata").exists());
 }
 
 #[test]
-fn errors_are_one_line_with_exit_code_2() {
+fn errors_are_one_line_with_an_exit_code_per_kind() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-job");
     let missing = missing.to_str().unwrap();
-    for args in [
-        vec!["list", missing],
-        vec!["show", missing],
-        vec!["verify", missing],
-        vec!["gc", missing],
-        vec!["diff", missing, missing],
-        vec!["list", "ftp://host/x"],
-        vec!["list", missing, "--region", "eu-west-1"],
+    // An s3:// URL without the `s3` feature is an unsupported scheme.
+    let unreachable = if cfg!(feature = "s3") { 4 } else { 5 };
+    for (args, code) in [
+        (vec!["list", missing], 3),
+        (vec!["show", missing], 3),
+        (vec!["verify", missing], 3),
+        (vec!["gc", missing], 3),
+        (vec!["diff", missing, missing], 3),
+        (vec!["list", "ftp://host/x"], 5),
+        (vec!["list", missing, "--region", "eu-west-1"], 3),
         // S3 URLs parse; nothing listens on this endpoint.
-        vec![
-            "list",
-            "s3://bucket/job",
-            "--endpoint",
-            "http://127.0.0.1:9",
-            "--region",
-            "us-east-1",
-            "--access-key-id",
-            "a",
-            "--secret-access-key",
-            "b",
-        ],
+        (
+            vec![
+                "list",
+                "s3://bucket/job",
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--region",
+                "us-east-1",
+                "--access-key-id",
+                "a",
+                "--secret-access-key",
+                "b",
+            ],
+            unreachable,
+        ),
     ] {
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
         assert!(out.stdout.is_empty(), "{args:?}");
         let err = stderr(&out);
         assert!(err.starts_with("error: "), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
-    // Usage errors also exit with 2.
+    // With --json, an error is one JSON object on stderr, with the same exit code.
+    let out = run(&["show", missing, "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    let json: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(json["error"]["kind"], "not found", "{json}");
+    assert_eq!(json["error"]["exit_code"], 3, "{json}");
+    assert_eq!(
+        json["error"]["message"], "no complete checkpoint or savepoint to restore",
+        "{json}"
+    );
+    assert!(json["error"]["context"]["path"].is_string(), "{json}");
+    assert!(
+        json["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not found: "),
+        "{json}"
+    );
+    // Usage errors exit with 2; help succeeds.
     assert_eq!(run(&["show"]).status.code(), Some(2));
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
     // memory:// parses (it is simply empty in a new process).
     let out = ok(&["list", "memory://", "--json"]);

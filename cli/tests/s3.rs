@@ -244,7 +244,8 @@ fn every_command_works_on_s3_urls_with_options_or_environment() {
     assert!(files_under(&store, &savepoint).is_empty());
     assert!(ok(&server, creds, &["verify", &url("job")]).starts_with("OK"));
 
-    // Wrong credentials: the server refuses them, and the tool says so in one line (exit 2).
+    // Wrong credentials: the server refuses them, and the tool says so in one line (exit 6:
+    // a refused operation, not worth retrying as it is).
     let out = Command::new(env!("CARGO_BIN_EXE_cornerstone"))
         .args(["--endpoint", &server.endpoint(), "--region", REGION])
         .args([
@@ -256,7 +257,7 @@ fn every_command_works_on_s3_urls_with_options_or_environment() {
         .args(["list", &url("job")])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.starts_with("error: ") && err.trim_end().lines().count() == 1,
