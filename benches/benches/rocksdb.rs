@@ -19,7 +19,7 @@ use cornerstone_backend_rocksdb::rocksdb::{
 };
 use cornerstone_benches::{
     Cycle, LIST_KEYS, LIST_LEN, MAP_ENTRIES, MAP_KEYS, MAX_PARALLELISM, VALUE_KEYS, count_label,
-    criterion_config, map_ops, shuffled_keys, state_ops,
+    criterion_config, map_ops, per_op_group, shuffled_keys, state_ops,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -65,15 +65,6 @@ fn open_raw(dir: &std::path::Path, factory: &RocksDbStateBackend, cfs: &[&str]) 
         .expect("open raw db")
 }
 
-fn per_op<'c>(
-    c: &'c mut Criterion,
-    op: &str,
-) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
-    let mut group = c.benchmark_group(op);
-    group.throughput(Throughput::Elements(1));
-    group
-}
-
 /// The workloads of `state_ops` with direct `rocksdb` calls: the same key layout, column
 /// family options, write options (no WAL) and value encoding (big-endian `u64`; lists as
 /// a count and the elements, appended with the backend's merge operator).
@@ -95,7 +86,7 @@ fn raw(c: &mut Criterion) {
             .expect("put");
     }
     let label = count_label(VALUE_KEYS);
-    let mut group = per_op(c, "value_get");
+    let mut group = per_op_group(c, "value_get");
     group.bench_function(format!("{NAME}/{label}"), |b| {
         let mut cycle = Cycle::new(&keys);
         b.iter(|| {
@@ -110,7 +101,7 @@ fn raw(c: &mut Criterion) {
         });
     });
     group.finish();
-    let mut group = per_op(c, "value_update");
+    let mut group = per_op_group(c, "value_update");
     group.bench_function(format!("{NAME}/{label}"), |b| {
         let mut cycle = Cycle::new(&keys);
         let mut n = 0u64;
@@ -128,7 +119,7 @@ fn raw(c: &mut Criterion) {
     let cf = db.cf_handle("list").expect("cf");
     let keys = shuffled_keys(LIST_KEYS, SEED);
     let label = count_label(LIST_KEYS);
-    let mut group = per_op(c, "list_add");
+    let mut group = per_op_group(c, "list_add");
     group.bench_function(format!("{NAME}/{label}"), |b| {
         let mut cycle = Cycle::new(&keys);
         let mut done = 0u64;
@@ -182,7 +173,7 @@ fn raw(c: &mut Criterion) {
     };
     let detail = format!("{label}x{LIST_LEN}");
     for op in ["list_get", "list_for_each"] {
-        let mut group = per_op(c, op);
+        let mut group = per_op_group(c, op);
         group.bench_function(format!("{NAME}/{detail}"), |b| {
             let mut cycle = Cycle::new(&keys);
             b.iter(|| {
@@ -215,7 +206,7 @@ fn raw(c: &mut Criterion) {
         }
         db.write_opt(batch, &write).expect("write");
     }
-    let mut group = per_op(c, "map_put");
+    let mut group = per_op_group(c, "map_put");
     group.bench_function(format!("{NAME}/{detail}"), |b| {
         let mut cycle = Cycle::new(&ops);
         let mut n = 0u64;
@@ -228,7 +219,7 @@ fn raw(c: &mut Criterion) {
         });
     });
     group.finish();
-    let mut group = per_op(c, "map_get");
+    let mut group = per_op_group(c, "map_get");
     group.bench_function(format!("{NAME}/{detail}"), |b| {
         let mut cycle = Cycle::new(&ops);
         b.iter(|| {
@@ -242,7 +233,7 @@ fn raw(c: &mut Criterion) {
         });
     });
     group.finish();
-    let mut group = per_op(c, "map_iterate");
+    let mut group = per_op_group(c, "map_iterate");
     group.bench_function(format!("{NAME}/{detail}"), |b| {
         let mut cycle = Cycle::new(&keys);
         b.iter(|| {

@@ -36,10 +36,9 @@ mod rocks {
         MultiThreaded, ReadOptions, WriteOptions,
     };
     use cornerstone_benches::{
-        BenchTimer, Cycle, FireCursor, MAX_PARALLELISM, TimerWorkload, timed_fire, timed_in_chunks,
-        timer_ops,
+        BenchTimer, MAX_PARALLELISM, TimerBench, TimerWorkload, timer_groups, timer_ops,
     };
-    use criterion::{Criterion, Throughput};
+    use criterion::Criterion;
 
     type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -96,7 +95,7 @@ mod rocks {
         heads: BinaryHeap<Reverse<(u64, u32)>>,
     }
 
-    impl<'a> RawRocksTimers<'a> {
+    impl TimerBench for RawRocksTimers<'_> {
         fn register(&mut self, t: &BenchTimer) {
             self.iters.clear();
             timer_key(t, &mut self.key);
@@ -113,25 +112,7 @@ mod rocks {
                 .expect("delete");
         }
 
-        /// Positions one iterator per key group at its first timer after `fired_up_to`.
-        fn position(&mut self) {
-            self.heads.clear();
-            let from = self.fired_up_to.saturating_add(1);
-            for kg in 0..MAX_PARALLELISM {
-                let mut ro = ReadOptions::default();
-                ro.set_iterate_upper_bound(vec![kg as u8 + 1]);
-                let mut it = self.db.raw_iterator_cf_opt(&self.cf, ro);
-                let mut start = vec![kg as u8];
-                start.extend_from_slice(&sortable(from));
-                it.seek(start);
-                if let Some(k) = it.key() {
-                    self.heads.push(Reverse((be_u64(&k[1..9]), kg)));
-                }
-                self.iters.push(it);
-            }
-        }
-
-        fn fire(&mut self, up_to: i64, mut on_timer: impl FnMut(Timer<u64, u64>)) -> u64 {
+        fn fire(&mut self, up_to: i64) -> u64 {
             if self.iters.is_empty() {
                 self.position();
             }
@@ -152,7 +133,7 @@ mod rocks {
                 self.db
                     .delete_cf_opt(&self.cf, k, &self.write)
                     .expect("delete fired");
-                on_timer(timer);
+                black_box(timer);
                 fired += 1;
                 it.next();
                 if let Some(k) = it.key() {
@@ -166,13 +147,24 @@ mod rocks {
         }
     }
 
-    fn per_op<'c>(
-        c: &'c mut Criterion,
-        op: &str,
-    ) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
-        let mut group = c.benchmark_group(op);
-        group.throughput(Throughput::Elements(1));
-        group
+    impl RawRocksTimers<'_> {
+        /// Positions one iterator per key group at its first timer after `fired_up_to`.
+        fn position(&mut self) {
+            self.heads.clear();
+            let from = self.fired_up_to.saturating_add(1);
+            for kg in 0..MAX_PARALLELISM {
+                let mut ro = ReadOptions::default();
+                ro.set_iterate_upper_bound(vec![kg as u8 + 1]);
+                let mut it = self.db.raw_iterator_cf_opt(&self.cf, ro);
+                let mut start = vec![kg as u8];
+                start.extend_from_slice(&sortable(from));
+                it.seek(start);
+                if let Some(k) = it.key() {
+                    self.heads.push(Reverse((be_u64(&k[1..9]), kg)));
+                }
+                self.iters.push(it);
+            }
+        }
     }
 
     /// The timer workloads with direct `rocksdb` calls on a column family with the
@@ -180,7 +172,6 @@ mod rocks {
     /// gets the same as a state's without hash-indexed memtables), write options (no WAL)
     /// and key layout, the same timers in the same order: backend `raw_rocksdb`.
     pub(crate) fn raw(c: &mut Criterion) {
-        const NAME: &str = "raw_rocksdb";
         let dir = tempfile::tempdir().expect("a temp dir");
         let f = factory(dir.path());
         let db = Db::open_cf_descriptors(
@@ -192,10 +183,7 @@ mod rocks {
             )],
         )
         .expect("open raw db");
-        let w = TimerWorkload::new();
-        let id = format!("{NAME}/{}", w.label());
-        let n = w.timers.len() as u64;
-        let raw = std::cell::RefCell::new(RawRocksTimers {
+        let raw = RawRocksTimers {
             db: &db,
             cf: db.cf_handle("timers").expect("cf"),
             write: RocksDbStateBackend::write_options(),
@@ -203,65 +191,8 @@ mod rocks {
             fired_up_to: i64::MIN,
             iters: Vec::new(),
             heads: BinaryHeap::new(),
-        });
-        let all = |f: &dyn Fn(&mut RawRocksTimers<'_>, &BenchTimer)| {
-            let mut raw = raw.borrow_mut();
-            w.timers.iter().for_each(|t| f(&mut raw, t));
         };
-
-        let mut group = per_op(c, "timer_register");
-        let mut cycle = Cycle::new(&w.timers);
-        let mut done = 0;
-        group.bench_function(&id, |b| {
-            b.iter_custom(|iters| {
-                timed_in_chunks(
-                    iters,
-                    n,
-                    &mut done,
-                    || raw.borrow_mut().register(&cycle.next_item()),
-                    || all(&|r, t| r.delete(t)),
-                )
-            });
-        });
-        group.finish();
-        all(&|r, t| r.delete(t));
-
-        all(&|r, t| r.register(t));
-        let mut group = per_op(c, "timer_delete");
-        let mut cycle = Cycle::new(&w.delete_order);
-        let mut done = 0;
-        group.bench_function(&id, |b| {
-            b.iter_custom(|iters| {
-                timed_in_chunks(
-                    iters,
-                    n,
-                    &mut done,
-                    || raw.borrow_mut().delete(&cycle.next_item()),
-                    || all(&|r, t| r.register(t)),
-                )
-            });
-        });
-        group.finish();
-        all(&|r, t| r.delete(t));
-
-        let mut group = per_op(c, "timer_fire");
-        let mut cursor = FireCursor::default();
-        group.bench_function(&id, |b| {
-            b.iter_custom(|iters| {
-                timed_fire(
-                    iters,
-                    &mut cursor,
-                    &w,
-                    |watermark| {
-                        raw.borrow_mut().fire(watermark, |t| {
-                            black_box(t);
-                        })
-                    },
-                    |offset| all(&|r, t| r.register(&t.shifted(offset))),
-                )
-            });
-        });
-        group.finish();
+        timer_groups(c, "raw_rocksdb", &TimerWorkload::new(), raw);
     }
 }
 

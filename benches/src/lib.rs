@@ -42,7 +42,8 @@ pub mod timers;
 
 pub use timers::{
     BenchTimer, FireCursor, RawHeapTimers, TIMER_KEYS, TIMER_ROUND_SPAN, TIMER_SERVICE,
-    TIMERS_PER_KEY, TimerWorkload, raw_heap_timer_ops, timed_fire, timer_ops, timer_service,
+    TIMERS_PER_KEY, TimerBench, TimerWorkload, raw_heap_timer_ops, timed_fire, timer_groups,
+    timer_ops, timer_service,
 };
 
 use std::hint::black_box;
@@ -225,7 +226,7 @@ where
 }
 
 /// A group `op` measuring one operation per iteration.
-fn per_op_group<'c>(c: &'c mut Criterion, op: &str) -> BenchmarkGroup<'c, WallTime> {
+pub fn per_op_group<'c>(c: &'c mut Criterion, op: &str) -> BenchmarkGroup<'c, WallTime> {
     let mut group = c.benchmark_group(op);
     group.throughput(Throughput::Elements(1));
     group

@@ -10,6 +10,7 @@
 //! and about a third of them share their timestamp with another timer (ties fire in key
 //! group then entry order).
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hint::black_box;
@@ -213,21 +214,58 @@ where
 /// # Panics
 /// When the backend fails, naming the operation.
 pub fn timer_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
-    let w = TimerWorkload::new();
-    let id = format!("{name}/{}", w.label());
-    let n = w.timers.len() as u64;
     let backend = keyed_backend(factory).expect("create the keyed backend");
     let timers = timer_service(&backend).expect("timer service");
-    let register = |t: &BenchTimer| {
-        timers
-            .register_event_time_timer(&t.key, &t.namespace, t.timestamp)
+    timer_groups(c, name, &TimerWorkload::new(), timers);
+}
+
+/// One implementation of the timer workloads: a backend's [`TimerService`], or a raw
+/// baseline. The untimed steps ([`clear`](Self::clear), [`fill`](Self::fill)) reset it
+/// between cycles of the workload.
+pub trait TimerBench {
+    /// Registers a timer.
+    fn register(&mut self, t: &BenchTimer);
+    /// Deletes a timer.
+    fn delete(&mut self, t: &BenchTimer);
+    /// Removes every timer of `w` (untimed).
+    fn clear(&mut self, w: &TimerWorkload) {
+        w.timers.iter().for_each(|t| self.delete(t));
+    }
+    /// Registers every timer of `w`, `offset` ms later, into an empty queue (untimed).
+    fn fill(&mut self, w: &TimerWorkload, offset: i64) {
+        w.timers
+            .iter()
+            .for_each(|t| self.register(&t.shifted(offset)));
+    }
+    /// Fires every timer at or below `watermark` in order, decoding each; returns how many.
+    fn fire(&mut self, watermark: i64) -> u64;
+}
+
+impl TimerBench for TimerService<u64, u64> {
+    fn register(&mut self, t: &BenchTimer) {
+        self.register_event_time_timer(&t.key, &t.namespace, t.timestamp)
             .expect("register");
-    };
-    let delete = |t: &BenchTimer| {
-        timers
-            .delete_event_time_timer(&t.key, &t.namespace, t.timestamp)
+    }
+
+    fn delete(&mut self, t: &BenchTimer) {
+        self.delete_event_time_timer(&t.key, &t.namespace, t.timestamp)
             .expect("delete");
-    };
+    }
+
+    fn fire(&mut self, watermark: i64) -> u64 {
+        self.advance_watermark(watermark, &mut |t| {
+            black_box(t);
+            Ok(())
+        })
+        .expect("advance_watermark")
+    }
+}
+
+/// The three timer groups of `bench`, named `{name}/{w.label()}` (see [`timer_ops`]).
+pub fn timer_groups<T: TimerBench>(c: &mut Criterion, name: &str, w: &TimerWorkload, bench: T) {
+    let id = format!("{name}/{}", w.label());
+    let n = w.timers.len() as u64;
+    let bench = RefCell::new(bench);
 
     let mut group = per_op_group(c, "timer_register");
     let mut cycle = Cycle::new(&w.timers);
@@ -238,15 +276,15 @@ pub fn timer_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory:
                 iters,
                 n,
                 &mut done,
-                || register(&cycle.next_item()),
-                || w.timers.iter().for_each(delete),
+                || bench.borrow_mut().register(&cycle.next_item()),
+                || bench.borrow_mut().clear(w),
             )
         });
     });
     group.finish();
-    w.timers.iter().for_each(delete);
+    bench.borrow_mut().clear(w);
 
-    w.timers.iter().for_each(register);
+    bench.borrow_mut().fill(w, 0);
     let mut group = per_op_group(c, "timer_delete");
     let mut cycle = Cycle::new(&w.delete_order);
     let mut done = 0;
@@ -256,32 +294,24 @@ pub fn timer_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory:
                 iters,
                 n,
                 &mut done,
-                || delete(&cycle.next_item()),
-                || w.timers.iter().for_each(register),
+                || bench.borrow_mut().delete(&cycle.next_item()),
+                || bench.borrow_mut().fill(w, 0),
             )
         });
     });
     group.finish();
-    w.timers.iter().for_each(delete);
+    bench.borrow_mut().clear(w);
 
     let mut group = per_op_group(c, "timer_fire");
     let mut cursor = FireCursor::default();
     group.bench_function(&id, |b| {
-        let mut on_timer = |t: Timer<u64, u64>| {
-            black_box(t);
-            Ok(())
-        };
         b.iter_custom(|iters| {
             timed_fire(
                 iters,
                 &mut cursor,
-                &w,
-                |watermark| {
-                    timers
-                        .advance_watermark(watermark, &mut on_timer)
-                        .expect("advance_watermark")
-                },
-                |offset| w.timers.iter().for_each(|t| register(&t.shifted(offset))),
+                w,
+                |watermark| bench.borrow_mut().fire(watermark),
+                |offset| bench.borrow_mut().fill(w, offset),
             )
         });
     });
@@ -326,14 +356,6 @@ impl RawHeapTimers {
         self.set.remove(&(t.timestamp, entry));
     }
 
-    /// Drops the heap entries of deleted timers (after every timer was deleted: the heap
-    /// is then all garbage).
-    pub fn compact(&mut self) {
-        if self.set.is_empty() {
-            self.heap.clear();
-        }
-    }
-
     /// Fires every timer at or below `up_to` in order, decoding key and namespace for
     /// `on_timer`; returns how many fired.
     #[inline]
@@ -367,76 +389,43 @@ impl RawHeapTimers {
     }
 }
 
+impl TimerBench for RawHeapTimers {
+    fn register(&mut self, t: &BenchTimer) {
+        RawHeapTimers::register(self, t);
+    }
+
+    fn delete(&mut self, t: &BenchTimer) {
+        RawHeapTimers::delete(self, t);
+    }
+
+    /// Starts empty: deleted timers also leave the heap's garbage behind.
+    fn clear(&mut self, _w: &TimerWorkload) {
+        *self = RawHeapTimers::default();
+    }
+
+    fn fill(&mut self, w: &TimerWorkload, offset: i64) {
+        *self = RawHeapTimers::default();
+        w.timers
+            .iter()
+            .for_each(|t| RawHeapTimers::register(self, &t.shifted(offset)));
+    }
+
+    fn fire(&mut self, watermark: i64) -> u64 {
+        RawHeapTimers::fire(self, watermark, |t| {
+            black_box(t);
+        })
+    }
+}
+
 /// The timer workloads of [`timer_ops`] on [`RawHeapTimers`], with the same timers in the
 /// same order: backend name `raw_heap`.
 pub fn raw_heap_timer_ops(c: &mut Criterion) {
-    const NAME: &str = "raw_heap";
-    let w = TimerWorkload::new();
-    let id = format!("{NAME}/{}", w.label());
-    let n = w.timers.len() as u64;
-    let raw = std::cell::RefCell::new(RawHeapTimers::default());
-
-    let mut group = per_op_group(c, "timer_register");
-    let mut cycle = Cycle::new(&w.timers);
-    let mut done = 0;
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| {
-            timed_in_chunks(
-                iters,
-                n,
-                &mut done,
-                || raw.borrow_mut().register(&cycle.next_item()),
-                || *raw.borrow_mut() = RawHeapTimers::default(),
-            )
-        });
-    });
-    group.finish();
-
-    let fill = |raw: &mut RawHeapTimers, offset: i64| {
-        *raw = RawHeapTimers::default();
-        for t in &w.timers {
-            raw.register(&t.shifted(offset));
-        }
-    };
-    fill(&mut raw.borrow_mut(), 0);
-    let mut group = per_op_group(c, "timer_delete");
-    let mut cycle = Cycle::new(&w.delete_order);
-    let mut done = 0;
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| {
-            timed_in_chunks(
-                iters,
-                n,
-                &mut done,
-                || raw.borrow_mut().delete(&cycle.next_item()),
-                || {
-                    let mut raw = raw.borrow_mut();
-                    raw.compact();
-                    fill(&mut raw, 0);
-                },
-            )
-        });
-    });
-    group.finish();
-
-    let mut group = per_op_group(c, "timer_fire");
-    let mut cursor = FireCursor::default();
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| {
-            timed_fire(
-                iters,
-                &mut cursor,
-                &w,
-                |watermark| {
-                    raw.borrow_mut().fire(watermark, |t| {
-                        black_box(t);
-                    })
-                },
-                |offset| fill(&mut raw.borrow_mut(), offset),
-            )
-        });
-    });
-    group.finish();
+    timer_groups(
+        c,
+        "raw_heap",
+        &TimerWorkload::new(),
+        RawHeapTimers::default(),
+    );
 }
 
 #[cfg(test)]
