@@ -537,14 +537,17 @@ impl<K: StateKey, N: StateKey> TimerService<K, N> {
         self.queue(domain).len()
     }
 
+    /// Decodes a stored timer; an error names the service and the key group.
     fn decode(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<Timer<K, N>> {
-        let (key, namespace) = split_entry(entry)?;
-        Ok(Timer {
-            timestamp,
-            key: codec::decode(key)?,
-            namespace: codec::decode(namespace)?,
-        })
-        .map_err(|e: Error| {
+        let decode = || -> Result<Timer<K, N>> {
+            let (key, namespace) = split_entry(entry)?;
+            Ok(Timer {
+                timestamp,
+                key: codec::decode(key)?,
+                namespace: codec::decode(namespace)?,
+            })
+        };
+        decode().map_err(|e| {
             e.with_context("timer_service", &self.name)
                 .with_context("key_group", key_group)
         })
