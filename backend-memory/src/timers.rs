@@ -55,14 +55,21 @@ impl HeapTimerQueue {
 
     /// Adds a restored timer to the key group at `index`.
     pub(crate) fn insert_restored(&self, index: usize, timestamp: i64, entry: TimerEntry) {
-        let mut inner = self.inner.lock();
-        let Inner { groups, heads, len } = &mut *inner;
-        if let Some(group) = groups.get_mut(index)
-            && Arc::make_mut(group).insert((timestamp, entry))
+        self.inner.lock().insert(index, (timestamp, entry));
+    }
+}
+
+impl Inner {
+    /// Inserts `timer` into the key group at `index` (copying the group if a snapshot shares
+    /// it) and moves the key group's head up if it is the first.
+    fn insert(&mut self, index: usize, timer: (i64, TimerEntry)) {
+        let timestamp = timer.0;
+        if let Some(group) = self.groups.get_mut(index)
+            && Arc::make_mut(group).insert(timer)
         {
-            *len += 1;
-            if heads.head(index).is_none_or(|head| timestamp < head) {
-                heads.set(index, Some(timestamp));
+            self.len += 1;
+            if self.heads.head(index).is_none_or(|head| timestamp < head) {
+                self.heads.set(index, Some(timestamp));
             }
         }
     }
@@ -73,18 +80,12 @@ impl TimerQueue for HeapTimerQueue {
         let index = self.index(key_group)?;
         let timer = (timestamp, TimerEntry::from_bytes(entry));
         let mut inner = self.inner.lock();
-        let Inner { groups, heads, len } = &mut *inner;
-        let group = &mut groups[index];
+        let group = &inner.groups[index];
         // A group shared with a snapshot is copied only when the timer is new.
-        if Arc::get_mut(group).is_none() && group.contains(&timer) {
+        if Arc::strong_count(group) > 1 && group.contains(&timer) {
             return Ok(());
         }
-        if Arc::make_mut(group).insert(timer) {
-            *len += 1;
-            if heads.head(index).is_none_or(|head| timestamp < head) {
-                heads.set(index, Some(timestamp));
-            }
-        }
+        inner.insert(index, timer);
         Ok(())
     }
 
