@@ -29,6 +29,16 @@ pub(crate) fn push_key_group(out: &mut Vec<u8>, key_group: u32, prefix_len: usiz
     }
 }
 
+/// The key group of a stored key (its prefix), if the key is long enough to hold one.
+pub(crate) fn key_group_of(raw: &[u8], prefix_len: usize) -> Option<u32> {
+    if prefix_len == 1 {
+        raw.first().map(|b| u32::from(*b))
+    } else {
+        raw.first_chunk::<2>()
+            .map(|b| u32::from(u16::from_be_bytes(*b)))
+    }
+}
+
 /// The key-group prefix alone, as a range bound (`key_group` may be the max parallelism,
 /// as the exclusive end of the last key group).
 pub(crate) fn key_group_bound(key_group: u32, prefix_len: usize) -> Vec<u8> {
@@ -171,6 +181,8 @@ mod tests {
             out.extend_from_slice(b"uk");
             let s = split(&out, prefix).unwrap();
             assert_eq!(&out[..prefix], &key_group_bound(77, prefix)[..]);
+            assert_eq!(key_group_of(&out, prefix), Some(77));
+            assert_eq!(key_group_of(&out[..prefix - 1], prefix), None);
             assert_eq!(s.key, codec::encode(&long).unwrap());
             assert_eq!(s.namespace, 5u64.to_be_bytes());
             assert_eq!(s.rest, b"uk");

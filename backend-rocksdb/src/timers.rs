@@ -29,7 +29,7 @@ use cornerstone_backend_api::{Error, Result};
 use parking_lot::Mutex;
 
 use crate::error::from_rocksdb;
-use crate::keys::{key_group_bound, push_key_group};
+use crate::keys::{key_group_bound, key_group_of, push_key_group};
 use crate::table::{Core, Seek, scan};
 
 /// The most timers cached per key group.
@@ -59,24 +59,32 @@ pub(crate) fn timer_key(
     out.extend_from_slice(entry);
 }
 
-/// Splits a stored timer key (after its key-group prefix) into timestamp and entry.
+/// A stored timer key's key group, timestamp and entry (the entry not checked).
+fn parts(raw: &[u8], prefix_len: usize) -> Result<(u32, i64, &[u8])> {
+    let bad = || {
+        Error::corrupted("malformed timer key in the RocksDB state").with_context("len", raw.len())
+    };
+    let key_group = key_group_of(raw, prefix_len).ok_or_else(bad)?;
+    let Some((ts, entry)) = raw[prefix_len..].split_first_chunk::<8>() else {
+        return Err(bad());
+    };
+    Ok((key_group, timestamp_of(*ts), entry))
+}
+
+/// Splits a stored timer key into its key group, timestamp and entry, checking the entry.
 ///
 /// # Errors
 /// [`cornerstone_backend_api::ErrorKind::Corrupted`] when it is too short or its entry is
 /// malformed.
-pub(crate) fn split_timer_key(raw: &[u8], prefix_len: usize) -> Result<(i64, &[u8])> {
-    let rest = raw.get(prefix_len..).unwrap_or_default();
-    let Some((ts, entry)) = rest.split_first_chunk::<8>() else {
-        return Err(Error::corrupted("malformed timer key in the RocksDB state")
-            .with_context("len", raw.len()));
-    };
+pub(crate) fn split_timer_key(raw: &[u8], prefix_len: usize) -> Result<(u32, i64, &[u8])> {
+    let (key_group, ts, entry) = parts(raw, prefix_len)?;
     split_entry(entry)?;
-    Ok((timestamp_of(*ts), entry))
+    Ok((key_group, ts, entry))
 }
 
 /// A timer record of a full snapshot from a stored timer key: (key, namespace, value).
 pub(crate) fn timer_record(raw: &[u8], prefix_len: usize) -> Result<(&[u8], &[u8], [u8; 8])> {
-    let (ts, entry) = split_timer_key(raw, prefix_len)?;
+    let (_, ts, entry) = parts(raw, prefix_len)?;
     let (key, namespace) = split_entry(entry)?;
     Ok((key, namespace, encode_timestamp(ts)))
 }
@@ -96,9 +104,9 @@ impl Cache {
     /// Notes that `timer`, the last cached timer, left the cache (fired or deleted) and
     /// the cache is now empty: every stored timer is after it, so a refill seeks there and
     /// steps over one tombstone, not the tombstones of all the timers the cache held.
-    fn raise_floor(&mut self, timer: (i64, TimerEntry)) {
-        if self.floor.as_ref().is_none_or(|floor| *floor < timer) {
-            self.floor = Some(timer);
+    fn raise_floor(&mut self, timer: &(i64, TimerEntry)) {
+        if self.floor.as_ref().is_none_or(|floor| floor < timer) {
+            self.floor = Some(timer.clone());
         }
     }
 
@@ -175,7 +183,7 @@ impl RocksTimerQueue {
                     complete = false;
                     return Ok(false);
                 }
-                let (ts, entry) = split_timer_key(k, plen)?;
+                let (_, ts, entry) = split_timer_key(k, plen)?;
                 cache.timers.insert((ts, TimerEntry::from_bytes(entry)));
                 Ok(true)
             },
@@ -188,6 +196,25 @@ impl RocksTimerQueue {
         } else {
             cache.timers.last().cloned()
         };
+        let head = cache.timers.first().map(|(ts, _)| *ts);
+        inner.heads.set(index, head);
+        Ok(())
+    }
+
+    /// After `taken` left the cache of the key group at `index` (fired or deleted): refills
+    /// the cache when it ran dry while more timers are stored (seeking past `taken`, which
+    /// every stored timer follows), else moves the key group's head.
+    fn after_taking(
+        &self,
+        inner: &mut Inner,
+        index: usize,
+        taken: &(i64, TimerEntry),
+    ) -> Result<()> {
+        let cache = &mut inner.caches[index];
+        if cache.timers.is_empty() && !cache.complete {
+            cache.raise_floor(taken);
+            return self.refill(inner, index);
+        }
         let head = cache.timers.first().map(|(ts, _)| *ts);
         inner.heads.set(index, head);
         Ok(())
@@ -240,16 +267,9 @@ impl TimerQueue for RocksTimerQueue {
         let Inner { caches, key, .. } = &mut *inner;
         timer_key(key, key_group, self.core.prefix_len, timestamp, entry);
         self.write(key, false)?;
-        let cache = &mut caches[index];
         let timer = (timestamp, TimerEntry::from_bytes(entry));
-        if cache.timers.remove(&timer) {
-            if cache.timers.is_empty() && !cache.complete {
-                cache.raise_floor(timer);
-                self.refill(&mut inner, index)?;
-            } else {
-                let head = cache.timers.first().map(|(ts, _)| *ts);
-                inner.heads.set(index, head);
-            }
+        if caches[index].timers.remove(&timer) {
+            self.after_taking(&mut inner, index, &timer)?;
         }
         Ok(())
     }
@@ -269,7 +289,7 @@ impl TimerQueue for RocksTimerQueue {
         let key_group = self.core.range.first() + index as u32;
         let Inner { caches, key, .. } = &mut *inner;
         let cache = &mut caches[index];
-        let Some((timestamp, entry)) = cache.timers.pop_first() else {
+        let Some(taken) = cache.timers.pop_first() else {
             return Err(
                 Error::internal("timer cache of a key group with a head is empty")
                     .with_context("state", &self.core.state)
@@ -280,17 +300,12 @@ impl TimerQueue for RocksTimerQueue {
             key,
             key_group,
             self.core.prefix_len,
-            timestamp,
-            entry.as_bytes(),
+            taken.0,
+            taken.1.as_bytes(),
         );
         self.write(key, false)?;
-        if cache.timers.is_empty() && !cache.complete {
-            cache.raise_floor((timestamp, entry.clone()));
-            self.refill(&mut inner, index)?;
-        } else {
-            let head = cache.timers.first().map(|(ts, _)| *ts);
-            inner.heads.set(index, head);
-        }
+        self.after_taking(&mut inner, index, &taken)?;
+        let (timestamp, entry) = taken;
         Ok(Some(RawTimer {
             key_group,
             timestamp,
@@ -320,13 +335,6 @@ impl TimerQueue for RocksTimerQueue {
         let cf = self.core.inst.cf(&self.core.cf)?;
         let plen = self.core.prefix_len;
         let first = self.core.range.first();
-        let kg_of = |k: &[u8]| -> u32 {
-            if plen == 1 {
-                u32::from(k[0])
-            } else {
-                u32::from(u16::from_be_bytes([k[0], k[1]]))
-            }
-        };
         scan(
             &self.core.inst.db,
             &cf,
@@ -334,8 +342,8 @@ impl TimerQueue for RocksTimerQueue {
             Some(key_group_bound(self.core.range.last() + 1, plen)),
             Seek::Total,
             &mut |k, _| {
-                let (ts, entry) = split_timer_key(k, plen)?;
-                visit(kg_of(k), ts, entry)
+                let (key_group, ts, entry) = split_timer_key(k, plen)?;
+                visit(key_group, ts, entry)
             },
         )
     }
