@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 
 use bincode::config::{BigEndian, Configuration, Fixint, Limit};
+use integer_encoding::VarInt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -91,7 +92,51 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Serializes `value` into a reused thread-local buffer and passes the bytes to `f`.
+/// Serializes `value` onto `out` behind its length, a LEB128 varint, and returns where the
+/// value's bytes start. The value is serialized in place behind a one-byte length, which is
+/// widened (the bytes moved) only for values of 128 bytes or more. On error `out` is left
+/// as it was. (How keyed snapshot records, RocksDB keys and timer entries store a key or
+/// namespace.)
+///
+/// # Errors
+/// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
+#[inline]
+pub fn encode_len_prefixed<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<usize> {
+    let at = out.len();
+    out.push(0);
+    if let Err(e) = encode_into(value, out) {
+        out.truncate(at);
+        return Err(e);
+    }
+    let len = (out.len() - at - 1) as u64;
+    let mut head = [0u8; 10];
+    let width = len.encode_var(&mut head);
+    if width > 1 {
+        out.splice(at + 1..at + 1, std::iter::repeat_n(0, width - 1));
+    }
+    out[at..at + width].copy_from_slice(&head[..width]);
+    Ok(at + width)
+}
+
+/// Runs `f` with a cleared, reused thread-local buffer: the allocation-free path of
+/// serializing on every state access. A re-entrant call (a `Serialize` impl that itself
+/// serializes through here) gets a new buffer instead.
+///
+/// # Errors
+/// The errors of `f`.
+#[inline]
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> Result<R>) -> Result<R> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            f(&mut buf)
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Serializes `value` into a reused thread-local buffer ([`with_scratch`]) and passes the
+/// bytes to `f`.
 ///
 /// This is the allocation-free path used on every state access to compute key groups.
 ///
@@ -99,17 +144,9 @@ thread_local! {
 /// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
 #[inline]
 pub fn with_encoded<T: Serialize + ?Sized, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            encode_into(value, &mut buf)?;
-            Ok(f(&buf))
-        }
-        // Re-entrant use (a Serialize impl that itself computes a key group): fall back.
-        Err(_) => {
-            let buf = encode(value)?;
-            Ok(f(&buf))
-        }
+    with_scratch(|buf| {
+        encode_into(value, buf)?;
+        Ok(f(buf))
     })
 }
 

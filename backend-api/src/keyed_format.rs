@@ -225,24 +225,10 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         self.block.extend_from_slice(bytes);
     }
 
-    /// Serializes `value` straight into the block behind a one-byte length, which is
-    /// widened in place (the bytes moved) only for fields of 128 bytes or more.
+    /// Serializes `value` straight into the block behind its length
+    /// ([`codec::encode_len_prefixed`]).
     fn encoded_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let at = self.block.len();
-        self.block.push(0);
-        if let Err(e) = codec::encode_into(value, &mut self.block) {
-            self.block.truncate(at);
-            return Err(e);
-        }
-        let len = (self.block.len() - at - 1) as u64;
-        let mut buf = [0u8; 10];
-        let width = len.encode_var(&mut buf);
-        if width > 1 {
-            self.block
-                .splice(at + 1..at + 1, std::iter::repeat_n(0, width - 1));
-        }
-        self.block[at..at + width].copy_from_slice(&buf[..width]);
-        Ok(())
+        codec::encode_len_prefixed(value, &mut self.block).map(|_| ())
     }
 
     fn start_record(&mut self, state: u16, has_user_key: bool) -> Result<()> {

@@ -46,7 +46,6 @@
 //! snapshot stream whose key and namespace are the entry's parts and whose value is the
 //! timestamp ([`encode_timestamp`]). [`KeyGroupHeads`] finds the earliest key group.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -325,43 +324,19 @@ impl KeyGroupHeads {
     }
 }
 
-thread_local! {
-    static ENTRY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Serializes (key, namespace) into an entry and calls `f(key_group, entry)`.
+/// Serializes (key, namespace) into an entry (in [`codec::with_scratch`]'s buffer) and
+/// calls `f(key_group, entry)`.
 fn with_entry<K: StateKey, N: StateKey, R>(
     key: &K,
     ns: &N,
     max_parallelism: u32,
     f: impl FnOnce(u32, &[u8]) -> Result<R>,
 ) -> Result<R> {
-    let build = |buf: &mut Vec<u8>| -> Result<u32> {
-        buf.clear();
-        buf.push(0);
-        codec::encode_into(key, buf)?;
-        let key_len = buf.len() - 1;
-        let mut len = [0u8; 10];
-        let width = (key_len as u64).encode_var(&mut len);
-        if width > 1 {
-            buf.splice(1..1, std::iter::repeat_n(0, width - 1));
-        }
-        buf[..width].copy_from_slice(&len[..width]);
-        let key_group = key_group_for_bytes(&buf[width..], max_parallelism);
+    codec::with_scratch(|buf| {
+        let start = codec::encode_len_prefixed(key, buf)?;
+        let key_group = key_group_for_bytes(&buf[start..], max_parallelism);
         codec::encode_into(ns, buf)?;
-        Ok(key_group)
-    };
-    ENTRY.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let key_group = build(&mut buf)?;
-            f(key_group, &buf)
-        }
-        // Re-entrant use (a Serialize impl that registers a timer): a buffer of its own.
-        Err(_) => {
-            let mut buf = Vec::new();
-            let key_group = build(&mut buf)?;
-            f(key_group, &buf)
-        }
+        f(key_group, buf)
     })
 }
 

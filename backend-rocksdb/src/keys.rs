@@ -11,8 +11,7 @@
 //! keys can be split without knowing their types (restores and full snapshots of states
 //! that were not registered again).
 
-use cornerstone_backend_api::{Error, Result, codec};
-use serde::Serialize;
+use cornerstone_backend_api::{Error, Result};
 
 /// The width of the key-group prefix for `max_parallelism` key groups.
 pub(crate) fn prefix_len(max_parallelism: u32) -> usize {
@@ -71,25 +70,6 @@ fn read_varint(bytes: &[u8]) -> Option<(usize, usize)> {
 pub(crate) fn push_field(out: &mut Vec<u8>, bytes: &[u8]) {
     push_varint(out, bytes.len());
     out.extend_from_slice(bytes);
-}
-
-/// Serializes `value` and appends it with its length; returns where its bytes start.
-#[inline]
-pub(crate) fn push_encoded<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<usize> {
-    let at = out.len();
-    out.push(0);
-    codec::encode_into(value, out)?;
-    let len = out.len() - at - 1;
-    if len < 0x80 {
-        out[at] = len as u8;
-        Ok(at + 1)
-    } else {
-        let mut head = Vec::with_capacity(5);
-        push_varint(&mut head, len);
-        let extra = head.len() - 1;
-        out.splice(at..at + 1, head);
-        Ok(at + 1 + extra)
-    }
 }
 
 /// Takes one length-prefixed field off the front of `rest`.
@@ -169,6 +149,7 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use cornerstone_backend_api::codec;
 
     #[test]
     fn keys_split_back_into_their_parts() {
@@ -176,8 +157,8 @@ mod tests {
             let mut out = Vec::new();
             push_key_group(&mut out, 77, prefix);
             let long = "x".repeat(300);
-            push_encoded(&mut out, &long).unwrap();
-            push_encoded(&mut out, &5u64).unwrap();
+            codec::encode_len_prefixed(&long, &mut out).unwrap();
+            codec::encode_len_prefixed(&5u64, &mut out).unwrap();
             out.extend_from_slice(b"uk");
             let s = split(&out, prefix).unwrap();
             assert_eq!(&out[..prefix], &key_group_bound(77, prefix)[..]);
@@ -199,9 +180,9 @@ mod tests {
             let mut out = Vec::new();
             push_key_group(&mut out, 77, prefix);
             let long = "y".repeat(200);
-            push_encoded(&mut out, &long).unwrap();
+            codec::encode_len_prefixed(&long, &mut out).unwrap();
             let key_end = out.len();
-            push_encoded(&mut out, &5u64).unwrap();
+            codec::encode_len_prefixed(&5u64, &mut out).unwrap();
             out.extend_from_slice(b"uk");
             let part = if prefix == 1 { key_part_1 } else { key_part_2 };
             assert_eq!(part(&out), &out[..key_end]);

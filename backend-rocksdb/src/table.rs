@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::db::{Db, Instance};
 use crate::error::from_rocksdb;
-use crate::keys::{prefix_successor, push_encoded, split};
+use crate::keys::{prefix_successor, split};
 
 /// Visits one entry (key, value); returns `false` to stop.
 pub(crate) type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
@@ -74,7 +74,7 @@ impl Core {
     fn key_ns<K: serde::Serialize, N: serde::Serialize>(&self, key: &K, ns: &N) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(32);
         out.resize(self.prefix_len, 0);
-        let start = push_encoded(&mut out, key)?;
+        let start = codec::encode_len_prefixed(key, &mut out)?;
         let kg = key_group_for_bytes(&out[start..], self.max_parallelism);
         if !self.range.contains(kg) {
             return Err(Error::invalid_input(
@@ -88,7 +88,7 @@ impl Core {
         } else {
             out[..2].copy_from_slice(&(kg as u16).to_be_bytes());
         }
-        push_encoded(&mut out, ns)?;
+        codec::encode_len_prefixed(ns, &mut out)?;
         Ok(out)
     }
 
