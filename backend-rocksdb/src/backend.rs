@@ -145,6 +145,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
     /// # Errors
     /// RocksDB's error, naming the column family.
     pub fn compact(&self) -> Result<()> {
+        self.flush_timers()?;
         let cfs: Vec<String> = self.states.lock().values().map(|e| e.cf.clone()).collect();
         let mut options = rocksdb::CompactOptions::default();
         options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -157,6 +158,15 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             self.inst
                 .db
                 .compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        Ok(())
+    }
+
+    /// Applies the timer changes each timer queue holds in its write batch, so that what
+    /// reads the database as a whole (a native checkpoint, a compaction) sees them.
+    fn flush_timers(&self) -> Result<()> {
+        for queue in self.timer_queues.lock().values() {
+            queue.flush()?;
         }
         Ok(())
     }
@@ -278,6 +288,7 @@ impl<K: StateKey> StateBackend for RocksDbKeyedStateBackend<K> {
                     .with_context("states", states.len()),
             );
         }
+        self.flush_timers()?;
         // A native checkpoint: flushes the memtables and hard-links the SST files.
         let dir = tempfile::Builder::new()
             .prefix(&format!("snapshot-{checkpoint_id}-"))

@@ -12,8 +12,15 @@
 //! The cache of a key group holds its first timers in order, at most [`CACHE_SIZE`] of
 //! them, and knows whether it holds them all. Polling takes the first one from the cache
 //! and deletes it; a key group is read from RocksDB only when its cache runs dry while more
-//! timers are stored. Every change goes to RocksDB at once (without WAL, as all state), so
-//! a native checkpoint holds every timer.
+//! timers are stored.
+//!
+//! Changes are written through a write batch (as Flink's `RocksDBWriteBatchWrapper`),
+//! applied when it holds [`BATCH_SIZE`] changes and before anything reads the column
+//! family: a refill, a count, a visit, and (through [`RocksTimerQueue::flush`]) the
+//! backend's snapshots and compactions. One write per batch instead of one per change
+//! saves RocksDB's per-write work (write-group join, sequence numbers), the larger part
+//! of a timer's cost. State is written without WAL, so a batch not yet applied is lost in
+//! a crash exactly as the memtable is: recovery is from a checkpoint either way.
 //!
 //! A cache also keeps a lower bound of the stored timers it does not hold (its `floor`),
 //! and a refill seeks there rather than to the start of the key group: the timers before
@@ -27,6 +34,7 @@ use cornerstone_backend_api::timer::{
 };
 use cornerstone_backend_api::{Error, Result};
 use parking_lot::Mutex;
+use rocksdb::WriteBatch;
 
 use crate::error::from_rocksdb;
 use crate::keys::{key_group_bound, key_group_of, push_key_group};
@@ -34,6 +42,9 @@ use crate::table::{Core, Seek, scan};
 
 /// The most timers cached per key group.
 pub(crate) const CACHE_SIZE: usize = 128;
+
+/// The most changes a write batch holds before it is applied (Flink's default is 500).
+pub(crate) const BATCH_SIZE: usize = 512;
 
 /// The stored form of a timestamp: big-endian with the sign bit flipped.
 pub(crate) fn sortable_timestamp(timestamp: i64) -> [u8; 8] {
@@ -122,6 +133,8 @@ struct Inner {
     caches: Vec<Cache>,
     heads: KeyGroupHeads,
     key: Vec<u8>,
+    /// The changes not yet applied to RocksDB, in order.
+    batch: WriteBatch,
 }
 
 /// The RocksDB [`TimerQueue`] of one timer state.
@@ -139,6 +152,7 @@ impl RocksTimerQueue {
                 caches: (0..groups).map(|_| Cache::default()).collect(),
                 heads: KeyGroupHeads::new(groups),
                 key: Vec::new(),
+                batch: WriteBatch::default(),
             }),
             core,
         };
@@ -162,6 +176,7 @@ impl RocksTimerQueue {
 
     /// Reads the first timers of the key group at `index` into its cache.
     fn refill(&self, inner: &mut Inner, index: usize) -> Result<()> {
+        self.apply(&mut inner.batch)?;
         let kg = self.core.range.first() + index as u32;
         let plen = self.core.prefix_len;
         let cf = self.core.inst.cf(&self.core.cf)?;
@@ -220,18 +235,55 @@ impl RocksTimerQueue {
         Ok(())
     }
 
-    fn write(&self, key: &[u8], put: bool) -> Result<()> {
+    /// Records a put (`put`) or a delete of `key` in `batch`.
+    fn record(&self, batch: &mut WriteBatch, key: &[u8], put: bool) -> Result<()> {
         let cf = self.core.inst.cf(&self.core.cf)?;
-        let db = &self.core.inst.db;
-        let result = if put {
-            db.put_cf_opt(&cf, key, [], &self.core.inst.write)
+        if put {
+            batch.put_cf(&cf, key, []);
         } else {
-            db.delete_cf_opt(&cf, key, &self.core.inst.write)
-        };
-        result.map_err(|e| {
-            from_rocksdb(if put { "put timer" } else { "delete timer" }, e)
-                .with_context("state", &self.core.state)
-        })
+            batch.delete_cf(&cf, key);
+        }
+        Ok(())
+    }
+
+    /// Applies `batch` when it holds [`BATCH_SIZE`] changes. Called before a change, so
+    /// that a failed write leaves the change undone and the queue as it was.
+    fn apply_when_full(&self, batch: &mut WriteBatch) -> Result<()> {
+        if batch.len() >= BATCH_SIZE {
+            self.apply(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the changes of `batch` to RocksDB (nothing when it is empty).
+    fn apply(&self, batch: &mut WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let changes = batch.len();
+        // RocksDB takes the batch it writes; writing a copy keeps the changes here when
+        // the write fails (it applies nothing then), for the next attempt.
+        let copy = WriteBatch::from_data(batch.data());
+        self.core
+            .inst
+            .db
+            .write_opt(copy, &self.core.inst.write)
+            .map_err(|e| {
+                from_rocksdb("write timer changes", e)
+                    .with_context("state", &self.core.state)
+                    .with_context("changes", changes)
+            })?;
+        batch.clear();
+        Ok(())
+    }
+
+    /// Applies every change made so far to RocksDB, so that a snapshot or a compaction of
+    /// the database sees them.
+    ///
+    /// # Errors
+    /// RocksDB's error, naming the state; the changes are kept for the next attempt.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.apply(&mut self.inner.lock().batch)
     }
 }
 
@@ -239,9 +291,15 @@ impl TimerQueue for RocksTimerQueue {
     fn add(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
         let index = self.index(key_group)?;
         let mut inner = self.inner.lock();
-        let Inner { caches, heads, key } = &mut *inner;
+        self.apply_when_full(&mut inner.batch)?;
+        let Inner {
+            caches,
+            heads,
+            key,
+            batch,
+        } = &mut *inner;
         timer_key(key, key_group, self.core.prefix_len, timestamp, entry);
-        self.write(key, true)?;
+        self.record(batch, key, true)?;
         let cache = &mut caches[index];
         let timer = (timestamp, TimerEntry::from_bytes(entry));
         // The cache stays the first timers of the key group: a timer after its last one
@@ -264,9 +322,12 @@ impl TimerQueue for RocksTimerQueue {
     fn remove(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
         let index = self.index(key_group)?;
         let mut inner = self.inner.lock();
-        let Inner { caches, key, .. } = &mut *inner;
+        self.apply_when_full(&mut inner.batch)?;
+        let Inner {
+            caches, key, batch, ..
+        } = &mut *inner;
         timer_key(key, key_group, self.core.prefix_len, timestamp, entry);
-        self.write(key, false)?;
+        self.record(batch, key, false)?;
         let timer = (timestamp, TimerEntry::from_bytes(entry));
         if caches[index].timers.remove(&timer) {
             self.after_taking(&mut inner, index, &timer)?;
@@ -286,8 +347,11 @@ impl TimerQueue for RocksTimerQueue {
         if head > up_to {
             return Ok(None);
         }
+        self.apply_when_full(&mut inner.batch)?;
         let key_group = self.core.range.first() + index as u32;
-        let Inner { caches, key, .. } = &mut *inner;
+        let Inner {
+            caches, key, batch, ..
+        } = &mut *inner;
         let cache = &mut caches[index];
         let Some(taken) = cache.timers.pop_first() else {
             return Err(
@@ -303,7 +367,7 @@ impl TimerQueue for RocksTimerQueue {
             taken.0,
             taken.1.as_bytes(),
         );
-        self.write(key, false)?;
+        self.record(batch, key, false)?;
         self.after_taking(&mut inner, index, &taken)?;
         let (timestamp, entry) = taken;
         Ok(Some(RawTimer {
@@ -314,7 +378,8 @@ impl TimerQueue for RocksTimerQueue {
     }
 
     fn len(&self) -> Result<usize> {
-        let _inner = self.inner.lock();
+        let mut inner = self.inner.lock();
+        self.apply(&mut inner.batch)?;
         let cf = self.core.inst.cf(&self.core.cf)?;
         let mut n = 0;
         scan(
@@ -332,6 +397,7 @@ impl TimerQueue for RocksTimerQueue {
     }
 
     fn for_each(&self, visit: &mut TimerVisit<'_>) -> Result<()> {
+        self.flush()?;
         let cf = self.core.inst.cf(&self.core.cf)?;
         let plen = self.core.prefix_len;
         let first = self.core.range.first();
