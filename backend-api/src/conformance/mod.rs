@@ -182,6 +182,7 @@ mod timers;
 mod ttl;
 mod ttl_kinds;
 mod ttl_merge;
+mod types;
 mod upgrade;
 mod value;
 
@@ -205,6 +206,7 @@ pub use timers::*;
 pub use ttl::*;
 pub use ttl_kinds::*;
 pub use ttl_merge::*;
+pub use types::*;
 pub use upgrade::*;
 pub use value::*;
 
@@ -375,6 +377,9 @@ macro_rules! conformance_suite {
             restore_with_other_kind_fails,
             restore_with_ttl_toggled_fails,
             restore_with_other_key_type_fails,
+            // type identities
+            typed_states_roundtrip,
+            restore_snapshot_with_rust_type_names,
             // upgrades
             restore_renames_a_state,
             restore_drops_a_state,

@@ -1,0 +1,246 @@
+//! Stable type identities: state written with one set of types restores wherever the same
+//! identities are declared, whichever backend wrote it and whichever release of the
+//! library (snapshots written before identities existed recorded `std::any::type_name`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::reducing::sum;
+use super::value::Order;
+use super::{Backend, Harness, MAX_P, checkpoint, clock, fresh, restore};
+use crate::backend::{KeyedStateBackend, KeyedStateBackendExt};
+use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
+use crate::format::Reader;
+use crate::handles::KeyedStateHandle;
+use crate::keygroup::KeyGroupRange;
+use crate::ttl::StateTtlConfig;
+
+/// The keys of the typed states.
+fn keys() -> impl Iterator<Item = (u64, String)> {
+    (0..40u64).map(|i| (i, format!("key-{i}")))
+}
+
+fn ttl() -> StateTtlConfig {
+    StateTtlConfig::new(Duration::from_secs(3600))
+}
+
+/// Writes, for every key of [`keys`], one state of each shape the identities cover:
+/// primitives, strings, options, tuples, byte vectors, ordered maps, a serde struct, a
+/// TTL state, a reducing state and event-time timers with a `u64` namespace.
+pub(crate) fn write_typed_states<B: KeyedStateBackend<String> + ?Sized>(backend: &B) {
+    let count = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("count"))
+        .unwrap();
+    let name = backend
+        .value_state::<String, u64>(&ValueStateDescriptor::new("name"))
+        .unwrap();
+    let maybe = backend
+        .value_state::<Option<i32>, ()>(&ValueStateDescriptor::new("maybe"))
+        .unwrap();
+    let events = backend
+        .list_state::<(u32, String), ()>(&ListStateDescriptor::new("events"))
+        .unwrap();
+    let index = backend
+        .map_state::<String, Vec<u8>, ()>(&MapStateDescriptor::new("index"))
+        .unwrap();
+    let tree = backend
+        .value_state::<BTreeMap<u32, String>, ()>(&ValueStateDescriptor::new("tree"))
+        .unwrap();
+    let order = backend
+        .value_state::<Order, ()>(&ValueStateDescriptor::new("order"))
+        .unwrap();
+    let session = backend
+        .value_state::<bool, ()>(&ValueStateDescriptor::new("session").with_ttl(ttl()))
+        .unwrap();
+    let total = backend.reducing_state::<u64, ()>(&sum("total")).unwrap();
+    let timers = backend.timer_service::<u64>("windows").unwrap();
+    for (i, k) in keys() {
+        count.update(&k, &(), i).unwrap();
+        name.update(&k, &(i % 3), format!("name-{i}")).unwrap();
+        maybe
+            .update(&k, &(), (i % 2 == 0).then_some(-(i as i32)))
+            .unwrap();
+        events.add(&k, &(), (i as u32, format!("e{i}"))).unwrap();
+        events.add(&k, &(), (i as u32 + 1, "second".into())).unwrap();
+        index
+            .put(&k, &(), format!("i{i}"), vec![i as u8; (i % 5) as usize])
+            .unwrap();
+        tree.update(&k, &(), (0..i as u32 % 4).map(|j| (j, format!("t{j}"))).collect())
+            .unwrap();
+        order.update(&k, &(), Order::sample(i)).unwrap();
+        session.update(&k, &(), i % 2 == 1).unwrap();
+        total.add(&k, &(), i).unwrap();
+        total.add(&k, &(), 1).unwrap();
+        timers
+            .register_event_time_timer(&k, &(i % 3), 1_000 + i as i64)
+            .unwrap();
+    }
+}
+
+/// Checks every state [`write_typed_states`] wrote, registered with the same types.
+#[track_caller]
+pub(crate) fn check_typed_states<B: KeyedStateBackend<String> + ?Sized>(backend: &B) {
+    let count = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("count"))
+        .unwrap();
+    let name = backend
+        .value_state::<String, u64>(&ValueStateDescriptor::new("name"))
+        .unwrap();
+    let maybe = backend
+        .value_state::<Option<i32>, ()>(&ValueStateDescriptor::new("maybe"))
+        .unwrap();
+    let events = backend
+        .list_state::<(u32, String), ()>(&ListStateDescriptor::new("events"))
+        .unwrap();
+    let index = backend
+        .map_state::<String, Vec<u8>, ()>(&MapStateDescriptor::new("index"))
+        .unwrap();
+    let tree = backend
+        .value_state::<BTreeMap<u32, String>, ()>(&ValueStateDescriptor::new("tree"))
+        .unwrap();
+    let order = backend
+        .value_state::<Order, ()>(&ValueStateDescriptor::new("order"))
+        .unwrap();
+    let session = backend
+        .value_state::<bool, ()>(&ValueStateDescriptor::new("session").with_ttl(ttl()))
+        .unwrap();
+    let total = backend.reducing_state::<u64, ()>(&sum("total")).unwrap();
+    let timers = backend.timer_service::<u64>("windows").unwrap();
+    for (i, k) in keys() {
+        let range = backend.key_group_range();
+        let kg = crate::keygroup::key_group_for_key(&k, backend.max_parallelism()).unwrap();
+        if !range.contains(kg) {
+            continue;
+        }
+        assert_eq!(count.get(&k, &()).unwrap(), Some(i), "count of {k}");
+        assert_eq!(
+            name.get(&k, &(i % 3)).unwrap(),
+            Some(format!("name-{i}")),
+            "name of {k}"
+        );
+        assert_eq!(
+            maybe.get(&k, &()).unwrap(),
+            Some((i % 2 == 0).then_some(-(i as i32))),
+            "maybe of {k}"
+        );
+        assert_eq!(
+            events.get(&k, &()).unwrap(),
+            [(i as u32, format!("e{i}")), (i as u32 + 1, "second".into())],
+            "events of {k}"
+        );
+        assert_eq!(
+            index.get(&k, &(), &format!("i{i}")).unwrap(),
+            Some(vec![i as u8; (i % 5) as usize]),
+            "index of {k}"
+        );
+        let expected: BTreeMap<u32, String> =
+            (0..i as u32 % 4).map(|j| (j, format!("t{j}"))).collect();
+        assert_eq!(tree.get(&k, &()).unwrap(), Some(expected), "tree of {k}");
+        assert_eq!(
+            order.get(&k, &()).unwrap(),
+            Some(Order::sample(i)),
+            "order of {k}"
+        );
+        assert_eq!(
+            session.get(&k, &()).unwrap(),
+            Some(i % 2 == 1),
+            "session of {k}"
+        );
+        assert_eq!(total.get(&k, &()).unwrap(), Some(i + 1), "total of {k}");
+    }
+    let mut fired = Vec::new();
+    timers
+        .advance_watermark(i64::MAX, &mut |t| {
+            fired.push((t.timestamp, t.key, t.namespace));
+            Ok(())
+        })
+        .unwrap();
+    let mut expected: Vec<(i64, String, u64)> = keys()
+        .filter(|(_, k)| {
+            let kg = crate::keygroup::key_group_for_key(k, backend.max_parallelism()).unwrap();
+            backend.key_group_range().contains(kg)
+        })
+        .map(|(i, k)| (1_000 + i as i64, k, i % 3))
+        .collect();
+    expected.sort();
+    fired.sort();
+    assert_eq!(fired, expected, "timers");
+}
+
+/// A snapshot of [`write_typed_states`] taken by the memory backend of release 0.1, whose
+/// headers name every type with `std::any::type_name` (`alloc::string::String`,
+/// `core::option::Option<i32>`, `alloc::vec::Vec<u8>`, ...): the handles of one subtask
+/// over all 128 key groups, streams inline, in the handle format of `docs/format.md`.
+const RUST_TYPE_NAMES: &[u8] = include_bytes!("rust-type-names.cshd");
+
+/// The handles of [`RUST_TYPE_NAMES`].
+fn rust_type_names_handles() -> Vec<KeyedStateHandle> {
+    let mut r = Reader::new(RUST_TYPE_NAMES, "rust-type-names.cshd");
+    crate::format::handles::subtask(&mut r)
+        .expect("decode the fixture's handles")
+        .keyed
+}
+
+/// A snapshot written before stable type identities (types named by
+/// `std::any::type_name`) restores into this backend with today's descriptors, at the
+/// same parallelism and split over three subtasks.
+pub fn restore_snapshot_with_rust_type_names<H: Harness>(h: &H) {
+    let handles = rust_type_names_handles();
+    let all = restore::<H, String>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &handles)
+        .expect("restore the snapshot with Rust type names");
+    check_typed_states(&all);
+    for range in [
+        KeyGroupRange::new(0, 40),
+        KeyGroupRange::new(41, 127),
+    ] {
+        let part = restore::<H, String>(h, &clock(), MAX_P, range, &handles)
+            .expect("restore part of the snapshot with Rust type names");
+        check_typed_states(&part);
+    }
+}
+
+/// A full snapshot of typed states round-trips through this backend: written, restored,
+/// and checked with the same descriptors.
+pub fn typed_states_roundtrip<H: Harness>(h: &H) {
+    let backend: Backend<H, String> = fresh(h, &clock());
+    write_typed_states(&backend);
+    let state = checkpoint(h, &backend, 1);
+    let restored = restore::<H, String>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &state.keyed)
+        .expect("restore typed states");
+    check_typed_states(&restored);
+}
+
+/// The handles of a snapshot of [`write_typed_states`] from a fresh backend of `h`, with
+/// every stream inline, in the subtask handle format: how `rust-type-names.cshd` was
+/// written (by the memory backend, at commit `c696942`, before type identities).
+#[doc(hidden)]
+pub fn typed_states_fixture<H: Harness>(h: &H) -> Vec<u8> {
+    use crate::handles::{KeyedStateHandle, StreamStateHandle, SubtaskState};
+    let backend: Backend<H, String> = fresh(h, &clock());
+    write_typed_states(&backend);
+    let mut state = checkpoint(h, &backend, 1);
+    for handle in &mut state.keyed {
+        let KeyedStateHandle::KeyGroups(groups) = handle else {
+            panic!("a full snapshot is key-group handles");
+        };
+        if let StreamStateHandle::File(file) = &groups.stream {
+            let reader = h.reader().expect("a reader of the harness's files");
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut reader.open_file(file, 0..file.size).unwrap(),
+                &mut bytes,
+            )
+            .unwrap();
+            groups.stream = StreamStateHandle::Inline(bytes);
+        }
+    }
+    let mut out = Vec::new();
+    crate::format::handles::put_subtask(
+        &mut out,
+        &SubtaskState {
+            keyed: state.keyed,
+            operator: Vec::new(),
+        },
+    );
+    out
+}
