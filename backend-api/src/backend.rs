@@ -63,6 +63,18 @@ pub trait StateBackend: Send + Sync + Debug {
     /// [`crate::ErrorKind::Closed`] after close; engine errors.
     fn snapshot(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>>;
 
+    /// The synchronous phase of a savepoint: a self-contained snapshot in the canonical
+    /// full format (key-group-indexed records, [`KeyedStateHandle::KeyGroups`]), which
+    /// every backend restores, whatever backend wrote it (Flink's canonical savepoint).
+    /// Backends whose checkpoints are native or incremental override it; for the others
+    /// it is [`snapshot`](Self::snapshot).
+    ///
+    /// # Errors
+    /// As [`snapshot`](Self::snapshot).
+    fn savepoint(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
+        self.snapshot(checkpoint_id)
+    }
+
     /// The checkpoint completed: the backend may release what it kept for it.
     ///
     /// # Errors

@@ -1,7 +1,6 @@
 //! State descriptors: a name, serde types, and for reducing and aggregating state the
 //! function that folds values in.
 
-use std::any::type_name;
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
@@ -12,18 +11,26 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::identity::{StateType, split_version};
 use crate::ttl::StateTtlConfig;
 
-/// What keys, namespaces and map keys need: serde, hashing, equality, cloning.
+/// What keys, namespaces and map keys need: a stable [identity](StateType), serde,
+/// hashing, equality, cloning.
 pub trait StateKey:
-    Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static
+    StateType + Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static
 {
 }
-impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static> StateKey for T {}
+impl<T: StateType + Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static>
+    StateKey for T
+{
+}
 
-/// What values need: serde and cloning.
-pub trait StateValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> StateValue for T {}
+/// What values need: a stable [identity](StateType), serde and cloning.
+pub trait StateValue:
+    StateType + Serialize + DeserializeOwned + Clone + Send + Sync + 'static
+{
+}
+impl<T: StateType + Serialize + DeserializeOwned + Clone + Send + Sync + 'static> StateValue for T {}
 
 /// The namespace of state that is not scoped by a window: `()`.
 pub type VoidNamespace = ();
@@ -125,6 +132,17 @@ impl StateMeta {
             );
         }
         if self.value_type != requested.value_type {
+            let (stored_name, stored_version) = split_version(&self.value_type);
+            let (asked_name, asked_version) = split_version(&requested.value_type);
+            if stored_name == asked_name {
+                return Err(Error::invalid_input(format!(
+                    "state '{}' holds schema version {stored_version} of '{stored_name}'; this \
+                     descriptor reads version {asked_version}",
+                    self.name
+                ))
+                .with_context("stored", &self.value_type)
+                .with_context("requested", &requested.value_type));
+            }
             return mismatch(
                 "value type",
                 self.value_type.clone(),
@@ -142,10 +160,10 @@ impl StateMeta {
     }
 }
 
-/// The name of a type as recorded in snapshots: `std::any::type_name`, unless a descriptor
-/// sets its own (to keep a state restorable after renaming or moving the type).
-fn default_type_name<T: ?Sized>() -> Cow<'static, str> {
-    Cow::Borrowed(type_name::<T>())
+/// The name of a type as recorded in snapshots: its [identity](StateType), unless a
+/// descriptor sets another.
+fn default_type_name<T: StateType>() -> Cow<'static, str> {
+    T::type_identity()
 }
 
 macro_rules! descriptor_common {
@@ -167,7 +185,8 @@ macro_rules! descriptor_common {
             self.ttl.as_ref()
         }
 
-        /// Records `name` as the value type in snapshots instead of the Rust type path.
+        /// Records `name` as the value type in snapshots instead of the type's
+        /// [identity](StateType).
         #[must_use]
         pub fn with_type_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
             self.value_type = name.into();
@@ -240,7 +259,8 @@ impl<UK: StateKey, UV: StateValue> MapStateDescriptor<UK, UV> {
     }
     descriptor_common!();
 
-    /// Records `name` as the map key type in snapshots instead of the Rust type path.
+    /// Records `name` as the map key type in snapshots instead of the type's
+    /// [identity](StateType).
     #[must_use]
     pub fn with_key_type_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.user_key_type = name.into();
@@ -331,7 +351,7 @@ debug_descriptor!(MapStateDescriptor<UK, UV>);
 debug_descriptor!(ReducingStateDescriptor<V>);
 debug_descriptor!(AggregatingStateDescriptor<IN, ACC, OUT>);
 
-/// The type name recorded for the namespace type `N`.
-pub(crate) fn namespace_type_name<N>() -> String {
-    type_name::<N>().to_owned()
+/// The type name recorded for the namespace type `N`: its identity.
+pub(crate) fn namespace_type_name<N: StateType>() -> String {
+    N::type_identity().into_owned()
 }

@@ -114,7 +114,7 @@ fn encode_header(header: &KeyedSnapshotHeader) -> Vec<u8> {
 fn decode_header(r: &mut Reader<'_>) -> Result<KeyedSnapshotHeader> {
     let header = KeyedSnapshotHeader {
         backend: r.string("backend")?,
-        key_type: r.string("key type")?,
+        key_type: r.type_identity("key type")?,
         states: r.seq(handles::MIN_STATE_META, "states", handles::state_meta)?,
     };
     if header.states.len() > usize::from(u16::MAX) + 1 {

@@ -53,6 +53,7 @@ pub mod descriptor;
 pub mod error;
 pub mod format;
 pub mod handles;
+pub mod identity;
 pub mod keyed_format;
 pub mod keygroup;
 pub mod operator;
@@ -84,6 +85,7 @@ pub use handles::{
     KeyedStateHandle, NamedStateFile, OperatorStateHandle, OperatorStateMeta, StateScope,
     StreamStateHandle, SubtaskState,
 };
+pub use identity::StateType;
 pub use keygroup::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 pub use stream::{

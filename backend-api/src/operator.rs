@@ -5,7 +5,7 @@
 //! snapshot clones the `Arc`s, and the asynchronous phase serializes each element with an
 //! offset, so that a rescale can hand out elements without rewriting the stream.
 
-use std::any::{Any, type_name};
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write;
@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::handles::{
     CheckpointId, Distribution, OperatorStateHandle, OperatorStateMeta, StateScope, SubtaskState,
 };
+use crate::identity::StateType;
 use crate::stream::{CheckpointStreamFactory, StateReader, read_stream, stream_write_error};
 
 pub use crate::format::operator::{MAGIC, VERSION};
@@ -229,7 +230,7 @@ impl OperatorStateBackend {
     }
 
     fn list<T: StateValue>(&self, name: &str, mode: Distribution) -> Result<OperatorListState<T>> {
-        let cell: Cell<Vec<T>> = self.register(name, mode, type_name::<T>(), |restored| {
+        let cell: Cell<Vec<T>> = self.register(name, mode, &T::type_identity(), |restored| {
             let values = restored
                 .unwrap_or_default()
                 .iter()
@@ -270,7 +271,7 @@ impl OperatorStateBackend {
         let cell: Cell<HashMap<K, V>> = self.register(
             name,
             Distribution::Broadcast,
-            type_name::<(K, V)>(),
+            &<(K, V)>::type_identity(),
             |restored| {
                 let map = restored
                     .unwrap_or_default()

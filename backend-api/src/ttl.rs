@@ -138,3 +138,11 @@ pub struct TtlValue<V> {
     /// The user value.
     pub value: V,
 }
+
+/// `ttl<V>`: the stored form of a TTL state's values. Snapshots record the value type
+/// `V` and a TTL flag, not this identity.
+impl<V: crate::identity::StateType> crate::identity::StateType for TtlValue<V> {
+    fn type_identity() -> std::borrow::Cow<'static, str> {
+        format!("ttl<{}>", V::type_identity()).into()
+    }
+}

@@ -1,6 +1,5 @@
 //! The heap keyed backend and the memory backend factory.
 
-use std::any::type_name;
 use std::collections::btree_map;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -293,7 +292,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
             restore_handle(
                 handle,
                 &params,
-                type_name::<K>(),
+                &K::type_identity(),
                 &mut restored,
                 &mut stored,
             )?;
@@ -483,7 +482,7 @@ impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
             options: self.options,
             range: self.range,
             now: self.clock.now_millis(),
-            key_type: type_name::<K>(),
+            key_type: K::type_identity(),
             states,
         }))
     }
@@ -521,7 +520,7 @@ struct HeapSnapshot {
     options: HeapBackendOptions,
     range: KeyGroupRange,
     now: u64,
-    key_type: &'static str,
+    key_type: std::borrow::Cow<'static, str>,
     states: Vec<(StateMeta, Box<dyn Captured>)>,
 }
 
@@ -554,7 +553,7 @@ impl AsyncSnapshot for HeapSnapshot {
         };
         let header = KeyedSnapshotHeader {
             backend: self.options.name.to_owned(),
-            key_type: self.key_type.to_owned(),
+            key_type: self.key_type.to_string(),
             states: self.states.iter().map(|(m, _)| m.clone()).collect(),
         };
         let out = streams.create(StateScope::Exclusive)?;

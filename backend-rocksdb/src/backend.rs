@@ -1,7 +1,6 @@
 //! The RocksDB keyed backend: registration of states (a column family each), the
 //! synchronous phase of snapshots, checkpoint notifications.
 
-use std::any::type_name;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -108,7 +107,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
         resources: Resources,
     ) -> Result<Self> {
         params.validate()?;
-        let (inst, states) = restore(&params, &config.working_dir, resources, type_name::<K>())?;
+        let (inst, states) = restore(&params, &config.working_dir, resources, &K::type_identity())?;
         Ok(RocksDbKeyedStateBackend {
             inst: Arc::new(inst),
             incremental: config.incremental,
@@ -160,6 +159,64 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
                 .compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &options);
         }
         Ok(())
+    }
+
+    /// The synchronous phase of a snapshot: a native checkpoint of the database, written
+    /// as an incremental snapshot (`incremental`) or as the canonical full format.
+    fn take_snapshot(
+        &self,
+        checkpoint_id: CheckpointId,
+        incremental: bool,
+    ) -> Result<Box<dyn AsyncSnapshot>> {
+        let states: Vec<StateEntry> = self.states.lock().values().cloned().collect();
+        if states.len() > usize::from(u16::MAX) {
+            return Err(
+                Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
+                    .with_context("states", states.len()),
+            );
+        }
+        self.flush_timers()?;
+        // A native checkpoint: flushes the memtables and hard-links the SST files.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("snapshot-{checkpoint_id}-"))
+            .tempdir_in(self.inst.dir.path())
+            .map_err(|e| {
+                crate::error::local_io("create snapshot directory", self.inst.dir.path(), e)
+            })?;
+        let path = dir.path().join("db");
+        rocksdb::checkpoint::Checkpoint::new(&self.inst.db)
+            .and_then(|c| c.create_checkpoint(&path))
+            .map_err(|e| {
+                from_rocksdb("create native checkpoint", e)
+                    .with_context("checkpoint", checkpoint_id)
+                    .with_context("path", path.display())
+            })?;
+        let state = SnapshotState {
+            checkpoint_id,
+            inst: Arc::clone(&self.inst),
+            _dir: dir,
+            path,
+            range: self.range,
+            max_parallelism: self.max_parallelism,
+            prefix_len: self.prefix_len,
+            key_type: K::type_identity(),
+            states,
+        };
+        if incremental {
+            let confirmed = self.uploads.lock().confirmed.clone();
+            Ok(Box::new(IncrementalSnapshot {
+                state,
+                backend_id: self.backend_id.clone(),
+                confirmed,
+                uploads: Arc::clone(&self.uploads),
+            }))
+        } else {
+            Ok(Box::new(FullSnapshot {
+                state,
+                now: self.clock.now_millis(),
+                compression: self.snapshot_compression,
+            }))
+        }
     }
 
     /// Applies the timer changes each timer queue holds in its write batch, so that what
@@ -281,55 +338,13 @@ impl<K: StateKey> StateBackend for RocksDbKeyedStateBackend<K> {
     }
 
     fn snapshot(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
-        let states: Vec<StateEntry> = self.states.lock().values().cloned().collect();
-        if states.len() > usize::from(u16::MAX) {
-            return Err(
-                Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
-                    .with_context("states", states.len()),
-            );
-        }
-        self.flush_timers()?;
-        // A native checkpoint: flushes the memtables and hard-links the SST files.
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("snapshot-{checkpoint_id}-"))
-            .tempdir_in(self.inst.dir.path())
-            .map_err(|e| {
-                crate::error::local_io("create snapshot directory", self.inst.dir.path(), e)
-            })?;
-        let path = dir.path().join("db");
-        rocksdb::checkpoint::Checkpoint::new(&self.inst.db)
-            .and_then(|c| c.create_checkpoint(&path))
-            .map_err(|e| {
-                from_rocksdb("create native checkpoint", e)
-                    .with_context("checkpoint", checkpoint_id)
-                    .with_context("path", path.display())
-            })?;
-        let state = SnapshotState {
-            checkpoint_id,
-            inst: Arc::clone(&self.inst),
-            _dir: dir,
-            path,
-            range: self.range,
-            max_parallelism: self.max_parallelism,
-            prefix_len: self.prefix_len,
-            key_type: type_name::<K>(),
-            states,
-        };
-        if self.incremental {
-            let confirmed = self.uploads.lock().confirmed.clone();
-            Ok(Box::new(IncrementalSnapshot {
-                state,
-                backend_id: self.backend_id.clone(),
-                confirmed,
-                uploads: Arc::clone(&self.uploads),
-            }))
-        } else {
-            Ok(Box::new(FullSnapshot {
-                state,
-                now: self.clock.now_millis(),
-                compression: self.snapshot_compression,
-            }))
-        }
+        self.take_snapshot(checkpoint_id, self.incremental)
+    }
+
+    /// A full snapshot even when checkpoints are incremental: the canonical format every
+    /// backend restores.
+    fn savepoint(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
+        self.take_snapshot(checkpoint_id, false)
     }
 
     fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()> {

@@ -40,7 +40,7 @@ pub(crate) struct SnapshotState {
     pub(crate) range: KeyGroupRange,
     pub(crate) max_parallelism: u32,
     pub(crate) prefix_len: usize,
-    pub(crate) key_type: &'static str,
+    pub(crate) key_type: std::borrow::Cow<'static, str>,
     pub(crate) states: Vec<StateEntry>,
 }
 
@@ -78,7 +78,7 @@ impl AsyncSnapshot for FullSnapshot {
         let db = open_read_only(&s.inst.resources, &s.path, &cfs)?;
         let header = KeyedSnapshotHeader {
             backend: NAME.to_owned(),
-            key_type: s.key_type.to_owned(),
+            key_type: s.key_type.to_string(),
             states: s.states.iter().map(|e| e.meta.clone()).collect(),
         };
         let out = streams.create(StateScope::Exclusive)?;
@@ -224,7 +224,7 @@ impl AsyncSnapshot for IncrementalSnapshot {
             }
         }
         let meta = IncrementalMeta {
-            key_type: s.key_type.to_owned(),
+            key_type: s.key_type.to_string(),
             max_parallelism: s.max_parallelism,
             states: s
                 .states

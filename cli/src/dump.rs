@@ -1,13 +1,15 @@
 //! `cornerstone dump`: the entries of full (key-group) snapshots and operator-state streams
 //! as JSON values.
 //!
-//! Values are decoded when the type name recorded in the snapshot is a well-known
-//! primitive (or a tuple of them), with [`cornerstone_backend_api::codec::decode`];
-//! anything else is given as `{"hex": "..."}`. A keyed entry has `subtask`, `key_group`,
+//! Values are decoded by the type identity recorded in the snapshot (type names of earlier
+//! releases are read as identities): primitives, `string`, and `option`, `list`, `set`,
+//! `map`, arrays and tuples of them, with [`cornerstone_backend_api::codec::decode`]; a
+//! user type is given as `{"hex": "..."}`. A keyed entry has `subtask`, `key_group`,
 //! `state`, `kind`, `key`, `namespace`, `user_key` (map state) and `value`; a timer (kind
 //! `timers`, states `_timer_state/...`) has `timestamp` instead of `value`.
 
 use cornerstone_backend_api::codec;
+use cornerstone_backend_api::identity::canonical_identity;
 use cornerstone_backend_api::{Distribution, StateKind, StateMeta};
 use serde_json::{Map, Value, json};
 
@@ -30,6 +32,14 @@ enum Ty {
     Str,
     Unit,
     Tuple(Vec<Ty>),
+    /// `option<T>`: a tag byte, then the value when 1.
+    Option(Box<Ty>),
+    /// `list<T>` and `set<T>`: a `u64` count, then the elements.
+    List(Box<Ty>),
+    /// `map<K, V>`: a `u64` count, then the pairs.
+    Map(Box<Ty>, Box<Ty>),
+    /// `[T; N]`: N elements, no count.
+    Array(Box<Ty>, usize),
 }
 
 /// Splits `a, (b, c), d` at top-level commas.
@@ -55,7 +65,13 @@ fn split_top_level(s: &str) -> Vec<&str> {
 }
 
 fn parse_ty(name: &str) -> Option<Ty> {
+    let name = canonical_identity(name.trim());
     let name = name.trim();
+    let generic = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('<'))
+            .and_then(|rest| rest.strip_suffix('>'))
+    };
     Some(match name {
         "u8" => Ty::U8,
         "u16" => Ty::U16,
@@ -70,9 +86,28 @@ fn parse_ty(name: &str) -> Option<Ty> {
         "bool" => Ty::Bool,
         "f32" => Ty::F32,
         "f64" => Ty::F64,
-        "String" | "alloc::string::String" | "std::string::String" => Ty::Str,
+        "string" | "String" => Ty::Str,
         "()" => Ty::Unit,
         _ => {
+            if let Some(inner) = generic("option") {
+                return Some(Ty::Option(Box::new(parse_ty(inner)?)));
+            }
+            if let Some(inner) = generic("list").or_else(|| generic("set")) {
+                return Some(Ty::List(Box::new(parse_ty(inner)?)));
+            }
+            if let Some(inner) = generic("map") {
+                let [k, v] = split_top_level(inner)[..] else {
+                    return None;
+                };
+                return Some(Ty::Map(Box::new(parse_ty(k)?), Box::new(parse_ty(v)?)));
+            }
+            if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+                let (elem, len) = inner.rsplit_once(';')?;
+                return Some(Ty::Array(
+                    Box::new(parse_ty(elem)?),
+                    len.trim().parse().ok()?,
+                ));
+            }
             let inner = name.strip_prefix('(')?.strip_suffix(')')?;
             let parts = split_top_level(inner);
             if parts.is_empty() {
@@ -126,7 +161,49 @@ fn read<'a>(ty: &Ty, bytes: &'a [u8]) -> Option<(Value, &'a [u8])> {
             }
             (Value::Array(out), rest)
         }
+        Ty::Option(inner) => match bytes.split_first()? {
+            (0, rest) => (Value::Null, rest),
+            (1, rest) => read(inner, rest)?,
+            _ => return None,
+        },
+        Ty::Array(elem, n) => read_elements(elem, *n as u64, bytes)?,
+        Ty::List(elem) => {
+            let (n, rest) = fixed::<u64>(bytes, 8)?;
+            read_elements(elem, n, rest)?
+        }
+        Ty::Map(k, v) => {
+            let (n, mut rest) = fixed::<u64>(bytes, 8)?;
+            // A count beyond the bytes left is refused, as in `read_elements`.
+            if n > rest.len() as u64 {
+                return None;
+            }
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let (key, r) = read(k, rest)?;
+                let (value, r) = read(v, r)?;
+                out.push(json!([key, value]));
+                rest = r;
+            }
+            (Value::Array(out), rest)
+        }
     })
+}
+
+/// Reads `n` elements of `elem`, refusing a count beyond the bytes left (an element takes
+/// at least one byte unless it is `()`, and a list of more `()` than bytes is given as hex),
+/// so a corrupted count allocates nothing.
+fn read_elements<'a>(elem: &Ty, n: u64, bytes: &'a [u8]) -> Option<(Value, &'a [u8])> {
+    if n > bytes.len() as u64 {
+        return None;
+    }
+    let mut rest = bytes;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (v, r) = read(elem, rest)?;
+        out.push(v);
+        rest = r;
+    }
+    Some((Value::Array(out), rest))
 }
 
 /// How a serialized field wraps its element type.
@@ -153,8 +230,8 @@ fn read_shaped(ty: &Ty, shape: Shape, ttl: bool, bytes: &[u8]) -> Option<Value> 
         Shape::List => {
             let (len, mut rest) = read(&Ty::U64, bytes)?;
             let len = len.as_u64()?;
-            // Each element takes at least one byte unless it is `()`; refuse absurd lengths.
-            if *ty != Ty::Unit && len > rest.len() as u64 {
+            // Refuse a count beyond the bytes left, as `read_elements` does.
+            if len > rest.len() as u64 {
                 return None;
             }
             let mut items = Vec::new();
@@ -280,6 +357,55 @@ mod tests {
         assert_eq!(
             decode_named("u64", Shape::Plain, false, &[1, 2]),
             json!({"hex": "0102"})
+        );
+    }
+
+    /// Values decode by identity, and by the type names of earlier releases.
+    #[test]
+    fn decodes_containers_by_identity() {
+        use std::collections::BTreeMap;
+        let o = codec::encode(&Some(vec![(1u8, "a".to_owned())])).unwrap();
+        let expected = json!([[1, "a"]]);
+        assert_eq!(
+            decode_named("option<list<(u8, string)>>", Shape::Plain, false, &o),
+            expected
+        );
+        assert_eq!(
+            decode_named(
+                "core::option::Option<alloc::vec::Vec<(u8, alloc::string::String)>>",
+                Shape::Plain,
+                false,
+                &o
+            ),
+            expected
+        );
+        let none = codec::encode(&None::<u8>).unwrap();
+        assert_eq!(
+            decode_named("option<u8>", Shape::Plain, false, &none),
+            Value::Null
+        );
+        let m = codec::encode(&BTreeMap::from([(1u32, "x".to_owned())])).unwrap();
+        assert_eq!(
+            decode_named("map<u32, string>", Shape::Plain, false, &m),
+            json!([[1, "x"]])
+        );
+        let a = codec::encode(&[3u16, 4]).unwrap();
+        assert_eq!(
+            decode_named("[u16; 2]", Shape::Plain, false, &a),
+            json!([3, 4])
+        );
+        // A count no bytes can hold is refused without allocating: hex.
+        let huge = codec::encode(&u64::MAX).unwrap();
+        for ty in ["list<()>", "map<(), ()>", "list<u8>"] {
+            assert_eq!(
+                decode_named(ty, Shape::Plain, false, &huge),
+                json!({"hex": hex::encode(&huge)}),
+                "{ty}"
+            );
+        }
+        assert_eq!(
+            decode_named("()", Shape::List, false, &huge),
+            json!({"hex": hex::encode(&huge)})
         );
     }
 }

@@ -309,7 +309,7 @@ fn show_lists_operators_ranges_and_files() {
                 "u64",
                 "i64"
             ),
-            row("count", "value", "u64", "()", "alloc::string::String"),
+            row("count", "value", "u64", "()", "string"),
             row("hist", "list", "u64", "()", "u64"),
         ]
     );
@@ -353,10 +353,7 @@ fn show_lists_operators_ranges_and_files() {
         .find(|l| l.trim_start().starts_with("count "))
         .unwrap_or_else(|| panic!("a row of state count: {human}"));
     let cells: Vec<&str> = count_row.split_whitespace().collect();
-    assert_eq!(
-        cells,
-        ["count", "value", "u64", "()", "alloc::string::String", "-"]
-    );
+    assert_eq!(cells, ["count", "value", "u64", "()", "string", "-"]);
     // A job directory shows its latest complete checkpoint.
     assert_eq!(ok_json(&["show", &fx.arg("job")])["id"], 10);
     // And a savepoint.

@@ -233,6 +233,9 @@ pub struct FileTransaction {
     pub name: String,
 }
 
+// The default identity (the type's path), which checkpoints of earlier releases recorded.
+cornerstone_backend_api::state_type!(FileTransaction);
+
 /// Where a [`TransactionalFileSink`] keeps transactions in progress, under its directory.
 pub const PENDING_DIR: &str = ".pending";
 

@@ -380,6 +380,8 @@ macro_rules! conformance_suite {
             // type identities
             typed_states_roundtrip,
             restore_snapshot_with_rust_type_names,
+            savepoint_is_canonical,
+            renamed_type_restores_and_new_version_is_named,
             // upgrades
             restore_renames_a_state,
             restore_drops_a_state,

@@ -1,6 +1,5 @@
 //! Registering states: names, descriptors, conflicts; backend parameters.
 
-use std::any::type_name;
 use std::time::Duration;
 
 use super::reducing::{average, sum};
@@ -244,7 +243,7 @@ pub fn registered_states_lists_states_by_name<H: Harness>(h: &H) {
         StateMeta {
             name: "a".into(),
             kind: StateKind::List,
-            namespace_type: type_name::<()>().into(),
+            namespace_type: "()".into(),
             user_key_type: None,
             value_type: "my.Byte".into(),
             ttl: false,
@@ -252,25 +251,25 @@ pub fn registered_states_lists_states_by_name<H: Harness>(h: &H) {
         StateMeta {
             name: "b".into(),
             kind: StateKind::Value,
-            namespace_type: type_name::<()>().into(),
+            namespace_type: "()".into(),
             user_key_type: None,
-            value_type: type_name::<u64>().into(),
+            value_type: "u64".into(),
             ttl: false,
         },
         StateMeta {
             name: "c".into(),
             kind: StateKind::Map,
-            namespace_type: type_name::<u64>().into(),
-            user_key_type: Some(type_name::<u32>().into()),
-            value_type: type_name::<String>().into(),
+            namespace_type: "u64".into(),
+            user_key_type: Some("u32".into()),
+            value_type: "string".into(),
             ttl: true,
         },
         StateMeta {
             name: "d".into(),
             kind: StateKind::Reducing,
-            namespace_type: type_name::<()>().into(),
+            namespace_type: "()".into(),
             user_key_type: None,
-            value_type: type_name::<u64>().into(),
+            value_type: "u64".into(),
             ttl: false,
         },
     ];

@@ -606,7 +606,7 @@ pub fn timers_corrupt_timestamp_is_refused<H: Harness>(h: &H) {
     let range = KeyGroupRange::all(MAX_P);
     let header = KeyedSnapshotHeader {
         backend: "test".into(),
-        key_type: std::any::type_name::<u64>().into(),
+        key_type: "u64".into(),
         states: vec![crate::StateMeta {
             name: TimeDomain::EventTime.queue_name("t"),
             kind: StateKind::Timers,

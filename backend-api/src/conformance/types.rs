@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::reducing::sum;
 use super::value::Order;
 use super::{Backend, Harness, MAX_P, checkpoint, clock, fresh, restore};
-use crate::backend::{KeyedStateBackend, KeyedStateBackendExt};
+use crate::backend::{KeyedStateBackend, KeyedStateBackendExt, StateBackendFactory};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::format::Reader;
 use crate::handles::KeyedStateHandle;
@@ -61,12 +61,18 @@ pub(crate) fn write_typed_states<B: KeyedStateBackend<String> + ?Sized>(backend:
             .update(&k, &(), (i % 2 == 0).then_some(-(i as i32)))
             .unwrap();
         events.add(&k, &(), (i as u32, format!("e{i}"))).unwrap();
-        events.add(&k, &(), (i as u32 + 1, "second".into())).unwrap();
+        events
+            .add(&k, &(), (i as u32 + 1, "second".into()))
+            .unwrap();
         index
             .put(&k, &(), format!("i{i}"), vec![i as u8; (i % 5) as usize])
             .unwrap();
-        tree.update(&k, &(), (0..i as u32 % 4).map(|j| (j, format!("t{j}"))).collect())
-            .unwrap();
+        tree.update(
+            &k,
+            &(),
+            (0..i as u32 % 4).map(|j| (j, format!("t{j}"))).collect(),
+        )
+        .unwrap();
         order.update(&k, &(), Order::sample(i)).unwrap();
         session.update(&k, &(), i % 2 == 1).unwrap();
         total.add(&k, &(), i).unwrap();
@@ -189,10 +195,7 @@ pub fn restore_snapshot_with_rust_type_names<H: Harness>(h: &H) {
     let all = restore::<H, String>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &handles)
         .expect("restore the snapshot with Rust type names");
     check_typed_states(&all);
-    for range in [
-        KeyGroupRange::new(0, 40),
-        KeyGroupRange::new(41, 127),
-    ] {
+    for range in [KeyGroupRange::new(0, 40), KeyGroupRange::new(41, 127)] {
         let part = restore::<H, String>(h, &clock(), MAX_P, range, &handles)
             .expect("restore part of the snapshot with Rust type names");
         check_typed_states(&part);
@@ -205,8 +208,9 @@ pub fn typed_states_roundtrip<H: Harness>(h: &H) {
     let backend: Backend<H, String> = fresh(h, &clock());
     write_typed_states(&backend);
     let state = checkpoint(h, &backend, 1);
-    let restored = restore::<H, String>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &state.keyed)
-        .expect("restore typed states");
+    let restored =
+        restore::<H, String>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &state.keyed)
+            .expect("restore typed states");
     check_typed_states(&restored);
 }
 
@@ -243,4 +247,126 @@ pub fn typed_states_fixture<H: Harness>(h: &H) -> Vec<u8> {
         },
     );
     out
+}
+
+/// Takes a savepoint of typed states (and timers) from a fresh backend of `h`.
+fn typed_savepoint<H: Harness>(h: &H) -> Vec<KeyedStateHandle> {
+    let backend: Backend<H, String> = fresh(h, &clock());
+    write_typed_states(&backend);
+    let snapshot = crate::backend::StateBackend::savepoint(&backend, crate::CheckpointId(7))
+        .expect("synchronous phase of a savepoint");
+    let state = super::write_snapshot(h, snapshot, 7);
+    for handle in &state.keyed {
+        assert!(
+            matches!(handle, KeyedStateHandle::KeyGroups(_)),
+            "a savepoint is in the canonical key-group format, whatever the checkpoints are"
+        );
+    }
+    state.keyed
+}
+
+/// A savepoint is a self-contained snapshot in the canonical format (key-group handles,
+/// also from a backend whose checkpoints are incremental) that restores into this
+/// backend, whole and split over two subtasks.
+pub fn savepoint_is_canonical<H: Harness>(h: &H) {
+    let handles = typed_savepoint(h);
+    for range in [
+        KeyGroupRange::all(MAX_P),
+        KeyGroupRange::new(0, 63),
+        KeyGroupRange::new(64, 127),
+    ] {
+        let restored =
+            restore::<H, String>(h, &clock(), MAX_P, range, &handles).expect("restore a savepoint");
+        check_typed_states(&restored);
+    }
+}
+
+/// A savepoint taken by the backend of `from` restores into the backend of `to` (any
+/// backend into any backend, Flink's canonical savepoint), whole and split over two
+/// subtasks, with every typed state, TTL timestamp and timer. Not in
+/// [`conformance_suite!`](crate::conformance_suite), which runs one backend: run it for
+/// every pair of backends.
+pub fn savepoint_moves_between_backends<A: Harness, B: Harness>(from: &A, to: &B) {
+    let handles = typed_savepoint(from);
+    for range in [
+        KeyGroupRange::all(MAX_P),
+        KeyGroupRange::new(0, 63),
+        KeyGroupRange::new(64, 127),
+    ] {
+        let handles = crate::rescale::keyed_handles_for(&handles, range);
+        let params = super::params(&clock(), MAX_P, range).restore(handles, from.reader());
+        let restored = to
+            .factory()
+            .create_keyed_backend::<String>(params)
+            .expect("restore another backend's savepoint");
+        check_typed_states(&restored);
+    }
+}
+
+/// Version 1 of a user type, as a job's first release declares it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ClickV1 {
+    page: String,
+}
+crate::state_type!(ClickV1, "com.example.Click");
+
+/// The same type renamed in Rust: it keeps its identity, so its state restores.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct PageClick {
+    page: String,
+}
+crate::state_type!(PageClick, "com.example.Click");
+
+/// Version 2: a field added, a new schema version.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ClickV2 {
+    page: String,
+    at: u64,
+}
+crate::state_type!(ClickV2, "com.example.Click", version = 2);
+
+/// A Rust type renamed (its identity kept) restores its state; a new schema version of the
+/// type is refused with an `InvalidInput` error naming the state and both versions.
+pub fn renamed_type_restores_and_new_version_is_named<H: Harness>(h: &H) {
+    let backend: Backend<H, u64> = fresh(h, &clock());
+    let clicks = backend
+        .value_state::<ClickV1, ()>(&ValueStateDescriptor::new("clicks"))
+        .unwrap();
+    for k in 0..10u64 {
+        clicks
+            .update(
+                &k,
+                &(),
+                ClickV1 {
+                    page: format!("/p{k}"),
+                },
+            )
+            .unwrap();
+    }
+    let state = checkpoint(h, &backend, 1);
+    let restored =
+        restore::<H, u64>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &state.keyed).unwrap();
+    let Err(err) = restored.value_state::<ClickV2, ()>(&ValueStateDescriptor::new("clicks")) else {
+        panic!("version 2 of the type must not read version 1's bytes");
+    };
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
+    let message = err.to_string();
+    for part in [
+        "'clicks'",
+        "schema version 1 of 'com.example.Click'",
+        "version 2",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    let renamed = restored
+        .value_state::<PageClick, ()>(&ValueStateDescriptor::new("clicks"))
+        .unwrap();
+    for k in 0..10u64 {
+        assert_eq!(
+            renamed.get(&k, &()).unwrap(),
+            Some(PageClick {
+                page: format!("/p{k}")
+            })
+        );
+    }
 }

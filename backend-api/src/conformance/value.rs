@@ -15,6 +15,10 @@ pub(crate) struct Order {
     pub(crate) note: Option<String>,
 }
 
+// The default identity, the type's path: what `std::any::type_name` recorded before
+// identities, so the pinned `rust-type-names.cshd` restores.
+crate::state_type!(Order);
+
 impl Order {
     pub(crate) fn sample(id: u64) -> Self {
         Order {

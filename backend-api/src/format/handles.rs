@@ -238,7 +238,7 @@ pub fn operator(r: &mut Reader<'_>) -> Result<OperatorStateHandle> {
         };
         let meta = OperatorStateMeta {
             mode,
-            element_type: r.string("element type")?,
+            element_type: r.type_identity("element type")?,
             offsets: r.seq(8, "element offsets", |r| r.u64("element offset"))?,
         };
         states.insert(name, meta);
@@ -322,9 +322,9 @@ pub fn state_meta(r: &mut Reader<'_>) -> Result<StateMeta> {
             4 => StateKind::Aggregating,
             _ => StateKind::Timers,
         },
-        namespace_type: r.string("namespace type")?,
-        user_key_type: r.option("user key type", |r| r.string("user key type"))?,
-        value_type: r.string("value type")?,
+        namespace_type: r.type_identity("namespace type")?,
+        user_key_type: r.option("user key type", |r| r.type_identity("user key type"))?,
+        value_type: r.type_identity("value type")?,
         ttl: r.bool("ttl")?,
     })
 }

@@ -84,7 +84,7 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<IncrementalMeta> {
     let crc = r.u32("body crc32")?;
     check_crc32(&bytes[10..], crc, &r, "body")?;
     let meta = IncrementalMeta {
-        key_type: r.string("key type")?,
+        key_type: r.type_identity("key type")?,
         max_parallelism: r.u32("max parallelism")?,
         states: r.seq(MIN_STATE_META + 8, "states", |r| {
             Ok(IncrementalState {

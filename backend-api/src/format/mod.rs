@@ -247,6 +247,20 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A stored type name, as the identity it stands for
+    /// ([`canonical_identity`](crate::identity::canonical_identity): the
+    /// `std::any::type_name` output of earlier releases is mapped to identities).
+    ///
+    /// # Errors
+    /// As [`string`](Self::string).
+    pub fn type_identity(&mut self, field: &'static str) -> Result<String> {
+        let stored = self.string(field)?;
+        Ok(match crate::identity::canonical_identity(&stored) {
+            std::borrow::Cow::Borrowed(_) => stored,
+            std::borrow::Cow::Owned(identity) => identity,
+        })
+    }
+
     /// An optional value: a byte 0 (none) or 1 followed by the value.
     ///
     /// # Errors
