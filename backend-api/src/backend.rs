@@ -13,6 +13,7 @@ use crate::descriptor::{
 use crate::error::{Error, Result};
 use crate::handles::{CheckpointId, KeyedStateHandle, SubtaskState};
 use crate::keygroup::{KeyGroupRange, check_max_parallelism};
+use crate::migration::Migrations;
 use crate::rescale::StateMapping;
 use crate::state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 use crate::stream::{CheckpointStreamFactory, StateReader};
@@ -166,6 +167,14 @@ fn meta(
     })
 }
 
+/// Table options without TTL, with the descriptor's `migrations`.
+fn options<S>(migrations: &Migrations) -> TableOptions<S> {
+    TableOptions {
+        migrations: migrations.clone(),
+        ..TableOptions::default()
+    }
+}
+
 /// Typed keyed state, for every [`KeyedStateBackend`]: what operator code calls.
 ///
 /// ```
@@ -193,6 +202,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             StateKind::Value,
             &descriptor.value_type,
             descriptor.ttl.as_ref(),
+            &descriptor.migrations,
         )?;
         Ok(ValueState::new(&descriptor.name, table))
     }
@@ -215,13 +225,14 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             ttl.is_some(),
         )?;
         let table: Arc<dyn ListTable<K, N, T>> = match ttl {
-            None => self.list_table::<N, T>(m, TableOptions::default())?,
+            None => self.list_table::<N, T>(m, options(&descriptor.migrations))?,
             Some(config) => {
                 let inner = self.list_table::<N, TtlValue<T>>(
                     m,
                     TableOptions {
                         snapshot_filter: snapshot_filter::<T>(config),
                         ttl: Some(config.clone()),
+                        migrations: descriptor.migrations.clone(),
                     },
                 )?;
                 Arc::new(TtlListTable::new(inner, config.clone(), self.clock()))
@@ -248,13 +259,14 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             ttl.is_some(),
         )?;
         let table: Arc<dyn MapTable<K, N, UK, UV>> = match ttl {
-            None => self.map_table::<N, UK, UV>(m, TableOptions::default())?,
+            None => self.map_table::<N, UK, UV>(m, options(&descriptor.migrations))?,
             Some(config) => {
                 let inner = self.map_table::<N, UK, TtlValue<UV>>(
                     m,
                     TableOptions {
                         snapshot_filter: snapshot_filter::<UV>(config),
                         ttl: Some(config.clone()),
+                        migrations: descriptor.migrations.clone(),
                     },
                 )?;
                 Arc::new(TtlMapTable::new(inner, config.clone(), self.clock()))
@@ -277,6 +289,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             StateKind::Reducing,
             &descriptor.value_type,
             descriptor.ttl.as_ref(),
+            &descriptor.migrations,
         )?;
         Ok(ReducingState::new(
             &descriptor.name,
@@ -299,6 +312,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             StateKind::Aggregating,
             &descriptor.value_type,
             descriptor.ttl.as_ref(),
+            &descriptor.migrations,
         )?;
         Ok(AggregatingState::new(
             &descriptor.name,
@@ -348,6 +362,7 @@ fn value_table_for<K: StateKey, N: StateKey, V: StateValue, B: KeyedStateBackend
     kind: StateKind,
     value_type: &str,
     ttl: Option<&crate::ttl::StateTtlConfig>,
+    migrations: &Migrations,
 ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
     let m = meta(
         name,
@@ -358,13 +373,14 @@ fn value_table_for<K: StateKey, N: StateKey, V: StateValue, B: KeyedStateBackend
         ttl.is_some(),
     )?;
     Ok(match ttl {
-        None => backend.value_table::<N, V>(m, TableOptions::default())?,
+        None => backend.value_table::<N, V>(m, options(migrations))?,
         Some(config) => {
             let inner = backend.value_table::<N, TtlValue<V>>(
                 m,
                 TableOptions {
                     snapshot_filter: snapshot_filter::<V>(config),
                     ttl: Some(config.clone()),
+                    migrations: migrations.clone(),
                 },
             )?;
             Arc::new(TtlValueTable::new(inner, config.clone(), backend.clock()))

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::identity::{StateType, split_version};
+use crate::migration::Migrations;
 use crate::ttl::StateTtlConfig;
 
 /// What keys, namespaces and map keys need: a stable [identity](StateType), serde,
@@ -167,7 +168,7 @@ fn default_type_name<T: StateType>() -> Cow<'static, str> {
 }
 
 macro_rules! descriptor_common {
-    () => {
+    ($value:ident) => {
         /// The state's name.
         pub fn name(&self) -> &str {
             &self.name
@@ -185,6 +186,29 @@ macro_rules! descriptor_common {
             self.ttl.as_ref()
         }
 
+        /// Reads restored state whose values were written as `Old` (another type identity,
+        /// or an earlier schema version of this one) by converting each value with `f`.
+        /// See [`crate::migration`].
+        #[must_use]
+        pub fn migrate_from<Old: StateValue>(
+            self,
+            f: impl Fn(Old) -> $value + Send + Sync + 'static,
+        ) -> Self {
+            self.migrate::<Old, $value>(f)
+        }
+
+        /// One step of a migration chain: values written as `Old` become `New`, which
+        /// further steps (or nothing, when `New` is this state's type) carry on. A second
+        /// step from `Old` replaces the first.
+        #[must_use]
+        pub fn migrate<Old: StateValue, New: StateValue>(
+            mut self,
+            f: impl Fn(Old) -> New + Send + Sync + 'static,
+        ) -> Self {
+            self.migrations.add(f);
+            self
+        }
+
         /// Records `name` as the value type in snapshots instead of the type's
         /// [identity](StateType).
         #[must_use]
@@ -199,6 +223,7 @@ macro_rules! descriptor_common {
 pub struct ValueStateDescriptor<V> {
     pub(crate) name: String,
     pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) migrations: Migrations,
     pub(crate) value_type: Cow<'static, str>,
     _v: PhantomData<fn() -> V>,
 }
@@ -209,17 +234,19 @@ impl<V: StateValue> ValueStateDescriptor<V> {
         ValueStateDescriptor {
             name: name.into(),
             ttl: None,
+            migrations: Migrations::default(),
             value_type: default_type_name::<V>(),
             _v: PhantomData,
         }
     }
-    descriptor_common!();
+    descriptor_common!(V);
 }
 
 /// Declares a [`crate::ListState`] of elements `T`.
 pub struct ListStateDescriptor<T> {
     pub(crate) name: String,
     pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) migrations: Migrations,
     pub(crate) value_type: Cow<'static, str>,
     _t: PhantomData<fn() -> T>,
 }
@@ -230,17 +257,19 @@ impl<T: StateValue> ListStateDescriptor<T> {
         ListStateDescriptor {
             name: name.into(),
             ttl: None,
+            migrations: Migrations::default(),
             value_type: default_type_name::<T>(),
             _t: PhantomData,
         }
     }
-    descriptor_common!();
+    descriptor_common!(T);
 }
 
 /// Declares a [`crate::MapState`] from `UK` to `UV`.
 pub struct MapStateDescriptor<UK, UV> {
     pub(crate) name: String,
     pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) migrations: Migrations,
     pub(crate) user_key_type: Cow<'static, str>,
     pub(crate) value_type: Cow<'static, str>,
     _t: PhantomData<fn() -> (UK, UV)>,
@@ -252,12 +281,13 @@ impl<UK: StateKey, UV: StateValue> MapStateDescriptor<UK, UV> {
         MapStateDescriptor {
             name: name.into(),
             ttl: None,
+            migrations: Migrations::default(),
             user_key_type: default_type_name::<UK>(),
             value_type: default_type_name::<UV>(),
             _t: PhantomData,
         }
     }
-    descriptor_common!();
+    descriptor_common!(UV);
 
     /// Records `name` as the map key type in snapshots instead of the type's
     /// [identity](StateType).
@@ -275,6 +305,7 @@ pub type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 pub struct ReducingStateDescriptor<V> {
     pub(crate) name: String,
     pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) migrations: Migrations,
     pub(crate) value_type: Cow<'static, str>,
     pub(crate) reduce: ReduceFn<V>,
 }
@@ -288,11 +319,12 @@ impl<V: StateValue> ReducingStateDescriptor<V> {
         ReducingStateDescriptor {
             name: name.into(),
             ttl: None,
+            migrations: Migrations::default(),
             value_type: default_type_name::<V>(),
             reduce: Arc::new(reduce),
         }
     }
-    descriptor_common!();
+    descriptor_common!(V);
 }
 
 /// An aggregate function: folds inputs `IN` into an accumulator `ACC` and reads a result
@@ -312,6 +344,7 @@ pub trait AggregateFunction<IN, ACC, OUT>: Send + Sync {
 pub struct AggregatingStateDescriptor<IN, ACC, OUT> {
     pub(crate) name: String,
     pub(crate) ttl: Option<StateTtlConfig>,
+    pub(crate) migrations: Migrations,
     pub(crate) value_type: Cow<'static, str>,
     pub(crate) function: Arc<dyn AggregateFunction<IN, ACC, OUT>>,
 }
@@ -325,11 +358,12 @@ impl<IN, ACC: StateValue, OUT> AggregatingStateDescriptor<IN, ACC, OUT> {
         AggregatingStateDescriptor {
             name: name.into(),
             ttl: None,
+            migrations: Migrations::default(),
             value_type: default_type_name::<ACC>(),
             function: Arc::new(function),
         }
     }
-    descriptor_common!();
+    descriptor_common!(ACC);
 }
 
 macro_rules! debug_descriptor {

@@ -56,6 +56,7 @@ pub mod handles;
 pub mod identity;
 pub mod keyed_format;
 pub mod keygroup;
+pub mod migration;
 pub mod operator;
 pub mod rescale;
 pub mod state;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::migration::Migrations;
 use crate::ttl::StateTtlConfig;
 
 /// Decides whether a stored value goes into a full snapshot, given the snapshot's time in
@@ -23,6 +24,10 @@ pub struct TableOptions<S> {
     /// (list elements each start with theirs), so a backend can drop expired entries in
     /// the background without decoding them (RocksDB's compaction filter).
     pub ttl: Option<StateTtlConfig>,
+    /// How restored values of another type become values of this one: a backend passes
+    /// them to [`crate::migration::resolve`] with the restored state's meta, and rewrites
+    /// the restored values through the migration it returns.
+    pub migrations: Migrations,
 }
 
 impl<S> Default for TableOptions<S> {
@@ -30,6 +35,7 @@ impl<S> Default for TableOptions<S> {
         TableOptions {
             snapshot_filter: None,
             ttl: None,
+            migrations: Migrations::default(),
         }
     }
 }

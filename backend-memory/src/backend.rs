@@ -10,13 +10,14 @@ use cornerstone_backend_api::keyed_format::{
     Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, Record, read_key_groups,
 };
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::migration::{Migrations, resolve};
 use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, InlineStreamFactory,
     KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
-    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateMeta, StateScope,
-    StateValue, SubtaskState, codec,
+    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateKind, StateMeta,
+    StateScope, StateValue, SubtaskState, codec,
 };
 use parking_lot::Mutex;
 
@@ -312,10 +313,12 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
     }
 
     /// Registers (or returns) the table of `meta.name`, created by `create` and filled
-    /// from restored records by `fill`.
+    /// from restored records by `fill` (their values first migrated through `migrations`
+    /// when they were written as another type).
     fn register<T: Registered + 'static>(
         &self,
         meta: StateMeta,
+        migrations: &Migrations,
         create: impl FnOnce() -> T,
         reserve: impl Fn(&T, usize, usize),
         fill: impl Fn(&T, usize, RawRecord<'_>) -> Result<()>,
@@ -334,10 +337,23 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         let table = create();
         let mut restored = self.restored.lock();
         if let Some(r) = restored.get(&meta.name) {
-            r.meta.check_compatible(&meta)?;
+            // Restored values of another type are migrated as they are decoded.
+            let migration = resolve(&r.meta, &meta, migrations)?;
+            let mut migrated: Vec<u8>;
             for (index, group) in r.groups.iter().enumerate() {
                 reserve(&table, index, group.len());
-                for record in group.records() {
+                for mut record in group.records() {
+                    if let Some(m) = &migration {
+                        migrated = if meta.kind == StateKind::List {
+                            m.list(record.value)
+                        } else {
+                            m.value(record.value)
+                        }
+                        .map_err(|e| {
+                            e.with_context("key_group", self.range.first() + index as u32)
+                        })?;
+                        record.value = &migrated;
+                    }
                     fill(&table, index, record).map_err(|e| {
                         e.with_context("state", &meta.name)
                             .with_context("key_group", self.range.first() + index as u32)
@@ -601,6 +617,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
     ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
         let table = self.register(
             meta,
+            &options.migrations,
             || HeapValueTable {
                 table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
@@ -618,6 +635,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
     ) -> Result<Arc<dyn ListTable<K, N, T>>> {
         let table = self.register(
             meta,
+            &options.migrations,
             || HeapListTable {
                 table: HeapTable::<K, N, Vec<T>>::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
@@ -635,6 +653,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
     ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
         let table = self.register(
             meta,
+            &options.migrations,
             || HeapMapTable {
                 table: HeapTable::new(self.range, self.max_parallelism),
                 filter: options.snapshot_filter,
@@ -660,6 +679,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         check_queue_meta(&meta)?;
         let queue = self.register(
             meta,
+            &Migrations::default(),
             || HeapTimerQueue::new(self.range),
             |_, _, _| {},
             |q, index, r| insert_record(q, index, r.key, r.namespace, r.value),

@@ -7,14 +7,15 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::migration::{Migration, Migrations, resolve};
 use cornerstone_backend_api::table::{
     ListTable, MapTable, SnapshotFilter, TableOptions, ValueTable,
 };
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateMeta,
-    StateTtlConfig, StateValue, StreamStateHandle, codec,
+    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateKind,
+    StateMeta, StateTtlConfig, StateValue, StreamStateHandle, codec,
 };
 use parking_lot::Mutex;
 
@@ -24,7 +25,7 @@ use crate::error::from_rocksdb;
 use crate::keys::prefix_len;
 use crate::restore::restore;
 use crate::snapshot::{FullSnapshot, IncrementalSnapshot, SnapshotState};
-use crate::table::{Core, RocksListTable, RocksMapTable, RocksValueTable};
+use crate::table::{Core, RocksListTable, RocksMapTable, RocksValueTable, Seek, scan};
 use crate::timers::RocksTimerQueue;
 use crate::ttl::{Layout, TtlCompaction};
 
@@ -46,6 +47,9 @@ pub(crate) struct StateEntry {
     pub(crate) filter: Option<RawFilter>,
     pub(crate) registered: bool,
 }
+
+/// The size of the write batches that rewrite a migrated state.
+const MIGRATION_BATCH_BYTES: usize = 4 << 20;
 
 /// The column family of state `name`.
 pub(crate) fn cf_name(name: &str) -> String {
@@ -228,12 +232,53 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
         Ok(())
     }
 
+    /// Rewrites every value of column family `cf` through `migration` (each element of a
+    /// `list`), in write batches of about [`MIGRATION_BATCH_BYTES`]. The iterator reads the
+    /// database as it was when the rewrite began, so the writes do not disturb it.
+    fn migrate(&self, cf: &str, migration: &Migration, list: bool) -> Result<()> {
+        let handle = self.inst.cf(cf)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        let write = |batch: &mut rocksdb::WriteBatch| -> Result<()> {
+            self.inst
+                .db
+                .write_opt(std::mem::take(batch), &self.inst.write)
+                .map_err(|e| {
+                    from_rocksdb("write migrated values", e).with_context("column_family", cf)
+                })
+        };
+        scan(
+            &self.inst.db,
+            &handle,
+            &[],
+            None,
+            Seek::Total,
+            &mut |k, v| {
+                let migrated = if list {
+                    migration.list(v)?
+                } else {
+                    migration.value(v)?
+                };
+                batch.put_cf(&handle, k, migrated);
+                if batch.size_in_bytes() >= MIGRATION_BATCH_BYTES {
+                    write(&mut batch)?;
+                }
+                Ok(true)
+            },
+        )?;
+        if !batch.is_empty() {
+            write(&mut batch)?;
+        }
+        Ok(())
+    }
+
     /// Registers (or finds) the state of `meta`, creating its column family. The first
-    /// registration sets the snapshot filter and the compaction filter of a TTL state
-    /// (stored with the layout `layout`).
+    /// registration of a restored state migrates its values when they were written as
+    /// another type (through `migrations`), and sets the snapshot filter and the
+    /// compaction filter of a TTL state (stored with the layout `layout`).
     fn register(
         &self,
         meta: StateMeta,
+        migrations: &Migrations,
         filter: Option<RawFilter>,
         ttl: Option<&StateTtlConfig>,
         layout: Layout,
@@ -246,8 +291,15 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
         };
         let cf = match states.get_mut(&meta.name) {
             Some(entry) => {
-                entry.meta.check_compatible(&meta)?;
-                if !entry.registered {
+                if entry.registered {
+                    entry.meta.check_compatible(&meta)?;
+                } else {
+                    // Restored values of another type are rewritten once, in place.
+                    if let Some(migration) = resolve(&entry.meta, &meta, migrations)? {
+                        let list = meta.kind == StateKind::List;
+                        self.migrate(&entry.cf, &migration, list)?;
+                        entry.meta = meta.clone();
+                    }
                     entry.registered = true;
                     compaction(&entry.cf);
                     entry.filter = filter;
@@ -373,7 +425,13 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
         options: TableOptions<V>,
     ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
         let filter = value_filter(options.snapshot_filter);
-        let core = self.register(meta, filter, options.ttl.as_ref(), Layout::Value)?;
+        let core = self.register(
+            meta,
+            &options.migrations,
+            filter,
+            options.ttl.as_ref(),
+            Layout::Value,
+        )?;
         Ok(Arc::new(RocksValueTable::<K, N, V> {
             core,
             _types: PhantomData,
@@ -387,7 +445,13 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
     ) -> Result<Arc<dyn ListTable<K, N, T>>> {
         let filter = list_filter(options.snapshot_filter);
         let layout = Layout::List(element_len::<T>);
-        let core = self.register(meta, filter, options.ttl.as_ref(), layout)?;
+        let core = self.register(
+            meta,
+            &options.migrations,
+            filter,
+            options.ttl.as_ref(),
+            layout,
+        )?;
         Ok(Arc::new(RocksListTable::<K, N, T> {
             core,
             _types: PhantomData,
@@ -400,7 +464,13 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
         options: TableOptions<UV>,
     ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
         let filter = value_filter(options.snapshot_filter);
-        let core = self.register(meta, filter, options.ttl.as_ref(), Layout::Value)?;
+        let core = self.register(
+            meta,
+            &options.migrations,
+            filter,
+            options.ttl.as_ref(),
+            Layout::Value,
+        )?;
         Ok(Arc::new(RocksMapTable::<K, N, UK, UV> {
             core,
             _types: PhantomData,
@@ -411,7 +481,7 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
         check_queue_meta(&meta)?;
         let mut queues = self.timer_queues.lock();
         let name = meta.name.clone();
-        let core = self.register(meta, None, None, Layout::Value)?;
+        let core = self.register(meta, &Migrations::default(), None, None, Layout::Value)?;
         if let Some(queue) = queues.get(&name) {
             return Ok(Arc::clone(queue) as Arc<dyn TimerQueue>);
         }

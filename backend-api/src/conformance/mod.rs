@@ -382,6 +382,8 @@ macro_rules! conformance_suite {
             restore_snapshot_with_rust_type_names,
             savepoint_is_canonical,
             renamed_type_restores_and_new_version_is_named,
+            migration_on_restore,
+            migration_without_a_path_is_named,
             // upgrades
             restore_renames_a_state,
             restore_drops_a_state,

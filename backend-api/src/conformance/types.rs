@@ -370,3 +370,152 @@ pub fn renamed_type_restores_and_new_version_is_named<H: Harness>(h: &H) {
         );
     }
 }
+
+/// Version 3 of the type, reached from version 2 by one more step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ClickV3 {
+    url: String,
+    at: u64,
+    tags: Vec<String>,
+}
+crate::state_type!(ClickV3, "com.example.Click", version = 3);
+
+fn v1(k: u64) -> ClickV1 {
+    ClickV1 {
+        page: format!("/p{k}"),
+    }
+}
+
+fn v1_to_v2(old: ClickV1) -> ClickV2 {
+    ClickV2 {
+        page: old.page,
+        at: 0,
+    }
+}
+
+fn v2_to_v3(old: ClickV2) -> ClickV3 {
+    ClickV3 {
+        url: format!("https://example.com{}", old.page),
+        at: old.at + 1,
+        tags: vec!["migrated".into()],
+    }
+}
+
+/// Writes version 1 of the click type as a value state, a list state, a map state's
+/// values and a TTL value state, and snapshots them.
+fn written_v1<H: Harness>(h: &H) -> Vec<KeyedStateHandle> {
+    let backend: Backend<H, u64> = fresh(h, &clock());
+    let last = backend
+        .value_state::<ClickV1, ()>(&ValueStateDescriptor::new("last"))
+        .unwrap();
+    let history = backend
+        .list_state::<ClickV1, ()>(&ListStateDescriptor::new("history"))
+        .unwrap();
+    let by_page = backend
+        .map_state::<String, ClickV1, ()>(&MapStateDescriptor::new("by_page"))
+        .unwrap();
+    let recent = backend
+        .value_state::<ClickV1, ()>(&ValueStateDescriptor::new("recent").with_ttl(ttl()))
+        .unwrap();
+    for k in 0..30u64 {
+        last.update(&k, &(), v1(k)).unwrap();
+        history.add(&k, &(), v1(k)).unwrap();
+        history.add(&k, &(), v1(k + 100)).unwrap();
+        by_page.put(&k, &(), format!("p{k}"), v1(k)).unwrap();
+        recent.update(&k, &(), v1(k)).unwrap();
+    }
+    checkpoint(h, &backend, 1).keyed
+}
+
+/// Restored state whose values were written as version 1 of a type is read as version 2
+/// through the migration registered on the descriptor (value, list elements, map values,
+/// TTL values with their timestamps), and as version 3 through a chain of two steps; the
+/// next snapshot holds the new version, which restores without any migration.
+pub fn migration_on_restore<H: Harness>(h: &H) {
+    let handles = written_v1(h);
+    let restored =
+        restore::<H, u64>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &handles).unwrap();
+    let last = restored
+        .value_state::<ClickV2, ()>(&ValueStateDescriptor::new("last").migrate_from(v1_to_v2))
+        .unwrap();
+    let history = restored
+        .list_state::<ClickV2, ()>(&ListStateDescriptor::new("history").migrate_from(v1_to_v2))
+        .unwrap();
+    let by_page = restored
+        .map_state::<String, ClickV2, ()>(
+            &MapStateDescriptor::new("by_page").migrate_from(v1_to_v2),
+        )
+        .unwrap();
+    // Two steps: 1 -> 2 -> 3.
+    let recent = restored
+        .value_state::<ClickV3, ()>(
+            &ValueStateDescriptor::new("recent")
+                .with_ttl(ttl())
+                .migrate::<ClickV1, ClickV2>(v1_to_v2)
+                .migrate_from(v2_to_v3),
+        )
+        .unwrap();
+    for k in 0..30u64 {
+        assert_eq!(last.get(&k, &()).unwrap(), Some(v1_to_v2(v1(k))));
+        assert_eq!(
+            history.get(&k, &()).unwrap(),
+            [v1_to_v2(v1(k)), v1_to_v2(v1(k + 100))]
+        );
+        assert_eq!(
+            by_page.get(&k, &(), &format!("p{k}")).unwrap(),
+            Some(v1_to_v2(v1(k)))
+        );
+        assert_eq!(
+            recent.get(&k, &()).unwrap(),
+            Some(v2_to_v3(v1_to_v2(v1(k))))
+        );
+    }
+    history
+        .add(
+            &3,
+            &(),
+            ClickV2 {
+                page: "/new".into(),
+                at: 9,
+            },
+        )
+        .unwrap();
+    // The migrated state is snapshotted as the new version: no migration needed again.
+    let again = checkpoint(h, &restored, 2).keyed;
+    let second = restore::<H, u64>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &again).unwrap();
+    let history = second
+        .list_state::<ClickV2, ()>(&ListStateDescriptor::new("history"))
+        .unwrap();
+    assert_eq!(history.get(&3, &()).unwrap().len(), 3);
+    let recent = second
+        .value_state::<ClickV3, ()>(&ValueStateDescriptor::new("recent").with_ttl(ttl()))
+        .unwrap();
+    assert_eq!(
+        recent.get(&7, &()).unwrap(),
+        Some(v2_to_v3(v1_to_v2(v1(7))))
+    );
+}
+
+/// A migration that does not lead from the stored type to the descriptor's is refused
+/// with an `InvalidInput` error naming the state, the stored identity and what to
+/// register; the state is left as restored, so the right descriptor still reads it.
+pub fn migration_without_a_path_is_named<H: Harness>(h: &H) {
+    let handles = written_v1(h);
+    let restored =
+        restore::<H, u64>(h, &clock(), MAX_P, KeyGroupRange::all(MAX_P), &handles).unwrap();
+    // Only 2 -> 3 registered; the state holds version 1.
+    let Err(err) = restored
+        .value_state::<ClickV3, ()>(&ValueStateDescriptor::new("last").migrate_from(v2_to_v3))
+    else {
+        panic!("no registered migration leads from version 1 to 3");
+    };
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
+    let message = err.to_string();
+    for part in ["'last'", "'com.example.Click'", "migrate_from"] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    let last = restored
+        .value_state::<ClickV1, ()>(&ValueStateDescriptor::new("last"))
+        .unwrap();
+    assert_eq!(last.get(&4, &()).unwrap(), Some(v1(4)));
+}
