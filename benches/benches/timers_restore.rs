@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::timer::TimeDomain;
 use cornerstone_backend_api::{
-    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
     MemoryCheckpointStorage, StateBackendFactory, StateReader,
 };
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_benches::timers::timers;
-use cornerstone_benches::{MAX_PARALLELISM, TIMERS_PER_KEY, count_label, timer_service};
+use cornerstone_benches::{
+    MAX_PARALLELISM, TIMERS_PER_KEY, checkpoint_into as checkpoint, count_label, timer_service,
+};
 use peak_alloc::PeakAlloc;
 
 #[global_allocator]
@@ -76,36 +78,6 @@ fn fill<B: KeyedStateBackend<u64>>(backend: &B, keys: u64) -> Duration {
             .expect("register");
     }
     start.elapsed()
-}
-
-/// Writes checkpoint `id` of `backend` into `storage`: its handles, how many bytes it
-/// wrote (into the storage, or inline in the handles) and the time of both phases.
-fn checkpoint<B: KeyedStateBackend<u64>>(
-    backend: &B,
-    id: u64,
-    storage: &MemoryCheckpointStorage,
-) -> (Vec<KeyedStateHandle>, u64, Duration) {
-    let before = storage.total_size();
-    let start = Instant::now();
-    let state = backend
-        .snapshot(CheckpointId(id))
-        .expect("sync phase")
-        .write(&storage.stream_factory(CheckpointId(id)))
-        .expect("async phase");
-    let took = start.elapsed();
-    backend
-        .notify_checkpoint_complete(CheckpointId(id))
-        .expect("notify");
-    // The memory backend keeps its snapshot inline in the handle, not in the storage.
-    let bytes = (storage.total_size() - before).max(
-        state
-            .keyed
-            .iter()
-            .flat_map(KeyedStateHandle::streams)
-            .map(|s| s.size())
-            .sum(),
-    );
-    (state.keyed, bytes, took)
 }
 
 /// Restores `handles` into a backend of `factory` and opens its timer service; checks the

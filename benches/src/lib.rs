@@ -53,7 +53,7 @@ use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::{
     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateBackendExt,
     KeyedStateHandle, ListState, ListStateDescriptor, MapState, MapStateDescriptor,
-    MemoryCheckpointStorage, Result, StateBackend, StateBackendFactory, ValueState,
+    MemoryCheckpointStorage, Result, StateBackend, StateBackendFactory, StateKey, ValueState,
     ValueStateDescriptor,
 };
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
@@ -165,6 +165,40 @@ impl<'a, T: Copy> Cycle<'a, T> {
         }
         item
     }
+}
+
+/// Writes checkpoint `id` of `backend` into `storage` (both phases, then the
+/// completion notice): its handles, how many bytes it wrote (into the storage, or inline in
+/// the handles) and the time of both phases. For the one-shot restore benches.
+///
+/// # Panics
+/// When the snapshot fails: a bench has nothing to measure then.
+pub fn checkpoint_into<K: StateKey, B: KeyedStateBackend<K>>(
+    backend: &B,
+    id: u64,
+    storage: &MemoryCheckpointStorage,
+) -> (Vec<KeyedStateHandle>, u64, Duration) {
+    let before = storage.total_size();
+    let start = Instant::now();
+    let state = backend
+        .snapshot(CheckpointId(id))
+        .expect("sync phase")
+        .write(&storage.stream_factory(CheckpointId(id)))
+        .expect("async phase");
+    let took = start.elapsed();
+    backend
+        .notify_checkpoint_complete(CheckpointId(id))
+        .expect("notify");
+    // The memory backend keeps its snapshot inline in the handle, not in the storage.
+    let bytes = (storage.total_size() - before).max(
+        state
+            .keyed
+            .iter()
+            .flat_map(KeyedStateHandle::streams)
+            .map(|s| s.size())
+            .sum(),
+    );
+    (state.keyed, bytes, took)
 }
 
 /// A fresh keyed backend for `u64` keys owning all [`MAX_PARALLELISM`] key groups.
