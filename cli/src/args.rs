@@ -11,7 +11,9 @@ LOCATIONS:
 
 OUTPUT:
   Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
-  lines). Progress bars (only on a terminal), logs and errors go to stderr.
+  lines). Every JSON document (each dump line, each error too) has \"schema_version\": 1,
+  raised only when a field is removed or changes meaning. Progress bars (only on a
+  terminal), logs and errors go to stderr.
 
 LOGS:
   Warnings by default; -v adds the store's info events (checkpoints deleted, leases taken),
@@ -27,7 +29,8 @@ EXIT CODES:
   5  unreadable: corrupt data, a newer format, a storage URL this build does not support
   6  any other error: a refused operation (denied credentials, a live writer's lease), a limit
   An error is one line on stderr (`error: ...`); with --json, one JSON object:
-  {\"error\": {\"kind\", \"message\", \"context\", \"detail\", \"exit_code\"}}";
+  {\"error\": {\"kind\", \"message\", \"context\", \"detail\", \"exit_code\"},
+  \"schema_version\": 1}";
 
 /// Inspect and maintain Cornerstone checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -94,6 +97,15 @@ pub(crate) enum Command {
     List {
         /// The job directory (or a directory of savepoints).
         job_dir: String,
+        /// Only ids from this one on.
+        #[arg(long, value_name = "ID")]
+        from: Option<u64>,
+        /// Only ids up to this one.
+        #[arg(long, value_name = "ID")]
+        to: Option<u64>,
+        /// Only the last N entries (the newest checkpoints; savepoints are listed after them).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
     /// Show a checkpoint or savepoint: operators, parallelism, key-group ranges, handles,
     /// files and sizes.
@@ -101,24 +113,47 @@ pub(crate) enum Command {
         /// A _metadata file, a chk-N or savepoint directory, or a job directory (its latest
         /// complete checkpoint).
         path: String,
+        /// With a job directory: checkpoint N (`<path>/chk-N`) instead of the latest.
+        #[arg(long, value_name = "N")]
+        id: Option<u64>,
     },
     /// Read every file a checkpoint or savepoint references and check sizes, checksums and
     /// references. Exits with 1 when a problem is found.
     Verify {
         /// A _metadata file, a chk-N or savepoint directory, or a job directory.
         path: String,
+        /// With a job directory: checkpoint N (`<path>/chk-N`) instead of the latest.
+        #[arg(long, value_name = "N")]
+        id: Option<u64>,
     },
     /// Print the state entries of one operator as JSON lines (full snapshots of the heap
     /// backends; values of unknown types as hex).
     Dump {
         /// A _metadata file, a chk-N or savepoint directory, or a job directory.
         path: String,
+        /// With a job directory: checkpoint N (`<path>/chk-N`) instead of the latest.
+        #[arg(long, value_name = "N")]
+        id: Option<u64>,
         /// The uid of the operator.
         #[arg(long, value_name = "UID")]
         operator: String,
         /// Only this state (keyed or operator state name).
         #[arg(long, value_name = "NAME")]
         state: Option<String>,
+        /// Only the entries of this subtask.
+        #[arg(long, value_name = "N")]
+        subtask: Option<u32>,
+        /// Only keyed entries of this key group (read with the snapshot's key-group index:
+        /// nothing else of the stream is read). Operator state is left out.
+        #[arg(long, value_name = "N")]
+        key_group: Option<u32>,
+        /// Only keyed entries whose decoded key equals this JSON value (`42`, `'"alice"'`,
+        /// `'[1, "a"]'`). Operator state is left out.
+        #[arg(long, value_name = "JSON", value_parser = parse_json)]
+        key: Option<serde_json::Value>,
+        /// Print at most this many entries.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
     },
     /// Find files under shared/ and chk-* that no complete checkpoint references and that
     /// are safe to delete beside a running job. Dry run unless --delete is given.
@@ -160,4 +195,27 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// A `--key` value: JSON, or a bare word taken as a JSON string.
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(s) {
+        Ok(v) => Ok(v),
+        Err(_)
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || "-_.:/".contains(c)) =>
+        {
+            Ok(serde_json::Value::String(s.to_owned()))
+        }
+        Err(e) => Err(format!("not a JSON value: {e}")),
+    }
+}
+
+/// `location` with checkpoint `id` selected: `<location>/chk-<id>` for a job directory.
+pub(crate) fn with_id(location: &str, id: Option<u64>) -> String {
+    match id {
+        Some(id) => format!("{}/chk-{id}", location.trim_end_matches('/')),
+        None => location.to_owned(),
+    }
 }

@@ -49,11 +49,11 @@ use cornerstone_backend_api::format::describe;
 use cornerstone_backend_api::format::operator::OperatorStream;
 use cornerstone_backend_api::keyed_format::read_key_groups;
 use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{KeyedStateHandle, StateReader};
+use cornerstone_backend_api::{KeyGroupRange, KeyedStateHandle, StateReader};
 use cornerstone_checkpoint_store::{CheckpointStore, inspect};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::args::{Cli, Command, StorageArgs};
+use crate::args::{Cli, Command, StorageArgs, with_id};
 
 /// Exit code when `verify` found problems.
 const EXIT_PROBLEMS: u8 = 1;
@@ -129,7 +129,7 @@ fn error_json(e: &anyhow::Error, code: u8) -> serde_json::Value {
         .flat_map(|l| l.contexts())
         .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
         .collect();
-    serde_json::json!({
+    output::versioned(serde_json::json!({
         "error": {
             "kind": lib.map_or("error", |l| l.kind().as_str()),
             "message": lib.map_or_else(|| one_line(e), |l| l.message().to_owned()),
@@ -137,7 +137,7 @@ fn error_json(e: &anyhow::Error, code: u8) -> serde_json::Value {
             "detail": one_line(e),
             "exit_code": code,
         }
-    })
+    }))
 }
 
 /// Logs to stderr at the level `-v`/`-q` ask for, unless `RUST_LOG` says otherwise.
@@ -267,8 +267,8 @@ fn print_out(text: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_json(value: &serde_json::Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
+fn print_json(value: serde_json::Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(&output::versioned(value))?;
     text.push('\n');
     print_out(&text)
 }
@@ -276,26 +276,42 @@ fn print_json(value: &serde_json::Value) -> Result<()> {
 fn run(cli: &Cli) -> Result<ExitCode> {
     let st = &cli.storage;
     match &cli.command {
-        Command::List { job_dir } => {
+        Command::List {
+            job_dir,
+            from,
+            to,
+            limit,
+        } => {
             ensure_local_dir(job_dir)?;
             let (store, path) = open(job_dir, st)?;
-            let entries = inspect::list(&store, &path)?;
+            let mut entries = inspect::list(&store, &path)?;
+            entries.retain(|e| {
+                let id = e.id.map(|id| id.0);
+                from.is_none_or(|f| id.is_some_and(|id| id >= f))
+                    && to.is_none_or(|t| id.is_some_and(|id| id <= t))
+            });
+            if let Some(n) = limit {
+                let skip = entries.len().saturating_sub(*n);
+                entries.drain(..skip);
+            }
             if cli.json {
-                print_json(&output::list_json(job_dir, &entries))?;
+                print_json(output::list_json(job_dir, &entries))?;
             } else {
                 print_out(&output::list_human(job_dir, &entries))?;
             }
         }
-        Command::Show { path: location } => {
+        Command::Show { path, id } => {
+            let location = &with_id(path, *id);
             let (store, path) = open(location, st)?;
             let details = inspect::show(&store, &path)?;
             if cli.json {
-                print_json(&output::show_json(&details))?;
+                print_json(output::show_json(&details))?;
             } else {
                 print_out(&output::show_human(&details))?;
             }
         }
-        Command::Verify { path: location } => {
+        Command::Verify { path, id } => {
+            let location = &with_id(path, *id);
             let (store, path) = open(location, st)?;
             let progress = Progress::new("verifying", Some(0));
             let report = inspect::verify(&store, &path, |done, total| {
@@ -304,7 +320,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             progress.finish();
             let report = report?;
             if cli.json {
-                print_json(&output::verify_json(&report))?;
+                print_json(output::verify_json(&report))?;
             } else {
                 print_out(&output::verify_human(&report))?;
             }
@@ -313,12 +329,24 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Dump {
-            path: location,
+            path,
+            id,
             operator,
             state,
+            subtask,
+            key_group,
+            key,
+            limit,
         } => {
-            let (store, path) = open(location, st)?;
-            let count = run_dump(&store, &path, operator, state.as_deref())?;
+            let (store, path) = open(&with_id(path, *id), st)?;
+            let filter = DumpFilter {
+                state: state.as_deref(),
+                subtask: *subtask,
+                key_group: *key_group,
+                key: key.as_ref(),
+                limit: *limit,
+            };
+            let count = run_dump(&store, &path, operator, &filter)?;
             if !cli.json && io::stderr().is_terminal() {
                 eprintln!("{count} entries of operator {operator}");
             }
@@ -351,7 +379,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 None
             };
             if cli.json {
-                print_json(&output::gc_json(&report, deleted))?;
+                print_json(output::gc_json(&report, deleted))?;
             } else {
                 print_out(&output::gc_human(&report, deleted))?;
             }
@@ -369,7 +397,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             let d = inspect::diff(&store, &pa, &pb)?;
             if cli.json {
-                print_json(&output::diff_json(a, b, &d))?;
+                print_json(output::diff_json(a, b, &d))?;
             } else {
                 print_out(&output::diff_human(a, b, &d))?;
             }
@@ -382,7 +410,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let (store, path) = open(savepoint, st)?;
             let files = store.dispose_savepoint(&path, *force, *dry_run)?;
             if cli.json {
-                print_json(&output::dispose_json(savepoint, &files, *dry_run))?;
+                print_json(output::dispose_json(savepoint, &files, *dry_run))?;
             } else {
                 print_out(&output::dispose_human(savepoint, &files, *dry_run))?;
             }
@@ -401,13 +429,31 @@ fn store_key(location: &str) -> String {
     }
 }
 
+/// Which entries `dump` prints.
+struct DumpFilter<'a> {
+    state: Option<&'a str>,
+    subtask: Option<u32>,
+    key_group: Option<u32>,
+    key: Option<&'a serde_json::Value>,
+    limit: Option<u64>,
+}
+
+impl DumpFilter<'_> {
+    /// Whether only keyed entries can match.
+    fn keyed_only(&self) -> bool {
+        self.key_group.is_some() || self.key.is_some()
+    }
+}
+
 /// Writes the entries of one operator as JSON lines; returns how many.
 fn run_dump(
     store: &CheckpointStore,
     path: &str,
     uid: &str,
-    state_filter: Option<&str>,
+    filter: &DumpFilter<'_>,
 ) -> Result<u64> {
+    let state_filter = filter.state;
+    let limit = filter.limit.unwrap_or(u64::MAX);
     let snapshot = store.resolve(path)?;
     let m = &snapshot.metadata;
     let op = m.operator(uid).ok_or_else(|| {
@@ -445,17 +491,20 @@ fn run_dump(
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut known_states = BTreeSet::new();
-    let mut count = 0u64;
+    let count = std::cell::Cell::new(0u64);
     let mut write_err: Option<io::Error> = None;
-    let mut emit = |value: serde_json::Value,
-                    out: &mut io::BufWriter<io::StdoutLock<'_>>,
-                    write_err: &mut Option<io::Error>|
+    let emit = |value: serde_json::Value,
+                out: &mut io::BufWriter<io::StdoutLock<'_>>,
+                write_err: &mut Option<io::Error>|
      -> bool {
-        let mut line = value.to_string();
+        if count.get() >= limit {
+            return false;
+        }
+        let mut line = output::versioned(value).to_string();
         line.push('\n');
         match out.write_all(line.as_bytes()) {
             Ok(()) => {
-                count += 1;
+                count.set(count.get() + 1);
                 true
             }
             Err(e) => {
@@ -464,12 +513,23 @@ fn run_dump(
             }
         }
     };
-    for (&subtask, st) in &op.subtasks {
+    // Set when the limit stopped the output: not an error.
+    let mut limited = false;
+    'subtasks: for (&subtask, st) in &op.subtasks {
+        if filter.subtask.is_some_and(|s| s != subtask) {
+            continue;
+        }
         for k in &st.keyed {
             let KeyedStateHandle::KeyGroups(h) = k else {
                 continue;
             };
-            let header = read_key_groups(h, Some(reader_ref), h.range, &mut |header, rec| {
+            // Only the key group asked for, through the stream's index.
+            let range = match filter.key_group {
+                Some(kg) if h.range.contains(kg) => KeyGroupRange::new(kg, kg),
+                Some(_) => continue,
+                None => h.range,
+            };
+            let header = read_key_groups(h, Some(reader_ref), range, &mut |header, rec| {
                 let meta = header.states.get(usize::from(rec.state)).ok_or_else(|| {
                     cornerstone_backend_api::Error::corrupted(
                         "record refers to a state missing from the header",
@@ -490,14 +550,24 @@ fn run_dump(
                     rec.user_key,
                     rec.value,
                 );
+                if filter.key.is_some_and(|k| value.get("key") != Some(k)) {
+                    return Ok(());
+                }
                 if emit(value, &mut out, &mut write_err) {
                     Ok(())
                 } else {
-                    Err(cornerstone_backend_api::Error::corrupted("stdout closed"))
+                    // Stops the read: stdout closed, or the limit reached.
+                    Err(cornerstone_backend_api::Error::corrupted(
+                        "dump output stopped",
+                    ))
                 }
             });
             if let Some(e) = write_err.take() {
                 return Err(e.into());
+            }
+            if count.get() >= limit {
+                limited = true;
+                break 'subtasks;
             }
             if let Some(header) = header.with_context(|| format!("dump subtask {subtask}"))? {
                 known_states.extend(header.states.iter().map(|s| s.name.clone()));
@@ -505,6 +575,11 @@ fn run_dump(
             progress.inc();
         }
         for o in &st.operator {
+            if filter.keyed_only() {
+                // Still name its states, for the unknown-state check below.
+                known_states.extend(o.states.keys().cloned());
+                continue;
+            }
             let bytes = read_stream(&o.stream, Some(reader_ref))?;
             let path = describe(&o.stream);
             let stream = OperatorStream::parse(&bytes, &path)
@@ -533,13 +608,30 @@ fn run_dump(
                 if let Some(e) = write_err.take() {
                     return Err(e.into());
                 }
+                if count.get() >= limit {
+                    limited = true;
+                    break 'subtasks;
+                }
             }
             progress.inc();
         }
     }
+    if let Some(s) = filter.subtask
+        && !op.subtasks.contains_key(&s)
+    {
+        let subtasks: Vec<String> = op.subtasks.keys().map(u32::to_string).collect();
+        return Err(
+            cornerstone_backend_api::Error::not_found("the operator has no such subtask")
+                .with_context("uid", uid)
+                .with_context("subtask", s)
+                .with_context("subtasks", subtasks.join(","))
+                .into(),
+        );
+    }
     out.flush()?;
     progress.finish();
     if let Some(f) = state_filter
+        && !limited
         && !known_states.contains(f)
     {
         let names: Vec<&str> = known_states.iter().map(String::as_str).collect();
@@ -551,7 +643,7 @@ fn run_dump(
         .with_context("states", names.join(","))
         .into());
     }
-    Ok(count)
+    Ok(count.get())
 }
 
 #[cfg(test)]

@@ -18,6 +18,19 @@ use serde_json::{Value, json};
 
 static ROOT: OnceLock<String> = OnceLock::new();
 
+/// The version of the JSON documents the tool prints: every document (each `dump` line,
+/// each `--json` error too) carries it as `schema_version`; it changes only when a field
+/// is removed or changes meaning (new fields may appear within a version).
+pub(crate) const JSON_SCHEMA_VERSION: u64 = 1;
+
+/// `value` with the `schema_version` field (objects only).
+pub(crate) fn versioned(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+    }
+    value
+}
+
 /// Sets what precedes a path inside the store to make it a location again (`/` for local
 /// stores, `s3://bucket/` for S3, nothing for the others). Call once, before printing.
 pub(crate) fn set_root(root: String) {
@@ -117,6 +130,12 @@ fn status_detail(status: &SnapshotStatus) -> Option<&str> {
 
 // ---- list ----
 
+/// From trigger to completion, when both are known.
+fn duration_ms(e: &ListedSnapshot) -> Option<u64> {
+    e.completed_timestamp_ms?
+        .checked_sub(e.trigger_timestamp_ms?)
+}
+
 pub(crate) fn list_json(location: &str, entries: &[ListedSnapshot]) -> Value {
     json!({
         "location": location,
@@ -129,6 +148,7 @@ pub(crate) fn list_json(location: &str, entries: &[ListedSnapshot]) -> Value {
             "trigger_timestamp_ms": e.trigger_timestamp_ms,
             "completed_timestamp_ms": e.completed_timestamp_ms,
             "completed": opt_rfc3339(e.completed_timestamp_ms),
+            "duration_ms": duration_ms(e),
             "size_bytes": e.size_bytes,
         })).collect::<Vec<_>>(),
     })
@@ -144,6 +164,7 @@ pub(crate) fn list_human(location: &str, entries: &[ListedSnapshot]) -> String {
         ("KIND", false),
         ("ID", true),
         ("COMPLETED (UTC)", false),
+        ("DURATION", true),
         ("SIZE", true),
         ("STATUS", false),
         ("DIR", false),
@@ -154,6 +175,10 @@ pub(crate) fn list_human(location: &str, entries: &[ListedSnapshot]) -> String {
             e.id.map_or_else(|| "-".to_owned(), |id| id.0.to_string()),
             e.completed_timestamp_ms
                 .map_or_else(|| "-".to_owned(), rfc3339),
+            duration_ms(e).map_or_else(
+                || "-".to_owned(),
+                |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
+            ),
             human_size(e.size_bytes),
             e.status.as_str().to_owned(),
             loc(&e.dir),

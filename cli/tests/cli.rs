@@ -699,3 +699,106 @@ fn logs_go_to_stderr_at_the_level_asked_for() {
     let both = run(&["-q", "-v", "list", "."]);
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }
+
+#[test]
+fn dump_filters_by_subtask_key_group_key_and_limit() {
+    let fx = Fixture::new();
+    let job = fx.arg("job");
+    // --id picks chk-N in a job directory.
+    let all = dump_lines(&["dump", &job, "--id", "10", "--operator", "keyed-uid"]);
+    assert!(all.iter().all(|l| l["schema_version"] == 1));
+    let total = all.len();
+
+    let sub1 = dump_lines(&[
+        "dump",
+        &job,
+        "--id",
+        "10",
+        "--operator",
+        "keyed-uid",
+        "--subtask",
+        "1",
+    ]);
+    assert!(!sub1.is_empty() && sub1.iter().all(|l| l["subtask"] == 1));
+    let sub0 = dump_lines(&[
+        "dump",
+        &job,
+        "--id",
+        "10",
+        "--operator",
+        "keyed-uid",
+        "--subtask",
+        "0",
+    ]);
+    assert_eq!(sub0.len() + sub1.len(), total);
+
+    let group_of_7 = key_group_for_key(&7u64, 128).unwrap();
+    let kg = group_of_7.to_string();
+    let group = dump_lines(&["dump", &job, "--operator", "keyed-uid", "--key-group", &kg]);
+    assert!(!group.is_empty());
+    assert!(group.iter().all(|l| l["key_group"] == group_of_7));
+    assert_eq!(
+        group.len(),
+        all.iter().filter(|l| l["key_group"] == group_of_7).count()
+    );
+
+    let key7 = dump_lines(&["dump", &job, "--operator", "keyed-uid", "--key", "7"]);
+    let mut states: Vec<&str> = key7.iter().map(|l| l["state"].as_str().unwrap()).collect();
+    states.sort_unstable();
+    // Key 7 has a count and a history (keys below 10), and no timer (keys below 5).
+    assert_eq!(states, ["count", "hist"], "{key7:?}");
+    assert!(key7.iter().all(|l| l["key"] == 7));
+
+    let limited = dump_lines(&["dump", &job, "--operator", "keyed-uid", "--limit", "5"]);
+    assert_eq!(limited.len(), 5);
+    assert_eq!(limited[..], all[..5]);
+
+    // Keyed filters leave operator state out.
+    let none = dump_lines(&["dump", &job, "--operator", "source-uid", "--key-group", &kg]);
+    assert!(none.is_empty());
+
+    // A subtask the operator does not have: not found, listing those it has.
+    let out = run(&["dump", &job, "--operator", "keyed-uid", "--subtask", "9"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("subtasks=0,1"), "{}", stderr(&out));
+}
+
+#[test]
+fn list_selects_ids_and_every_json_document_is_versioned() {
+    let fx = Fixture::new();
+    let job = fx.arg("job");
+    let ids = |json: &Value| -> Vec<Value> {
+        json["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].clone())
+            .collect()
+    };
+    let all = ok_json(&["list", &job]);
+    assert_eq!(all["schema_version"], 1);
+    let first = &all["snapshots"][0];
+    assert_eq!(first["id"], 2);
+    assert!(first["duration_ms"].is_u64(), "{first}");
+    assert_eq!(
+        ids(&ok_json(&["list", &job, "--from", "10"])).len(),
+        ids(&all).len() - 1
+    );
+    assert_eq!(
+        ids(&ok_json(&["list", &job, "--to", "2"])),
+        [Value::from(2)]
+    );
+    assert_eq!(ids(&ok_json(&["list", &job, "--limit", "1"])).len(), 1);
+    assert!(ok(&["list", &job]).contains("DURATION"));
+
+    let show = ok_json(&["show", &job, "--id", "2"]);
+    assert_eq!(show["schema_version"], 1);
+    assert_eq!(show["id"], 2, "{show}");
+    let verify = ok_json(&["verify", &job, "--id", "2"]);
+    assert_eq!(verify["schema_version"], 1);
+    // Errors too.
+    let out = run(&["show", &job, "--id", "99", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err: Value = serde_json::from_str(&stderr(&out)).unwrap();
+    assert_eq!(err["schema_version"], 1);
+}
