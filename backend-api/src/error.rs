@@ -141,6 +141,15 @@ impl Error {
         self.context.iter().map(|(k, v)| (*k, v.as_str()))
     }
 
+    /// Rewrites context values in place, `f` receiving each key and value: how a tool
+    /// presents them (a path inside a store as the location the user typed, say) without
+    /// rebuilding the error.
+    pub fn map_contexts(&mut self, mut f: impl FnMut(&'static str, &mut String)) {
+        for (key, value) in &mut self.context {
+            f(key, value);
+        }
+    }
+
     /// Whether retrying the operation may succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Unavailable

@@ -270,6 +270,30 @@ impl CheckpointStore {
                 }
             }
         }
+        // A `chk-N` directory without `_metadata` (a typo, or one not yet committed): say
+        // which checkpoints its job directory has.
+        let dir_name = dir.trim_end_matches('/');
+        let (parent, name) = dir_name.rsplit_once('/').unwrap_or(("", dir_name));
+        if let Some(id) = layout::parse_checkpoint_dir(name) {
+            let siblings = checkpoint_dirs(self, &layout::normalize_dir(parent)?)?;
+            let names: Vec<String> = siblings
+                .iter()
+                .map(|(id, _)| layout::checkpoint_dir_name(*id))
+                .collect();
+            return Err(Error::not_found(format!(
+                "{} is not a complete checkpoint: it has no _metadata",
+                layout::checkpoint_dir_name(id)
+            ))
+            .with_context("path", path)
+            .with_context(
+                "checkpoint directories",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                },
+            ));
+        }
         let names: Vec<String> = dirs
             .iter()
             .map(|(id, _)| layout::checkpoint_dir_name(*id))

@@ -88,10 +88,11 @@ fn main() -> ExitCode {
     init_logging(&cli);
     match run(&cli) {
         Ok(code) => code,
-        Err(e) => {
+        Err(mut e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
+            present_paths(&mut e);
             let code = exit_code(&e);
             if cli.json {
                 eprintln!("{}", error_json(&e, code));
@@ -100,6 +101,21 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// Context keys whose values are paths inside the store.
+const PATH_CONTEXTS: [&str; 5] = ["path", "dir", "file", "metadata", "metadata_path"];
+
+/// Shows the store paths in `e`'s context as locations the user can pass back (`/tmp/x`,
+/// not `tmp/x`; `s3://bucket/x`, not `x`).
+fn present_paths(e: &mut anyhow::Error) {
+    if let Some(lib) = e.downcast_mut::<cornerstone_backend_api::Error>() {
+        lib.map_contexts(|key, value| {
+            if PATH_CONTEXTS.contains(&key) {
+                *value = output::location(value);
+            }
+        });
     }
 }
 

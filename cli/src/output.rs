@@ -42,6 +42,18 @@ fn loc(path: &str) -> String {
     format!("{}{path}", ROOT.get().map_or("", String::as_str))
 }
 
+/// [`loc`] of a value that may already be a location (absolute, a URL, or a placeholder
+/// such as `<inline>`): those are kept.
+pub(crate) fn location(value: &str) -> String {
+    let root = ROOT.get().map_or("", String::as_str);
+    if value.starts_with('/') || value.starts_with('<') || value.contains("://") || root.is_empty()
+    {
+        value.to_owned()
+    } else {
+        loc(value)
+    }
+}
+
 /// `1.2 MiB` style sizes (binary units); plain bytes below 1 KiB.
 pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -654,7 +654,8 @@ fn errors_are_one_line_with_an_exit_code_per_kind() {
         json["error"]["message"], "no complete checkpoint or savepoint to restore",
         "{json}"
     );
-    assert!(json["error"]["context"]["path"].is_string(), "{json}");
+    // The path as the user gave it, leading slash included.
+    assert_eq!(json["error"]["context"]["path"], missing, "{json}");
     assert!(
         json["error"]["detail"]
             .as_str()
@@ -801,4 +802,25 @@ fn list_selects_ids_and_every_json_document_is_versioned() {
     assert_eq!(out.status.code(), Some(3));
     let err: Value = serde_json::from_str(&stderr(&out)).unwrap();
     assert_eq!(err["schema_version"], 1);
+}
+
+#[test]
+fn a_missing_checkpoint_names_those_the_job_has() {
+    let fx = Fixture::new();
+    let chk99 = fx.arg("job/chk-99");
+    for args in [
+        vec!["show".to_owned(), chk99.clone()],
+        vec!["show".to_owned(), fx.arg("job"), "--id".into(), "99".into()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("chk-99 is not a complete checkpoint"), "{err}");
+        assert!(
+            err.contains("checkpoint directories=chk-2, chk-10, chk-11"),
+            "{err}"
+        );
+        assert!(err.contains(&format!("path={chk99}")), "{err}");
+    }
 }
