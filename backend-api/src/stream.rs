@@ -364,7 +364,8 @@ impl InlineOutputStream {
              use the filesystem backend (cornerstone-backend-fs), which streams snapshots to files",
         )
         .with_context("checkpoint", self.checkpoint_id)
-        .with_context("size", format!("{}+ bytes", self.attempted))
+        // The writer stops at the first refused write: the snapshot is at least this big.
+        .with_context("size", format!("at least {} bytes", self.attempted))
         .with_context("max_state_size", format!("{} bytes", self.max_state_size))
     }
 }
