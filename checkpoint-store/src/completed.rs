@@ -339,7 +339,17 @@ impl CheckpointStore {
             );
         }
         let meta = layout::metadata_path(&dir);
-        match load_completed(self, &meta) {
+        let loaded = load_completed(self, &meta);
+        if let Err(e) = &loaded
+            && e.kind() == ErrorKind::NotFound
+            && self.list(&dir, false)?.is_empty()
+        {
+            return Err(Error::not_found(
+                "nothing to dispose of: no savepoint (nor any file) at this path",
+            )
+            .with_context("path", path));
+        }
+        match loaded {
             Ok(done) if done.metadata.kind == SnapshotKind::Savepoint => {}
             Ok(_) => {
                 return Err(Error::invalid_input(
@@ -364,7 +374,7 @@ impl CheckpointStore {
                      (pass force to delete it anyway)",
                 )
                 .with_context("path", &meta)
-                .with_context("cause", e));
+                .with_context("cause", format!("{}: {}", e.kind().as_str(), e.message())));
             }
             Err(e) => return Err(e),
         }

@@ -15,6 +15,7 @@
 //! | `ConfigInvalid` | any | `InvalidInput` | bad configuration (a missing bucket, an invalid option) |
 //! | `PermissionDenied` | any | `InvalidInput` | credentials or ACLs to fix; retrying will not help |
 //! | `IsADirectory`, `NotADirectory` | any | `InvalidInput` | the path names the wrong kind of entry |
+//! | `Unexpected` from an I/O `NotADirectory` (the fs service) | any | `InvalidInput` | as `NotADirectory` |
 //! | `IsSameFile` | any | `InvalidInput` | a copy or rename onto itself |
 //! | `Unsupported` | any | `Unsupported` | the service lacks the operation |
 //! | `RateLimited` | any | `Unavailable` | slowing down and retrying helps, even after the retries OpenDAL made |
@@ -48,10 +49,28 @@ pub(crate) fn kind_of(e: &opendal::Error) -> ErrorKind {
         | O::IsSameFile => ErrorKind::InvalidInput,
         O::Unsupported => ErrorKind::Unsupported,
         O::RateLimited => ErrorKind::Unavailable,
+        // The fs service reports a file where a directory is expected as `Unexpected`
+        // (temporary): it is `NotADirectory`, and no retry helps.
+        O::Unexpected if not_a_directory(e) => ErrorKind::InvalidInput,
         // `Conflict`, `Unexpected` and kinds added to OpenDAL later: its retry status decides.
         _ if e.is_temporary() => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     }
+}
+
+/// Whether the I/O error behind `e` is `NotADirectory` (a path crosses a file).
+fn not_a_directory(e: &opendal::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cause {
+        if err
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::NotADirectory)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Maps an OpenDAL error, naming the operation and the path.
@@ -66,12 +85,20 @@ pub(crate) fn from_opendal(op: &'static str, path: &str, e: opendal::Error) -> E
         (ErrorKind::InvalidInput, opendal::ErrorKind::PermissionDenied) => {
             "checkpoint storage denied permission"
         }
+        (
+            ErrorKind::InvalidInput,
+            opendal::ErrorKind::NotADirectory | opendal::ErrorKind::Unexpected,
+        ) => "the path goes through a file where a directory is expected",
         _ => "checkpoint storage operation failed",
     };
-    Error::new(kind, message)
+    let error = Error::new(kind, message)
         .with_context("op", op)
-        .with_context("path", path)
-        .with_source(e)
+        .with_context("path", path);
+    if kind == ErrorKind::InvalidInput && e.kind() == opendal::ErrorKind::Unexpected {
+        // A file where a directory is expected: OpenDAL's text would call it temporary.
+        return error.with_context("cause", "not a directory");
+    }
+    error.with_source(e)
 }
 
 /// The [`io::ErrorKind`] that [`Error::io`] maps back to `kind`, so that an [`Error`] carried

@@ -824,3 +824,27 @@ fn a_missing_checkpoint_names_those_the_job_has() {
         assert!(err.contains(&format!("path={chk99}")), "{err}");
     }
 }
+
+#[test]
+fn dispose_of_nothing_and_show_of_a_file_say_what_is_wrong() {
+    let fx = Fixture::new();
+    // A typo'd savepoint: not found, without storage internals.
+    let out = run(&["dispose", &fx.arg("job/chk-99")]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("nothing to dispose of"), "{err}");
+    assert!(!err.contains("service: fs"), "{err}");
+    // A state file is not a checkpoint: a usage problem (exit 6), not storage trouble.
+    let file = fx.arg("job/shared/orphan.sst");
+    let out = run(&["show", &file]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("goes through a file where a directory is expected"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("temporary") && !err.contains("unavailable"),
+        "{err}"
+    );
+}
