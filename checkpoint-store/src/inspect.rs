@@ -12,7 +12,7 @@ use cornerstone_backend_api::format::{self, incremental};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
     CheckpointId, Error, ErrorKind, FileStateHandle, KeyedStateHandle, Result, StateMeta,
-    StateScope, StreamStateHandle,
+    StateScope, StreamStateHandle, SubtaskState,
 };
 
 use crate::completed::{CompletedCheckpoint, checkpoint_dirs};
@@ -387,9 +387,11 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
     let metadata_size = store.size(&snapshot.metadata_path)?;
     let m: &CheckpointMetadata = &snapshot.metadata;
     let reader = store.reader(&base);
-    let operators = m
-        .operators
-        .iter()
+    let mut sorted: Vec<&crate::metadata::OperatorState> = m.operators.iter().collect();
+    // By uid: the same order for every checkpoint of a job, whatever order wrote them.
+    sorted.sort_by(|a, b| a.uid.cmp(&b.uid));
+    let operators = sorted
+        .into_iter()
         .map(|op| OperatorSummary {
             uid: op.uid.clone(),
             name: op.name.clone(),
@@ -854,6 +856,16 @@ pub struct OperatorChange {
     pub max_parallelism: (u32, u32),
     /// Referenced state size in a and b.
     pub state_size: (u64, u64),
+    /// Subtasks whose handles differ (present in one only, or with other handles).
+    pub subtasks_changed: Vec<u32>,
+    /// Files the operator references only in b: written since a.
+    pub files_added: u64,
+    /// Files it references only in a: no longer needed by b.
+    pub files_removed: u64,
+    /// Files it references in both: state b reuses (incremental checkpoints).
+    pub files_shared: u64,
+    /// Bytes of the files only in b.
+    pub bytes_added: u64,
 }
 
 /// What [`diff`] returns.
@@ -875,6 +887,21 @@ pub struct SnapshotDiff {
     pub state_size: (u64, u64),
 }
 
+/// The files (path in the store, size) that operator `op` of `c` references.
+fn operator_files(
+    c: &CompletedCheckpoint,
+    op: &crate::metadata::OperatorState,
+) -> BTreeMap<String, u64> {
+    op.subtasks
+        .values()
+        .flat_map(SubtaskState::streams)
+        .filter_map(|s| match s {
+            StreamStateHandle::File(f) => Some((layout::join(&c.base_dir, &f.path), f.size)),
+            StreamStateHandle::Inline(_) => None,
+        })
+        .collect()
+}
+
 /// Compares two checkpoints or savepoints: operators, files and sizes.
 ///
 /// # Errors
@@ -887,15 +914,39 @@ pub fn diff(store: &CheckpointStore, a: &str, b: &str) -> Result<SnapshotDiff> {
         state_size: (ma.state_size(), mb.state_size()),
         ..SnapshotDiff::default()
     };
-    for op in &ma.operators {
+    // By uid: the same order whatever order the checkpoints list their operators in.
+    let mut ops_a: Vec<&crate::metadata::OperatorState> = ma.operators.iter().collect();
+    ops_a.sort_by(|x, y| x.uid.cmp(&y.uid));
+    let mut ops_b: Vec<&crate::metadata::OperatorState> = mb.operators.iter().collect();
+    ops_b.sort_by(|x, y| x.uid.cmp(&y.uid));
+    for op in ops_a {
         match mb.operator(&op.uid) {
             None => out.operators_removed.push(op.uid.clone()),
             Some(other) => {
+                let (fa, fb) = (operator_files(&a, op), operator_files(&b, other));
+                let subtasks: BTreeSet<u32> = op
+                    .subtasks
+                    .keys()
+                    .chain(other.subtasks.keys())
+                    .copied()
+                    .collect();
                 let change = OperatorChange {
                     uid: op.uid.clone(),
                     parallelism: (op.parallelism, other.parallelism),
                     max_parallelism: (op.max_parallelism, other.max_parallelism),
                     state_size: (op.state_size(), other.state_size()),
+                    subtasks_changed: subtasks
+                        .into_iter()
+                        .filter(|i| op.subtasks.get(i) != other.subtasks.get(i))
+                        .collect(),
+                    files_added: fb.keys().filter(|p| !fa.contains_key(*p)).count() as u64,
+                    files_removed: fa.keys().filter(|p| !fb.contains_key(*p)).count() as u64,
+                    files_shared: fa.keys().filter(|p| fb.contains_key(*p)).count() as u64,
+                    bytes_added: fb
+                        .iter()
+                        .filter(|(p, _)| !fa.contains_key(*p))
+                        .map(|(_, s)| s)
+                        .sum(),
                 };
                 if change.parallelism.0 != change.parallelism.1
                     || change.max_parallelism.0 != change.max_parallelism.1
@@ -907,7 +958,7 @@ pub fn diff(store: &CheckpointStore, a: &str, b: &str) -> Result<SnapshotDiff> {
             }
         }
     }
-    for op in &mb.operators {
+    for op in ops_b {
         if ma.operator(&op.uid).is_none() {
             out.operators_added.push(op.uid.clone());
         }

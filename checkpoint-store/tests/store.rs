@@ -513,6 +513,18 @@ fn verify_reports_every_problem_and_diff_compares(s: &TestStore) {
     );
     assert_eq!((d.files_added.len(), d.files_removed.len()), (2, 1));
     assert_eq!(d.operators_changed.len(), 1);
+    // Per operator: chk-2 wrote two files, dropped chk-1's exclusive one, reused its shared one.
+    let op = &d.operators_changed[0];
+    assert_eq!(op.subtasks_changed, [0]);
+    assert_eq!(
+        (op.files_added, op.files_removed, op.files_shared),
+        (2, 1, 1),
+        "{op:?}"
+    );
+    assert_eq!(
+        op.bytes_added,
+        d.files_added.iter().map(|(_, s)| s).sum::<u64>()
+    );
     let listed = inspect::list(&store, "job").unwrap();
     assert_eq!(listed[1].completed_timestamp_ms, Some(1_005));
 
@@ -587,8 +599,38 @@ fn verify_reports_every_problem_and_diff_compares(s: &TestStore) {
     assert!(gc.kept.iter().any(|k| k.path == "job/chk-2/"), "{gc:?}");
 }
 
+/// `show` and `diff` list operators by uid, whatever order their subtasks acknowledged in.
+fn operators_are_shown_and_compared_by_uid(s: &TestStore) {
+    let store = s.store.clone();
+    let job =
+        CompletedCheckpointStore::open(&store, "job", files_config().num_retained(2)).unwrap();
+    for (id, order) in [(1, ["zeta", "alpha"]), (2, ["alpha", "zeta"])] {
+        let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
+        let f = p.stream_factory();
+        for uid in order {
+            let stream = write_stream(&*f, StateScope::Exclusive, format!("{uid} {id}").as_bytes());
+            p.add_subtask_state(uid, uid, 1, 128, 0, state_of(vec![stream]))
+                .unwrap();
+        }
+        p.commit().unwrap();
+    }
+    for path in ["job/chk-1", "job/chk-2"] {
+        let uids: Vec<String> = inspect::show(&store, path)
+            .unwrap()
+            .operators
+            .into_iter()
+            .map(|o| o.uid)
+            .collect();
+        assert_eq!(uids, ["alpha", "zeta"], "{path}");
+    }
+    let d = inspect::diff(&store, "job/chk-1", "job/chk-2").unwrap();
+    let changed: Vec<&str> = d.operators_changed.iter().map(|c| c.uid.as_str()).collect();
+    assert_eq!(changed, ["alpha", "zeta"]);
+}
+
 storage_tests!(
     layout_names_match_design,
+    operators_are_shown_and_compared_by_uid,
     inline_below_threshold_and_files_above,
     recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files,
     every_cleanup_policy_and_termination_status,

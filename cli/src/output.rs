@@ -568,6 +568,11 @@ pub(crate) fn diff_json(a: &str, b: &str, d: &SnapshotDiff) -> Value {
             "parallelism": [c.parallelism.0, c.parallelism.1],
             "max_parallelism": [c.max_parallelism.0, c.max_parallelism.1],
             "state_size_bytes": [c.state_size.0, c.state_size.1],
+            "subtasks_changed": c.subtasks_changed,
+            "files_added": c.files_added,
+            "files_removed": c.files_removed,
+            "files_shared": c.files_shared,
+            "bytes_added": c.bytes_added,
         })).collect::<Vec<_>>(),
         "files_added": files_json(&d.files_added),
         "files_removed": files_json(&d.files_removed),
@@ -625,6 +630,19 @@ pub(crate) fn diff_human(a: &str, b: &str, d: &SnapshotDiff) -> String {
             "size {}",
             size_change(c.state_size.0, c.state_size.1)
         ));
+        if !c.subtasks_changed.is_empty() {
+            let ids: Vec<String> = c.subtasks_changed.iter().map(u32::to_string).collect();
+            parts.push(format!("state of subtasks {} changed", ids.join(",")));
+        }
+        if c.files_added + c.files_removed + c.files_shared > 0 {
+            parts.push(format!(
+                "files: {} new ({}), {} dropped, {} reused",
+                c.files_added,
+                human_size(c.bytes_added),
+                c.files_removed,
+                c.files_shared
+            ));
+        }
         let _ = writeln!(out, "  ~ {}: {}", c.uid, parts.join(", "));
     }
     let _ = writeln!(

@@ -574,8 +574,23 @@ fn diff_shows_changed_operators_and_files() {
     for f in json["files_added"].as_array().unwrap() {
         assert!(f["path"].as_str().unwrap().contains("/chk-10/"), "{f}");
     }
+    // What changed, per operator: its two subtasks wrote new files (one each), none reused.
+    let keyed = &json["operators_changed"][0];
+    assert_eq!(
+        keyed["subtasks_changed"],
+        serde_json::json!([0, 1]),
+        "{keyed}"
+    );
+    assert_eq!(keyed["files_added"], 2, "{keyed}");
+    assert_eq!(keyed["files_removed"], 2, "{keyed}");
+    assert_eq!(keyed["files_shared"], 0, "{keyed}");
+    assert!(keyed["bytes_added"].as_u64().unwrap() > 0, "{keyed}");
     let human = ok(&["diff", &a, &b]);
     assert!(human.contains("~ keyed-uid") && human.contains("files: 3 added, 3 removed"));
+    assert!(
+        human.contains("state of subtasks 0,1 changed, files: 2 new ("),
+        "{human}"
+    );
     // A snapshot against itself: nothing changed.
     let same = ok_json(&["diff", &b, &b]);
     assert_eq!(same["operators_changed"], serde_json::json!([]));
