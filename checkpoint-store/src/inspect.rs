@@ -71,6 +71,12 @@ pub struct ListedSnapshot {
     /// The referenced state size (inline and files) for complete ones; otherwise the bytes
     /// in the directory.
     pub size_bytes: u64,
+    /// For complete ones: whether keyed state is incremental (native snapshots that share
+    /// files with earlier checkpoints) rather than full.
+    pub incremental: Option<bool>,
+    /// For complete checkpoints: what this one wrote, its state size minus the files it
+    /// shares with the complete checkpoint listed before it.
+    pub written_bytes: Option<u64>,
 }
 
 /// Lists the checkpoints (`chk-N/`, sorted by id as numbers) and savepoints
@@ -87,14 +93,20 @@ pub fn list(store: &CheckpointStore, dir: &str) -> Result<Vec<ListedSnapshot>> {
     } else {
         lease::read_state(store, &dir)?
     };
+    // The files of the complete checkpoint listed last: what the next one may share.
+    let mut previous: BTreeMap<String, u64> = BTreeMap::new();
     for (id, chk) in chks {
-        out.push(describe(
-            store,
-            &chk,
-            SnapshotKind::Checkpoint,
-            Some(id),
-            &lease,
-        )?);
+        let (mut entry, files) = describe(store, &chk, SnapshotKind::Checkpoint, Some(id), &lease)?;
+        if let Some(files) = files {
+            let shared: u64 = files
+                .iter()
+                .filter(|(p, _)| previous.contains_key(*p))
+                .map(|(_, s)| s)
+                .sum();
+            entry.written_bytes = Some(entry.size_bytes.saturating_sub(shared));
+            previous = files;
+        }
+        out.push(entry);
     }
     let mut savepoints: Vec<String> = store
         .list(&dir, false)?
@@ -105,13 +117,14 @@ pub fn list(store: &CheckpointStore, dir: &str) -> Result<Vec<ListedSnapshot>> {
     savepoints.sort();
     for sp in savepoints {
         let sp = layout::normalize_dir(&sp)?;
-        out.push(describe(
+        let (entry, _) = describe(
             store,
             &sp,
             SnapshotKind::Savepoint,
             None,
             &lease::LeaseState::default(),
-        )?);
+        )?;
+        out.push(entry);
     }
     Ok(out)
 }
@@ -132,7 +145,7 @@ fn describe(
     kind: SnapshotKind,
     id: Option<CheckpointId>,
     lease: &lease::LeaseState,
-) -> Result<ListedSnapshot> {
+) -> Result<(ListedSnapshot, Option<BTreeMap<String, u64>>)> {
     let meta = layout::metadata_path(dir);
     let mut entry = ListedSnapshot {
         kind,
@@ -142,7 +155,10 @@ fn describe(
         trigger_timestamp_ms: None,
         completed_timestamp_ms: None,
         size_bytes: 0,
+        incremental: None,
+        written_bytes: None,
     };
+    let mut files = None;
     let status = match id {
         Some(id) => status::with_lease(status::classify(store, dir, id, None)?, id, lease),
         None => status::metadata_status(store, &meta)?.unwrap_or(CheckpointDirStatus::InProgress),
@@ -156,6 +172,19 @@ fn describe(
             entry.trigger_timestamp_ms = Some(m.trigger_timestamp_ms);
             entry.completed_timestamp_ms = Some(m.completed_timestamp_ms);
             entry.size_bytes = m.state_size();
+            entry.incremental = Some(m.operators.iter().any(|op| {
+                op.subtasks.values().any(|st| {
+                    st.keyed
+                        .iter()
+                        .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
+                })
+            }));
+            files = Some(
+                m.files()
+                    .into_iter()
+                    .map(|f| (layout::join(&done.base_dir, &f.path), f.size))
+                    .collect(),
+            );
         }
         CheckpointDirStatus::InProgress | CheckpointDirStatus::Abandoned => {
             entry.size_bytes = dir_size(store, dir)?;
@@ -175,7 +204,7 @@ fn describe(
             entry.size_bytes = dir_size(store, dir)?;
         }
     }
-    Ok(entry)
+    Ok((entry, files))
 }
 
 /// Where one stream of a handle is.

@@ -527,6 +527,10 @@ fn verify_reports_every_problem_and_diff_compares(s: &TestStore) {
     );
     let listed = inspect::list(&store, "job").unwrap();
     assert_eq!(listed[1].completed_timestamp_ms, Some(1_005));
+    // chk-2 wrote everything but the 8-byte shared file it reuses from chk-1.
+    assert_eq!(listed[0].written_bytes, Some(listed[0].size_bytes));
+    assert_eq!(listed[1].written_bytes, Some(listed[1].size_bytes - 8));
+    assert_eq!(listed[1].incremental, Some(false));
 
     // Corrupt one file, truncate another, delete a third.
     let files = inspect::show(&store, "job/chk-2").unwrap().files;

@@ -162,6 +162,8 @@ pub(crate) fn list_json(location: &str, entries: &[ListedSnapshot]) -> Value {
             "completed": opt_rfc3339(e.completed_timestamp_ms),
             "duration_ms": duration_ms(e),
             "size_bytes": e.size_bytes,
+            "incremental": e.incremental,
+            "written_bytes": e.written_bytes,
         })).collect::<Vec<_>>(),
     })
 }
@@ -177,7 +179,9 @@ pub(crate) fn list_human(location: &str, entries: &[ListedSnapshot]) -> String {
         ("ID", true),
         ("COMPLETED (UTC)", false),
         ("DURATION", true),
+        ("TYPE", false),
         ("SIZE", true),
+        ("WRITTEN", true),
         ("STATUS", false),
         ("DIR", false),
     ]);
@@ -191,7 +195,14 @@ pub(crate) fn list_human(location: &str, entries: &[ListedSnapshot]) -> String {
                 || "-".to_owned(),
                 |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
             ),
+            match e.incremental {
+                Some(true) => "incremental",
+                Some(false) => "full",
+                None => "-",
+            }
+            .to_owned(),
             human_size(e.size_bytes),
+            e.written_bytes.map_or_else(|| "-".to_owned(), human_size),
             e.status.as_str().to_owned(),
             loc(&e.dir),
         ]);

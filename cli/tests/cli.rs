@@ -504,6 +504,15 @@ fn dump_refuses_incremental_snapshots_clearly() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+    // `list` calls it incremental.
+    let json = ok_json(&["list", &fx.arg("job")]);
+    let chk20 = json["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == 20 && s["kind"] == "checkpoint")
+        .unwrap();
+    assert_eq!(chk20["incremental"], true, "{chk20}");
 }
 
 #[test]
@@ -796,6 +805,8 @@ fn list_selects_ids_and_every_json_document_is_versioned() {
     let first = &all["snapshots"][0];
     assert_eq!(first["id"], 2);
     assert!(first["duration_ms"].is_u64(), "{first}");
+    assert_eq!(first["incremental"], false, "{first}");
+    assert_eq!(first["written_bytes"], first["size_bytes"], "{first}");
     assert_eq!(
         ids(&ok_json(&["list", &job, "--from", "10"])).len(),
         ids(&all).len() - 1
@@ -805,7 +816,12 @@ fn list_selects_ids_and_every_json_document_is_versioned() {
         [Value::from(2)]
     );
     assert_eq!(ids(&ok_json(&["list", &job, "--limit", "1"])).len(), 1);
-    assert!(ok(&["list", &job]).contains("DURATION"));
+    let human = ok(&["list", &job]);
+    assert!(
+        human.contains("DURATION") && human.contains("WRITTEN"),
+        "{human}"
+    );
+    assert!(human.contains(" full "), "{human}");
 
     let show = ok_json(&["show", &job, "--id", "2"]);
     assert_eq!(show["schema_version"], 1);
