@@ -215,9 +215,12 @@ impl CheckpointStore {
     /// in-memory store) or, with the `s3` feature, `s3://bucket/prefix`.
     ///
     /// S3 options (each falls back to the environment variable in brackets): `endpoint`
-    /// (`AWS_ENDPOINT_URL`), `region` (`AWS_REGION`, then `AWS_DEFAULT_REGION`),
+    /// (`AWS_ENDPOINT_URL`), `region` (`AWS_REGION`, then `AWS_DEFAULT_REGION`; required),
     /// `access_key_id` (`AWS_ACCESS_KEY_ID`), `secret_access_key` (`AWS_SECRET_ACCESS_KEY`),
-    /// `session_token` (`AWS_SESSION_TOKEN`). Unknown options are an error.
+    /// `session_token` (`AWS_SESSION_TOKEN`); and the flags (`true`, `false`, or empty for
+    /// true) `anonymous` (unsigned requests, for public buckets and servers without
+    /// authentication) and `virtual_host_style` (`bucket.host` URLs instead of
+    /// `host/bucket`). Unknown options are an error naming the known ones.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed URL or unknown option;
@@ -277,19 +280,31 @@ impl CheckpointStore {
         if bucket.is_empty() {
             return Err(Error::invalid_input("s3 URL has no bucket").with_context("url", url));
         }
+        const OPTIONS: [&str; 7] = [
+            "endpoint",
+            "region",
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "anonymous",
+            "virtual_host_style",
+        ];
         for k in options.keys() {
-            if ![
-                "endpoint",
-                "region",
-                "access_key_id",
-                "secret_access_key",
-                "session_token",
-            ]
-            .contains(&k.as_str())
-            {
-                return Err(Error::invalid_input("unknown s3 option").with_context("option", k));
+            if !OPTIONS.contains(&k.as_str()) {
+                return Err(Error::invalid_input("unknown s3 option")
+                    .with_context("option", k)
+                    .with_context("known", OPTIONS.join(", ")));
             }
         }
+        let flag = |key: &str| -> Result<bool> {
+            match options.get(key).map(String::as_str) {
+                None | Some("false") => Ok(false),
+                Some("" | "true") => Ok(true),
+                Some(other) => Err(Error::invalid_input("s3 option takes true or false")
+                    .with_context("option", key)
+                    .with_context("value", other)),
+            }
+        };
         let get = |key: &str, env: &[&str]| -> Option<String> {
             options
                 .get(key)
@@ -302,8 +317,23 @@ impl CheckpointStore {
         if let Some(v) = get("endpoint", &["AWS_ENDPOINT_URL"]) {
             b = b.endpoint(&v);
         }
-        if let Some(v) = get("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
-            b = b.region(&v);
+        match get("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+            Some(v) => b = b.region(&v),
+            None => {
+                return Err(Error::invalid_input(
+                    "s3 needs a region: the option `region` (cornerstone: --region), or \
+                     AWS_REGION / AWS_DEFAULT_REGION (S3-compatible servers such as SeaweedFS \
+                     and MinIO accept us-east-1)",
+                )
+                .with_context("url", url));
+            }
+        }
+        if flag("anonymous")? {
+            // Unsigned requests: public buckets, or servers without authentication.
+            b = b.skip_signature();
+        }
+        if flag("virtual_host_style")? {
+            b = b.enable_virtual_host_style();
         }
         if let Some(v) = get("access_key_id", &["AWS_ACCESS_KEY_ID"]) {
             b = b.access_key_id(&v);

@@ -6,8 +6,10 @@ const AFTER_HELP: &str = "\
 LOCATIONS:
   Every <path> is a local path, a file:// URL, memory:// (an empty in-memory store, only
   useful for testing) or s3://bucket/prefix (with the `s3` feature). S3 options fall back to
-  AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,
-  AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+  AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION (a region is required),
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the variables keep
+  secrets out of the process list. --anonymous sends unsigned requests (public buckets,
+  servers without authentication).
 
 OUTPUT:
   Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
@@ -69,9 +71,14 @@ pub(crate) struct StorageArgs {
     /// S3 access key id (falls back to AWS_ACCESS_KEY_ID).
     #[arg(long, global = true, value_name = "ID")]
     pub(crate) access_key_id: Option<String>,
-    /// S3 secret access key (falls back to AWS_SECRET_ACCESS_KEY).
+    /// S3 secret access key (falls back to AWS_SECRET_ACCESS_KEY, which keeps it out of the
+    /// process list: prefer it).
     #[arg(long, global = true, value_name = "KEY")]
     pub(crate) secret_access_key: Option<String>,
+    /// S3 without credentials: unsigned requests, for public buckets and servers without
+    /// authentication.
+    #[arg(long, global = true)]
+    pub(crate) anonymous: bool,
 }
 
 impl StorageArgs {
@@ -85,6 +92,7 @@ impl StorageArgs {
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .chain(self.anonymous.then(|| ("anonymous", "true".to_owned())))
         .collect()
     }
 }

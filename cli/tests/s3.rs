@@ -384,3 +384,52 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
     p.commit().unwrap();
     assert_eq!(store.resolve("job").unwrap().id(), CheckpointId(3));
 }
+
+/// Without a region, the error names the option to set; `--anonymous` sends unsigned
+/// requests, which this server (it has identities) refuses as denied, not as missing
+/// credentials.
+#[test]
+fn missing_region_is_named_and_anonymous_requests_are_unsigned() {
+    let test = "cli::s3::anonymous";
+    let Some(server) = SeaweedFs::shared(test) else {
+        return;
+    };
+    let url = format!("s3://{BUCKET}/{}/job", unique_prefix(test));
+    let bare = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cornerstone"));
+        for var in [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let endpoint = server.endpoint();
+    let out = bare(&["list", &url, "--endpoint", &endpoint]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("s3 needs a region") && err.contains("--region"),
+        "{err}"
+    );
+    assert!(!err.contains("detect_region"), "{err}");
+
+    let out = bare(&[
+        "list",
+        &url,
+        "--endpoint",
+        &endpoint,
+        "--region",
+        REGION,
+        "--anonymous",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("denied permission"), "{err}");
+    assert!(!err.contains("signing credential"), "{err}");
+}
