@@ -56,17 +56,7 @@ pub(crate) fn location(value: &str) -> String {
 
 /// `1.2 MiB` style sizes (binary units); plain bytes below 1 KiB.
 pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    indicatif::HumanBytes(bytes).to_string()
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -78,54 +68,48 @@ fn opt_rfc3339(ms: Option<u64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
 }
 
-/// A table with aligned columns; columns flagged in `right` are right-aligned.
+/// A plain table (whitespace-separated columns, a header row) on `comfy-table`: two spaces
+/// between columns, numbers right-aligned, no trailing spaces.
 struct Table {
-    headers: Vec<&'static str>,
-    right: Vec<bool>,
-    rows: Vec<Vec<String>>,
+    inner: comfy_table::Table,
+    rows: usize,
 }
 
 impl Table {
+    /// A table with `columns`: (header, right-aligned).
     fn new(columns: &[(&'static str, bool)]) -> Self {
-        Table {
-            headers: columns.iter().map(|c| c.0).collect(),
-            right: columns.iter().map(|c| c.1).collect(),
-            rows: Vec::new(),
+        use comfy_table::{CellAlignment, ContentArrangement, presets};
+        let mut inner = comfy_table::Table::new();
+        inner
+            .load_preset(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(columns.iter().map(|c| c.0));
+        for (i, (_, right)) in columns.iter().enumerate() {
+            if let Some(column) = inner.column_mut(i) {
+                column.set_padding((0, 2));
+                if *right {
+                    column.set_cell_alignment(CellAlignment::Right);
+                }
+            }
         }
+        Table { inner, rows: 0 }
     }
 
     fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.inner.add_row(cells);
+        self.rows += 1;
     }
 
+    fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends the table to `out`, each line after `indent`.
     fn render(&self, out: &mut String, indent: &str) {
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-            let mut s = String::from(indent);
-            for (i, cell) in cells.enumerate() {
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                let pad = widths[i].saturating_sub(cell.chars().count());
-                if self.right[i] {
-                    s.push_str(&" ".repeat(pad));
-                    s.push_str(cell);
-                } else {
-                    s.push_str(cell);
-                    s.push_str(&" ".repeat(pad));
-                }
-            }
-            out.push_str(s.trim_end());
+        for line in self.inner.lines() {
+            out.push_str(indent);
+            out.push_str(line.trim_end());
             out.push('\n');
-        };
-        line(&mut self.headers.iter().copied());
-        for row in &self.rows {
-            line(&mut row.iter().map(String::as_str));
         }
     }
 }
@@ -678,7 +662,7 @@ pub(crate) fn diff_human(a: &str, b: &str, d: &SnapshotDiff) -> String {
             t.row(vec![mark.to_owned(), human_size(*s), s.to_string(), loc(p)]);
         }
     }
-    if !t.rows.is_empty() {
+    if !t.is_empty() {
         t.render(&mut out, "  ");
     }
     out
@@ -721,8 +705,8 @@ mod tests {
     #[test]
     fn sizes_and_times() {
         assert_eq!(human_size(12), "12 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(1_258_291), "1.2 MiB");
+        assert_eq!(human_size(1536), "1.50 KiB");
+        assert_eq!(human_size(1_258_291), "1.20 MiB");
         assert_eq!(rfc3339(1_005), "1970-01-01T00:00:01.005Z");
     }
 }

@@ -541,7 +541,7 @@ fn gc_dry_run_then_delete_then_nothing() {
     assert_eq!(json["retained"], serde_json::json!([2, 10]));
     let human = ok(&["gc", &job, "--min-age", "0s"]);
     assert!(
-        human.contains("orphan.sst") && human.contains("1234") && human.contains("1.2 KiB"),
+        human.contains("orphan.sst") && human.contains("1234") && human.contains("1.21 KiB"),
         "{human}"
     );
     assert!(human.contains("dry run"), "{human}");
