@@ -69,7 +69,7 @@ pub use completed::{
 pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
 pub use store::{
     CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, DirSync, StoreStateReader,
-    StoreStreamFactory,
+    StoreStreamFactory, split_location_query,
 };
 
 /// Re-exported so that callers can build operators with layers without a direct dependency.

@@ -141,6 +141,55 @@ pub(crate) enum Created {
     Existed,
 }
 
+/// A location and its query (without the `?`): service URLs (`s3://bucket/prefix?region=x`)
+/// have one; local paths and `file://` URLs never do (a `?` is part of the path).
+pub fn split_location_query(location: &str) -> (&str, Option<&str>) {
+    if location.contains("://")
+        && !location.starts_with("file://")
+        && let Some((bare, query)) = location.split_once('?')
+    {
+        return (bare, Some(query));
+    }
+    (location, None)
+}
+
+/// Splits the query of a service URL (`s3://bucket/prefix?region=eu-west-1&anonymous`) into
+/// options, joined with `options`; an option given both ways must agree. Local paths and
+/// `file://` URLs have no query.
+fn with_query_options<K, V>(
+    location: &str,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> Result<(String, BTreeMap<String, String>)>
+where
+    K: Into<String>,
+    V: Into<String>,
+{
+    let mut all: BTreeMap<String, String> = options
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    let (location, query) = split_location_query(location);
+    let Some(query) = query else {
+        return Ok((location.to_owned(), all));
+    };
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match all.get(key.as_ref()) {
+            Some(given) if *given != value => {
+                return Err(Error::invalid_input(
+                    "a storage option is given twice with different values",
+                )
+                .with_context("option", key)
+                .with_context("in the location", value)
+                .with_context("given", given));
+            }
+            _ => {
+                all.insert(key.into_owned(), value.into_owned());
+            }
+        }
+    }
+    Ok((location.to_owned(), all))
+}
+
 impl CheckpointStore {
     /// A store over an existing OpenDAL operator (any service, with any layers).
     ///
@@ -212,7 +261,9 @@ impl CheckpointStore {
     }
 
     /// A store from a URL: `file:///abs/dir` (or a plain path), `memory://` (a new, empty
-    /// in-memory store) or, with the `s3` feature, `s3://bucket/prefix`.
+    /// in-memory store) or, with the `s3` feature, `s3://bucket/prefix`. Options come from
+    /// `options` and from the URL's query (`s3://bucket/prefix?region=eu-west-1`,
+    /// percent-encoded), which must agree where both give one.
     ///
     /// S3 options (each falls back to the environment variable in brackets): `endpoint`
     /// (`AWS_ENDPOINT_URL`), `region` (`AWS_REGION`, then `AWS_DEFAULT_REGION`; required),
@@ -230,10 +281,8 @@ impl CheckpointStore {
         K: Into<String>,
         V: Into<String>,
     {
-        let options: BTreeMap<String, String> = options
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let (url, options) = with_query_options(url, options)?;
+        let url = url.as_str();
         let (scheme, rest) = match url.split_once("://") {
             Some((s, r)) => (s, r),
             None => ("file", url),
@@ -375,6 +424,8 @@ impl CheckpointStore {
         K: Into<String>,
         V: Into<String>,
     {
+        let (location, options) = with_query_options(location, options)?;
+        let location = location.as_str();
         match location.split_once("://") {
             Some(("s3", rest)) => {
                 let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));

@@ -201,3 +201,24 @@ fn missing_metadata_error_has_the_opendal_error_as_source() {
         .expect("the source is the OpenDAL error");
     assert_eq!(opendal_err.kind(), opendal::ErrorKind::NotFound);
 }
+
+/// Options come from the URL's query too; unknown ones are named, a contradiction with an
+/// explicit option is refused, and a local path keeps its `?`.
+#[test]
+fn url_query_options_are_options() {
+    let err = CheckpointStore::from_url("memory://?region=x", Vec::<(String, String)>::new())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.context("option"), Some("region"), "{err}");
+    let err = CheckpointStore::from_url("memory://x?a=1", [("a", "2")])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("given twice"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("what?ever");
+    let (_, path) =
+        CheckpointStore::open_location(odd.to_str().unwrap(), Vec::<(String, String)>::new())
+            .unwrap();
+    assert!(path.ends_with("what?ever"), "{path}");
+}

@@ -1,6 +1,7 @@
 //! The command line, parsed by clap.
 
 use clap::{Args, Parser, Subcommand};
+use cornerstone_checkpoint_store::split_location_query;
 
 const AFTER_HELP: &str = "\
 LOCATIONS:
@@ -9,7 +10,8 @@ LOCATIONS:
   AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION (a region is required),
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the variables keep
   secrets out of the process list. --anonymous sends unsigned requests (public buckets,
-  servers without authentication).
+  servers without authentication). -o KEY=VALUE, or the location's query
+  (s3://bucket/prefix?region=eu-west-1), sets any storage option.
 
 OUTPUT:
   Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
@@ -79,11 +81,24 @@ pub(crate) struct StorageArgs {
     /// authentication.
     #[arg(long, global = true)]
     pub(crate) anonymous: bool,
+    /// Any storage option as KEY=VALUE (repeatable), as the location's query also takes
+    /// them (`s3://bucket/prefix?region=eu-west-1`): endpoint, region, access_key_id,
+    /// secret_access_key, session_token, anonymous, virtual_host_style.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE", value_parser = parse_option)]
+    pub(crate) option: Vec<(String, String)>,
+}
+
+/// A `-o KEY=VALUE`.
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 impl StorageArgs {
     /// The options given on the command line, as `CheckpointStore::open_location` takes them.
-    pub(crate) fn options(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn options(&self) -> Vec<(String, String)> {
         [
             ("endpoint", &self.endpoint),
             ("region", &self.region),
@@ -91,8 +106,12 @@ impl StorageArgs {
             ("secret_access_key", &self.secret_access_key),
         ]
         .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-        .chain(self.anonymous.then(|| ("anonymous", "true".to_owned())))
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
+        .chain(
+            self.anonymous
+                .then(|| ("anonymous".to_owned(), "true".to_owned())),
+        )
+        .chain(self.option.iter().cloned())
         .collect()
     }
 }
@@ -220,10 +239,15 @@ fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     }
 }
 
-/// `location` with checkpoint `id` selected: `<location>/chk-<id>` for a job directory.
+/// `location` with checkpoint `id` selected: `<location>/chk-<id>` for a job directory
+/// (before the URL's query, if any).
 pub(crate) fn with_id(location: &str, id: Option<u64>) -> String {
     match id {
-        Some(id) => format!("{}/chk-{id}", location.trim_end_matches('/')),
+        Some(id) => {
+            let (bare, query) = split_location_query(location);
+            let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{}/chk-{id}{query}", bare.trim_end_matches('/'))
+        }
         None => location.to_owned(),
     }
 }

@@ -50,7 +50,7 @@ use cornerstone_backend_api::format::operator::OperatorStream;
 use cornerstone_backend_api::keyed_format::read_key_groups;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{KeyGroupRange, KeyedStateHandle, StateReader};
-use cornerstone_checkpoint_store::{CheckpointStore, inspect};
+use cornerstone_checkpoint_store::{CheckpointStore, inspect, split_location_query};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Cli, Command, StorageArgs, with_id};
@@ -246,7 +246,8 @@ impl Progress {
 }
 
 fn open(location: &str, storage: &StorageArgs) -> Result<(CheckpointStore, String)> {
-    output::set_root(match location.split_once("://") {
+    let (bare, _) = split_location_query(location);
+    output::set_root(match bare.split_once("://") {
         None | Some(("file", _)) => "/".to_owned(),
         Some(("s3", rest)) => format!("s3://{}/", rest.split('/').next().unwrap_or_default()),
         Some(_) => String::new(),
@@ -438,6 +439,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// Which store a location is in: local paths and `file://` share the root, `s3://` is per
 /// bucket; other schemes are their own store.
 fn store_key(location: &str) -> String {
+    let (location, _) = split_location_query(location);
     match location.split_once("://") {
         None | Some(("file", _)) => "file".to_owned(),
         Some(("s3", rest)) => format!("s3://{}", rest.split('/').next().unwrap_or_default()),

@@ -432,4 +432,31 @@ fn missing_region_is_named_and_anonymous_requests_are_unsigned() {
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(err.contains("denied permission"), "{err}");
     assert!(!err.contains("signing credential"), "{err}");
+
+    // The same options in the URL's query (percent-encoded) or as -o KEY=VALUE.
+    let encoded: String = form_urlencoded::byte_serialize(endpoint.as_bytes()).collect();
+    let in_query = format!("{url}?region={REGION}&anonymous=true&endpoint={encoded}");
+    let region = format!("region={REGION}");
+    for args in [
+        vec!["list", in_query.as_str()],
+        vec![
+            "list",
+            &url,
+            "-o",
+            &region,
+            "-o",
+            "anonymous=true",
+            "--endpoint",
+            &endpoint,
+        ],
+    ] {
+        let out = bare(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {err}");
+        assert!(err.contains("denied permission"), "{args:?}: {err}");
+    }
+    // A query option that contradicts a flag is refused.
+    let out = bare(&["list", &in_query, "--region", "eu-west-1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("given twice with different values"), "{err}");
 }
