@@ -37,23 +37,19 @@
 
 mod args;
 mod dump;
+mod dump_cmd;
 mod output;
 
-use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use cornerstone_backend_api::format::describe;
-use cornerstone_backend_api::format::operator::OperatorStream;
-use cornerstone_backend_api::keyed_format::read_key_groups;
-use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{KeyGroupRange, KeyedStateHandle, StateReader};
 use cornerstone_checkpoint_store::{CheckpointStore, inspect, split_location_query};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Cli, Command, StorageArgs, with_id};
+use crate::dump_cmd::{DumpFilter, run_dump};
 
 /// Exit code when `verify` found problems.
 const EXIT_PROBLEMS: u8 = 1;
@@ -201,10 +197,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// A progress bar on stderr, only when stderr is a terminal.
-struct Progress(Option<ProgressBar>);
+pub(crate) struct Progress(Option<ProgressBar>);
 
 impl Progress {
-    fn new(message: &'static str, len: Option<u64>) -> Self {
+    pub(crate) fn new(message: &'static str, len: Option<u64>) -> Self {
         if !io::stderr().is_terminal() {
             return Progress(None);
         }
@@ -232,13 +228,13 @@ impl Progress {
         }
     }
 
-    fn inc(&self) {
+    pub(crate) fn inc(&self) {
         if let Some(bar) = &self.0 {
             bar.inc(1);
         }
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(bar) = self.0 {
             bar.finish_and_clear();
         }
@@ -445,223 +441,6 @@ fn store_key(location: &str) -> String {
         Some(("s3", rest)) => format!("s3://{}", rest.split('/').next().unwrap_or_default()),
         Some((scheme, rest)) => format!("{scheme}://{rest}"),
     }
-}
-
-/// Which entries `dump` prints.
-struct DumpFilter<'a> {
-    state: Option<&'a str>,
-    subtask: Option<u32>,
-    key_group: Option<u32>,
-    key: Option<&'a serde_json::Value>,
-    limit: Option<u64>,
-}
-
-impl DumpFilter<'_> {
-    /// Whether only keyed entries can match.
-    fn keyed_only(&self) -> bool {
-        self.key_group.is_some() || self.key.is_some()
-    }
-}
-
-/// Writes the entries of one operator as JSON lines; returns how many.
-fn run_dump(
-    store: &CheckpointStore,
-    path: &str,
-    uid: &str,
-    filter: &DumpFilter<'_>,
-) -> Result<u64> {
-    let state_filter = filter.state;
-    let limit = filter.limit.unwrap_or(u64::MAX);
-    let snapshot = store.resolve(path)?;
-    let m = &snapshot.metadata;
-    let op = m.operator(uid).ok_or_else(|| {
-        let uids: Vec<&str> = m.operators.iter().map(|o| o.uid.as_str()).collect();
-        cornerstone_backend_api::Error::not_found("no operator with this uid")
-            .with_context("uid", uid)
-            .with_context("path", &snapshot.metadata_path)
-            .with_context("operators", uids.join(","))
-    })?;
-    for (subtask, st) in &op.subtasks {
-        if st
-            .keyed
-            .iter()
-            .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
-        {
-            return Err(cornerstone_backend_api::Error::new(
-                cornerstone_backend_api::ErrorKind::Unsupported,
-                "dump needs full snapshots, but this subtask has an incremental (native) \
-                 snapshot; dump a savepoint or a full checkpoint instead",
-            )
-            .with_context("uid", uid)
-            .with_context("subtask", subtask)
-            .with_context("path", &snapshot.metadata_path)
-            .into());
-        }
-    }
-    let reader = store.reader(&snapshot.base_dir);
-    let reader_ref: &dyn StateReader = &reader;
-    let handles: usize = op
-        .subtasks
-        .values()
-        .map(|s| s.keyed.len() + s.operator.len())
-        .sum();
-    let progress = Progress::new("dumping", Some(handles as u64));
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let mut known_states = BTreeSet::new();
-    let count = std::cell::Cell::new(0u64);
-    let mut write_err: Option<io::Error> = None;
-    let emit = |value: serde_json::Value,
-                out: &mut io::BufWriter<io::StdoutLock<'_>>,
-                write_err: &mut Option<io::Error>|
-     -> bool {
-        if count.get() >= limit {
-            return false;
-        }
-        let mut line = output::versioned(value).to_string();
-        line.push('\n');
-        match out.write_all(line.as_bytes()) {
-            Ok(()) => {
-                count.set(count.get() + 1);
-                true
-            }
-            Err(e) => {
-                *write_err = Some(e);
-                false
-            }
-        }
-    };
-    // Set when the limit stopped the output: not an error.
-    let mut limited = false;
-    'subtasks: for (&subtask, st) in &op.subtasks {
-        if filter.subtask.is_some_and(|s| s != subtask) {
-            continue;
-        }
-        for k in &st.keyed {
-            let KeyedStateHandle::KeyGroups(h) = k else {
-                continue;
-            };
-            // Only the key group asked for, through the stream's index.
-            let range = match filter.key_group {
-                Some(kg) if h.range.contains(kg) => KeyGroupRange::new(kg, kg),
-                Some(_) => continue,
-                None => h.range,
-            };
-            let header = read_key_groups(h, Some(reader_ref), range, &mut |header, rec| {
-                let meta = header.states.get(usize::from(rec.state)).ok_or_else(|| {
-                    cornerstone_backend_api::Error::corrupted(
-                        "record refers to a state missing from the header",
-                    )
-                    .with_context("state_index", rec.state)
-                    .with_context("key_group", rec.key_group)
-                })?;
-                if state_filter.is_some_and(|f| f != meta.name) {
-                    return Ok(());
-                }
-                let value = dump::keyed_record(
-                    subtask,
-                    rec.key_group,
-                    &header.key_type,
-                    meta,
-                    rec.key,
-                    rec.namespace,
-                    rec.user_key,
-                    rec.value,
-                );
-                if filter.key.is_some_and(|k| value.get("key") != Some(k)) {
-                    return Ok(());
-                }
-                if emit(value, &mut out, &mut write_err) {
-                    Ok(())
-                } else {
-                    // Stops the read: stdout closed, or the limit reached.
-                    Err(cornerstone_backend_api::Error::corrupted(
-                        "dump output stopped",
-                    ))
-                }
-            });
-            if let Some(e) = write_err.take() {
-                return Err(e.into());
-            }
-            if count.get() >= limit {
-                limited = true;
-                break 'subtasks;
-            }
-            if let Some(header) = header.with_context(|| format!("dump subtask {subtask}"))? {
-                known_states.extend(header.states.iter().map(|s| s.name.clone()));
-            }
-            progress.inc();
-        }
-        for o in &st.operator {
-            if filter.keyed_only() {
-                // Still name its states, for the unknown-state check below.
-                known_states.extend(o.states.keys().cloned());
-                continue;
-            }
-            let bytes = read_stream(&o.stream, Some(reader_ref))?;
-            let path = describe(&o.stream);
-            let stream = OperatorStream::parse(&bytes, &path)
-                .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
-            for (name, meta) in &o.states {
-                known_states.insert(name.clone());
-                if state_filter.is_some_and(|f| f != name) {
-                    continue;
-                }
-                let elements = stream
-                    .elements(name, meta)
-                    .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
-                for (i, element) in elements.into_iter().enumerate() {
-                    let value = dump::operator_record(
-                        subtask,
-                        name,
-                        meta.mode,
-                        &meta.element_type,
-                        i,
-                        element,
-                    );
-                    if !emit(value, &mut out, &mut write_err) {
-                        break;
-                    }
-                }
-                if let Some(e) = write_err.take() {
-                    return Err(e.into());
-                }
-                if count.get() >= limit {
-                    limited = true;
-                    break 'subtasks;
-                }
-            }
-            progress.inc();
-        }
-    }
-    if let Some(s) = filter.subtask
-        && !op.subtasks.contains_key(&s)
-    {
-        let subtasks: Vec<String> = op.subtasks.keys().map(u32::to_string).collect();
-        return Err(
-            cornerstone_backend_api::Error::not_found("the operator has no such subtask")
-                .with_context("uid", uid)
-                .with_context("subtask", s)
-                .with_context("subtasks", subtasks.join(","))
-                .into(),
-        );
-    }
-    out.flush()?;
-    progress.finish();
-    if let Some(f) = state_filter
-        && !limited
-        && !known_states.contains(f)
-    {
-        let names: Vec<&str> = known_states.iter().map(String::as_str).collect();
-        return Err(cornerstone_backend_api::Error::not_found(
-            "the operator has no state with this name",
-        )
-        .with_context("uid", uid)
-        .with_context("state", f)
-        .with_context("states", names.join(","))
-        .into());
-    }
-    Ok(count.get())
 }
 
 #[cfg(test)]

@@ -1,0 +1,273 @@
+//! `cornerstone dump`: selects an operator's entries and writes them as JSON lines (the
+//! records are decoded by [`crate::dump`]).
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use anyhow::{Context, Result};
+use cornerstone_backend_api::format::describe;
+use cornerstone_backend_api::format::operator::OperatorStream;
+use cornerstone_backend_api::handles::{KeyGroupsStateHandle, OperatorStateHandle};
+use cornerstone_backend_api::keyed_format::read_key_groups;
+use cornerstone_backend_api::stream::read_stream;
+use cornerstone_backend_api::{Error, ErrorKind, KeyGroupRange, KeyedStateHandle, StateReader};
+use cornerstone_checkpoint_store::CheckpointStore;
+
+use crate::{Progress, dump, output};
+
+/// Which entries `dump` prints.
+pub(crate) struct DumpFilter<'a> {
+    pub(crate) state: Option<&'a str>,
+    pub(crate) subtask: Option<u32>,
+    pub(crate) key_group: Option<u32>,
+    pub(crate) key: Option<&'a serde_json::Value>,
+    pub(crate) limit: Option<u64>,
+}
+
+impl DumpFilter<'_> {
+    /// Whether only keyed entries can match.
+    fn keyed_only(&self) -> bool {
+        self.key_group.is_some() || self.key.is_some()
+    }
+}
+
+/// The JSON lines written so far, up to the limit.
+struct Lines {
+    out: io::BufWriter<io::StdoutLock<'static>>,
+    count: u64,
+    limit: u64,
+    /// The write error that stopped the output (stdout closed).
+    error: Option<io::Error>,
+}
+
+impl Lines {
+    /// Writes one entry; `false` once the limit is reached or stdout failed.
+    fn emit(&mut self, value: serde_json::Value) -> bool {
+        if self.full() {
+            return false;
+        }
+        let mut line = output::versioned(value).to_string();
+        line.push('\n');
+        match self.out.write_all(line.as_bytes()) {
+            Ok(()) => {
+                self.count += 1;
+                true
+            }
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.count >= self.limit
+    }
+
+    /// The write error, if one stopped the output.
+    fn check(&mut self) -> Result<()> {
+        match self.error.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Writes the entries of one operator as JSON lines; returns how many.
+pub(crate) fn run_dump(
+    store: &CheckpointStore,
+    path: &str,
+    uid: &str,
+    filter: &DumpFilter<'_>,
+) -> Result<u64> {
+    let snapshot = store.resolve(path)?;
+    let m = &snapshot.metadata;
+    let op = m.operator(uid).ok_or_else(|| {
+        let uids: Vec<&str> = m.operators.iter().map(|o| o.uid.as_str()).collect();
+        Error::not_found("no operator with this uid")
+            .with_context("uid", uid)
+            .with_context("path", &snapshot.metadata_path)
+            .with_context("operators", uids.join(","))
+    })?;
+    for (subtask, st) in &op.subtasks {
+        if st
+            .keyed
+            .iter()
+            .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
+        {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "dump needs full snapshots, but this subtask has an incremental (native) \
+                 snapshot; dump a savepoint or a full checkpoint instead",
+            )
+            .with_context("uid", uid)
+            .with_context("subtask", subtask)
+            .with_context("path", &snapshot.metadata_path)
+            .into());
+        }
+    }
+    if let Some(s) = filter.subtask
+        && !op.subtasks.contains_key(&s)
+    {
+        let subtasks: Vec<String> = op.subtasks.keys().map(u32::to_string).collect();
+        return Err(Error::not_found("the operator has no such subtask")
+            .with_context("uid", uid)
+            .with_context("subtask", s)
+            .with_context("subtasks", subtasks.join(","))
+            .into());
+    }
+    let reader = store.reader(&snapshot.base_dir);
+    let handles: usize = op
+        .subtasks
+        .values()
+        .map(|s| s.keyed.len() + s.operator.len())
+        .sum();
+    let progress = Progress::new("dumping", Some(handles as u64));
+    let mut lines = Lines {
+        out: io::BufWriter::new(io::stdout().lock()),
+        count: 0,
+        limit: filter.limit.unwrap_or(u64::MAX),
+        error: None,
+    };
+    let mut known_states = BTreeSet::new();
+    'subtasks: for (&subtask, st) in &op.subtasks {
+        if filter.subtask.is_some_and(|s| s != subtask) {
+            continue;
+        }
+        for k in &st.keyed {
+            if let KeyedStateHandle::KeyGroups(h) = k {
+                dump_keyed(h, &reader, filter, subtask, &mut lines, &mut known_states)?;
+                progress.inc();
+                if lines.full() {
+                    break 'subtasks;
+                }
+            }
+        }
+        for o in &st.operator {
+            if filter.keyed_only() {
+                // Still name its states, for the unknown-state check below.
+                known_states.extend(o.states.keys().cloned());
+                continue;
+            }
+            dump_operator(
+                o,
+                &reader,
+                filter,
+                subtask,
+                uid,
+                &mut lines,
+                &mut known_states,
+            )?;
+            progress.inc();
+            if lines.full() {
+                break 'subtasks;
+            }
+        }
+    }
+    lines.out.flush()?;
+    progress.finish();
+    // A limit reached may have stopped before the state's first entry.
+    if let Some(f) = filter.state
+        && !lines.full()
+        && !known_states.contains(f)
+    {
+        let names: Vec<&str> = known_states.iter().map(String::as_str).collect();
+        return Err(Error::not_found("the operator has no state with this name")
+            .with_context("uid", uid)
+            .with_context("state", f)
+            .with_context("states", names.join(","))
+            .into());
+    }
+    Ok(lines.count)
+}
+
+/// Writes the selected entries of one full keyed snapshot, reading only the key group asked
+/// for (through the stream's index) when there is one.
+fn dump_keyed(
+    h: &KeyGroupsStateHandle,
+    reader: &dyn StateReader,
+    filter: &DumpFilter<'_>,
+    subtask: u32,
+    lines: &mut Lines,
+    known_states: &mut BTreeSet<String>,
+) -> Result<()> {
+    let range = match filter.key_group {
+        Some(kg) if h.range.contains(kg) => KeyGroupRange::new(kg, kg),
+        Some(_) => return Ok(()),
+        None => h.range,
+    };
+    let header = read_key_groups(h, Some(reader), range, &mut |header, rec| {
+        let meta = header.states.get(usize::from(rec.state)).ok_or_else(|| {
+            Error::corrupted("record refers to a state missing from the header")
+                .with_context("state_index", rec.state)
+                .with_context("key_group", rec.key_group)
+        })?;
+        if filter.state.is_some_and(|f| f != meta.name) {
+            return Ok(());
+        }
+        let value = dump::keyed_record(
+            subtask,
+            rec.key_group,
+            &header.key_type,
+            meta,
+            rec.key,
+            rec.namespace,
+            rec.user_key,
+            rec.value,
+        );
+        if filter.key.is_some_and(|k| value.get("key") != Some(k)) {
+            return Ok(());
+        }
+        if lines.emit(value) {
+            Ok(())
+        } else {
+            // Stops the read: stdout closed, or the limit reached.
+            Err(Error::corrupted("dump output stopped"))
+        }
+    });
+    lines.check()?;
+    if lines.full() {
+        return Ok(());
+    }
+    if let Some(header) = header.with_context(|| format!("dump subtask {subtask}"))? {
+        known_states.extend(header.states.iter().map(|s| s.name.clone()));
+    }
+    Ok(())
+}
+
+/// Writes the selected elements of one operator-state stream.
+fn dump_operator(
+    o: &OperatorStateHandle,
+    reader: &dyn StateReader,
+    filter: &DumpFilter<'_>,
+    subtask: u32,
+    uid: &str,
+    lines: &mut Lines,
+    known_states: &mut BTreeSet<String>,
+) -> Result<()> {
+    let bytes = read_stream(&o.stream, Some(reader))?;
+    let path = describe(&o.stream);
+    let stream = OperatorStream::parse(&bytes, &path)
+        .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
+    for (name, meta) in &o.states {
+        known_states.insert(name.clone());
+        if filter.state.is_some_and(|f| f != name) {
+            continue;
+        }
+        let elements = stream
+            .elements(name, meta)
+            .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
+        for (i, element) in elements.into_iter().enumerate() {
+            let value =
+                dump::operator_record(subtask, name, meta.mode, &meta.element_type, i, element);
+            if !lines.emit(value) {
+                break;
+            }
+        }
+        lines.check()?;
+        if lines.full() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
