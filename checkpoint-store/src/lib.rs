@@ -59,6 +59,7 @@ pub mod inspect;
 pub mod layout;
 pub mod lease;
 pub mod metadata;
+pub mod nonblocking;
 pub mod status;
 
 pub use codec::MetadataCompression;
