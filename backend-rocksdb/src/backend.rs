@@ -13,9 +13,10 @@ use cornerstone_backend_api::table::{
 };
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackend, NamedStateFile, Result, SharedClock, StateBackend, StateKey, StateKind,
-    StateMeta, StateTtlConfig, StateValue, StreamStateHandle, codec,
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, IncrementalStateHandle,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, NamedStateFile, Result,
+    SharedClock, StateBackend, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig,
+    StateValue, StreamStateHandle, codec,
 };
 use parking_lot::Mutex;
 
@@ -95,6 +96,58 @@ impl<K> fmt::Debug for RocksDbKeyedStateBackend<K> {
             .field("states", &self.states.lock().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// Rewrites an incremental (native) snapshot in the canonical key-group format: restores it
+/// into a working directory under `config.working_dir` (with the key type it recorded) and
+/// writes that as a full snapshot through `streams`. See
+/// [`RocksDbStateBackend::canonical_snapshot`](crate::RocksDbStateBackend::canonical_snapshot).
+pub(crate) fn canonical_snapshot(
+    config: &RocksDbConfig,
+    resources: Resources,
+    handle: &IncrementalStateHandle,
+    reader: Option<Arc<dyn StateReader>>,
+    streams: &dyn CheckpointStreamFactory,
+) -> Result<KeyedStateHandle> {
+    let what = cornerstone_backend_api::format::describe(&handle.meta);
+    let meta = cornerstone_backend_api::format::incremental::decode(
+        &cornerstone_backend_api::stream::read_stream(&handle.meta, reader.as_deref())?,
+        &what,
+    )?;
+    let params = KeyedBackendParams::new(meta.max_parallelism, handle.range)
+        .restore(vec![KeyedStateHandle::Incremental(handle.clone())], reader);
+    params.validate()?;
+    let (inst, states) = restore(&params, &config.working_dir, resources, &meta.key_type)?;
+    let inst = Arc::new(inst);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("canonical-{}-", handle.checkpoint_id))
+        .tempdir_in(inst.dir.path())
+        .map_err(|e| crate::error::local_io("create snapshot directory", inst.dir.path(), e))?;
+    let path = dir.path().join("db");
+    rocksdb::checkpoint::Checkpoint::new(&inst.db)
+        .and_then(|c| c.create_checkpoint(&path))
+        .map_err(|e| {
+            from_rocksdb("create native checkpoint", e).with_context("path", path.display())
+        })?;
+    let snapshot = FullSnapshot {
+        state: SnapshotState {
+            checkpoint_id: handle.checkpoint_id,
+            inst,
+            _dir: dir,
+            path,
+            range: handle.range,
+            max_parallelism: meta.max_parallelism,
+            prefix_len: prefix_len(meta.max_parallelism),
+            key_type: meta.key_type.into(),
+            states: states.into_values().collect(),
+        },
+        now: 0,
+        compression: Compression::None,
+    };
+    let written = Box::new(snapshot).write(streams)?;
+    written.keyed.into_iter().next().ok_or_else(|| {
+        Error::internal("a full snapshot wrote no keyed handle").with_context("path", what)
+    })
 }
 
 impl<K: StateKey> RocksDbKeyedStateBackend<K> {

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use cornerstone_backend_api::keyed_format::Compression;
-use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackendFactory, StateKey};
+use cornerstone_backend_api::{
+    CheckpointStreamFactory, IncrementalStateHandle, KeyedBackendParams, KeyedStateHandle, Result,
+    StateBackendFactory, StateKey, StateReader,
+};
 
 use crate::backend::RocksDbKeyedStateBackend;
 use crate::db::{Resources, RocksDbCompression};
@@ -176,6 +179,23 @@ impl RocksDbStateBackend {
                 )
             })
             .clone()
+    }
+
+    /// Rewrites the incremental (native) snapshot `handle` of one subtask in the canonical
+    /// key-group format that full snapshots and savepoints use, through `streams`: for
+    /// tools that read state without the job's types (`cornerstone dump`). The snapshot is
+    /// restored into a working directory of this factory (removed afterwards) with the key
+    /// type it recorded; `reader` reads its files.
+    ///
+    /// # Errors
+    /// Read, decoding and RocksDB errors of the restore, naming the file; stream errors.
+    pub fn canonical_snapshot(
+        &self,
+        handle: &IncrementalStateHandle,
+        reader: Option<Arc<dyn StateReader>>,
+        streams: &dyn CheckpointStreamFactory,
+    ) -> Result<KeyedStateHandle> {
+        crate::backend::canonical_snapshot(&self.config, self.resources(), handle, reader, streams)
     }
 
     /// The database options of the instances (shared cache and write-buffer manager

@@ -423,3 +423,76 @@ fn incremental_checkpoint_after_changing_one_percent_uploads_little() {
     assert_eq!(rv.get(&100, &()).unwrap(), Some(101));
     assert_eq!(rv.get(&101, &()).unwrap(), Some(101));
 }
+
+/// `canonical_snapshot` rewrites an incremental snapshot (values, lists and timers) in the
+/// canonical key-group format, with the key type it recorded: the memory backend restores
+/// it, at another parallelism too.
+#[test]
+fn incremental_snapshot_rewritten_in_the_canonical_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = factory(dir.path()).incremental(true);
+    let backend = rocks.create_keyed_backend::<String>(params()).unwrap();
+    let values = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("value"))
+        .unwrap();
+    let lists = backend.list_state::<String, ()>(&list_d()).unwrap();
+    let timers = backend.timer_service::<u64>("t").unwrap();
+    for k in 0..200u64 {
+        let key = format!("k{k}");
+        values.update(&key, &(), k).unwrap();
+        lists.add(&key, &(), format!("a{k}")).unwrap();
+        timers
+            .register_event_time_timer(&key, &k, 1_000 + k as i64)
+            .unwrap();
+    }
+    let storage = MemoryCheckpointStorage::new();
+    let state = backend
+        .snapshot(CheckpointId(3))
+        .unwrap()
+        .write(&storage.stream_factory(CheckpointId(3)))
+        .unwrap();
+    let KeyedStateHandle::Incremental(h) = &state.keyed[0] else {
+        panic!("an incremental snapshot");
+    };
+    let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
+    let out = MemoryCheckpointStorage::new();
+    let canonical = rocks
+        .canonical_snapshot(h, Some(reader), &out.stream_factory(CheckpointId(3)))
+        .unwrap();
+    assert!(matches!(canonical, KeyedStateHandle::KeyGroups(_)));
+    let out_reader: Arc<dyn StateReader> = Arc::new(out.clone());
+    let mut seen = 0;
+    for subtask in 0..2 {
+        let range = KeyGroupRange::for_subtask(MAX_P, 2, subtask).unwrap();
+        let restored = MemoryStateBackend::new()
+            .create_keyed_backend::<String>(KeyedBackendParams::new(MAX_P, range).restore(
+                cornerstone_backend_api::rescale::keyed_handles_for([&canonical], range),
+                Some(Arc::clone(&out_reader)),
+            ))
+            .unwrap();
+        let values = restored
+            .value_state::<u64, ()>(&ValueStateDescriptor::new("value"))
+            .unwrap();
+        let lists = restored.list_state::<String, ()>(&list_d()).unwrap();
+        let timers = restored.timer_service::<u64>("t").unwrap();
+        for k in 0..200u64 {
+            let key = format!("k{k}");
+            let kg = cornerstone_backend_api::keygroup::key_group_for_key(&key, MAX_P).unwrap();
+            if range.contains(kg) {
+                assert_eq!(values.get(&key, &()).unwrap(), Some(k));
+                assert_eq!(lists.get(&key, &()).unwrap(), [format!("a{k}")]);
+                seen += 1;
+            }
+        }
+        assert_eq!(
+            timers.num_timers(TimeDomain::EventTime).unwrap() as u64,
+            (0..200u64)
+                .filter(|k| range.contains(
+                    cornerstone_backend_api::keygroup::key_group_for_key(&format!("k{k}"), MAX_P)
+                        .unwrap()
+                ))
+                .count() as u64
+        );
+    }
+    assert_eq!(seen, 200);
+}

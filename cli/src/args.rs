@@ -153,8 +153,9 @@ pub(crate) enum Command {
         #[arg(long, value_name = "N")]
         id: Option<u64>,
     },
-    /// Print the state entries of one operator as JSON lines (full snapshots of the heap
-    /// backends; values of unknown types as hex).
+    /// Print the state entries of one operator as JSON lines (values of types without a
+    /// known identity as hex). RocksDB incremental snapshots are rewritten in the canonical
+    /// format first, with the `rocksdb` feature.
     Dump {
         /// A _metadata file, a chk-N or savepoint directory, or a job directory.
         path: String,

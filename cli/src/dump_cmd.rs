@@ -10,7 +10,7 @@ use cornerstone_backend_api::format::operator::OperatorStream;
 use cornerstone_backend_api::handles::{KeyGroupsStateHandle, OperatorStateHandle};
 use cornerstone_backend_api::keyed_format::read_key_groups;
 use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{Error, ErrorKind, KeyGroupRange, KeyedStateHandle, StateReader};
+use cornerstone_backend_api::{Error, KeyGroupRange, KeyedStateHandle, StateReader};
 use cornerstone_checkpoint_store::CheckpointStore;
 
 use crate::{Progress, dump, output};
@@ -89,6 +89,7 @@ pub(crate) fn run_dump(
             .with_context("path", &snapshot.metadata_path)
             .with_context("operators", uids.join(","))
     })?;
+    #[cfg(not(feature = "rocksdb"))]
     for (subtask, st) in &op.subtasks {
         if st
             .keyed
@@ -96,9 +97,10 @@ pub(crate) fn run_dump(
             .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
         {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                cornerstone_backend_api::ErrorKind::Unsupported,
                 "dump needs full snapshots, but this subtask has an incremental (native) \
-                 snapshot; dump a savepoint or a full checkpoint instead",
+                 snapshot: dump a savepoint, or use a cornerstone built with the `rocksdb` \
+                 feature",
             )
             .with_context("uid", uid)
             .with_context("subtask", subtask)
@@ -135,12 +137,22 @@ pub(crate) fn run_dump(
             continue;
         }
         for k in &st.keyed {
-            if let KeyedStateHandle::KeyGroups(h) = k {
-                dump_keyed(h, &reader, filter, subtask, &mut lines, &mut known_states)?;
-                progress.inc();
-                if lines.full() {
-                    break 'subtasks;
+            match k {
+                KeyedStateHandle::KeyGroups(h) => {
+                    dump_keyed(h, &reader, filter, subtask, &mut lines, &mut known_states)?;
                 }
+                #[cfg(feature = "rocksdb")]
+                KeyedStateHandle::Incremental(h) => {
+                    let (h, storage) = canonical(h, &reader)
+                        .with_context(|| format!("dump subtask {subtask} of operator {uid}"))?;
+                    dump_keyed(&h, &storage, filter, subtask, &mut lines, &mut known_states)?;
+                }
+                #[cfg(not(feature = "rocksdb"))]
+                KeyedStateHandle::Incremental(_) => {}
+            }
+            progress.inc();
+            if lines.full() {
+                break 'subtasks;
             }
         }
         for o in &st.operator {
@@ -179,6 +191,31 @@ pub(crate) fn run_dump(
             .into());
     }
     Ok(lines.count)
+}
+
+/// An incremental (RocksDB native) snapshot rewritten in the canonical key-group format,
+/// into memory, by a temporary RocksDB instance: the handle and the storage holding it.
+#[cfg(feature = "rocksdb")]
+fn canonical(
+    h: &cornerstone_backend_api::IncrementalStateHandle,
+    reader: &cornerstone_checkpoint_store::StoreStateReader,
+) -> Result<(
+    KeyGroupsStateHandle,
+    cornerstone_backend_api::MemoryCheckpointStorage,
+)> {
+    let storage = cornerstone_backend_api::MemoryCheckpointStorage::new();
+    let reader: std::sync::Arc<dyn StateReader> = std::sync::Arc::new(reader.clone());
+    let handle = cornerstone_backend_rocksdb::RocksDbStateBackend::new().canonical_snapshot(
+        h,
+        Some(reader),
+        &storage.stream_factory(h.checkpoint_id),
+    )?;
+    match handle {
+        KeyedStateHandle::KeyGroups(h) => Ok((h, storage)),
+        KeyedStateHandle::Incremental(_) => {
+            Err(Error::internal("a canonical snapshot is incremental").into())
+        }
+    }
 }
 
 /// Writes the selected entries of one full keyed snapshot, reading only the key group asked
