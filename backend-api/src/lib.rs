@@ -87,7 +87,10 @@ pub use handles::{
     StreamStateHandle, SubtaskState,
 };
 pub use identity::StateType;
-pub use keygroup::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
+pub use keygroup::{
+    DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND, key_group_for_key,
+    operator_index_for_key_group,
+};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 pub use stream::{
     CheckpointOutputStream, CheckpointStreamFactory, CountingReader, InlineStreamFactory,

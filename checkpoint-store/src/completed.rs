@@ -68,6 +68,11 @@ impl CleanupPolicy {
 }
 
 /// Restore ownership.
+///
+/// Which to use: a job restarting from its own job directory (after a failure, or a
+/// resubmission with the same job id) claims its checkpoint, `Claim`, so it is subsumed
+/// like the job's own; a new job (another job id, an upgrade) starting from another job's
+/// checkpoint or from a savepoint uses `NoClaim`, leaving those files to their owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ClaimMode {
     /// The restored files stay owned by whoever wrote them and are never deleted by this job;

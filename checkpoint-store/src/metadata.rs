@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use cornerstone_backend_api::{
-    CheckpointId, Error, FileStateHandle, KeyedStateHandle, Result, StateScope, StreamStateHandle,
-    SubtaskState,
+    CheckpointId, Error, FileStateHandle, KeyGroupRange, KeyedStateHandle, Result, StateScope,
+    StreamStateHandle, SubtaskState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,16 @@ pub struct OperatorState {
 }
 
 impl OperatorState {
+    /// The keyed state handles a subtask owning key groups `range` restores from: those of
+    /// every subtask that overlap `range`, whatever the parallelism that wrote them (pass
+    /// them to `KeyedBackendParams::restore`). The one call a rescaled restore needs.
+    pub fn keyed_handles_for(&self, range: KeyGroupRange) -> Vec<KeyedStateHandle> {
+        cornerstone_backend_api::rescale::keyed_handles_for(
+            self.subtasks.values().flat_map(|s| &s.keyed),
+            range,
+        )
+    }
+
     /// A new operator without subtask state.
     pub fn new(
         uid: impl Into<String>,

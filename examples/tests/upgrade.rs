@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
-use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::{
     CheckpointId, ErrorKind, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ManualClock,
     SharedClock, StateBackend, StateBackendFactory, StateReader, ValueStateDescriptor, state_type,
@@ -190,17 +189,13 @@ fn restore_v2<F: StateBackendFactory>(root: &Path, factory: &F) {
     assert_eq!(restored.mapping.restored, ["clicks"]);
     assert_eq!(restored.mapping.not_restored, ["legacy"]);
     let clicks = restored.checkpoint.metadata.operator("clicks").unwrap();
-    let handles: Vec<_> = clicks.subtasks.values().flat_map(|s| &s.keyed).collect();
     let reader = Arc::clone(&restored.reader) as Arc<dyn StateReader>;
 
     let mut seen = 0;
     for subtask in 0..3 {
         let range = KeyGroupRange::for_subtask(MAX_P, 3, subtask).unwrap();
         let params = KeyedBackendParams::new(MAX_P, range)
-            .restore(
-                keyed_handles_for(handles.iter().copied(), range),
-                Some(Arc::clone(&reader)),
-            )
+            .restore(clicks.keyed_handles_for(range), Some(Arc::clone(&reader)))
             .rename_state("count", "visits");
         let backend = factory.create_keyed_backend::<u64>(params).unwrap();
         let last = backend
