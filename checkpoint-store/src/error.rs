@@ -53,7 +53,8 @@ pub(crate) fn kind_of(e: &opendal::Error) -> ErrorKind {
         // (temporary): it is `NotADirectory`, and no retry helps.
         O::Unexpected if not_a_directory(e) => ErrorKind::InvalidInput,
         // `Conflict`, `Unexpected` and kinds added to OpenDAL later: its retry status decides.
-        _ if e.is_temporary() => ErrorKind::Unavailable,
+        // Persistent: temporary, and still failing after the retries of a retry layer.
+        _ if e.is_temporary() || e.is_persistent() => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     }
 }
@@ -205,13 +206,19 @@ mod tests {
     #[test]
     fn unexpected_and_conflict_map_by_retry_status() {
         for o in [O::Unexpected, O::Conflict] {
-            let temporary = from_opendal("write", "p", opendal::Error::new(o, "x").set_temporary());
-            assert_eq!(temporary.kind(), ErrorKind::Unavailable, "{o}");
-            assert!(temporary.is_retryable());
+            // Persistent: temporary, and still failing after a retry layer's retries (an
+            // outage longer than the retries): still worth retrying later.
+            for e in [
+                opendal::Error::new(o, "x").set_temporary(),
+                opendal::Error::new(o, "x").set_persistent(),
+            ] {
+                let mapped = from_opendal("write", "p", e);
+                assert_eq!(mapped.kind(), ErrorKind::Unavailable, "{o}: {mapped}");
+                assert!(mapped.is_retryable());
+            }
             for e in [
                 opendal::Error::new(o, "x"),
                 opendal::Error::new(o, "x").set_permanent(),
-                opendal::Error::new(o, "x").set_persistent(),
             ] {
                 let mapped = from_opendal("write", "p", e);
                 assert_eq!(mapped.kind(), ErrorKind::Internal, "{o}: {mapped}");

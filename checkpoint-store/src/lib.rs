@@ -52,6 +52,7 @@
 
 mod completed;
 mod error;
+mod location;
 mod store;
 
 pub mod codec;
@@ -67,10 +68,11 @@ pub use completed::{
     CheckpointConfig, ClaimMode, CleanupPolicy, CompletedCheckpoint, CompletedCheckpointStore,
     JobStatus, PendingCheckpoint,
 };
+pub use location::{StoragePolicy, split_location_query};
 pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
 pub use store::{
     CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, DirSync, StoreStateReader,
-    StoreStreamFactory, split_location_query,
+    StoreStreamFactory,
 };
 
 /// Re-exported so that callers can build operators with layers without a direct dependency.

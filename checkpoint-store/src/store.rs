@@ -1,7 +1,6 @@
 //! [`CheckpointStore`]: an OpenDAL operator and a tokio runtime that drives its blocking API,
 //! plus the stream factory and the state reader over it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::ops::Range;
@@ -16,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::error::from_opendal;
 use crate::layout;
+use crate::location::{self, StoragePolicy, with_query_options};
 
 /// The default size below which a stream is kept inline in `_metadata`: 20 KiB.
 pub const DEFAULT_INLINE_THRESHOLD: usize = 20 * 1024;
@@ -141,55 +141,6 @@ pub(crate) enum Created {
     Existed,
 }
 
-/// A location and its query (without the `?`): service URLs (`s3://bucket/prefix?region=x`)
-/// have one; local paths and `file://` URLs never do (a `?` is part of the path).
-pub fn split_location_query(location: &str) -> (&str, Option<&str>) {
-    if location.contains("://")
-        && !location.starts_with("file://")
-        && let Some((bare, query)) = location.split_once('?')
-    {
-        return (bare, Some(query));
-    }
-    (location, None)
-}
-
-/// Splits the query of a service URL (`s3://bucket/prefix?region=eu-west-1&anonymous`) into
-/// options, joined with `options`; an option given both ways must agree. Local paths and
-/// `file://` URLs have no query.
-fn with_query_options<K, V>(
-    location: &str,
-    options: impl IntoIterator<Item = (K, V)>,
-) -> Result<(String, BTreeMap<String, String>)>
-where
-    K: Into<String>,
-    V: Into<String>,
-{
-    let mut all: BTreeMap<String, String> = options
-        .into_iter()
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect();
-    let (location, query) = split_location_query(location);
-    let Some(query) = query else {
-        return Ok((location.to_owned(), all));
-    };
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match all.get(key.as_ref()) {
-            Some(given) if *given != value => {
-                return Err(Error::invalid_input(
-                    "a storage option is given twice with different values",
-                )
-                .with_context("option", key)
-                .with_context("in the location", value)
-                .with_context("given", given));
-            }
-            _ => {
-                all.insert(key.into_owned(), value.into_owned());
-            }
-        }
-    }
-    Ok((location.to_owned(), all))
-}
-
 impl CheckpointStore {
     /// A store over an existing OpenDAL operator (any service, with any layers).
     ///
@@ -239,13 +190,16 @@ impl CheckpointStore {
         }
     }
 
-    /// A store in a local directory (OpenDAL's `fs` service), the embedded default. The
-    /// directory is created when missing.
+    /// A store in a local directory (OpenDAL's `fs` service), the embedded default, with the
+    /// default [`StoragePolicy`]. The directory is created when missing.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when the directory cannot be used.
     pub fn local(dir: impl AsRef<std::path::Path>) -> Result<Self> {
-        let dir = dir.as_ref();
+        Self::local_with(dir.as_ref(), StoragePolicy::default())
+    }
+
+    fn local_with(dir: &std::path::Path, policy: StoragePolicy) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::invalid_input("cannot create the checkpoint directory")
                 .with_context("path", dir.display())
@@ -257,32 +211,38 @@ impl CheckpointStore {
         })?;
         let op = opendal::Operator::new(opendal::services::Fs::default().root(root))
             .map_err(|e| from_opendal("open fs", root, e))?;
-        Self::with_description(op, format!("file://{root}"))
+        Self::with_description(policy.apply(op), format!("file://{root}"))
     }
 
     /// A store from a URL: `file:///abs/dir` (or a plain path), `memory://` (a new, empty
-    /// in-memory store) or, with the `s3` feature, `s3://bucket/prefix`. Options come from
-    /// `options` and from the URL's query (`s3://bucket/prefix?region=eu-west-1`,
-    /// percent-encoded), which must agree where both give one.
+    /// in-memory store), `s3://bucket/prefix` (feature `s3`), `gs://bucket/prefix` (feature
+    /// `gcs`) or `azblob://container/prefix` (feature `azblob`). Options come from `options`
+    /// and from the URL's query (`s3://bucket/prefix?region=eu-west-1`, percent-encoded),
+    /// which must agree where both give one.
     ///
-    /// S3 options (each falls back to the environment variable in brackets): `endpoint`
-    /// (`AWS_ENDPOINT_URL`), `region` (`AWS_REGION`, then `AWS_DEFAULT_REGION`; required),
-    /// `access_key_id` (`AWS_ACCESS_KEY_ID`), `secret_access_key` (`AWS_SECRET_ACCESS_KEY`),
-    /// `session_token` (`AWS_SESSION_TOKEN`); and the flags (`true`, `false`, or empty for
-    /// true) `anonymous` (unsigned requests, for public buckets and servers without
-    /// authentication) and `virtual_host_style` (`bucket.host` URLs instead of
-    /// `host/bucket`). Unknown options are an error naming the known ones.
+    /// Every scheme takes the [`StoragePolicy`] options (`retries`, `retry_delay`, `timeout`,
+    /// `io_timeout`). The services take every option of OpenDAL's configuration of the
+    /// service (`S3Config`, `GcsConfig`, `AzblobConfig`: `region`, `endpoint`, `profile`,
+    /// `credential_path`, `account_name`, ..., by name or by OpenDAL's aliases such as
+    /// `aws_region`) and `anonymous` (unsigned requests, for public buckets and servers
+    /// without authentication). Credentials that no option gives come from the service's
+    /// usual environment variables and files, through OpenDAL's loaders: `AWS_*` and
+    /// `~/.aws/config` with `AWS_PROFILE` for S3, `GOOGLE_APPLICATION_CREDENTIALS` for GCS,
+    /// `AZBLOB_ACCOUNT_NAME` / `AZBLOB_ACCOUNT_KEY` / `AZURE_STORAGE_SAS_TOKEN` for Azure.
+    /// S3 needs a region (`region`, `AWS_REGION` or `AWS_DEFAULT_REGION`); Azure an
+    /// `endpoint` or an account name. An unknown option is an error naming the known ones.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a malformed URL or unknown option;
+    /// [`ErrorKind::InvalidInput`] for a malformed URL, an unknown option or a missing one;
     /// [`ErrorKind::Unsupported`] for a scheme this build does not support.
     pub fn from_url<K, V>(url: &str, options: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
         K: Into<String>,
         V: Into<String>,
     {
-        let (url, options) = with_query_options(url, options)?;
+        let (url, mut options) = with_query_options(url, options)?;
         let url = url.as_str();
+        let policy = StoragePolicy::take_from(&mut options)?;
         let (scheme, rest) = match url.split_once("://") {
             Some((s, r)) => (s, r),
             None => ("file", url),
@@ -291,7 +251,8 @@ impl CheckpointStore {
             match options.keys().next() {
                 Some(k) => Err(Error::invalid_input("unknown checkpoint storage option")
                     .with_context("scheme", scheme)
-                    .with_context("option", k)),
+                    .with_context("option", k)
+                    .with_context("known", StoragePolicy::OPTIONS.join(", "))),
                 None => Ok(()),
             }
         };
@@ -303,7 +264,7 @@ impl CheckpointStore {
                         Error::invalid_input("file URL has no path").with_context("url", url)
                     );
                 }
-                Self::local(rest)
+                Self::local_with(std::path::Path::new(rest), policy)
             }
             "memory" => {
                 no_options(scheme)?;
@@ -311,102 +272,14 @@ impl CheckpointStore {
                     opendal::services::Memory::default().root(&format!("/{rest}")),
                 )
                 .map_err(|e| from_opendal("open memory", rest, e))?;
-                Self::with_description(op, url.to_owned())
+                Self::with_description(policy.apply(op), url.to_owned())
             }
-            "s3" => Self::s3(url, rest, &options),
-            other => Err(Error::new(
-                ErrorKind::Unsupported,
-                "unsupported checkpoint storage URL scheme",
-            )
-            .with_context("scheme", other)
-            .with_context("supported", "file, memory, s3 (feature `s3`)")),
-        }
-    }
-
-    #[cfg(feature = "s3")]
-    fn s3(url: &str, rest: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::invalid_input("s3 URL has no bucket").with_context("url", url));
-        }
-        const OPTIONS: [&str; 7] = [
-            "endpoint",
-            "region",
-            "access_key_id",
-            "secret_access_key",
-            "session_token",
-            "anonymous",
-            "virtual_host_style",
-        ];
-        for k in options.keys() {
-            if !OPTIONS.contains(&k.as_str()) {
-                return Err(Error::invalid_input("unknown s3 option")
-                    .with_context("option", k)
-                    .with_context("known", OPTIONS.join(", ")));
+            "s3" | "gs" | "gcs" | "azblob" => {
+                let op = location::service_operator(scheme, url, rest, options)?;
+                Self::with_description(policy.apply(op), url.to_owned())
             }
+            other => Err(location::unsupported(other)),
         }
-        let flag = |key: &str| -> Result<bool> {
-            match options.get(key).map(String::as_str) {
-                None | Some("false") => Ok(false),
-                Some("" | "true") => Ok(true),
-                Some(other) => Err(Error::invalid_input("s3 option takes true or false")
-                    .with_context("option", key)
-                    .with_context("value", other)),
-            }
-        };
-        let get = |key: &str, env: &[&str]| -> Option<String> {
-            options
-                .get(key)
-                .cloned()
-                .or_else(|| env.iter().find_map(|e| std::env::var(e).ok()))
-        };
-        let mut b = opendal::services::S3::default()
-            .bucket(bucket)
-            .root(&format!("/{prefix}"));
-        if let Some(v) = get("endpoint", &["AWS_ENDPOINT_URL"]) {
-            b = b.endpoint(&v);
-        }
-        match get("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
-            Some(v) => b = b.region(&v),
-            None => {
-                return Err(Error::invalid_input(
-                    "s3 needs a region: the option `region` (cornerstone: --region), or \
-                     AWS_REGION / AWS_DEFAULT_REGION (S3-compatible servers such as SeaweedFS \
-                     and MinIO accept us-east-1)",
-                )
-                .with_context("url", url));
-            }
-        }
-        if flag("anonymous")? {
-            // Unsigned requests: public buckets, or servers without authentication.
-            b = b.skip_signature();
-        }
-        if flag("virtual_host_style")? {
-            b = b.enable_virtual_host_style();
-        }
-        if let Some(v) = get("access_key_id", &["AWS_ACCESS_KEY_ID"]) {
-            b = b.access_key_id(&v);
-        }
-        if let Some(v) = get("secret_access_key", &["AWS_SECRET_ACCESS_KEY"]) {
-            b = b.secret_access_key(&v);
-        }
-        if let Some(v) = get("session_token", &["AWS_SESSION_TOKEN"]) {
-            b = b.session_token(&v);
-        }
-        // The process-wide HTTP transport (reqwest with rustls); idempotent.
-        opendal::install_default();
-        let op = opendal::Operator::new(b).map_err(|e| from_opendal("open s3", url, e))?;
-        Self::with_description(op, url.to_owned())
-    }
-
-    #[cfg(not(feature = "s3"))]
-    fn s3(url: &str, _rest: &str, _options: &BTreeMap<String, String>) -> Result<Self> {
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            "s3 checkpoint storage needs the `s3` feature",
-        )
-        .with_context("url", url)
-        .with_context("implementer", "cornerstone-checkpoint-store"))
     }
 
     /// Opens the store that contains a location given as a local path or URL and returns it
@@ -427,10 +300,10 @@ impl CheckpointStore {
         let (location, options) = with_query_options(location, options)?;
         let location = location.as_str();
         match location.split_once("://") {
-            Some(("s3", rest)) => {
+            Some((scheme @ ("s3" | "gs" | "gcs" | "azblob"), rest)) => {
                 let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
                 Ok((
-                    Self::from_url(&format!("s3://{bucket}"), options)?,
+                    Self::from_url(&format!("{scheme}://{bucket}"), options)?,
                     path.to_owned(),
                 ))
             }

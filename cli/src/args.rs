@@ -6,12 +6,18 @@ use cornerstone_checkpoint_store::split_location_query;
 const AFTER_HELP: &str = "\
 LOCATIONS:
   Every <path> is a local path, a file:// URL, memory:// (an empty in-memory store, only
-  useful for testing) or s3://bucket/prefix (with the `s3` feature). S3 options fall back to
-  AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION (a region is required),
-  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the variables keep
-  secrets out of the process list. --anonymous sends unsigned requests (public buckets,
-  servers without authentication). -o KEY=VALUE, or the location's query
-  (s3://bucket/prefix?region=eu-west-1), sets any storage option.
+  useful for testing), s3://bucket/prefix, gs://bucket/prefix or azblob://container/prefix
+  (features `s3`, `gcs`, `azblob`, all on by default). -o KEY=VALUE, or the location's query
+  (s3://bucket/prefix?region=eu-west-1), sets any option of OpenDAL's configuration of the
+  service (region, endpoint, profile, role_arn, credential_path, account_name, ...; aliases
+  such as aws_region too); an unknown one is an error that lists the known ones.
+  Credentials never need the command line: they come from the service's usual variables and
+  files (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws/config;
+  GOOGLE_APPLICATION_CREDENTIALS; AZBLOB_ACCOUNT_NAME, AZBLOB_ACCOUNT_KEY,
+  AZURE_STORAGE_SAS_TOKEN). S3 needs a region (--region, AWS_REGION or AWS_DEFAULT_REGION);
+  --anonymous sends unsigned requests (public buckets, servers without authentication).
+  Every location takes retries (default 4, with backoff from retry_delay=200ms),
+  timeout (one call, default 60s) and io_timeout (one read or write, default 30s).
 
 OUTPUT:
   Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
@@ -61,7 +67,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Object-storage options (S3); unset options fall back to the AWS_* environment variables.
+/// Object-storage options; unset options fall back to the service's environment variables.
 #[derive(Debug, Args)]
 pub(crate) struct StorageArgs {
     /// S3 endpoint URL (falls back to AWS_ENDPOINT_URL).
@@ -77,13 +83,17 @@ pub(crate) struct StorageArgs {
     /// process list: prefer it).
     #[arg(long, global = true, value_name = "KEY")]
     pub(crate) secret_access_key: Option<String>,
-    /// S3 without credentials: unsigned requests, for public buckets and servers without
-    /// authentication.
+    /// The AWS profile of ~/.aws/config and ~/.aws/credentials (falls back to AWS_PROFILE).
+    #[arg(long, global = true)]
+    pub(crate) profile: Option<String>,
+    /// Object storage without credentials: unsigned requests, for public buckets and
+    /// servers without authentication.
     #[arg(long, global = true)]
     pub(crate) anonymous: bool,
     /// Any storage option as KEY=VALUE (repeatable), as the location's query also takes
-    /// them (`s3://bucket/prefix?region=eu-west-1`): endpoint, region, access_key_id,
-    /// secret_access_key, session_token, anonymous, virtual_host_style.
+    /// them (`s3://bucket/prefix?region=eu-west-1`): every option of OpenDAL's
+    /// configuration of the service, anonymous, and retries, retry_delay, timeout,
+    /// io_timeout.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE", value_parser = parse_option)]
     pub(crate) option: Vec<(String, String)>,
 }
@@ -104,6 +114,7 @@ impl StorageArgs {
             ("region", &self.region),
             ("access_key_id", &self.access_key_id),
             ("secret_access_key", &self.secret_access_key),
+            ("profile", &self.profile),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))

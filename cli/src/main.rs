@@ -21,9 +21,11 @@
 //! - `cornerstone dispose <savepoint> [--dry-run] [--force]`: deletes a savepoint whose
 //!   `_metadata` decodes as one (`_metadata` first) and lists what it deleted.
 //!
-//! Every location is a local path or a URL (`file://`, `memory://`, `s3://bucket/prefix`
-//! with the `s3` feature; `--endpoint`, `--region`, `--access-key-id`,
-//! `--secret-access-key` or the `AWS_*` variables). `--json` prints one stable JSON
+//! Every location is a local path or a URL (`file://`, `memory://`, `s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `azblob://container/prefix`), with options from `-o KEY=VALUE`, the
+//! URL's query, a few flags (`--region`, `--endpoint`, `--profile`, `--anonymous`) and the
+//! service's usual environment variables and credential files; `retries`, `timeout` and
+//! `io_timeout` bound every storage call. `--json` prints one stable JSON
 //! document on stdout. Progress bars (on a terminal only) and errors go to stderr; an error
 //! is one line, `error: ...`.
 //!

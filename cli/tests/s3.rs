@@ -460,3 +460,75 @@ fn missing_region_is_named_and_anonymous_requests_are_unsigned() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("given twice with different values"), "{err}");
 }
+
+/// Credentials need not be on the command line nor in `AWS_*` variables: an AWS profile in a
+/// credentials file works (`--profile`), and so does any other option of OpenDAL's S3
+/// configuration; a misspelt option is named with the known ones.
+#[test]
+fn credentials_come_from_an_aws_profile() {
+    let test = "cli::s3::profile";
+    let Some(server) = SeaweedFs::shared(test) else {
+        return;
+    };
+    let url = format!("s3://{BUCKET}/{}/job", unique_prefix(test));
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n\
+             [cornerstone]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[profile cornerstone]\n").unwrap();
+    let endpoint = server.endpoint();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cornerstone"));
+        for var in [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("HOME", dir.path())
+            .args(["--endpoint", &endpoint, "--region", REGION])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["list", &url, "--profile", "cornerstone", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema_version"], 1, "{json}");
+    // The same profile through the URL's query, by OpenDAL's alias.
+    let out = run(&["list", &format!("{url}?aws_profile=cornerstone")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The default profile's keys are wrong: the server refuses them.
+    let out = run(&["list", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    // A misspelt option is named, with the known ones.
+    let out = run(&["list", &url, "-o", "profil=cornerstone"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("unknown storage option")
+            && err.contains("profil")
+            && err.contains("role_arn"),
+        "{err}"
+    );
+}

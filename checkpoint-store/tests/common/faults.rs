@@ -26,6 +26,12 @@ pub struct FailNthWrite {
     /// When a `fail_after_suffix` write reports its error, reads of that path start failing
     /// too (`fail_reads_suffix`): the writer cannot read back what happened.
     pub hide_after_failure: Arc<std::sync::atomic::AtomicBool>,
+    /// The error a `fail_after_suffix` write reports is temporary (a lost response, which a
+    /// retry layer above retries) instead of permanent.
+    pub after_is_temporary: Arc<std::sync::atomic::AtomicBool>,
+    /// The next this-many stats, reads and lists fail with a temporary error before they
+    /// reach the service (a brief outage).
+    pub fail_next_reads: Arc<AtomicUsize>,
     /// Seeded random faults on every operation (see [`RandomFaults`]), when set, from the
     /// operation numbered `random_from_op` on (counted in `ops`).
     pub random: Arc<Mutex<Option<RandomFaults>>>,
@@ -142,7 +148,14 @@ impl FailNthWrite {
 
     fn read_fault(&self, path: &str) -> opendal::Result<()> {
         self.alive("read", path)?;
-        if Self::matches(&self.fail_reads_suffix, path) || self.random_draw(|r| r.p_read, 2) {
+        let outage = self
+            .fail_next_reads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if outage
+            || Self::matches(&self.fail_reads_suffix, path)
+            || self.random_draw(|r| r.p_read, 2)
+        {
             return Err(opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
                 format!("injected read failure: {path}"),
@@ -300,13 +313,18 @@ impl oio::Write for FailAfterClose {
         if self.plan.hide_after_failure.load(Ordering::SeqCst) {
             *self.plan.fail_reads_suffix.lock().unwrap() = Some(self.path.clone());
         }
-        Err(opendal::Error::new(
+        let e = opendal::Error::new(
             opendal::ErrorKind::Unexpected,
             format!(
                 "injected failure after the write took effect: {}",
                 self.path
             ),
-        ))
+        );
+        Err(if self.plan.after_is_temporary.load(Ordering::SeqCst) {
+            e.set_temporary()
+        } else {
+            e
+        })
     }
     async fn abort(&mut self) -> opendal::Result<()> {
         self.inner.abort().await

@@ -38,8 +38,10 @@ struct Args {
     #[arg(long, default_value = "cornerstone-data")]
     dir: PathBuf,
     /// Where the checkpoints go instead of DIR: any location the checkpoint store accepts
-    /// (a path, `file://`, `memory://`, or `s3://bucket/prefix` with the `s3` feature; S3
-    /// settings come from the AWS_* environment variables). The sink's output stays in DIR.
+    /// (a path, `file://`, `memory://`, or with the features of the same names
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `azblob://container/prefix`), options in
+    /// its query (`?region=us-east-1&retries=8`) and credentials from the service's usual
+    /// environment variables and files. The sink's output stays in DIR.
     #[arg(long, value_name = "LOCATION")]
     checkpoint_dir: Option<String>,
     /// The keyed state backend of the windowed count.
