@@ -68,7 +68,7 @@ pub use completed::{
     CheckpointConfig, ClaimMode, CleanupPolicy, CompletedCheckpoint, CompletedCheckpointStore,
     JobStatus, PendingCheckpoint,
 };
-pub use location::{StoragePolicy, split_location_query};
+pub use location::{Location, StoragePolicy, split_location_query};
 pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
 pub use store::{
     CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, DirSync, StoreStateReader,

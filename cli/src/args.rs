@@ -251,6 +251,20 @@ fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     }
 }
 
+impl Command {
+    /// The location the command works on (the first one for `diff`).
+    pub(crate) fn location(&self) -> &str {
+        match self {
+            Command::List { job_dir, .. } | Command::Gc { job_dir, .. } => job_dir,
+            Command::Show { path, .. }
+            | Command::Verify { path, .. }
+            | Command::Dump { path, .. } => path,
+            Command::Diff { a, .. } => a,
+            Command::Dispose { savepoint, .. } => savepoint,
+        }
+    }
+}
+
 /// `location` with checkpoint `id` selected: `<location>/chk-<id>` for a job directory
 /// (before the URL's query, if any).
 pub(crate) fn with_id(location: &str, id: Option<u64>) -> String {

@@ -40,6 +40,7 @@
 mod args;
 mod dump;
 mod dump_cmd;
+mod human;
 mod output;
 
 use std::io::{self, IsTerminal, Write};
@@ -47,11 +48,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use cornerstone_checkpoint_store::{CheckpointStore, inspect, split_location_query};
+use cornerstone_checkpoint_store::{CheckpointStore, Location, inspect, split_location_query};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Cli, Command, StorageArgs, with_id};
 use crate::dump_cmd::{DumpFilter, run_dump};
+use crate::output::Output;
 
 /// Exit code when `verify` found problems.
 const EXIT_PROBLEMS: u8 = 1;
@@ -90,7 +92,9 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            present_paths(&mut e);
+            if let Ok(location) = Location::parse(cli.command.location()) {
+                present_paths(&mut e, &Output::new(location));
+            }
             let code = exit_code(&e);
             if cli.json {
                 eprintln!("{}", error_json(&e, code));
@@ -107,11 +111,11 @@ const PATH_CONTEXTS: [&str; 5] = ["path", "dir", "file", "metadata", "metadata_p
 
 /// Shows the store paths in `e`'s context as locations the user can pass back (`/tmp/x`,
 /// not `tmp/x`; `s3://bucket/x`, not `x`).
-fn present_paths(e: &mut anyhow::Error) {
+fn present_paths(e: &mut anyhow::Error, out: &Output) {
     if let Some(lib) = e.downcast_mut::<cornerstone_backend_api::Error>() {
         lib.map_contexts(|key, value| {
             if PATH_CONTEXTS.contains(&key) {
-                *value = output::location(value);
+                *value = out.present(value);
             }
         });
     }
@@ -243,26 +247,22 @@ impl Progress {
     }
 }
 
-fn open(location: &str, storage: &StorageArgs) -> Result<(CheckpointStore, String)> {
-    let (bare, _) = split_location_query(location);
-    output::set_root(match bare.split_once("://") {
-        None | Some(("file", _)) => "/".to_owned(),
-        Some(("s3", rest)) => format!("s3://{}/", rest.split('/').next().unwrap_or_default()),
-        Some(_) => String::new(),
-    });
-    Ok(CheckpointStore::open_location(location, storage.options())?)
+fn open(location: &str, storage: &StorageArgs) -> Result<(CheckpointStore, String, Output)> {
+    let parsed = Location::parse(location)?;
+    let store = parsed.open(storage.options())?;
+    Ok((store, parsed.path().to_owned(), Output::new(parsed)))
 }
 
 /// For local locations, fails when the directory does not exist (listing a missing
 /// directory in object storage is simply empty).
 fn ensure_local_dir(location: &str) -> Result<()> {
-    let path = match location.split_once("://") {
-        Some(("file", path)) => path,
-        Some(_) => return Ok(()),
-        None => location,
+    let Some(p) = Location::parse(location)?.local_path() else {
+        return Ok(());
     };
-    let p = std::path::Path::new(path);
     if !p.is_dir() {
+        // The path as the user gave it.
+        let (path, _) = split_location_query(location);
+        let path = path.strip_prefix("file://").unwrap_or(path);
         let err = cornerstone_backend_api::Error::not_found("no such directory")
             .with_context("path", path);
         return Err(if p.exists() {
@@ -282,7 +282,8 @@ fn print_out(text: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_json(value: serde_json::Value) -> Result<()> {
+fn print_json(value: serde_json::Result<serde_json::Value>) -> Result<()> {
+    let value = value?;
     let mut text = serde_json::to_string_pretty(&output::versioned(value))?;
     text.push('\n');
     print_out(&text)
@@ -298,7 +299,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             limit,
         } => {
             ensure_local_dir(job_dir)?;
-            let (store, path) = open(job_dir, st)?;
+            let (store, path, out) = open(job_dir, st)?;
             let mut entries = inspect::list(&store, &path)?;
             entries.retain(|e| {
                 let id = e.id.map(|id| id.0);
@@ -310,24 +311,24 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 entries.drain(..skip);
             }
             if cli.json {
-                print_json(output::list_json(job_dir, &entries))?;
+                print_json(out.list_json(job_dir, &entries))?;
             } else {
-                print_out(&output::list_human(job_dir, &entries))?;
+                print_out(&out.list_human(job_dir, &entries))?;
             }
         }
         Command::Show { path, id } => {
             let location = &with_id(path, *id);
-            let (store, path) = open(location, st)?;
+            let (store, path, out) = open(location, st)?;
             let details = inspect::show(&store, &path)?;
             if cli.json {
-                print_json(output::show_json(&details))?;
+                print_json(out.show_json(&details))?;
             } else {
-                print_out(&output::show_human(&details))?;
+                print_out(&out.show_human(&details))?;
             }
         }
         Command::Verify { path, id } => {
             let location = &with_id(path, *id);
-            let (store, path) = open(location, st)?;
+            let (store, path, out) = open(location, st)?;
             let progress = Progress::new("verifying", Some(0));
             let report = inspect::verify(&store, &path, |done, total| {
                 progress.update(done, total);
@@ -335,9 +336,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             progress.finish();
             let report = report?;
             if cli.json {
-                print_json(output::verify_json(&report))?;
+                print_json(out.verify_json(&report))?;
             } else {
-                print_out(&output::verify_human(&report))?;
+                print_out(&out.verify_human(&report))?;
             }
             if !report.is_ok() {
                 return Ok(ExitCode::from(EXIT_PROBLEMS));
@@ -353,7 +354,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             key,
             limit,
         } => {
-            let (store, path) = open(&with_id(path, *id), st)?;
+            let (store, path, _) = open(&with_id(path, *id), st)?;
             let filter = DumpFilter {
                 state: state.as_deref(),
                 subtask: *subtask,
@@ -373,7 +374,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             force,
         } => {
             ensure_local_dir(job_dir)?;
-            let (store, path) = open(job_dir, st)?;
+            let (store, path, out) = open(job_dir, st)?;
             let options = inspect::GcOptions {
                 min_age_ms: u64::try_from(min_age.as_millis()).unwrap_or(u64::MAX),
                 now_ms: cornerstone_backend_api::clock::system_clock().now_millis(),
@@ -394,15 +395,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 None
             };
             if cli.json {
-                print_json(output::gc_json(&report, deleted))?;
+                print_json(out.gc_json(&report, deleted))?;
             } else {
-                print_out(&output::gc_human(&report, deleted))?;
+                print_out(&out.gc_human(&report, deleted))?;
             }
         }
         Command::Diff { a, b } => {
-            let (store, pa) = open(a, st)?;
-            let (_, pb) = open(b, st)?;
-            if store_key(a) != store_key(b) {
+            let (store, pa, out) = open(a, st)?;
+            let (_, pb, _) = open(b, st)?;
+            if store_key(a)? != store_key(b)? {
                 return Err(cornerstone_backend_api::Error::invalid_input(
                     "diff needs both snapshots in the same store",
                 )
@@ -412,9 +413,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             let d = inspect::diff(&store, &pa, &pb)?;
             if cli.json {
-                print_json(output::diff_json(a, b, &d))?;
+                print_json(out.diff_json(a, b, &d))?;
             } else {
-                print_out(&output::diff_human(a, b, &d))?;
+                print_out(&out.diff_human(a, b, &d))?;
             }
         }
         Command::Dispose {
@@ -422,27 +423,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             dry_run,
             force,
         } => {
-            let (store, path) = open(savepoint, st)?;
+            let (store, path, out) = open(savepoint, st)?;
             let files = store.dispose_savepoint(&path, *force, *dry_run)?;
             if cli.json {
-                print_json(output::dispose_json(savepoint, &files, *dry_run))?;
+                print_json(out.dispose_json(savepoint, &files, *dry_run))?;
             } else {
-                print_out(&output::dispose_human(savepoint, &files, *dry_run))?;
+                print_out(&out.dispose_human(savepoint, &files, *dry_run))?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Which store a location is in: local paths and `file://` share the root, `s3://` is per
-/// bucket; other schemes are their own store.
-fn store_key(location: &str) -> String {
-    let (location, _) = split_location_query(location);
-    match location.split_once("://") {
-        None | Some(("file", _)) => "file".to_owned(),
-        Some(("s3", rest)) => format!("s3://{}", rest.split('/').next().unwrap_or_default()),
-        Some((scheme, rest)) => format!("{scheme}://{rest}"),
-    }
+/// Which store a location is in (see `Location::store_key`).
+fn store_key(location: &str) -> Result<String> {
+    Ok(Location::parse(location)?.store_key().to_owned())
 }
 
 #[cfg(test)]
