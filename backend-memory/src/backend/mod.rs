@@ -1,61 +1,31 @@
 //! The heap keyed backend and the memory backend factory.
 
-use std::collections::btree_map;
+mod options;
+mod restore;
+mod snapshot;
+
+pub use options::{DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapSnapshotStorage, NAME};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::{
-    Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, Record, read_key_groups,
-};
-use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::migration::{Migrations, resolve};
 use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, InlineStreamFactory,
-    KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
-    Result, SharedClock, StateBackend, StateBackendFactory, StateKey, StateKind, StateMeta,
-    StateScope, StateValue, SubtaskState, codec,
+    AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackend, KeyedStateHandle, Result, SharedClock, StateBackend, StateBackendFactory,
+    StateKey, StateKind, StateMeta, StateValue, codec,
 };
 use parking_lot::Mutex;
 
-use crate::table::{
-    Captured, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered, SnapshotWriter,
-};
+use self::restore::{RawRecord, Restored, restore_handle};
+use self::snapshot::{HeapSnapshot, RawCapture};
+use crate::table::{Captured, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered};
 use crate::timers::{HeapTimerQueue, insert_record};
-
-/// The name of the memory backend, used in logs, metadata and CLI flags.
-pub const NAME: &str = "memory";
-
-/// The default cap of one inline snapshot stream: 5 MiB, as Flink's `MemoryStateBackend`.
-pub const DEFAULT_MAX_STATE_SIZE: usize = 5 * 1024 * 1024;
-
-/// Where a heap backend's snapshots go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HeapSnapshotStorage {
-    /// Inline bytes in `_metadata`, each snapshot stream capped (the memory backend).
-    Inline {
-        /// The cap in bytes.
-        max_state_size: usize,
-    },
-    /// Files written through the checkpoint's stream factory.
-    Streams,
-}
-
-/// How a heap backend is configured: its name in metadata, where snapshots go, block
-/// compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeapBackendOptions {
-    /// The backend's `NAME` recorded in snapshots.
-    pub name: &'static str,
-    /// Where snapshots go.
-    pub storage: HeapSnapshotStorage,
-    /// Compression of snapshot blocks.
-    pub compression: Compression,
-}
 
 /// The memory state backend: working state as typed objects on the heap, snapshots inline
 /// in checkpoint metadata, each capped at `max_state_size` (Flink's `MemoryStateBackend`,
@@ -128,114 +98,6 @@ impl StateBackendFactory for MemoryStateBackend {
 struct Entry {
     meta: StateMeta,
     table: Arc<dyn Registered>,
-}
-
-/// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.
-#[derive(Clone, Copy)]
-struct RawRecord<'a> {
-    key: &'a [u8],
-    namespace: &'a [u8],
-    user_key: Option<&'a [u8]>,
-    value: &'a [u8],
-}
-
-/// Where one record's parts are in [`RawGroup::bytes`]: they follow each other in the order
-/// key, namespace, user key, value.
-#[derive(Clone, Copy)]
-struct RawSpan {
-    start: usize,
-    key: u32,
-    namespace: u32,
-    /// `u32::MAX` for records without a user key.
-    user_key: u32,
-    value: u32,
-}
-
-/// The restored records of one key group, still serialized, in one buffer (a restore
-/// allocates per key group, not per record).
-#[derive(Clone, Default)]
-struct RawGroup {
-    bytes: Vec<u8>,
-    spans: Vec<RawSpan>,
-}
-
-impl RawGroup {
-    fn push(&mut self, record: &Record<'_>) -> Result<()> {
-        let len = |part: &[u8]| {
-            u32::try_from(part.len())
-                .ok()
-                .filter(|&n| n != u32::MAX)
-                .ok_or_else(|| {
-                    Error::corrupted("restored record part over 4 GiB")
-                        .with_context("key_group", record.key_group)
-                })
-        };
-        let span = RawSpan {
-            start: self.bytes.len(),
-            key: len(record.key)?,
-            namespace: len(record.namespace)?,
-            user_key: match record.user_key {
-                Some(uk) => len(uk)?,
-                None => u32::MAX,
-            },
-            value: len(record.value)?,
-        };
-        self.bytes.extend_from_slice(record.key);
-        self.bytes.extend_from_slice(record.namespace);
-        if let Some(uk) = record.user_key {
-            self.bytes.extend_from_slice(uk);
-        }
-        self.bytes.extend_from_slice(record.value);
-        self.spans.push(span);
-        Ok(())
-    }
-
-    fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Moves the records of `other` after those of `self`.
-    fn append(&mut self, mut other: RawGroup) {
-        if self.spans.is_empty() {
-            *self = other;
-            return;
-        }
-        let shift = self.bytes.len();
-        self.bytes.append(&mut other.bytes);
-        self.spans
-            .extend(other.spans.into_iter().map(|span| RawSpan {
-                start: span.start + shift,
-                ..span
-            }));
-    }
-
-    fn records(&self) -> impl Iterator<Item = RawRecord<'_>> {
-        self.spans.iter().map(|span| {
-            let mut at = span.start;
-            let mut take = |n: u32| {
-                let part = &self.bytes[at..at + n as usize];
-                at += n as usize;
-                part
-            };
-            let key = take(span.key);
-            let namespace = take(span.namespace);
-            let user_key = (span.user_key != u32::MAX).then(|| take(span.user_key));
-            let value = take(span.value);
-            RawRecord {
-                key,
-                namespace,
-                user_key,
-                value,
-            }
-        })
-    }
-}
-
-struct Restored {
-    meta: StateMeta,
-    /// Per key-group index in the backend's range; shared with snapshots that carry the
-    /// state over unregistered.
-    groups: Arc<Vec<RawGroup>>,
 }
 
 /// A keyed backend with typed heap tables, shared by the memory and filesystem backends.
@@ -374,81 +236,6 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
     }
 }
 
-fn restore_handle(
-    handle: &KeyGroupsStateHandle,
-    params: &KeyedBackendParams,
-    key_type: &str,
-    restored: &mut BTreeMap<String, Restored>,
-    stored: &mut BTreeSet<String>,
-) -> Result<()> {
-    let range = params.key_group_range;
-    let max_parallelism = params.max_parallelism;
-    let groups = range.len() as usize;
-    // This handle's records, per state index of its header, then per key-group index.
-    let mut local: Vec<Vec<RawGroup>> = Vec::new();
-    let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
-        if local.is_empty() {
-            header.check_key_type(key_type)?;
-            local = vec![vec![RawGroup::default(); groups]; header.states.len()];
-        }
-        if key_group_for_bytes(record.key, max_parallelism) != record.key_group {
-            return Err(Error::corrupted(
-                "a restored key does not hash to its key group (was the max parallelism changed?)",
-            )
-            .with_context("key_group", record.key_group)
-            .with_context("max_parallelism", max_parallelism));
-        }
-        let (Some(state_groups), Some(index)) = (
-            local.get_mut(record.state as usize),
-            range.index_of(record.key_group),
-        ) else {
-            return Err(Error::corrupted("snapshot record out of place")
-                .with_context("key_group", record.key_group));
-        };
-        state_groups[index].push(&record)
-    };
-    let Some(header) = read_key_groups(handle, params.reader.as_deref(), range, &mut visit)? else {
-        return Ok(());
-    };
-    header.check_key_type(key_type)?;
-    stored.extend(header.states.iter().map(|m| m.name.clone()));
-    let mapped = params.state_mapping.apply(&header.states)?;
-    // Every state of the header is registered, also those without a record in our key
-    // groups, so they are known (and type checked) all the same; dropped ones are not.
-    let mut local = local.into_iter();
-    for meta in mapped {
-        let state_groups = local.next();
-        let Some(meta) = meta else {
-            continue;
-        };
-        match restored.entry(meta.name.clone()) {
-            btree_map::Entry::Occupied(mut known) => {
-                if known.get().meta != meta {
-                    return Err(Error::invalid_input(
-                        "restored handles disagree about a state's kind or types",
-                    )
-                    .with_context("state", &meta.name));
-                }
-                if let Some(state_groups) = state_groups {
-                    let target = Arc::make_mut(&mut known.get_mut().groups);
-                    for (into, from) in target.iter_mut().zip(state_groups) {
-                        into.append(from);
-                    }
-                }
-            }
-            btree_map::Entry::Vacant(vacant) => {
-                vacant.insert(Restored {
-                    meta,
-                    groups: Arc::new(
-                        state_groups.unwrap_or_else(|| vec![RawGroup::default(); groups]),
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
     fn name(&self) -> &'static str {
         self.options.name
@@ -510,87 +297,6 @@ impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
 
     fn notify_checkpoint_aborted(&self, _checkpoint_id: CheckpointId) -> Result<()> {
         Ok(())
-    }
-}
-
-/// A restored state that was not registered again: written back as it was read.
-struct RawCapture(Arc<Vec<RawGroup>>);
-
-impl Captured for RawCapture {
-    fn write_key_group(
-        &self,
-        index: usize,
-        state: u16,
-        writer: &mut SnapshotWriter,
-        _now: u64,
-    ) -> Result<()> {
-        for r in self.0[index].records() {
-            writer.raw_record(state, r.key, r.namespace, r.user_key, r.value)?;
-        }
-        Ok(())
-    }
-}
-
-struct HeapSnapshot {
-    checkpoint_id: CheckpointId,
-    options: HeapBackendOptions,
-    range: KeyGroupRange,
-    now: u64,
-    key_type: std::borrow::Cow<'static, str>,
-    states: Vec<(StateMeta, Box<dyn Captured>)>,
-}
-
-impl fmt::Debug for HeapSnapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeapSnapshot")
-            .field("checkpoint_id", &self.checkpoint_id)
-            .field("range", &self.range)
-            .field(
-                "states",
-                &self.states.iter().map(|s| &s.0.name).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-impl AsyncSnapshot for HeapSnapshot {
-    fn checkpoint_id(&self) -> CheckpointId {
-        self.checkpoint_id
-    }
-
-    fn write(self: Box<Self>, streams: &dyn CheckpointStreamFactory) -> Result<SubtaskState> {
-        let inline;
-        let streams: &dyn CheckpointStreamFactory = match self.options.storage {
-            HeapSnapshotStorage::Inline { max_state_size } => {
-                inline = InlineStreamFactory::new(self.checkpoint_id, max_state_size);
-                &inline
-            }
-            HeapSnapshotStorage::Streams => streams,
-        };
-        let header = KeyedSnapshotHeader {
-            backend: self.options.name.to_owned(),
-            key_type: self.key_type.to_string(),
-            states: self.states.iter().map(|(m, _)| m.clone()).collect(),
-        };
-        let out = streams.create(StateScope::Exclusive)?;
-        let mut writer =
-            KeyedSnapshotWriter::new(out, &header, self.range, self.options.compression)?;
-        for (index, kg) in self.range.iter().enumerate() {
-            writer.begin_key_group(kg)?;
-            for (state, (_, captured)) in self.states.iter().enumerate() {
-                captured.write_key_group(index, state as u16, &mut writer, self.now)?;
-            }
-        }
-        let (out, offsets) = writer.finish()?;
-        let stream = out.close()?;
-        Ok(SubtaskState {
-            keyed: vec![KeyedStateHandle::KeyGroups(KeyGroupsStateHandle {
-                range: self.range,
-                offsets,
-                stream,
-            })],
-            operator: Vec::new(),
-        })
     }
 }
 
