@@ -14,9 +14,8 @@ use cornerstone_backend_api::table::{
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, IncrementalStateHandle,
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, NamedStateFile, Result,
-    SharedClock, StateBackend, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig,
-    StateValue, StreamStateHandle, codec,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result, SharedClock,
+    StateBackend, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig, StateValue, codec,
 };
 use parking_lot::Mutex;
 
@@ -25,45 +24,14 @@ use crate::db::{CfSpec, Instance, Resources};
 use crate::error::from_rocksdb;
 use crate::keys::prefix_len;
 use crate::restore::restore;
-use crate::snapshot::{FullSnapshot, IncrementalSnapshot, SnapshotState};
+use crate::snapshot::{FullSnapshot, IncrementalSnapshot, SnapshotState, Uploads};
+use crate::states::{Filtered, RawFilter, StateEntry, cf_name};
 use crate::table::{Core, RocksListTable, RocksMapTable, RocksValueTable, Seek, scan};
 use crate::timers::RocksTimerQueue;
 use crate::ttl::{Layout, TtlCompaction};
 
-/// What a full snapshot does with a stored value (TTL's cleanup in full snapshots).
-pub(crate) enum Filtered {
-    Keep,
-    Drop,
-    Replace(Vec<u8>),
-}
-
-/// A snapshot filter over stored bytes, built from the typed filter of a table.
-pub(crate) type RawFilter = Arc<dyn Fn(&[u8], u64) -> Result<Filtered> + Send + Sync>;
-
-/// A state known to the backend: registered, or restored and not registered yet.
-#[derive(Clone)]
-pub(crate) struct StateEntry {
-    pub(crate) meta: StateMeta,
-    pub(crate) cf: String,
-    pub(crate) filter: Option<RawFilter>,
-    pub(crate) registered: bool,
-}
-
 /// The size of the write batches that rewrite a migrated state.
 const MIGRATION_BATCH_BYTES: usize = 4 << 20;
-
-/// The column family of state `name`.
-pub(crate) fn cf_name(name: &str) -> String {
-    format!("state/{name}")
-}
-
-/// Shared SST files: those of the last completed checkpoint (reused by the next ones) and
-/// those of checkpoints in flight.
-#[derive(Debug, Default)]
-pub(crate) struct Uploads {
-    pub(crate) confirmed: BTreeMap<String, StreamStateHandle>,
-    pub(crate) pending: BTreeMap<CheckpointId, Vec<NamedStateFile>>,
-}
 
 /// The keyed backend of the RocksDB state backend, for keys `K`.
 ///

@@ -80,9 +80,11 @@ mod backend;
 mod config;
 mod db;
 mod error;
+mod factory;
 mod keys;
 mod restore;
 mod snapshot;
+mod states;
 mod table;
 mod timers;
 mod ttl;
@@ -90,8 +92,9 @@ mod ttl;
 pub use backend::RocksDbKeyedStateBackend;
 pub use config::{
     DEFAULT_BLOCK_CACHE_SIZE, DEFAULT_WRITE_BUFFER_MANAGER_LIMIT, DEFAULT_WRITE_BUFFER_SIZE, NAME,
-    RocksDbConfig, RocksDbStateBackend,
+    RocksDbConfig,
 };
 pub use db::RocksDbCompression;
+pub use factory::RocksDbStateBackend;
 /// The `rocksdb` crate this backend is built on (for baselines that use it directly).
 pub use rocksdb;

@@ -8,7 +8,7 @@
 //!   fresh database (incremental handles are downloaded into a temporary directory and
 //!   opened read-only for that).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use cornerstone_backend_api::format::describe;
@@ -18,15 +18,16 @@ use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::timer::{TimerEntry, decode_timestamp};
 use cornerstone_backend_api::{
-    Error, IncrementalStateHandle, KeyGroupRange, KeyedBackendParams, KeyedStateHandle, Result,
-    StateKind, StateMeta, StateReader,
+    Error, IncrementalStateHandle, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams,
+    KeyedStateHandle, Result, StateKind, StateMeta, StateReader,
 };
 use rocksdb::WriteBatch;
+use tempfile::TempDir;
 
-use crate::backend::{StateEntry, cf_name};
 use crate::db::{CfSpec, Instance, Resources, open_read_only, working_dir};
 use crate::error::{from_rocksdb, local_io};
 use crate::keys::{key_group_bound, prefix_len, push_field, push_key_group};
+use crate::states::{StateEntry, cf_name};
 use crate::table::{Seek, scan};
 use crate::timers::timer_key;
 
@@ -152,10 +153,8 @@ pub(crate) fn restore(
     key_type: &str,
 ) -> Result<(Instance, BTreeMap<String, StateEntry>)> {
     let range = params.key_group_range;
-    let reader = params.reader.as_deref();
     let plen = prefix_len(params.max_parallelism);
     let dir = working_dir(root)?;
-    let mut states: BTreeMap<String, StateEntry> = BTreeMap::new();
 
     // One incremental handle covering our range: open its files directly.
     // (Renamed or dropped states take the general path below, which writes each state
@@ -164,149 +163,79 @@ pub(crate) fn restore(
         && h.range.intersection(&range) == range
         && params.state_mapping.is_empty()
     {
-        let meta = read_meta(h, reader, params, key_type)?;
-        download(h, reader, &dir.path().join("db"))?;
-        let mut cfs = Vec::new();
-        for s in &meta.states {
-            let cf = add_state(&mut states, &s.meta)?;
-            if cf.name != s.column_family {
-                return Err(
-                    Error::corrupted("snapshot meta names an unexpected column family")
-                        .with_context("state", &s.meta.name)
-                        .with_context("column_family", &s.column_family),
-                );
-            }
-            cfs.push(cf);
-        }
-        let inst = Instance::open(dir, resources, plen, &cfs)?;
-        if h.range != range {
-            clip(&inst, &cfs, range, params.max_parallelism, plen)?;
-        }
-        return Ok((inst, states));
+        return open_incremental(h, params, dir, resources, key_type);
     }
 
     let inst = Instance::open(dir, resources, plen, &[])?;
+    let states = load(&inst, params, key_type)?;
+    Ok((inst, states))
+}
+
+/// The direct path of [`restore`]: downloads the files of the one incremental handle `h`,
+/// which covers the backend's key groups, into the working directory `dir` and opens them
+/// there, deleting the key groups outside the backend's range.
+fn open_incremental(
+    h: &IncrementalStateHandle,
+    params: &KeyedBackendParams,
+    dir: TempDir,
+    resources: Resources,
+    key_type: &str,
+) -> Result<(Instance, BTreeMap<String, StateEntry>)> {
+    let range = params.key_group_range;
+    let reader = params.reader.as_deref();
+    let plen = prefix_len(params.max_parallelism);
+    let mut states: BTreeMap<String, StateEntry> = BTreeMap::new();
+    let meta = read_meta(h, reader, params, key_type)?;
+    download(h, reader, &dir.path().join("db"))?;
+    let mut cfs = Vec::new();
+    for s in &meta.states {
+        let cf = add_state(&mut states, &s.meta)?;
+        if cf.name != s.column_family {
+            return Err(
+                Error::corrupted("snapshot meta names an unexpected column family")
+                    .with_context("state", &s.meta.name)
+                    .with_context("column_family", &s.column_family),
+            );
+        }
+        cfs.push(cf);
+    }
+    let inst = Instance::open(dir, resources, plen, &cfs)?;
+    if h.range != range {
+        clip(&inst, &cfs, range, params.max_parallelism, plen)?;
+    }
+    Ok((inst, states))
+}
+
+/// The general path of [`restore`]: inserts every handle's records of the backend's key
+/// groups into the fresh database `inst`, and returns the states the handles hold (after
+/// renames and drops).
+fn load(
+    inst: &Instance,
+    params: &KeyedBackendParams,
+    key_type: &str,
+) -> Result<BTreeMap<String, StateEntry>> {
+    let mut states: BTreeMap<String, StateEntry> = BTreeMap::new();
     // The state names the restored snapshots hold, before renames and drops.
-    let mut stored = std::collections::BTreeSet::new();
+    let mut stored = BTreeSet::new();
     let mut loader = Loader {
-        inst: &inst,
+        inst,
         batch: WriteBatch::default(),
     };
     for (n, handle) in params.restore.iter().enumerate() {
         match handle {
             KeyedStateHandle::KeyGroups(h) => {
-                // Per state index of the header: its column family and kind (`None`: dropped).
-                let mut names: Vec<Option<(String, StateKind)>> = Vec::new();
-                let mut key = Vec::new();
-                let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
-                    if names.is_empty() && !header.states.is_empty() {
-                        header.check_key_type(key_type)?;
-                        for meta in params.state_mapping.apply(&header.states)? {
-                            names.push(match meta {
-                                Some(meta) => {
-                                    let cf = add_state(&mut states, &meta)?;
-                                    inst.ensure_cf(&cf)?;
-                                    Some((cf.name, meta.kind))
-                                }
-                                None => None,
-                            });
-                        }
-                    }
-                    if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
-                        return Err(Error::corrupted(
-                            "a restored key does not hash to its key group (was the max parallelism changed?)",
-                        )
-                        .with_context("key_group", record.key_group)
-                        .with_context("max_parallelism", params.max_parallelism));
-                    }
-                    let Some(name) = names.get(record.state as usize) else {
-                        return Err(Error::corrupted("snapshot record out of place")
-                            .with_context("key_group", record.key_group));
-                    };
-                    let Some((cf, kind)) = name else {
-                        return Ok(());
-                    };
-                    if *kind == StateKind::Timers {
-                        let entry = TimerEntry::from_parts(record.key, record.namespace);
-                        timer_key(
-                            &mut key,
-                            record.key_group,
-                            plen,
-                            decode_timestamp(record.value)?,
-                            entry.as_bytes(),
-                        );
-                        return loader.put(cf, &key, &[]);
-                    }
-                    key.clear();
-                    push_key_group(&mut key, record.key_group, plen);
-                    push_field(&mut key, record.key);
-                    push_field(&mut key, record.namespace);
-                    if let Some(uk) = record.user_key {
-                        key.extend_from_slice(uk);
-                    }
-                    loader.put(cf, &key, record.value)
-                };
-                let header = read_key_groups(h, reader, range, &mut visit)?;
-                if let Some(header) = header {
-                    header.check_key_type(key_type)?;
-                    stored.extend(header.states.iter().map(|m| m.name.clone()));
-                    for meta in params
-                        .state_mapping
-                        .apply(&header.states)?
-                        .into_iter()
-                        .flatten()
-                    {
-                        let cf = add_state(&mut states, &meta)?;
-                        inst.ensure_cf(&cf)?;
-                    }
-                }
+                load_key_groups(h, params, key_type, &mut loader, &mut states, &mut stored)?;
             }
             KeyedStateHandle::Incremental(h) => {
-                let wanted = h.range.intersection(&range);
-                if wanted.is_empty() {
-                    continue;
-                }
-                let meta = read_meta(h, reader, params, key_type)?;
-                let tmp = inst.dir.path().join(format!("restore-{n}"));
-                download(h, reader, &tmp)?;
-                let cfs: Vec<String> = meta
-                    .states
-                    .iter()
-                    .map(|s| s.column_family.clone())
-                    .collect();
-                {
-                    let db = open_read_only(&inst.resources, &tmp, &cfs)?;
-                    let lower = key_group_bound(wanted.first(), plen);
-                    let upper = key_group_bound(wanted.last() + 1, plen);
-                    let metas: Vec<StateMeta> =
-                        meta.states.iter().map(|s| s.meta.clone()).collect();
-                    stored.extend(metas.iter().map(|m| m.name.clone()));
-                    let mapped = params.state_mapping.apply(&metas)?;
-                    for (s, renamed) in meta.states.iter().zip(mapped) {
-                        let Some(renamed) = renamed else {
-                            continue;
-                        };
-                        let cf = add_state(&mut states, &renamed)?;
-                        inst.ensure_cf(&cf)?;
-                        let source = db.cf_handle(&s.column_family).ok_or_else(|| {
-                            Error::corrupted("a state's column family is missing from the snapshot")
-                                .with_context("state", &s.meta.name)
-                        })?;
-                        scan(
-                            &db,
-                            &source,
-                            &lower,
-                            Some(upper.clone()),
-                            Seek::Total,
-                            &mut |k, v| {
-                                loader.put(&cf.name, k, v)?;
-                                Ok(true)
-                            },
-                        )?;
-                    }
-                }
-                std::fs::remove_dir_all(&tmp)
-                    .map_err(|e| local_io("remove restore directory", &tmp, e))?;
+                load_incremental(
+                    n,
+                    h,
+                    params,
+                    key_type,
+                    &mut loader,
+                    &mut states,
+                    &mut stored,
+                )?;
             }
         }
     }
@@ -315,7 +244,153 @@ pub(crate) fn restore(
     if !stored.is_empty() {
         params.state_mapping.check_used(&stored)?;
     }
-    Ok((inst, states))
+    Ok(states)
+}
+
+/// Loads the records of the backend's key groups from the full handle `h` (timers
+/// re-encoded as keys of their queue's column family), adding its states to `states` and
+/// their stored names to `stored`.
+fn load_key_groups(
+    h: &KeyGroupsStateHandle,
+    params: &KeyedBackendParams,
+    key_type: &str,
+    loader: &mut Loader<'_>,
+    states: &mut BTreeMap<String, StateEntry>,
+    stored: &mut BTreeSet<String>,
+) -> Result<()> {
+    let range = params.key_group_range;
+    let reader = params.reader.as_deref();
+    let plen = prefix_len(params.max_parallelism);
+    let inst = loader.inst;
+    // Per state index of the header: its column family and kind (`None`: dropped).
+    let mut names: Vec<Option<(String, StateKind)>> = Vec::new();
+    let mut key = Vec::new();
+    let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
+        if names.is_empty() && !header.states.is_empty() {
+            header.check_key_type(key_type)?;
+            for meta in params.state_mapping.apply(&header.states)? {
+                names.push(match meta {
+                    Some(meta) => {
+                        let cf = add_state(states, &meta)?;
+                        inst.ensure_cf(&cf)?;
+                        Some((cf.name, meta.kind))
+                    }
+                    None => None,
+                });
+            }
+        }
+        if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
+            return Err(Error::corrupted(
+                "a restored key does not hash to its key group (was the max parallelism changed?)",
+            )
+            .with_context("key_group", record.key_group)
+            .with_context("max_parallelism", params.max_parallelism));
+        }
+        let Some(name) = names.get(record.state as usize) else {
+            return Err(Error::corrupted("snapshot record out of place")
+                .with_context("key_group", record.key_group));
+        };
+        let Some((cf, kind)) = name else {
+            return Ok(());
+        };
+        if *kind == StateKind::Timers {
+            let entry = TimerEntry::from_parts(record.key, record.namespace);
+            timer_key(
+                &mut key,
+                record.key_group,
+                plen,
+                decode_timestamp(record.value)?,
+                entry.as_bytes(),
+            );
+            return loader.put(cf, &key, &[]);
+        }
+        key.clear();
+        push_key_group(&mut key, record.key_group, plen);
+        push_field(&mut key, record.key);
+        push_field(&mut key, record.namespace);
+        if let Some(uk) = record.user_key {
+            key.extend_from_slice(uk);
+        }
+        loader.put(cf, &key, record.value)
+    };
+    let header = read_key_groups(h, reader, range, &mut visit)?;
+    if let Some(header) = header {
+        header.check_key_type(key_type)?;
+        stored.extend(header.states.iter().map(|m| m.name.clone()));
+        for meta in params
+            .state_mapping
+            .apply(&header.states)?
+            .into_iter()
+            .flatten()
+        {
+            let cf = add_state(states, &meta)?;
+            inst.ensure_cf(&cf)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the records of the backend's key groups from the incremental handle `h` (at
+/// index `n` of the restored handles): downloads its files into a temporary directory,
+/// opens them read-only and copies each state's key groups into the column family of its
+/// (new) name, adding the states to `states` and their stored names to `stored`.
+fn load_incremental(
+    n: usize,
+    h: &IncrementalStateHandle,
+    params: &KeyedBackendParams,
+    key_type: &str,
+    loader: &mut Loader<'_>,
+    states: &mut BTreeMap<String, StateEntry>,
+    stored: &mut BTreeSet<String>,
+) -> Result<()> {
+    let range = params.key_group_range;
+    let reader = params.reader.as_deref();
+    let plen = prefix_len(params.max_parallelism);
+    let inst = loader.inst;
+    let wanted = h.range.intersection(&range);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let meta = read_meta(h, reader, params, key_type)?;
+    let tmp = inst.dir.path().join(format!("restore-{n}"));
+    download(h, reader, &tmp)?;
+    let cfs: Vec<String> = meta
+        .states
+        .iter()
+        .map(|s| s.column_family.clone())
+        .collect();
+    {
+        let db = open_read_only(&inst.resources, &tmp, &cfs)?;
+        let lower = key_group_bound(wanted.first(), plen);
+        let upper = key_group_bound(wanted.last() + 1, plen);
+        let metas: Vec<StateMeta> = meta.states.iter().map(|s| s.meta.clone()).collect();
+        stored.extend(metas.iter().map(|m| m.name.clone()));
+        let mapped = params.state_mapping.apply(&metas)?;
+        for (s, renamed) in meta.states.iter().zip(mapped) {
+            let Some(renamed) = renamed else {
+                continue;
+            };
+            let cf = add_state(states, &renamed)?;
+            inst.ensure_cf(&cf)?;
+            let source = db.cf_handle(&s.column_family).ok_or_else(|| {
+                Error::corrupted("a state's column family is missing from the snapshot")
+                    .with_context("state", &s.meta.name)
+            })?;
+            scan(
+                &db,
+                &source,
+                &lower,
+                Some(upper.clone()),
+                Seek::Total,
+                &mut |k, v| {
+                    loader.put(&cf.name, k, v)?;
+                    Ok(true)
+                },
+            )?;
+        }
+    }
+    std::fs::remove_dir_all(&tmp).map_err(|e| local_io("remove restore directory", &tmp, e))?;
+    Ok(())
 }
 
 /// Deletes the key groups outside `range` from every column family.

@@ -20,13 +20,21 @@ use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use tempfile::TempDir;
 
-use crate::backend::{Filtered, StateEntry, Uploads};
 use crate::config::NAME;
 use crate::db::{Instance, open_read_only};
 use crate::error::local_io;
 use crate::keys::{key_group_bound, split};
+use crate::states::{Filtered, StateEntry};
 use crate::table::{Seek, scan};
 use crate::timers::timer_record;
+
+/// Shared SST files: those of the last completed checkpoint (reused by the next ones) and
+/// those of checkpoints in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Uploads {
+    pub(crate) confirmed: BTreeMap<String, StreamStateHandle>,
+    pub(crate) pending: BTreeMap<CheckpointId, Vec<NamedStateFile>>,
+}
 
 /// What the synchronous phase captured: a native checkpoint in a local directory and the
 /// states it holds.
