@@ -141,18 +141,21 @@ impl RocksDbStateBackend {
 
     /// The database options of the instances (shared cache and write-buffer manager
     /// included), for baselines that use the `rocksdb` crate directly.
+    #[cfg(feature = "bench-internals")]
     pub fn db_options(&self) -> rocksdb::Options {
         self.resources().db_options()
     }
 
     /// The options of a state's column family in a job with `max_parallelism` key groups
     /// (merge operator of list state and memtable layout included).
+    #[cfg(feature = "bench-internals")]
     pub fn column_family_options(&self, max_parallelism: u32) -> rocksdb::Options {
         self.resources()
             .cf_options(crate::keys::prefix_len(max_parallelism), None, false)
     }
 
     /// The write options of state access (no write-ahead log).
+    #[cfg(feature = "bench-internals")]
     pub fn write_options() -> rocksdb::WriteOptions {
         crate::db::write_options()
     }

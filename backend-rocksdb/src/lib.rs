@@ -96,5 +96,7 @@ pub use config::{
 };
 pub use db::RocksDbCompression;
 pub use factory::RocksDbStateBackend;
-/// The `rocksdb` crate this backend is built on (for baselines that use it directly).
+/// The `rocksdb` crate this backend is built on, for baselines that use it directly
+/// (feature `bench-internals`, not semver-stable).
+#[cfg(feature = "bench-internals")]
 pub use rocksdb;
