@@ -154,6 +154,10 @@ pub(crate) enum Command {
         /// With a job directory: checkpoint N (`<path>/chk-N`) instead of the latest.
         #[arg(long, value_name = "N")]
         id: Option<u64>,
+        /// With a job directory: its latest complete checkpoint (the default; for scripts
+        /// that say so explicitly).
+        #[arg(long, conflicts_with = "id")]
+        latest: bool,
     },
     /// Read every file a checkpoint or savepoint references and check sizes, checksums and
     /// references. Exits with 1 when a problem is found.
@@ -163,6 +167,10 @@ pub(crate) enum Command {
         /// With a job directory: checkpoint N (`<path>/chk-N`) instead of the latest.
         #[arg(long, value_name = "N")]
         id: Option<u64>,
+        /// With a job directory: its latest complete checkpoint (the default; for scripts
+        /// that say so explicitly).
+        #[arg(long, conflicts_with = "id")]
+        latest: bool,
     },
     /// Print the state entries of one operator as JSON lines (values of types without a
     /// known identity as hex). RocksDB incremental snapshots are rewritten in the canonical
@@ -173,6 +181,10 @@ pub(crate) enum Command {
         /// With a job directory: checkpoint N (`<path>/chk-N`) instead of the latest.
         #[arg(long, value_name = "N")]
         id: Option<u64>,
+        /// With a job directory: its latest complete checkpoint (the default; for scripts
+        /// that say so explicitly).
+        #[arg(long, conflicts_with = "id")]
+        latest: bool,
         /// The uid of the operator.
         #[arg(long, value_name = "UID")]
         operator: String,
@@ -275,5 +287,47 @@ pub(crate) fn with_id(location: &str, id: Option<u64>) -> String {
             format!("{}/chk-{id}{query}", bare.trim_end_matches('/'))
         }
         None => location.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn latest_is_the_default_and_excludes_id() {
+        let cli = Cli::try_parse_from(["cornerstone", "show", "job", "--latest"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Show {
+                id: None,
+                latest: true,
+                ..
+            }
+        ));
+        let e = Cli::try_parse_from(["cornerstone", "verify", "job", "--latest", "--id", "3"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert_eq!(
+            with_id_of(&[
+                "cornerstone",
+                "dump",
+                "job",
+                "--operator",
+                "op",
+                "--id",
+                "3"
+            ]),
+            "job/chk-3"
+        );
+    }
+
+    fn with_id_of(args: &[&str]) -> String {
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Dump { path, id, .. } => super::with_id(&path, id),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -316,7 +316,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 print_out(&out.list_human(job_dir, &entries))?;
             }
         }
-        Command::Show { path, id } => {
+        Command::Show { path, id, .. } => {
             let location = &with_id(path, *id);
             let (store, path, out) = open(location, st)?;
             let details = inspect::show(&store, &path)?;
@@ -326,7 +326,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 print_out(&out.show_human(&details))?;
             }
         }
-        Command::Verify { path, id } => {
+        Command::Verify { path, id, .. } => {
             let location = &with_id(path, *id);
             let (store, path, out) = open(location, st)?;
             let progress = Progress::new("verifying", Some(0));
@@ -353,6 +353,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             key_group,
             key,
             limit,
+            ..
         } => {
             let (store, path, _) = open(&with_id(path, *id), st)?;
             let filter = DumpFilter {
