@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::faults::FailNthWrite;
 use common::{files_config, state_of, write_stream};
@@ -91,6 +90,9 @@ fn a_retried_metadata_write_that_took_effect_completes_the_checkpoint() {
 #[cfg(feature = "s3")]
 #[test]
 fn a_call_that_never_answers_times_out() {
+    use std::net::TcpListener;
+    use std::time::Instant;
+
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // Accepts and holds every connection, answering nothing.

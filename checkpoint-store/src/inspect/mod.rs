@@ -2,8 +2,9 @@
 //! [`list`], [`show`], [`verify`], [`gc_candidates`] (and [`gc_delete`], the one call here
 //! that deletes), [`diff`].
 //!
-//! Every function takes a [`CheckpointStore`] and a path inside it (`""` is the store's
-//! root); see [`CheckpointStore::open_location`] to turn a local path or URL into both.
+//! Every function takes a [`CheckpointStore`](crate::CheckpointStore) and a path inside it
+//! (`""` is the store's root); see [`Location`](crate::Location) to turn a local path or URL
+//! into both.
 //! The returned types are plain data with public fields, ready to print or serialize.
 
 mod diff;

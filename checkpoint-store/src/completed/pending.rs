@@ -1,0 +1,496 @@
+//! [`PendingCheckpoint`], a checkpoint or savepoint being written, and the commit protocol:
+//! checks, `_metadata` written last and atomically, read back when its write fails, then
+//! subsumption of the checkpoints beyond `num_retained`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result, StateScope, SubtaskState};
+
+use super::checkpoint::CompletedCheckpoint;
+use super::job::CompletedCheckpointStore;
+#[cfg(feature = "failpoints")]
+use super::retention::kill_point;
+use super::retention::{Retained, delete_files, live_files, resolve_doubtful, unpublish};
+use crate::codec;
+use crate::layout;
+use crate::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
+use crate::status;
+use crate::store::{CheckpointStore, StoreStreamFactory, random_name};
+
+impl CompletedCheckpointStore {
+    /// Starts checkpoint `id`, which must be above every retained checkpoint.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a non-increasing id; [`ErrorKind::AlreadyExists`] when
+    /// `chk-N/_metadata` exists; [`ErrorKind::Closed`] after [`terminate`](Self::terminate);
+    /// [`ErrorKind::Fenced`] when another writer took the job directory's lease.
+    pub fn begin_checkpoint(&self, id: CheckpointId) -> Result<PendingCheckpoint> {
+        let inner = &self.inner;
+        {
+            let state = inner.state.lock();
+            if state.terminated {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the job's checkpoint store was terminated",
+                )
+                .with_context("job", &inner.job_id));
+            }
+            if let Some(last) = state.retained.iter().map(|r| r.done.id()).max()
+                && id <= last
+            {
+                return Err(Error::invalid_input("checkpoint ids must increase")
+                    .with_context("checkpoint", id)
+                    .with_context("latest", last));
+            }
+        }
+        let dir = layout::checkpoint_dir(&inner.job_dir, id);
+        // Reserved before anything is written for it: no later writer reuses the id.
+        inner.lease.reserve(id)?;
+        if inner.store.exists(&layout::metadata_path(&dir))? {
+            return Err(
+                Error::new(ErrorKind::AlreadyExists, "checkpoint is already complete")
+                    .with_context("checkpoint", id)
+                    .with_context("path", &dir),
+            );
+        }
+        Ok(self.pending(id, SnapshotKind::Checkpoint, inner.job_dir.clone(), dir))
+    }
+
+    /// Starts a savepoint at checkpoint `id` in a new directory
+    /// `<savepoint_parent>/savepoint-<6 of job id>-<random>/`. Savepoints are self-contained
+    /// (every file inside the directory, paths relative to it) and never deleted
+    /// automatically.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a bad directory.
+    pub fn begin_savepoint(
+        &self,
+        id: CheckpointId,
+        savepoint_parent: &str,
+    ) -> Result<PendingCheckpoint> {
+        let parent = layout::normalize_dir(savepoint_parent)?;
+        let random: String = random_name().chars().take(12).collect();
+        let dir = format!(
+            "{parent}{}/",
+            layout::savepoint_dir_name(&self.inner.job_id, &random)
+        );
+        Ok(self.pending(id, SnapshotKind::Savepoint, dir.clone(), dir))
+    }
+
+    fn pending(
+        &self,
+        id: CheckpointId,
+        kind: SnapshotKind,
+        base: String,
+        dir: String,
+    ) -> PendingCheckpoint {
+        let config = &self.inner.config;
+        let factory = StoreStreamFactory::new(
+            self.inner.store.clone(),
+            id,
+            base,
+            kind == SnapshotKind::Savepoint,
+            config.inline_threshold,
+            config.write_chunk_size,
+        );
+        PendingCheckpoint {
+            job: self.clone(),
+            id,
+            kind,
+            dir,
+            trigger_timestamp_ms: config.clock.now_millis(),
+            factory: Arc::new(factory),
+            operators: Vec::new(),
+            finished: false,
+        }
+    }
+}
+
+/// What reading a `_metadata` back after a failed commit says.
+enum ReadBack {
+    /// It holds exactly the bytes this writer wrote, and its name is durable: the commit
+    /// took effect.
+    Ours,
+    /// It holds another writer's checkpoint.
+    Theirs,
+    /// There is none: the commit did not take effect.
+    Absent,
+    /// It could not be read, or its name not made durable: the outcome stays unknown.
+    Unknown(Error),
+}
+
+fn read_back(store: &CheckpointStore, path: &str, written: &[u8]) -> ReadBack {
+    match store.read_small(path, status::MAX_METADATA_FILE) {
+        // The failed commit may have failed at the directory sync after the write: a
+        // `_metadata` that is there but could vanish at a power cut is not complete yet.
+        Ok(bytes) if bytes == written => match store.sync_dirs([layout::parent_dir(path).as_str()])
+        {
+            Ok(()) => ReadBack::Ours,
+            Err(e) => ReadBack::Unknown(e),
+        },
+        Ok(_) => ReadBack::Theirs,
+        Err(e) if e.kind() == ErrorKind::NotFound => ReadBack::Absent,
+        Err(e) => ReadBack::Unknown(e),
+    }
+}
+
+/// A checkpoint or savepoint being written. Backends write through
+/// [`stream_factory`](Self::stream_factory); the handles they return are added per subtask;
+/// [`commit`](Self::commit) writes `_metadata`. Dropping it uncommitted aborts it.
+pub struct PendingCheckpoint {
+    job: CompletedCheckpointStore,
+    id: CheckpointId,
+    kind: SnapshotKind,
+    dir: String,
+    trigger_timestamp_ms: u64,
+    factory: Arc<StoreStreamFactory>,
+    operators: Vec<OperatorState>,
+    finished: bool,
+}
+
+impl fmt::Debug for PendingCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCheckpoint")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingCheckpoint {
+    /// The checkpoint id.
+    pub fn id(&self) -> CheckpointId {
+        self.id
+    }
+
+    /// The directory `_metadata` will be written to.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The stream factory backends write this checkpoint's state through.
+    pub fn stream_factory(&self) -> Arc<StoreStreamFactory> {
+        self.factory.clone()
+    }
+
+    /// Adds (merges) the state of one subtask of an operator.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the operator was added with another parallelism,
+    /// max parallelism or name, or the index is not below the parallelism.
+    pub fn add_subtask_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        parallelism: u32,
+        max_parallelism: u32,
+        subtask: u32,
+        state: SubtaskState,
+    ) -> Result<()> {
+        if subtask >= parallelism {
+            return Err(
+                Error::invalid_input("subtask index not below the parallelism")
+                    .with_context("operator", uid)
+                    .with_context("subtask", subtask)
+                    .with_context("parallelism", parallelism),
+            );
+        }
+        let op = match self.operators.iter_mut().position(|o| o.uid == uid) {
+            Some(i) => &mut self.operators[i],
+            None => {
+                self.operators
+                    .push(OperatorState::new(uid, name, parallelism, max_parallelism));
+                let last = self.operators.len() - 1;
+                &mut self.operators[last]
+            }
+        };
+        if op.parallelism != parallelism || op.max_parallelism != max_parallelism || op.name != name
+        {
+            return Err(
+                Error::invalid_input("operator added twice with different properties")
+                    .with_context("operator", uid)
+                    .with_context(
+                        "parallelism",
+                        format!("{} vs {parallelism}", op.parallelism),
+                    )
+                    .with_context(
+                        "max_parallelism",
+                        format!("{} vs {max_parallelism}", op.max_parallelism),
+                    ),
+            );
+        }
+        op.subtasks.entry(subtask).or_default().merge(state);
+        Ok(())
+    }
+
+    /// Commits: checks that every referenced file was written by this job (or, for shared
+    /// files, is referenced by a retained checkpoint of this job) and that this writer still
+    /// holds the job directory's lease, makes the written files' directories durable, writes
+    /// `_metadata` last and atomically, then (for checkpoints) registers it and subsumes
+    /// checkpoints beyond `num_retained`.
+    ///
+    /// When the `_metadata` write fails, `_metadata` is read back to learn what happened:
+    /// holding these bytes, the checkpoint completed (and `commit` succeeds); absent or
+    /// another writer's, the checkpoint is aborted and its files deleted; unreadable, the
+    /// outcome is unknown: nothing is deleted, the error is [`ErrorKind::OutcomeUnknown`],
+    /// every file the checkpoint references stays live, and the next commit (or the next
+    /// [`CompletedCheckpointStore::open`]) finds out from storage. Every earlier checkpoint
+    /// stays restorable in every case.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a reference to a file this job did not write (such as a
+    /// file of a `NoClaim` restore), or an id not above the latest retained checkpoint;
+    /// [`ErrorKind::Fenced`] when another writer took the lease (nothing is deleted; when
+    /// that is found after `_metadata` was published, the checkpoint stays on storage);
+    /// [`ErrorKind::OutcomeUnknown`]; storage and encoding errors.
+    pub fn commit(mut self) -> Result<CompletedCheckpoint> {
+        self.finished = true;
+        match self.try_commit() {
+            Ok(done) => Ok(done),
+            Err(Failure::Clean(e)) => {
+                let live = live_files(&self.job.inner.state.lock());
+                let _ = self.cleanup_written(&live);
+                Err(e.with_context("checkpoint", self.id))
+            }
+            Err(Failure::Keep(e)) => Err(e.with_context("checkpoint", self.id)),
+        }
+    }
+
+    fn try_commit(&mut self) -> std::result::Result<CompletedCheckpoint, Failure> {
+        let inner = self.job.inner.clone();
+        let metadata = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: self.id,
+            job_id: inner.job_id.clone(),
+            kind: self.kind,
+            trigger_timestamp_ms: self.trigger_timestamp_ms,
+            completed_timestamp_ms: inner.config.clock.now_millis(),
+            operators: std::mem::take(&mut self.operators),
+        };
+        let bytes = codec::encode(&metadata, inner.config.compression).map_err(Failure::Clean)?;
+        let done = CompletedCheckpoint {
+            metadata: Arc::new(metadata),
+            metadata_path: layout::metadata_path(&self.dir),
+            base_dir: self.factory.base_dir().to_owned(),
+        };
+        let written: BTreeSet<String> = self
+            .factory
+            .written()
+            .into_iter()
+            .map(|w| layout::join(&done.base_dir, &w.rel))
+            .collect();
+
+        let mut state = inner.state.lock();
+        if state.terminated {
+            return Err(Failure::Clean(Error::new(
+                ErrorKind::Closed,
+                "the job's checkpoint store was terminated",
+            )));
+        }
+        // A fenced writer deletes nothing, not even its own files.
+        inner.lease.check("commit").map_err(Failure::Keep)?;
+        resolve_doubtful(&inner.store, &mut state);
+        if self.kind == SnapshotKind::Checkpoint
+            && let Some(latest) = state.retained.iter().map(|r| r.done.id()).max()
+            && self.id <= latest
+        {
+            return Err(Failure::Clean(
+                Error::invalid_input(
+                    "checkpoint is not newer than the latest completed one (it was subsumed)",
+                )
+                .with_context("latest", latest),
+            ));
+        }
+        let owned_live: BTreeSet<String> = state
+            .retained
+            .iter()
+            .filter(|r| !r.foreign)
+            .flat_map(|r| r.done.file_paths())
+            .filter(|(_, scope)| *scope == StateScope::Shared)
+            .map(|(p, _)| p)
+            .collect();
+        for (path, scope) in done.file_paths() {
+            let ok = match scope {
+                StateScope::TaskOwned => self.kind == SnapshotKind::Checkpoint,
+                StateScope::Shared if self.kind == SnapshotKind::Checkpoint => {
+                    written.contains(&path) || owned_live.contains(&path)
+                }
+                _ => written.contains(&path),
+            };
+            if !ok {
+                return Err(Failure::Clean(
+                    Error::invalid_input(
+                        "checkpoint references a file this job did not write (a NoClaim restore's file, \
+                         or one no longer retained); the first checkpoint after a restore must be full",
+                    )
+                    .with_context("path", path)
+                    .with_context("scope", format!("{scope:?}")),
+                ));
+            }
+        }
+
+        // Every directory entry `_metadata` depends on is durable before it is published.
+        let dirs: BTreeSet<String> = written
+            .iter()
+            .map(|w| layout::parent_dir(w))
+            .chain([self.dir.clone()])
+            .collect();
+        inner
+            .store
+            .sync_dirs(dirs.iter().map(String::as_str))
+            .map_err(Failure::Clean)?;
+
+        // Kill point: the files are written and synced, `_metadata` is not (`failpoints`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("commit-before-metadata", |_| kill_point(
+            "commit-before-metadata"
+        ));
+        if let Err(e) = inner.store.commit_metadata(&self.dir, bytes.clone()) {
+            match read_back(&inner.store, &done.metadata_path, &bytes) {
+                ReadBack::Ours => {
+                    tracing::warn!(path = %done.metadata_path, error = %e, "the _metadata write reported an error but took effect: the checkpoint is complete");
+                }
+                ReadBack::Theirs | ReadBack::Absent => return Err(Failure::Clean(e)),
+                ReadBack::Unknown(read_error) => {
+                    tracing::warn!(path = %done.metadata_path, error = %e, read_back = %read_error, "the outcome of a _metadata commit is unknown: keeping every file");
+                    if self.kind == SnapshotKind::Checkpoint {
+                        state.doubtful.push(done.clone());
+                    }
+                    return Err(Failure::Keep(
+                        Error::new(
+                            ErrorKind::OutcomeUnknown,
+                            "the _metadata commit failed and reading it back failed too: the checkpoint may or may not be complete; its files are kept",
+                        )
+                        .with_context("path", &done.metadata_path)
+                        .with_context("commit error", e)
+                        .with_context("read-back error", read_error),
+                    ));
+                }
+            }
+        }
+        // Kill point: `_metadata` is published, the checkpoint not yet registered nor
+        // anything subsumed (`failpoints`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("commit-after-metadata", |_| kill_point(
+            "commit-after-metadata"
+        ));
+
+        if self.kind == SnapshotKind::Savepoint {
+            drop(state);
+            return Ok(done);
+        }
+        state.retained.push(Retained {
+            done: done.clone(),
+            foreign: false,
+        });
+        state.retained.sort_by_key(|r| r.done.id());
+        // Published: if another writer took over meanwhile, it may not have seen this
+        // checkpoint, so nothing is deleted by this writer any more.
+        if let Err(e) = inner.lease.check("subsume after commit") {
+            return Err(Failure::Keep(
+                e.with_context("committed", &done.metadata_path),
+            ));
+        }
+        let excess = state
+            .retained
+            .len()
+            .saturating_sub(inner.config.num_retained);
+        let mut subsumed = std::mem::take(&mut state.discarding);
+        subsumed.extend(state.retained.drain(..excess));
+        // Every subsumed `_metadata` first: one that cannot be deleted stays on storage, and
+        // so do its files (live below), until the next subsumption tries again.
+        let mut unpublished = Vec::new();
+        for r in subsumed {
+            match unpublish(&inner.store, &r.done) {
+                Ok(()) => unpublished.push(r),
+                Err(e) => {
+                    state.cleanup_failures.push(e.to_string());
+                    state.discarding.push(r);
+                }
+            }
+        }
+        let live = live_files(&state);
+        // Files written for this checkpoint but not referenced (dropped streams).
+        for w in &written {
+            if !live.contains(w)
+                && !is_task_owned(&done.base_dir, w)
+                && let Err(e) = inner.store.delete(w)
+            {
+                state.cleanup_failures.push(e.to_string());
+            }
+        }
+        for r in unpublished {
+            if let Err(e) =
+                delete_files(&inner.store, &r.done, &live, !r.foreign, state.keep_shared)
+            {
+                state.cleanup_failures.push(e.to_string());
+            }
+        }
+        Ok(done)
+    }
+
+    /// Aborts: deletes what this checkpoint wrote (not task-owned files, not files a retained
+    /// checkpoint references) and its directory. A fenced writer deletes nothing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`).
+    pub fn abort(mut self) -> Result<()> {
+        self.finished = true;
+        let live = live_files(&self.job.inner.state.lock());
+        self.cleanup_written(&live)
+    }
+
+    fn cleanup_written(&self, live: &BTreeSet<String>) -> Result<()> {
+        let store = &self.job.inner.store;
+        self.job
+            .inner
+            .lease
+            .check("delete an aborted checkpoint's files")?;
+        let base = self.factory.base_dir();
+        let mut first_error = None;
+        for w in self.factory.written() {
+            let path = layout::join(base, &w.rel);
+            if w.scope == StateScope::TaskOwned && self.kind == SnapshotKind::Checkpoint
+                || live.contains(&path)
+            {
+                continue;
+            }
+            if let Err(e) = store.delete(&path) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if !store
+            .exists(&layout::metadata_path(&self.dir))
+            .unwrap_or(true)
+        {
+            store.delete_dir_if_empty(&self.dir);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Why a commit failed, and so whether its files may be deleted.
+enum Failure {
+    /// The checkpoint is certainly not complete: delete what it wrote.
+    Clean(Error),
+    /// Its outcome is unknown, or this writer is fenced: delete nothing.
+    Keep(Error),
+}
+
+fn is_task_owned(base: &str, path: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|rel| layout::classify_job_path(rel) == layout::JobPath::TaskOwned)
+}
+
+impl Drop for PendingCheckpoint {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            let live = live_files(&self.job.inner.state.lock());
+            let _ = self.cleanup_written(&live);
+        }
+    }
+}
