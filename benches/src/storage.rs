@@ -20,7 +20,7 @@ use cornerstone_checkpoint_store::{
 };
 use criterion::{Criterion, Throughput};
 
-use crate::{
+use crate::support::{
     Cycle, MAX_PARALLELISM, SEED, count_label, keyed_backend, populate_values, shuffled_keys,
 };
 

@@ -23,7 +23,7 @@ use cornerstone_backend_api::{
 use criterion::Criterion;
 use hashbrown::HashSet;
 
-use crate::{
+use crate::support::{
     Cycle, SEED, SplitMix64, count_label, key_group, keyed_backend, per_op_group, shuffled_keys,
     timed_in_chunks,
 };

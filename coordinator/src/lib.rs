@@ -67,6 +67,7 @@ pub mod coordinator;
 pub mod mapping;
 pub mod restart;
 pub mod stats;
+mod task;
 pub mod two_phase;
 
 pub use barrier::{AlignmentStats, BarrierHandler, CheckpointBarrier, HandlerOutput, InputEvent};

@@ -7,7 +7,7 @@
 use cornerstone_backend_api::{Error, Result};
 use cornerstone_checkpoint_store::CheckpointMetadata;
 
-use crate::coordinator::OperatorSpec;
+use crate::task::OperatorSpec;
 
 /// How a snapshot's operators map onto a job's, as [`map_operators`] found it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cornerstone_backend_api::CheckpointId;
 
-use crate::coordinator::TaskId;
+use crate::task::TaskId;
 
 /// What a subtask measured while taking its part of a checkpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,0 +1,343 @@
+//! The per-state-operation workloads (value, list and map state) on a backend, and their raw
+//! `hashbrown` baselines.
+
+use std::hint::black_box;
+
+use cornerstone_backend_api::StateBackendFactory;
+use criterion::Criterion;
+use hashbrown::HashMap;
+
+use crate::support::{
+    Cycle, SEED, count_label, key_group, keyed_backend, map_ops, per_op_group, populate_lists,
+    populate_maps, populate_values, shuffled_keys, timed_in_chunks,
+};
+
+/// Keys of the value-state workloads.
+pub const VALUE_KEYS: u64 = 100_000;
+/// Keys of the list-state workloads.
+pub const LIST_KEYS: u64 = 100_000;
+/// Elements per list in the list-read workloads (and at most in `list_add`).
+pub const LIST_LEN: u64 = 10;
+/// Keys of the map-state workloads (fewer than the others to keep memory small).
+pub const MAP_KEYS: u64 = 10_000;
+/// Entries per map in the map-state workloads.
+pub const MAP_ENTRIES: u64 = 100;
+
+/// How many (key, user key) pairs the map workloads cycle through.
+const MAP_OPS: usize = 1 << 20;
+
+/// The per-state-operation workloads on one backend, named `name` in the bench ids:
+///
+/// - `value_get`, `value_update`: `ValueState<u64>` over [`VALUE_KEYS`] populated keys,
+///   visited in a shuffled order;
+/// - `list_add`: appends to lists of [`LIST_KEYS`] keys, cleared (untimed) once they
+///   hold [`LIST_LEN`] elements on average;
+/// - `list_get` (a copy as a `Vec`, then summed) and `list_for_each` (summed in place):
+///   lists of [`LIST_LEN`] elements;
+/// - `map_put` (overwrites), `map_get`, `map_iterate` (all entries of one map per op):
+///   [`MAP_KEYS`] keys with [`MAP_ENTRIES`] entries each.
+///
+/// # Panics
+/// When the backend fails, naming the operation.
+pub fn state_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+    value_ops(c, name, factory);
+    list_ops(c, name, factory);
+    map_ops_bench(c, name, factory);
+}
+
+fn value_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+    let keys = shuffled_keys(VALUE_KEYS, SEED);
+    let label = count_label(VALUE_KEYS);
+    let backend = keyed_backend(factory).expect("create the keyed backend");
+    let state = populate_values(&backend, &keys).expect("populate value state");
+
+    let mut group = per_op_group(c, "value_get");
+    group.bench_function(format!("{name}/{label}"), |b| {
+        let mut cycle = Cycle::new(&keys);
+        b.iter(|| {
+            let key = cycle.next_item();
+            black_box(state.get(&key, &()).expect("value_get"))
+        });
+    });
+    group.finish();
+
+    let mut group = per_op_group(c, "value_update");
+    group.bench_function(format!("{name}/{label}"), |b| {
+        let mut cycle = Cycle::new(&keys);
+        let mut n = 0u64;
+        b.iter(|| {
+            let key = cycle.next_item();
+            n += 1;
+            state.update(&key, &(), n).expect("value_update");
+        });
+    });
+    group.finish();
+}
+
+fn list_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+    let keys = shuffled_keys(LIST_KEYS, SEED);
+    let label = count_label(LIST_KEYS);
+    {
+        let backend = keyed_backend(factory).expect("create the keyed backend");
+        let state = populate_lists(&backend, &keys, 0).expect("register list state");
+        let mut group = per_op_group(c, "list_add");
+        group.bench_function(format!("{name}/{label}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            let mut done = 0;
+            b.iter_custom(|iters| {
+                timed_in_chunks(
+                    iters,
+                    LIST_KEYS * LIST_LEN,
+                    &mut done,
+                    || {
+                        let key = cycle.next_item();
+                        state.add(&key, &(), key).expect("list_add");
+                    },
+                    || {
+                        for key in &keys {
+                            state.clear(key, &()).expect("list clear");
+                        }
+                    },
+                )
+            });
+        });
+        group.finish();
+    }
+
+    let backend = keyed_backend(factory).expect("create the keyed backend");
+    let state = populate_lists(&backend, &keys, LIST_LEN).expect("populate list state");
+    let detail = format!("{label}x{LIST_LEN}");
+
+    let mut group = per_op_group(c, "list_get");
+    group.bench_function(format!("{name}/{detail}"), |b| {
+        let mut cycle = Cycle::new(&keys);
+        b.iter(|| {
+            let key = cycle.next_item();
+            let list = state.get(&key, &()).expect("list_get");
+            black_box(list.iter().sum::<u64>())
+        });
+    });
+    group.finish();
+
+    let mut group = per_op_group(c, "list_for_each");
+    group.bench_function(format!("{name}/{detail}"), |b| {
+        let mut cycle = Cycle::new(&keys);
+        b.iter(|| {
+            let key = cycle.next_item();
+            let mut sum = 0u64;
+            state
+                .for_each(&key, &(), |v| sum += *v)
+                .expect("list_for_each");
+            black_box(sum)
+        });
+    });
+    group.finish();
+}
+
+fn map_ops_bench<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+    let keys = shuffled_keys(MAP_KEYS, SEED);
+    let ops = map_ops(&keys, MAP_ENTRIES, MAP_OPS, SEED);
+    let detail = format!("{}x{MAP_ENTRIES}", count_label(MAP_KEYS));
+    let backend = keyed_backend(factory).expect("create the keyed backend");
+    let state = populate_maps(&backend, &keys, MAP_ENTRIES).expect("populate map state");
+
+    let mut group = per_op_group(c, "map_put");
+    group.bench_function(format!("{name}/{detail}"), |b| {
+        let mut cycle = Cycle::new(&ops);
+        let mut n = 0u64;
+        b.iter(|| {
+            let (key, user_key) = cycle.next_item();
+            n += 1;
+            state.put(&key, &(), user_key, n).expect("map_put");
+        });
+    });
+    group.finish();
+
+    let mut group = per_op_group(c, "map_get");
+    group.bench_function(format!("{name}/{detail}"), |b| {
+        let mut cycle = Cycle::new(&ops);
+        b.iter(|| {
+            let (key, user_key) = cycle.next_item();
+            black_box(state.get(&key, &(), &user_key).expect("map_get"))
+        });
+    });
+    group.finish();
+
+    let mut group = per_op_group(c, "map_iterate");
+    group.bench_function(format!("{name}/{detail}"), |b| {
+        let mut cycle = Cycle::new(&keys);
+        b.iter(|| {
+            let key = cycle.next_item();
+            let mut sum = 0u64;
+            state
+                .for_each(&key, &(), |uk, uv| sum = sum.wrapping_add(uk ^ uv))
+                .expect("map_iterate");
+            black_box(sum)
+        });
+    });
+    group.finish();
+}
+
+/// The workloads of [`state_ops`] on plain `hashbrown` maps (same hasher as the heap
+/// backends), each access also computing the key group of its key: the bar for the
+/// overhead of a backend. Backend name `raw_hashmap`.
+///
+/// `list_get/raw_hashmap` clones the `Vec` as `ListState::get` does; `list_for_each`
+/// sums it in place. `key_group/raw/100k` times the key-group computation alone.
+///
+/// # Panics
+/// Never, except on a bug in the key-group computation.
+pub fn raw_state_ops(c: &mut Criterion) {
+    const NAME: &str = "raw_hashmap";
+    // The key-group computation alone: a fixed cost of every access, in every backend.
+    {
+        let keys = shuffled_keys(VALUE_KEYS, SEED);
+        let mut group = per_op_group(c, "key_group");
+        group.bench_function(format!("raw/{}", count_label(VALUE_KEYS)), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| key_group(cycle.next_item()));
+        });
+        group.finish();
+    }
+    // Values.
+    {
+        let keys = shuffled_keys(VALUE_KEYS, SEED);
+        let label = count_label(VALUE_KEYS);
+        let mut map: HashMap<u64, u64> = keys.iter().map(|&k| (k, k)).collect();
+
+        let mut group = per_op_group(c, "value_get");
+        group.bench_function(format!("{NAME}/{label}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                black_box(key_group(key));
+                black_box(map.get(&key).copied())
+            });
+        });
+        group.finish();
+
+        let mut group = per_op_group(c, "value_update");
+        group.bench_function(format!("{NAME}/{label}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            let mut n = 0u64;
+            b.iter(|| {
+                let key = cycle.next_item();
+                black_box(key_group(key));
+                n += 1;
+                map.insert(key, n);
+            });
+        });
+        group.finish();
+    }
+    // Lists.
+    {
+        let keys = shuffled_keys(LIST_KEYS, SEED);
+        let label = count_label(LIST_KEYS);
+        let mut map: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut group = per_op_group(c, "list_add");
+        group.bench_function(format!("{NAME}/{label}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            let mut done = 0;
+            let map = std::cell::RefCell::new(&mut map);
+            b.iter_custom(|iters| {
+                timed_in_chunks(
+                    iters,
+                    LIST_KEYS * LIST_LEN,
+                    &mut done,
+                    || {
+                        let key = cycle.next_item();
+                        black_box(key_group(key));
+                        map.borrow_mut().entry(key).or_default().push(key);
+                    },
+                    || {
+                        let mut map = map.borrow_mut();
+                        for key in &keys {
+                            map.remove(key);
+                        }
+                    },
+                )
+            });
+        });
+        group.finish();
+        drop(map);
+
+        let map: HashMap<u64, Vec<u64>> = keys
+            .iter()
+            .map(|&k| (k, (k..k + LIST_LEN).collect()))
+            .collect();
+        let detail = format!("{label}x{LIST_LEN}");
+        let mut group = per_op_group(c, "list_get");
+        group.bench_function(format!("{NAME}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                black_box(key_group(key));
+                let list = map.get(&key).cloned().unwrap_or_default();
+                black_box(list.iter().sum::<u64>())
+            });
+        });
+        group.finish();
+
+        let mut group = per_op_group(c, "list_for_each");
+        group.bench_function(format!("{NAME}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                black_box(key_group(key));
+                black_box(map.get(&key).map_or(0, |l| l.iter().sum::<u64>()))
+            });
+        });
+        group.finish();
+    }
+    // Maps.
+    {
+        let keys = shuffled_keys(MAP_KEYS, SEED);
+        let ops = map_ops(&keys, MAP_ENTRIES, MAP_OPS, SEED);
+        let detail = format!("{}x{MAP_ENTRIES}", count_label(MAP_KEYS));
+        let mut map: HashMap<u64, HashMap<u64, u64>> = keys
+            .iter()
+            .map(|&k| (k, (0..MAP_ENTRIES).map(|uk| (uk, k ^ uk)).collect()))
+            .collect();
+
+        let mut group = per_op_group(c, "map_put");
+        group.bench_function(format!("{NAME}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&ops);
+            let mut n = 0u64;
+            b.iter(|| {
+                let (key, user_key) = cycle.next_item();
+                black_box(key_group(key));
+                n += 1;
+                map.entry(key).or_default().insert(user_key, n);
+            });
+        });
+        group.finish();
+
+        let mut group = per_op_group(c, "map_get");
+        group.bench_function(format!("{NAME}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&ops);
+            b.iter(|| {
+                let (key, user_key) = cycle.next_item();
+                black_box(key_group(key));
+                black_box(map.get(&key).and_then(|m| m.get(&user_key)).copied())
+            });
+        });
+        group.finish();
+
+        let mut group = per_op_group(c, "map_iterate");
+        group.bench_function(format!("{NAME}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                black_box(key_group(key));
+                let mut sum = 0u64;
+                if let Some(m) = map.get(&key) {
+                    for (uk, uv) in m {
+                        sum = sum.wrapping_add(uk ^ uv);
+                    }
+                }
+                black_box(sum)
+            });
+        });
+        group.finish();
+    }
+}
