@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use common::{job, reported_checkpoints, run_exactly_once, verify_job};
 
-/// 2 inputs x 2 splits x 60k events over 5000 keys, a checkpoint every 30 ms: about 3 s
-/// and 15 checkpoints in a debug build, whose keyed state is large enough (above the
-/// 20 KiB inline threshold) to be written as files in `chk-N/`.
+/// 2 inputs x 2 splits x 60k events over 5000 keys, 20 ms between source batches and a
+/// checkpoint every 30 ms: about 6 s and 30 checkpoints in a debug build (the latest kill
+/// point needs 6 commits, which a faster pace did not always reach on a loaded 2-core
+/// machine), whose keyed state is large enough (above the 20 KiB inline threshold) to be
+/// written as files in `chk-N/`.
 const EVENTS: u64 = 60_000;
 const KEYS: u64 = 5_000;
 
@@ -32,7 +34,7 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(300);
 fn kill_at(point: &str, skip: u32) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = job(dir.path(), EVENTS, KEYS)
-        .args(["--pace-ms", "10", "--interval-ms", "30", "--progress"])
+        .args(["--pace-ms", "20", "--interval-ms", "30", "--progress"])
         .env("FAILPOINTS", format!("{point}={skip}*off->return"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
