@@ -63,7 +63,7 @@ impl Location {
     /// Parses a location.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a relative local path that cannot be made absolute or
+    /// [`ErrorKind::InvalidInput`](cornerstone_backend_api::ErrorKind::InvalidInput) for a relative local path that cannot be made absolute or
     /// is not valid UTF-8, or a service URL without a bucket.
     pub fn parse(location: &str) -> Result<Location> {
         let (bare, query) = split_location_query(location);
