@@ -22,6 +22,13 @@ pub(super) struct JobInner {
     pub(super) job_dir: String,
     pub(super) config: CheckpointConfig,
     pub(super) lease: Lease,
+    /// Held by whatever changes the retained checkpoints together with storage (a commit
+    /// and its subsumption, settling doubtful commits, a Claim restore, termination), for
+    /// the whole of that storage I/O: such changes run one at a time.
+    pub(super) writer: Mutex<()>,
+    /// The retained checkpoints and their bookkeeping, only ever held for in-memory steps,
+    /// never across storage I/O: readers ([`CompletedCheckpointStore::latest`], `Debug`)
+    /// never wait for storage.
     pub(super) state: Mutex<State>,
 }
 
@@ -139,6 +146,7 @@ impl CompletedCheckpointStore {
                 job_dir,
                 config,
                 lease,
+                writer: Mutex::new(()),
                 state: Mutex::new(State {
                     retained,
                     keep_shared,
@@ -169,10 +177,10 @@ impl CompletedCheckpointStore {
     /// [`ErrorKind::OutcomeUnknown`] naming the `_metadata` that storage still cannot
     /// read; [`ErrorKind::Fenced`].
     pub fn settle_doubtful(&self) -> Result<()> {
+        let _writer = self.inner.writer.lock();
         self.inner.lease.check("settle doubtful commits")?;
-        let mut state = self.inner.state.lock();
-        resolve_doubtful(&self.inner.store, &mut state);
-        match state.doubtful.first() {
+        resolve_doubtful(&self.inner.store, &self.inner.state);
+        match self.inner.state.lock().doubtful.first() {
             Some(d) => Err(Error::new(
                 ErrorKind::OutcomeUnknown,
                 "storage cannot tell yet whether a checkpoint completed",
@@ -246,12 +254,13 @@ impl CompletedCheckpointStore {
     /// [`CleanupPolicy::deletes_on`]: super::CleanupPolicy::deletes_on
     pub fn terminate(&self, status: JobStatus) -> Result<()> {
         let inner = &self.inner;
-        let mut state = inner.state.lock();
-        state.terminated = true;
+        let _writer = inner.writer.lock();
+        inner.state.lock().terminated = true;
         if !inner.config.cleanup.deletes_on(status) {
             return Ok(());
         }
         inner.lease.check("clean up on termination")?;
+        let mut state = inner.state.lock();
         let mut retained = std::mem::take(&mut state.retained);
         retained.append(&mut state.discarding);
         let doubtful = std::mem::take(&mut state.doubtful);

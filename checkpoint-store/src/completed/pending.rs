@@ -283,8 +283,10 @@ impl PendingCheckpoint {
             .map(|w| layout::join(&done.base_dir, &w.rel))
             .collect();
 
-        let mut state = inner.state.lock();
-        if state.terminated {
+        // One commit (or other change of the retained checkpoints) at a time; `state` is only
+        // held for the in-memory steps below, never across storage I/O.
+        let _writer = inner.writer.lock();
+        if inner.state.lock().terminated {
             return Err(Failure::Clean(Error::new(
                 ErrorKind::Closed,
                 "the job's checkpoint store was terminated",
@@ -292,7 +294,8 @@ impl PendingCheckpoint {
         }
         // A fenced writer deletes nothing, not even its own files.
         inner.lease.check("commit").map_err(Failure::Keep)?;
-        resolve_doubtful(&inner.store, &mut state);
+        resolve_doubtful(&inner.store, &inner.state);
+        let state = inner.state.lock();
         if self.kind == SnapshotKind::Checkpoint
             && let Some(latest) = state.retained.iter().map(|r| r.done.id()).max()
             && self.id <= latest
@@ -312,6 +315,7 @@ impl PendingCheckpoint {
             .filter(|(_, scope)| *scope == StateScope::Shared)
             .map(|(p, _)| p)
             .collect();
+        drop(state);
         for (path, scope) in done.file_paths() {
             let ok = match scope {
                 StateScope::TaskOwned => self.kind == SnapshotKind::Checkpoint,
@@ -357,7 +361,7 @@ impl PendingCheckpoint {
                 ReadBack::Unknown(read_error) => {
                     tracing::warn!(path = %done.metadata_path, error = %e, read_back = %read_error, "the outcome of a _metadata commit is unknown: keeping every file");
                     if self.kind == SnapshotKind::Checkpoint {
-                        state.doubtful.push(done.clone());
+                        inner.state.lock().doubtful.push(done.clone());
                     }
                     return Err(Failure::Keep(
                         Error::new(
@@ -379,14 +383,16 @@ impl PendingCheckpoint {
         ));
 
         if self.kind == SnapshotKind::Savepoint {
-            drop(state);
             return Ok(done);
         }
-        state.retained.push(Retained {
-            done: done.clone(),
-            foreign: false,
-        });
-        state.retained.sort_by_key(|r| r.done.id());
+        {
+            let mut state = inner.state.lock();
+            state.retained.push(Retained {
+                done: done.clone(),
+                foreign: false,
+            });
+            state.retained.sort_by_key(|r| r.done.id());
+        }
         // Published: if another writer took over meanwhile, it may not have seen this
         // checkpoint, so nothing is deleted by this writer any more.
         if let Err(e) = inner.lease.check("subsume after commit") {
@@ -394,40 +400,51 @@ impl PendingCheckpoint {
                 e.with_context("committed", &done.metadata_path),
             ));
         }
-        let excess = state
-            .retained
-            .len()
-            .saturating_sub(inner.config.num_retained);
-        let mut subsumed = std::mem::take(&mut state.discarding);
-        subsumed.extend(state.retained.drain(..excess));
+        let subsumed = {
+            let mut state = inner.state.lock();
+            let excess = state
+                .retained
+                .len()
+                .saturating_sub(inner.config.num_retained);
+            let mut subsumed = std::mem::take(&mut state.discarding);
+            subsumed.extend(state.retained.drain(..excess));
+            subsumed
+        };
         // Every subsumed `_metadata` first: one that cannot be deleted stays on storage, and
         // so do its files (live below), until the next subsumption tries again.
+        let mut failures = Vec::new();
         let mut unpublished = Vec::new();
+        let mut still_published = Vec::new();
         for r in subsumed {
             match unpublish(&inner.store, &r.done) {
                 Ok(()) => unpublished.push(r),
                 Err(e) => {
-                    state.cleanup_failures.push(e.to_string());
-                    state.discarding.push(r);
+                    failures.push(e.to_string());
+                    still_published.push(r);
                 }
             }
         }
-        let live = live_files(&state);
+        let (live, keep_shared) = {
+            let mut state = inner.state.lock();
+            state.discarding.extend(still_published);
+            (live_files(&state), state.keep_shared)
+        };
         // Files written for this checkpoint but not referenced (dropped streams).
         for w in &written {
             if !live.contains(w)
                 && !is_task_owned(&done.base_dir, w)
                 && let Err(e) = inner.store.delete(w)
             {
-                state.cleanup_failures.push(e.to_string());
+                failures.push(e.to_string());
             }
         }
         for r in unpublished {
-            if let Err(e) =
-                delete_files(&inner.store, &r.done, &live, !r.foreign, state.keep_shared)
-            {
-                state.cleanup_failures.push(e.to_string());
+            if let Err(e) = delete_files(&inner.store, &r.done, &live, !r.foreign, keep_shared) {
+                failures.push(e.to_string());
             }
+        }
+        if !failures.is_empty() {
+            inner.state.lock().cleanup_failures.extend(failures);
         }
         Ok(done)
     }
@@ -439,6 +456,7 @@ impl PendingCheckpoint {
     /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`).
     pub fn abort(mut self) -> Result<()> {
         self.finished = true;
+        let _writer = self.job.inner.writer.lock();
         let live = live_files(&self.job.inner.state.lock());
         self.cleanup_written(&live)
     }

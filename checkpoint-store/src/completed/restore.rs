@@ -212,6 +212,7 @@ impl CompletedCheckpointStore {
                 .with_context("path", &point.metadata_path));
             }
             (ClaimMode::Claim, true, _) => {
+                let _writer = self.inner.writer.lock();
                 let mut state = self.inner.state.lock();
                 if !state
                     .retained

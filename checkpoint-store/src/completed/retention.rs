@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use cornerstone_backend_api::{ErrorKind, Result, StateScope};
+use parking_lot::Mutex;
 
 use super::checkpoint::CompletedCheckpoint;
 use crate::metadata::SnapshotKind;
@@ -116,24 +117,35 @@ pub(super) fn kill_point(name: &str) -> ! {
 /// Settles the checkpoints whose commit had an unknown outcome, from what storage says now:
 /// complete ones become retained, absent ones are dropped (their files become garbage for
 /// `gc`, as this writer can no longer tell them from a retained checkpoint's), unreadable
-/// ones stay doubtful.
-pub(super) fn resolve_doubtful(store: &CheckpointStore, state: &mut State) {
-    let doubtful = std::mem::take(&mut state.doubtful);
+/// ones stay doubtful. Reads storage without holding `state`; the caller holds the job's
+/// writer lock, so nothing else changes the doubtful checkpoints meanwhile.
+pub(super) fn resolve_doubtful(store: &CheckpointStore, state: &Mutex<State>) {
+    let doubtful = std::mem::take(&mut state.lock().doubtful);
+    if doubtful.is_empty() {
+        return;
+    }
+    let mut complete = Vec::new();
+    let mut still = Vec::new();
     for done in doubtful {
         match load_completed(store, &done.metadata_path) {
             Ok(found) if found.metadata == done.metadata => {
                 tracing::info!(path = %done.metadata_path, "a checkpoint whose commit outcome was unknown is complete");
-                state.retained.push(Retained {
-                    done: found,
-                    foreign: false,
-                });
-                state.retained.sort_by_key(|r| r.done.id());
+                complete.push(found);
             }
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 tracing::info!(path = %done.metadata_path, "a checkpoint whose commit outcome was unknown did not complete");
             }
-            Err(_) => state.doubtful.push(done),
+            Err(_) => still.push(done),
         }
     }
+    let mut state = state.lock();
+    state
+        .retained
+        .extend(complete.into_iter().map(|done| Retained {
+            done,
+            foreign: false,
+        }));
+    state.retained.sort_by_key(|r| r.done.id());
+    state.doubtful.extend(still);
 }
