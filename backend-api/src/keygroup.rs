@@ -12,8 +12,8 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
 use crate::error::{Error, Result};
+use crate::spi::codec;
 
 /// The default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
@@ -59,7 +59,7 @@ pub fn key_group_for_bytes(key_bytes: &[u8], max_parallelism: u32) -> u32 {
     mur3::murmurhash3_x86_32(key_bytes, KEY_GROUP_HASH_SEED) % max_parallelism
 }
 
-/// The key group of a key, serialized with the key encoding of [`crate::codec`].
+/// The key group of a key, serialized with the key encoding of [`crate::spi::codec`].
 ///
 /// # Errors
 /// [`crate::ErrorKind::InvalidInput`] when the key cannot be serialized.
@@ -285,16 +285,17 @@ mod tests {
 
     #[test]
     fn malformed_ranges_do_not_deserialize() {
-        let bytes = crate::codec::encode(&(10u32, 5u32)).unwrap();
-        assert!(crate::codec::decode::<KeyGroupRange>(&bytes).is_err());
-        let bytes = crate::codec::encode(&(0u32, 40_000u32)).unwrap();
-        assert!(crate::codec::decode::<KeyGroupRange>(&bytes).is_err());
+        let bytes = crate::spi::codec::encode(&(10u32, 5u32)).unwrap();
+        assert!(crate::spi::codec::decode::<KeyGroupRange>(&bytes).is_err());
+        let bytes = crate::spi::codec::encode(&(0u32, 40_000u32)).unwrap();
+        assert!(crate::spi::codec::decode::<KeyGroupRange>(&bytes).is_err());
         let r = KeyGroupRange::new(3, 9);
-        let back: KeyGroupRange = crate::codec::decode(&crate::codec::encode(&r).unwrap()).unwrap();
+        let back: KeyGroupRange =
+            crate::spi::codec::decode(&crate::spi::codec::encode(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         assert_eq!(
-            crate::codec::encode(&r).unwrap(),
-            crate::codec::encode(&(3u32, 10u32)).unwrap()
+            crate::spi::codec::encode(&r).unwrap(),
+            crate::spi::codec::encode(&(3u32, 10u32)).unwrap()
         );
     }
 

@@ -5,7 +5,8 @@
 //! ```
 //! use cornerstone_backend_api::operator::OperatorStateBackend;
 //! use cornerstone_backend_api::rescale::redistribute_operator_state;
-//! use cornerstone_backend_api::{CheckpointId, MemoryCheckpointStorage, StateReader};
+//! use cornerstone_backend_api::spi::MemoryCheckpointStorage;
+//! use cornerstone_backend_api::{CheckpointId, StateReader};
 //!
 //! // Two subtasks keep the offsets of the partitions they read.
 //! let storage = MemoryCheckpointStorage::new();
@@ -48,20 +49,17 @@
 
 pub mod backend;
 pub mod clock;
-pub mod codec;
 pub mod descriptor;
 pub mod error;
-pub mod format;
 pub mod handles;
 pub mod identity;
-pub mod keyed_format;
 pub mod keygroup;
 pub mod migration;
 pub mod operator;
 pub mod rescale;
+pub mod spi;
 pub mod state;
 pub mod stream;
-pub mod table;
 pub mod timer;
 pub mod ttl;
 mod ttl_table;
@@ -92,9 +90,14 @@ pub use keygroup::{
     operator_index_for_key_group,
 };
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
-pub use stream::{
-    CheckpointOutputStream, CheckpointStreamFactory, CountingReader, InlineStreamFactory,
-    MemoryCheckpointStorage, StateReader,
+pub use stream::{CheckpointOutputStream, CheckpointStreamFactory, StateReader};
+
+// The implementor modules and storage helpers at their former paths, hidden from the docs
+// (their place is `spi`); kept while the crates and tests move to `spi::`.
+#[doc(hidden)]
+pub use spi::{
+    CountingReader, InlineStreamFactory, MemoryCheckpointStorage, codec, format, keyed_format,
+    table,
 };
 pub use timer::{TimeDomain, Timer, TimerService};
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};

@@ -34,10 +34,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::codec;
 use crate::descriptor::{StateKind, StateMeta, StateValue};
 use crate::error::{Error, Result};
 use crate::identity::split_version;
+use crate::spi::codec;
 
 /// Migrates the value at the front of the bytes: its new bytes and the length it took.
 type StepFn = dyn Fn(&[u8]) -> Result<(Vec<u8>, usize)> + Send + Sync;

@@ -14,17 +14,17 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::backend::AsyncSnapshot;
-use crate::codec;
 use crate::descriptor::{StateKey, StateValue};
 use crate::error::{Error, Result};
 use crate::handles::{
     CheckpointId, Distribution, OperatorStateHandle, OperatorStateMeta, StateScope, SubtaskState,
 };
 use crate::identity::StateType;
+use crate::spi::codec;
 use crate::stream::{CheckpointStreamFactory, StateReader, read_stream, stream_write_error};
 
-pub use crate::format::operator::{MAGIC, VERSION};
-use crate::format::operator::{OperatorStream, element_prefix, preamble};
+pub use crate::spi::format::operator::{MAGIC, VERSION};
+use crate::spi::format::operator::{OperatorStream, element_prefix, preamble};
 
 trait Captured: Send {
     fn encode(&self, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
@@ -144,7 +144,7 @@ impl OperatorStateBackend {
         let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
         for handle in handles {
             let bytes = read_stream(&handle.stream, reader)?;
-            let path = crate::format::describe(&handle.stream);
+            let path = crate::spi::format::describe(&handle.stream);
             let stream = OperatorStream::parse(&bytes, &path)?;
             for (name, meta) in &handle.states {
                 let entry = restored.entry(name.clone()).or_insert_with(|| Restored {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::descriptor::{AggregateFunction, ReduceFn, VoidNamespace};
 use crate::error::Result;
-use crate::table::{ListTable, MapTable, ValueTable};
+use crate::spi::table::{ListTable, MapTable, ValueTable};
 
 macro_rules! handle_debug {
     ($ty:ident < $($g:ident),+ >) => {

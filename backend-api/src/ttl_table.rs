@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::error::Result;
-use crate::table::{ListTable, MapTable, SnapshotFilter, ValueTable, merge_lists, merge_values};
+use crate::spi::table::{
+    ListTable, MapTable, SnapshotFilter, ValueTable, merge_lists, merge_values,
+};
 use crate::ttl::{StateTtlConfig, StateVisibility, TtlValue, UpdateType};
 
 struct Ttl {

@@ -55,7 +55,7 @@
 //!   first write to a key group after a snapshot copies that key group only.
 //! - **Asynchronous phase**: [`AsyncSnapshot::write`] streams one file per subtask through
 //!   the checkpoint's [`CheckpointStreamFactory`] (the exclusive scope, `chk-N/`): the
-//!   `CSKG` format of `cornerstone_backend_api::keyed_format`, blocks of about 256 KiB,
+//!   `CSKG` format of `cornerstone_backend_api::spi::keyed_format`, blocks of about 256 KiB,
 //!   each with a CRC32 and optionally zstd-compressed, and an offset for every key group.
 //!   Memory stays bounded: one block is buffered at a time, and the checkpoint store uploads
 //!   in chunks. Streams below the store's inline threshold (20 KiB by default) stay inline
@@ -68,7 +68,7 @@
 //! [`CheckpointStreamFactory`]: cornerstone_backend_api::CheckpointStreamFactory
 //! [`StateBackend::snapshot`]: cornerstone_backend_api::StateBackend::snapshot
 
-use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackendFactory, StateKey};
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 

@@ -4,9 +4,10 @@
 //!
 //! ```
 //! use cornerstone_backend_api::{
-//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, MemoryCheckpointStorage,
-//!     StateBackend, StateBackendFactory, ValueStateDescriptor,
+//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, StateBackend,
+//!     StateBackendFactory, ValueStateDescriptor,
 //! };
+//! use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 //! use cornerstone_backend_memory::MemoryStateBackend;
 //!
 //! let factory = MemoryStateBackend::new();

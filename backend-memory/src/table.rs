@@ -5,9 +5,9 @@ use std::any::Any;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::KeyedSnapshotWriter;
 use cornerstone_backend_api::keygroup::key_group_for_key;
-use cornerstone_backend_api::table::{ListTable, MapTable, SnapshotFilter, ValueTable};
+use cornerstone_backend_api::spi::keyed_format::KeyedSnapshotWriter;
+use cornerstone_backend_api::spi::table::{ListTable, MapTable, SnapshotFilter, ValueTable};
 use cornerstone_backend_api::{
     CheckpointOutputStream, Error, KeyGroupRange, Result, StateKey, StateValue,
 };

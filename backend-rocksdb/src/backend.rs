@@ -6,16 +6,17 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::migration::{Migration, Migrations, resolve};
-use cornerstone_backend_api::table::{
+use cornerstone_backend_api::spi::codec;
+use cornerstone_backend_api::spi::keyed_format::Compression;
+use cornerstone_backend_api::spi::table::{
     ListTable, MapTable, SnapshotFilter, TableOptions, ValueTable,
 };
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, IncrementalStateHandle,
     KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result, SharedClock,
-    StateBackend, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig, StateValue, codec,
+    StateBackend, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig, StateValue,
 };
 use parking_lot::Mutex;
 
@@ -77,8 +78,8 @@ pub(crate) fn canonical_snapshot(
     reader: Option<Arc<dyn StateReader>>,
     streams: &dyn CheckpointStreamFactory,
 ) -> Result<KeyedStateHandle> {
-    let what = cornerstone_backend_api::format::describe(&handle.meta);
-    let meta = cornerstone_backend_api::format::incremental::decode(
+    let what = cornerstone_backend_api::spi::format::describe(&handle.meta);
+    let meta = cornerstone_backend_api::spi::format::incremental::decode(
         &cornerstone_backend_api::stream::read_stream(&handle.meta, reader.as_deref())?,
         &what,
     )?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 
 use crate::db::RocksDbCompression;
 

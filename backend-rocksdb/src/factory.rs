@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{
     CheckpointStreamFactory, IncrementalStateHandle, KeyedBackendParams, KeyedStateHandle, Result,
     StateBackendFactory, StateKey, StateReader,

@@ -149,7 +149,7 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use cornerstone_backend_api::codec;
+    use cornerstone_backend_api::spi::codec;
 
     #[test]
     fn keys_split_back_into_their_parts() {

@@ -5,10 +5,10 @@
 //!
 //! ```
 //! use cornerstone_backend_api::{
-//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-//!     ListStateDescriptor, MemoryCheckpointStorage, StateBackend, StateBackendFactory,
-//!     ValueStateDescriptor,
+//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ListStateDescriptor,
+//!     StateBackend, StateBackendFactory, ValueStateDescriptor,
 //! };
+//! use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 //! use cornerstone_backend_rocksdb::RocksDbStateBackend;
 //!
 //! let dir = tempfile::tempdir().expect("a temp dir");

@@ -11,10 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use cornerstone_backend_api::format::describe;
-use cornerstone_backend_api::format::incremental::{self, IncrementalMeta};
-use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::spi::format::describe;
+use cornerstone_backend_api::spi::format::incremental::{self, IncrementalMeta};
+use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::timer::{TimerEntry, decode_timestamp};
 use cornerstone_backend_api::{

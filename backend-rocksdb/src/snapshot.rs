@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cornerstone_backend_api::format::incremental::{self, IncrementalMeta, IncrementalState};
-use cornerstone_backend_api::keyed_format::{
+use cornerstone_backend_api::spi::format::incremental::{self, IncrementalMeta, IncrementalState};
+use cornerstone_backend_api::spi::keyed_format::{
     Compression, KeyedSnapshotHeader, KeyedSnapshotWriter,
 };
 use cornerstone_backend_api::stream::stream_write_error;

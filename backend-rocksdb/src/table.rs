@@ -5,8 +5,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
-use cornerstone_backend_api::table::{ListTable, MapTable, ValueTable};
-use cornerstone_backend_api::{Error, KeyGroupRange, Result, StateKey, StateValue, codec};
+use cornerstone_backend_api::spi::codec;
+use cornerstone_backend_api::spi::table::{ListTable, MapTable, ValueTable};
+use cornerstone_backend_api::{Error, KeyGroupRange, Result, StateKey, StateValue};
 use rocksdb::{ReadOptions, WriteBatch};
 use serde::de::DeserializeOwned;
 

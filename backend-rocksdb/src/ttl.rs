@@ -163,8 +163,9 @@ impl CompactionFilter for TtlFilter {
 mod tests {
     use std::time::Duration;
 
+    use cornerstone_backend_api::ManualClock;
+    use cornerstone_backend_api::spi::codec;
     use cornerstone_backend_api::ttl::TtlValue;
-    use cornerstone_backend_api::{ManualClock, codec};
 
     use super::*;
 

@@ -16,9 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
-    MemoryCheckpointStorage, StateBackendFactory, StateReader, ValueStateDescriptor, state_type,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, StateBackendFactory,
+    StateReader, ValueStateDescriptor, state_type,
 };
 use cornerstone_backend_fs::FsStateBackend;
 use cornerstone_benches::{MAX_PARALLELISM, checkpoint_into, count_label};

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
-    MemoryCheckpointStorage, StateBackend, StateBackendFactory, StateReader, SubtaskState,
-    ValueStateDescriptor,
+    StateBackend, StateBackendFactory, StateReader, SubtaskState, ValueStateDescriptor,
 };
 use cornerstone_backend_rocksdb::RocksDbStateBackend;
 use cornerstone_backend_rocksdb::rocksdb::{

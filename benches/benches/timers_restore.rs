@@ -21,10 +21,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::timer::TimeDomain;
 use cornerstone_backend_api::{
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
-    MemoryCheckpointStorage, StateBackendFactory, StateReader,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, StateBackendFactory,
+    StateReader,
 };
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_benches::timers::timers;

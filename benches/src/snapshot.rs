@@ -4,9 +4,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cornerstone_backend_api::{
-    CheckpointId, KeyedStateHandle, MemoryCheckpointStorage, StateBackend, StateBackendFactory,
-};
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
+use cornerstone_backend_api::{CheckpointId, KeyedStateHandle, StateBackend, StateBackendFactory};
 use criterion::{Criterion, Throughput};
 use hashbrown::HashMap;
 

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::rescale::keyed_handles_for;
+use cornerstone_backend_api::spi::CountingReader;
 use cornerstone_backend_api::{
-    CheckpointId, CountingReader, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    KeyedStateHandle, Result, StateBackend, StateBackendFactory, StateReader, StreamStateHandle,
+    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
+    Result, StateBackend, StateBackendFactory, StateReader, StreamStateHandle,
     ValueStateDescriptor,
 };
 use cornerstone_checkpoint_store::{

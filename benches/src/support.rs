@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateBackendExt,
-    KeyedStateHandle, ListState, ListStateDescriptor, MapState, MapStateDescriptor,
-    MemoryCheckpointStorage, Result, StateBackendFactory, StateKey, ValueState,
-    ValueStateDescriptor,
+    KeyedStateHandle, ListState, ListStateDescriptor, MapState, MapStateDescriptor, Result,
+    StateBackendFactory, StateKey, ValueState, ValueStateDescriptor,
 };
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 

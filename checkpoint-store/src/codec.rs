@@ -17,8 +17,8 @@
 //! required, each once: `1` header (checkpoint id, job id, kind, timestamps) and `2`
 //! operators (uid, name, parallelism, max parallelism, per subtask handles). Payloads are
 //! encoded field by field with big-endian fixed-width integers
-//! ([`cornerstone_backend_api::format`]; the handles by
-//! [`cornerstone_backend_api::format::handles`]), byte for byte what the first writer
+//! ([`cornerstone_backend_api::spi::format`]; the handles by
+//! [`cornerstone_backend_api::spi::format::handles`]), byte for byte what the first writer
 //! produced through serde and bincode. The layout is in `docs/format.md`.
 //!
 //! Decoding never panics: every length is checked against the input, the decompressed size
@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 
-use cornerstone_backend_api::format::{self, Reader, handles};
+use cornerstone_backend_api::spi::format::{self, Reader, handles};
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
 
 use crate::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
@@ -377,7 +377,7 @@ mod tests {
     /// same), section 2 as `Vec<OperatorState>` through its serde derives.
     #[test]
     fn explicit_encoding_equals_the_first_serde_encoding() {
-        use cornerstone_backend_api::codec as serde_codec;
+        use cornerstone_backend_api::spi::codec as serde_codec;
         let mut m = sample();
         let mut subtask = cornerstone_backend_api::SubtaskState::default();
         subtask

@@ -3,13 +3,13 @@
 //!
 //! Values are decoded by the type identity recorded in the snapshot (type names of earlier
 //! releases are read as identities): primitives, `string`, and `option`, `list`, `set`,
-//! `map`, arrays and tuples of them, with [`cornerstone_backend_api::codec::decode`]; a
+//! `map`, arrays and tuples of them, with [`cornerstone_backend_api::spi::codec::decode`]; a
 //! user type is given as `{"hex": "..."}`. A keyed entry has `subtask`, `key_group`,
 //! `state`, `kind`, `key`, `namespace`, `user_key` (map state) and `value`; a timer (kind
 //! `timers`, states `_timer_state/...`) has `timestamp` instead of `value`.
 
-use cornerstone_backend_api::codec;
 use cornerstone_backend_api::identity::canonical_identity;
+use cornerstone_backend_api::spi::codec;
 use cornerstone_backend_api::{Distribution, StateKind, StateMeta};
 use serde_json::{Map, Value, json};
 

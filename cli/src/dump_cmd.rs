@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::io::{self, Write};
 
 use anyhow::{Context, Result};
-use cornerstone_backend_api::format::describe;
-use cornerstone_backend_api::format::operator::OperatorStream;
 use cornerstone_backend_api::handles::{KeyGroupsStateHandle, OperatorStateHandle};
-use cornerstone_backend_api::keyed_format::read_key_groups;
+use cornerstone_backend_api::spi::format::describe;
+use cornerstone_backend_api::spi::format::operator::OperatorStream;
+use cornerstone_backend_api::spi::keyed_format::read_key_groups;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{Error, KeyGroupRange, KeyedStateHandle, StateReader};
 use cornerstone_checkpoint_store::CheckpointStore;
@@ -201,9 +201,9 @@ fn canonical(
     reader: &cornerstone_checkpoint_store::StoreStateReader,
 ) -> Result<(
     KeyGroupsStateHandle,
-    cornerstone_backend_api::MemoryCheckpointStorage,
+    cornerstone_backend_api::spi::MemoryCheckpointStorage,
 )> {
-    let storage = cornerstone_backend_api::MemoryCheckpointStorage::new();
+    let storage = cornerstone_backend_api::spi::MemoryCheckpointStorage::new();
     let reader: std::sync::Arc<dyn StateReader> = std::sync::Arc::new(reader.clone());
     let handle = cornerstone_backend_rocksdb::RocksDbStateBackend::new().canonical_snapshot(
         h,

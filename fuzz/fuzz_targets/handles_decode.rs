@@ -5,7 +5,7 @@
 //! the same value.
 #![no_main]
 
-use cornerstone_backend_api::format::{Reader, handles, put_count};
+use cornerstone_backend_api::spi::format::{Reader, handles, put_count};
 use cornerstone_backend_api::handles::{KeyedStateHandle, SubtaskState};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 //! encoding is canonical), but for type names of release 0.1, read as identities.
 #![no_main]
 
-use cornerstone_backend_api::format::incremental;
+use cornerstone_backend_api::spi::format::incremental;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 //! behind the checksums.
 #![no_main]
 
-use cornerstone_backend_api::keyed_format::read_key_groups;
+use cornerstone_backend_api::spi::keyed_format::read_key_groups;
 use cornerstone_backend_api::{KeyGroupRange, KeyGroupsStateHandle, StreamStateHandle};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! stream (and at offsets past it); every element returned lies inside the stream.
 #![no_main]
 
-use cornerstone_backend_api::format::operator::OperatorStream;
+use cornerstone_backend_api::spi::format::operator::OperatorStream;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -13,10 +13,10 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use super::{Backend, Harness, clock, create, kg, params, restore, write_snapshot};
 use crate::backend::{AsyncSnapshot, KeyedStateBackendExt, StateBackend};
 use crate::clock::ManualClock;
-use crate::codec;
 use crate::error::Result;
 use crate::handles::{CheckpointId, KeyedStateHandle};
 use crate::keygroup::{KeyGroupRange, operator_index_for_key_group};
+use crate::spi::codec;
 use crate::timer::{TimeDomain, TimerEntry, TimerService};
 
 /// The max parallelism of the test.

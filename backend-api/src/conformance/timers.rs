@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use super::{Backend, Harness, MAX_P, clock, create, expect_err, fresh, kg, params, roundtrip};
 use crate::backend::{KeyedStateBackendExt, StateBackend};
 use crate::clock::ManualClock;
-use crate::codec;
 use crate::descriptor::{StateKind, ValueStateDescriptor};
 use crate::error::{Error, ErrorKind};
 use crate::keygroup::KeyGroupRange;
+use crate::spi::codec;
 use crate::timer::{TimeDomain, Timer, TimerEntry, TimerService};
 
 type Fired<K, N> = Vec<(i64, K, N)>;

@@ -243,7 +243,7 @@ pub fn timers_restore_with_keyed_state<H: Harness>(h: &H) {
 /// error naming the state; a heap or RocksDB backend never panics on it.
 pub fn timers_corrupt_timestamp_is_refused<H: Harness>(h: &H) {
     use crate::handles::{KeyGroupsStateHandle, StreamStateHandle};
-    use crate::keyed_format::{Compression, KeyedSnapshotHeader, KeyedSnapshotWriter};
+    use crate::spi::keyed_format::{Compression, KeyedSnapshotHeader, KeyedSnapshotWriter};
     let clock = clock();
     let range = KeyGroupRange::all(MAX_P);
     let header = KeyedSnapshotHeader {

@@ -10,9 +10,9 @@ use super::value::Order;
 use super::{Backend, Harness, MAX_P, checkpoint, clock, fresh, restore};
 use crate::backend::{KeyedStateBackend, KeyedStateBackendExt, StateBackendFactory};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
-use crate::format::Reader;
 use crate::handles::KeyedStateHandle;
 use crate::keygroup::KeyGroupRange;
+use crate::spi::format::Reader;
 use crate::ttl::StateTtlConfig;
 
 /// The keys of the typed states.
@@ -182,7 +182,7 @@ const RUST_TYPE_NAMES: &[u8] = include_bytes!("rust-type-names.cshd");
 /// The handles of [`RUST_TYPE_NAMES`].
 fn rust_type_names_handles() -> Vec<KeyedStateHandle> {
     let mut r = Reader::new(RUST_TYPE_NAMES, "rust-type-names.cshd");
-    crate::format::handles::subtask(&mut r)
+    crate::spi::format::handles::subtask(&mut r)
         .expect("decode the fixture's handles")
         .keyed
 }
@@ -239,7 +239,7 @@ pub fn typed_states_fixture<H: Harness>(h: &H) -> Vec<u8> {
         }
     }
     let mut out = Vec::new();
-    crate::format::handles::put_subtask(
+    crate::spi::format::handles::put_subtask(
         &mut out,
         &SubtaskState {
             keyed: state.keyed,

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use super::queue::TimerQueue;
 use super::types::{TimeDomain, Timer, split_entry};
 use crate::clock::SharedClock;
-use crate::codec;
 use crate::descriptor::StateKey;
 use crate::error::Result;
 use crate::keygroup::key_group_for_bytes;
+use crate::spi::codec;
 
 /// Serializes (key, namespace) into an entry (in [`codec::with_scratch`]'s buffer) and
 /// calls `f(key_group, entry)`.

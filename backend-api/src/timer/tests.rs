@@ -4,7 +4,7 @@
 
 use super::service::with_entry;
 use super::*;
-use crate::codec;
+use crate::spi::codec;
 
 #[test]
 fn entries_split_back_into_key_and_namespace() {

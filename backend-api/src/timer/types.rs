@@ -48,7 +48,7 @@ pub struct Timer<K, N> {
 
 /// A timer's serialized key and namespace, as queues store and order it:
 /// `varint(key length) | key | namespace` (LEB128 length, key and namespace serialized with
-/// [`codec`](crate::codec)). Entries of 24 bytes or less are stored without an allocation.
+/// [`codec`](crate::spi::codec)). Entries of 24 bytes or less are stored without an allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TimerEntry(SmallVec<[u8; 24]>);
 
@@ -104,7 +104,7 @@ pub fn split_entry(bytes: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok((&bytes[n..end], &bytes[end..]))
 }
 
-/// The stored form of a timestamp in snapshot records: [`codec`](crate::codec)'s (big-endian `i64`).
+/// The stored form of a timestamp in snapshot records: [`codec`](crate::spi::codec)'s (big-endian `i64`).
 pub fn encode_timestamp(timestamp: i64) -> [u8; 8] {
     timestamp.to_be_bytes()
 }

@@ -11,14 +11,15 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::migration::{Migrations, resolve};
-use cornerstone_backend_api::table::{ListTable, MapTable, TableOptions, ValueTable};
+use cornerstone_backend_api::spi::codec;
+use cornerstone_backend_api::spi::keyed_format::Compression;
+use cornerstone_backend_api::spi::table::{ListTable, MapTable, TableOptions, ValueTable};
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
     KeyedStateBackend, KeyedStateHandle, Result, SharedClock, StateBackend, StateBackendFactory,
-    StateKey, StateKind, StateMeta, StateValue, codec,
+    StateKey, StateKind, StateMeta, StateValue,
 };
 use parking_lot::Mutex;
 

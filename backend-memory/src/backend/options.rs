@@ -1,6 +1,6 @@
 //! The options of heap backends: their name, where snapshots go, block compression.
 
-use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 
 /// The name of the memory backend, used in logs, metadata and CLI flags.
 pub const NAME: &str = "memory";

@@ -5,8 +5,8 @@ use std::collections::btree_map;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::{Error, KeyGroupsStateHandle, KeyedBackendParams, Result, StateMeta};
 
 /// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.

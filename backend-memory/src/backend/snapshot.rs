@@ -4,10 +4,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::{KeyedSnapshotHeader, KeyedSnapshotWriter};
+use cornerstone_backend_api::spi::InlineStreamFactory;
+use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, KeyedSnapshotWriter};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, InlineStreamFactory, KeyGroupRange,
-    KeyGroupsStateHandle, KeyedStateHandle, Result, StateMeta, StateScope, SubtaskState,
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, KeyGroupRange, KeyGroupsStateHandle,
+    KeyedStateHandle, Result, StateMeta, StateScope, SubtaskState,
 };
 
 use super::options::{HeapBackendOptions, HeapSnapshotStorage};

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use cornerstone_backend_api::format::{self, incremental};
-use cornerstone_backend_api::keyed_format::read_header;
+use cornerstone_backend_api::spi::format::{self, incremental};
+use cornerstone_backend_api::spi::keyed_format::read_header;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{KeyedStateHandle, Result, StateMeta, StateScope, StreamStateHandle};
 

@@ -9,9 +9,9 @@ use super::header::{
 };
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
-use crate::format::{self, Reader, describe};
 use crate::handles::KeyGroupsStateHandle;
 use crate::keygroup::KeyGroupRange;
+use crate::spi::format::{self, Reader, describe};
 use crate::stream::{StateReader, open_stream};
 
 /// One record read back.

@@ -333,7 +333,7 @@ pub fn state_meta(r: &mut Reader<'_>) -> Result<StateMeta> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::codec;
+    use crate::spi::codec;
 
     /// A subtask state with every kind of handle and field.
     pub(crate) fn sample() -> SubtaskState {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! stream  = magic "CSOP" | version u16 (1) | element*
-//! element = length u32 | bytes (the element serialized with crate::codec)
+//! element = length u32 | bytes (the element serialized with crate::spi::codec)
 //! ```
 //!
 //! The stream has no index of its own: the [`OperatorStateHandle`] in `_metadata` records,

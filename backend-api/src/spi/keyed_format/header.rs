@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::descriptor::StateMeta;
 use crate::error::{Error, Result};
-use crate::format::{self, Reader, handles};
+use crate::spi::format::{self, Reader, handles};
 
 /// The magic number of the stream.
 pub const MAGIC: [u8; 4] = *b"CSKG";
@@ -66,7 +66,7 @@ impl KeyedSnapshotHeader {
 }
 
 /// The header's encoding: the backend and key type as strings, then the count of states and
-/// each state's meta (see [`crate::format::handles`]).
+/// each state's meta (see [`crate::spi::format::handles`]).
 pub(super) fn encode_header(header: &KeyedSnapshotHeader) -> Vec<u8> {
     let KeyedSnapshotHeader {
         backend,

@@ -9,10 +9,10 @@ use super::header::{
     BLOCK_HEADER_LEN, BLOCK_TARGET_SIZE, Compression, FLAG_ZSTD, KeyedSnapshotHeader, MAGIC,
     MAX_HEADER_LEN, PREAMBLE_LEN, VERSION, encode_header,
 };
-use crate::codec;
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
+use crate::spi::codec;
 
 /// Writes a keyed-state stream.
 #[derive(Debug)]

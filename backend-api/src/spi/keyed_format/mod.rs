@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! stream  = magic "CSKG" | version u16 | header_len u32 | header_crc u32 | header | block*
-//! header  = backend string | key_type string | states seq<StateMeta> (crate::format::handles)
+//! header  = backend string | key_type string | states seq<StateMeta> (crate::spi::format::handles)
 //! block   = key_group u32 | stored_len u32 | flags u8 | crc32(stored) u32 | raw_len u32 | stored
 //! stored  = records, zstd-compressed when flags & 1
 //! record  = state | key | namespace | [user key, map state only] | value
@@ -36,10 +36,10 @@ pub use writer::KeyedSnapshotWriter;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec;
     use crate::descriptor::{StateKind, StateMeta};
     use crate::handles::{KeyGroupsStateHandle, StreamStateHandle};
     use crate::keygroup::KeyGroupRange;
+    use crate::spi::codec;
 
     /// Fields of every varint width (around 127/128 and 16383/16384 bytes), serialized and
     /// raw, come back byte for byte.
