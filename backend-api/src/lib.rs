@@ -46,6 +46,9 @@
 //! - [`keyed_format`]: the key-group-indexed stream of full keyed snapshots;
 //! - [`rescale`]: state assignment when the parallelism changes;
 //! - `conformance` (feature `conformance`): the suite that every backend runs.
+//!
+//! How the crates fit together, the path of a state write to a committed `_metadata` and
+//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 
 pub mod backend;
 pub mod clock;

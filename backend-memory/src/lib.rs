@@ -32,6 +32,9 @@
 //! Timers ([`TimerService`](cornerstone_backend_api::TimerService)) are kept as an ordered
 //! set per key group behind an `Arc`, copied on the first change after a snapshot as the
 //! tables are; the synchronous phase of a snapshot copies no timer.
+//!
+//! How the crates fit together, the path of a state write to a committed `_metadata` and
+//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 
 mod backend;
 mod table;

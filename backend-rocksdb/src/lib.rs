@@ -75,6 +75,9 @@
 //! [`RocksDbConfig::working_dir`], removed when the backend and everything using it are
 //! dropped; a crashed process leaves its directory behind, which never conflicts with new
 //! ones.
+//!
+//! How the crates fit together, the path of a state write to a committed `_metadata` and
+//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 
 mod backend;
 mod config;

@@ -49,6 +49,9 @@
 //! - [`lease`]: one writer per job directory (epochs that fence older writers) and
 //!   checkpoint ids that never repeat;
 //! - [`inspect`]: read-only queries for the command-line tool.
+//!
+//! How the crates fit together, the path of a state write to a committed `_metadata` and
+//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 
 mod completed;
 mod error;

@@ -60,6 +60,9 @@
 //!   and [`RestartTracker`];
 //! - [`two_phase`] — [`TwoPhaseCommitSink`] over a [`TransactionalSink`], and
 //!   [`TransactionalFileSink`].
+//!
+//! How the crates fit together, the path of a state write to a committed `_metadata` and
+//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 
 pub mod barrier;
 pub mod config;
