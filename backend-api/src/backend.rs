@@ -1,6 +1,6 @@
-//! The backend traits: [`StateBackend`] (object-safe: snapshots and lifecycle),
+//! The backend traits: [`CheckpointableBackend`] (object-safe: snapshots and lifecycle),
 //! [`KeyedStateBackend`] (the three table primitives), [`KeyedStateBackendExt`] (typed
-//! states, TTL) and [`StateBackendFactory`] (creates a subtask's backend, restoring it).
+//! states, TTL) and [`StateBackend`] (creates a subtask's backend, restoring it).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::ttl::TtlValue;
 use crate::ttl_table::{TtlListTable, TtlMapTable, TtlValueTable, snapshot_filter};
 
 /// The asynchronous phase of a snapshot: writes the view captured by
-/// [`StateBackend::snapshot`] while processing goes on.
+/// [`CheckpointableBackend::snapshot`] while processing goes on.
 pub trait AsyncSnapshot: Send + Debug {
     /// The checkpoint being written.
     fn checkpoint_id(&self) -> CheckpointId;
@@ -36,8 +36,9 @@ pub trait AsyncSnapshot: Send + Debug {
     fn write(self: Box<Self>, streams: &dyn CheckpointStreamFactory) -> Result<SubtaskState>;
 }
 
-/// What every backend offers whatever its key type: snapshots and lifecycle. Object-safe,
-/// so a coordinator can hold `Arc<dyn StateBackend>`.
+/// What every keyed state backend offers whatever its key type: snapshots and lifecycle
+/// (Flink's `Snapshotable` and `CheckpointListener`). Object-safe, so a coordinator can hold
+/// `Arc<dyn CheckpointableBackend>`.
 ///
 /// # Contract
 /// - [`snapshot`](Self::snapshot) is the synchronous phase: it captures a view that holds
@@ -45,7 +46,7 @@ pub trait AsyncSnapshot: Send + Debug {
 ///   or serialize the state);
 /// - the returned [`AsyncSnapshot`] may run on another thread while writes go on;
 /// - a failed snapshot leaves the backend working.
-pub trait StateBackend: Send + Sync + Debug {
+pub trait CheckpointableBackend: Send + Sync + Debug {
     /// The backend's `NAME`, e.g. `"memory"`.
     fn name(&self) -> &'static str;
 
@@ -95,7 +96,7 @@ pub trait StateBackend: Send + Sync + Debug {
 /// Registering a name again with the same [`StateMeta`] returns the same table; with a
 /// different one, an [`crate::ErrorKind::InvalidInput`] error. Restored state is checked
 /// against the meta when its name is first registered.
-pub trait KeyedStateBackend<K: StateKey>: StateBackend {
+pub trait KeyedStateBackend<K: StateKey>: CheckpointableBackend {
     /// A value table (also used by reducing and aggregating state).
     ///
     /// # Errors
@@ -470,8 +471,14 @@ impl KeyedBackendParams {
     }
 }
 
-/// Creates keyed backends: Flink's `StateBackend.createKeyedStateBackend`.
-pub trait StateBackendFactory: Send + Sync + Debug {
+/// A state backend: the configuration a job is given (`MemoryStateBackend`,
+/// `FsStateBackend`, `RocksDbStateBackend`), which creates the keyed backend of each
+/// subtask, as Flink's `StateBackend.createKeyedStateBackend`.
+///
+/// Names: a *state backend* (this trait) is the factory; a *keyed state backend*
+/// ([`KeyedStateBackend`]) is one subtask's instance, and its key-type-independent side,
+/// snapshots and lifecycle, is the [`CheckpointableBackend`].
+pub trait StateBackend: Send + Sync + Debug {
     /// The backend for keys `K`.
     type Backend<K: StateKey>: KeyedStateBackend<K>;
 

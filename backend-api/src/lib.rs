@@ -34,16 +34,16 @@
 //! # Where things are
 //! - keyed state: [`KeyedStateBackendExt`] creates [`ValueState`], [`ListState`],
 //!   [`MapState`], [`ReducingState`] and [`AggregatingState`] from descriptors; backends
-//!   implement [`KeyedStateBackend`] (three table primitives, see [`table`]) and
-//!   [`StateBackend`] (snapshots), and are created by a [`StateBackendFactory`];
+//!   implement [`KeyedStateBackend`] (three table primitives, see [`spi::table`]) and
+//!   [`CheckpointableBackend`] (snapshots), and are created by a [`StateBackend`];
 //! - [`timer`]: event-time and processing-time timers per key and namespace
 //!   ([`TimerService`]), kept in the backend and checkpointed by key group;
 //! - [`keygroup`]: key groups and their assignment to subtasks;
 //! - [`operator`]: operator list, union and broadcast state;
 //! - [`stream`] and [`handles`]: the snapshot contract and the plain-data handles;
-//! - [`format`](mod@format): every stored format's framing, bounded decoders and explicit encoding of
+//! - [`spi::format`]: every stored format's framing, bounded decoders and explicit encoding of
 //!   the handles (the byte layouts are in `docs/format.md` in the repository);
-//! - [`keyed_format`]: the key-group-indexed stream of full keyed snapshots;
+//! - [`spi::keyed_format`]: the key-group-indexed stream of full keyed snapshots;
 //! - [`rescale`]: state assignment when the parallelism changes;
 //! - `conformance` (feature `conformance`): the suite that every backend runs.
 //!
@@ -72,8 +72,8 @@ mod ttl_table;
 pub mod conformance;
 
 pub use backend::{
-    AsyncSnapshot, KeyedBackendParams, KeyedStateBackend, KeyedStateBackendExt, StateBackend,
-    StateBackendFactory,
+    AsyncSnapshot, CheckpointableBackend, KeyedBackendParams, KeyedStateBackend,
+    KeyedStateBackendExt, StateBackend,
 };
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use descriptor::{
@@ -95,12 +95,5 @@ pub use keygroup::{
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 pub use stream::{CheckpointOutputStream, CheckpointStreamFactory, StateReader};
 
-// The implementor modules and storage helpers at their former paths, hidden from the docs
-// (their place is `spi`); kept while the crates and tests move to `spi::`.
-#[doc(hidden)]
-pub use spi::{
-    CountingReader, InlineStreamFactory, MemoryCheckpointStorage, codec, format, keyed_format,
-    table,
-};
 pub use timer::{TimeDomain, Timer, TimerService};
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};

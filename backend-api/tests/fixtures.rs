@@ -10,17 +10,18 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use cornerstone_backend_api::format::incremental::{self, IncrementalMeta, IncrementalState};
-use cornerstone_backend_api::format::{Reader, handles};
 use cornerstone_backend_api::identity::canonical_identity;
-use cornerstone_backend_api::keyed_format::{
+use cornerstone_backend_api::operator::OperatorStateBackend;
+use cornerstone_backend_api::spi::codec;
+use cornerstone_backend_api::spi::format::incremental::{self, IncrementalMeta, IncrementalState};
+use cornerstone_backend_api::spi::format::{Reader, handles};
+use cornerstone_backend_api::spi::keyed_format::{
     self, Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, read_key_groups,
 };
-use cornerstone_backend_api::operator::OperatorStateBackend;
 use cornerstone_backend_api::stream::InlineStreamFactory;
 use cornerstone_backend_api::{
     CheckpointId, KeyGroupRange, KeyGroupsStateHandle, KeyedStateHandle, StateKind, StateMeta,
-    StreamStateHandle, codec,
+    StreamStateHandle,
 };
 
 /// The path of a file in `testdata/`.
@@ -166,7 +167,7 @@ mod erased {
     }
     impl<T: serde::Serialize> Enc for T {
         fn bytes(&self) -> Vec<u8> {
-            cornerstone_backend_api::codec::encode(self).unwrap()
+            cornerstone_backend_api::spi::codec::encode(self).unwrap()
         }
     }
 }

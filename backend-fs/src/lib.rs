@@ -6,11 +6,13 @@
 //! ```
 //! use std::sync::Arc;
 //! use cornerstone_backend_api::{
-//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, StateBackend,
-//!     StateBackendFactory, StateReader, ValueStateDescriptor, keygroup::key_group_for_key,
+//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, CheckpointableBackend,
+//!     StateBackend, StateReader, ValueStateDescriptor, keygroup::key_group_for_key,
 //! };
 //! use cornerstone_backend_fs::FsStateBackend;
-//! use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, CompletedCheckpointStore};
+//! use cornerstone_checkpoint_store::{
+//!     CheckpointConfig, CheckpointStore, CompletedCheckpointStore, OperatorSpec,
+//! };
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = CheckpointStore::local(dir.path())?;
@@ -30,7 +32,7 @@
 //! let mut pending = checkpoints.begin_checkpoint(CheckpointId(1))?;
 //! let streams = pending.stream_factory();
 //! let state = std::thread::spawn(move || snapshot.write(&*streams)).join().expect("no panic")?;
-//! pending.add_subtask_state("counter", "Counter", 1, 128, 0, state)?;
+//! pending.add_subtask_state(&OperatorSpec::new("counter", "Counter", 1, 128), 0, state)?;
 //! let completed = pending.commit()?;
 //!
 //! // Restore the key groups of subtask 1 of 2 from the files: range reads, not a download.
@@ -50,7 +52,7 @@
 //! ```
 //!
 //! # Snapshots
-//! - **Synchronous phase**: [`StateBackend::snapshot`] clones one `Arc` per key group and
+//! - **Synchronous phase**: [`CheckpointableBackend::snapshot`] clones one `Arc` per key group and
 //!   state (no copy of the state); it takes microseconds, whatever the state's size. The
 //!   first write to a key group after a snapshot copies that key group only.
 //! - **Asynchronous phase**: [`AsyncSnapshot::write`] streams one file per subtask through
@@ -64,12 +66,15 @@
 //!   backend owns (a rescale reads a fraction of the files), from any storage the
 //!   checkpoint store supports. A damaged block is reported with its file and key group.
 //!
+//! How the crates fit together, the path of a state write to a committed `_metadata` and
+//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
+//!
 //! [`AsyncSnapshot::write`]: cornerstone_backend_api::AsyncSnapshot::write
 //! [`CheckpointStreamFactory`]: cornerstone_backend_api::CheckpointStreamFactory
-//! [`StateBackend::snapshot`]: cornerstone_backend_api::StateBackend::snapshot
+//! [`CheckpointableBackend::snapshot`]: cornerstone_backend_api::CheckpointableBackend::snapshot
 
 use cornerstone_backend_api::spi::keyed_format::Compression;
-use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackendFactory, StateKey};
+use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackend, StateKey};
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 
 /// The heap keyed backend that [`FsStateBackend`] creates (the memory backend's tables).
@@ -104,15 +109,12 @@ impl FsStateBackend {
 
     /// The options of the heap backends this factory creates.
     pub fn options(&self) -> HeapBackendOptions {
-        HeapBackendOptions {
-            name: NAME,
-            storage: HeapSnapshotStorage::Streams,
-            compression: self.compression,
-        }
+        HeapBackendOptions::new(NAME, HeapSnapshotStorage::Streams)
+            .with_compression(self.compression)
     }
 }
 
-impl StateBackendFactory for FsStateBackend {
+impl StateBackend for FsStateBackend {
     type Backend<K: StateKey> = HeapKeyedStateBackend<K>;
 
     fn name(&self) -> &'static str {

@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use cornerstone_backend_api::{
-    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, StateBackend,
-    StateBackendFactory, StreamStateHandle, ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    StateBackend, StreamStateHandle, ValueStateDescriptor,
 };
 use cornerstone_backend_fs::FsStateBackend;
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, CompletedCheckpointStore};
 use peak_alloc::PeakAlloc;
 
@@ -55,7 +56,7 @@ fn writing_a_snapshot_allocates_a_bounded_amount_of_memory() {
         "writing a snapshot of {size} bytes allocated up to {peak} bytes at once"
     );
     pending
-        .add_subtask_state("op", "Op", 1, 128, 0, state)
+        .add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state)
         .unwrap();
     pending.commit().unwrap();
 }

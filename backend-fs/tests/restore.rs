@@ -9,15 +9,19 @@ use std::sync::Arc;
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::rescale::keyed_handles_for;
+use cornerstone_backend_api::spi::CountingReader;
 use cornerstone_backend_api::{
-    CheckpointId, CountingReader, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, StateBackend, StateBackendFactory,
-    StateReader, StreamStateHandle, ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, StateBackend, StateReader,
+    StreamStateHandle, ValueStateDescriptor,
 };
 use cornerstone_backend_fs::{FsKeyedStateBackend, FsStateBackend};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpoint, CompletedCheckpointStore,
 };
+use cornerstone_testkit::checkpoints::KeyedOperator;
+use cornerstone_testkit::store::TestStore;
 
 const MAX_P: u32 = 128;
 const KEYS: u64 = 200_000;
@@ -38,32 +42,19 @@ fn write_checkpoint(
     let checkpoints =
         CompletedCheckpointStore::open(store, job, CheckpointConfig::default()).unwrap();
     let mut pending = checkpoints.begin_checkpoint(CheckpointId(1)).unwrap();
-    for index in 0..parallelism {
-        let range = subtask_range(parallelism, index);
-        let backend = factory
-            .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, range))
-            .unwrap();
+    let counter = KeyedOperator::new("counter", "Counter", parallelism, MAX_P);
+    counter.write(&mut pending, CheckpointId(1), &factory, |range, backend| {
         let values = backend
             .value_state::<u64, ()>(&ValueStateDescriptor::new("value"))
             .unwrap();
         let lists = backend
             .list_state::<u64, ()>(&ListStateDescriptor::new("list"))
             .unwrap();
-        for key in 0..KEYS {
-            if range.contains(key_group_for_key(&key, MAX_P).unwrap()) {
-                values.update(&key, &(), key * 3).unwrap();
-                lists.add_all(&key, &(), vec![key, key + 1]).unwrap();
-            }
+        for key in counter.keys_in(range, 0..KEYS) {
+            values.update(&key, &(), key * 3).unwrap();
+            lists.add_all(&key, &(), vec![key, key + 1]).unwrap();
         }
-        let state = backend
-            .snapshot(CheckpointId(1))
-            .unwrap()
-            .write(&*pending.stream_factory())
-            .unwrap();
-        pending
-            .add_subtask_state("counter", "Counter", parallelism, MAX_P, index, state)
-            .unwrap();
-    }
+    });
     pending.commit().unwrap()
 }
 
@@ -185,14 +176,12 @@ fn rescale_4_to_6_and_to_1(store: &CheckpointStore) {
 
 #[test]
 fn rescale_4_to_6_and_to_1_on_the_local_filesystem() {
-    let dir = tempfile::tempdir().unwrap();
-    rescale_4_to_6_and_to_1(&CheckpointStore::local(dir.path()).unwrap());
+    rescale_4_to_6_and_to_1(&TestStore::fs().store);
 }
 
 #[test]
 fn rescale_4_to_6_and_to_1_on_opendal_memory() {
-    let store = CheckpointStore::from_url("memory://", Vec::<(String, String)>::new()).unwrap();
-    rescale_4_to_6_and_to_1(&store);
+    rescale_4_to_6_and_to_1(&TestStore::memory().store);
 }
 
 #[test]
@@ -204,7 +193,7 @@ fn quarter_of_the_key_groups_reads_at_most_30_percent() {
         (
             "zstd",
             FsStateBackend::new()
-                .compression(cornerstone_backend_api::keyed_format::Compression::Zstd(3)),
+                .compression(cornerstone_backend_api::spi::keyed_format::Compression::Zstd(3)),
         ),
     ] {
         let point = write_checkpoint(&store, job, factory, 1);
@@ -310,7 +299,7 @@ fn processing_goes_on_during_the_asynchronous_phase() {
     }
     let state = writer.join().unwrap().unwrap();
     pending
-        .add_subtask_state("counter", "Counter", 1, MAX_P, 0, state)
+        .add_subtask_state(&OperatorSpec::new("counter", "Counter", 1, MAX_P), 0, state)
         .unwrap();
     let point = pending.commit().unwrap();
 

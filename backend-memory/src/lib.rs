@@ -4,8 +4,8 @@
 //!
 //! ```
 //! use cornerstone_backend_api::{
-//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, StateBackend,
-//!     StateBackendFactory, ValueStateDescriptor,
+//!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, CheckpointableBackend,
+//!     StateBackend, ValueStateDescriptor,
 //! };
 //! use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 //! use cornerstone_backend_memory::MemoryStateBackend;

@@ -9,10 +9,12 @@
 
 use std::path::PathBuf;
 
-use cornerstone_backend_api::StateBackendFactory;
+use cornerstone_backend_api::StateBackend;
+use cornerstone_backend_api::spi::codec;
 use cornerstone_backend_api::{
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor,
-    MapStateDescriptor, StateBackend, StreamStateHandle, ValueStateDescriptor, codec,
+    CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    KeyedStateHandle, ListStateDescriptor, MapStateDescriptor, StreamStateHandle,
+    ValueStateDescriptor,
 };
 use cornerstone_backend_memory::MemoryStateBackend;
 
@@ -86,7 +88,7 @@ fn new_snapshots_are_version_2_and_smaller() {
     for k in 0..1000u64 {
         value.update(&k, &(), k * 7).unwrap();
     }
-    let storage = cornerstone_backend_api::MemoryCheckpointStorage::new();
+    let storage = cornerstone_backend_api::spi::MemoryCheckpointStorage::new();
     let id = cornerstone_backend_api::CheckpointId(1);
     let state = backend
         .snapshot(id)

@@ -2,11 +2,11 @@
 //! clear error, and the backend keeps working.
 #![allow(clippy::unwrap_used)]
 
-use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{
-    CheckpointId, ErrorKind, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    MemoryCheckpointStorage, StateBackend, StateBackendFactory, StreamStateHandle,
-    ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, StateBackend, StreamStateHandle, ValueStateDescriptor,
 };
 use cornerstone_backend_memory::{DEFAULT_MAX_STATE_SIZE, MemoryStateBackend};
 

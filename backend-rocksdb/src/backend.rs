@@ -14,9 +14,9 @@ use cornerstone_backend_api::spi::table::{
 };
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, ErrorKind, IncrementalStateHandle,
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result, SharedClock,
-    StateBackend, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig, StateValue,
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, CheckpointableBackend, Error, ErrorKind,
+    IncrementalStateHandle, KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle,
+    Result, SharedClock, StateKey, StateKind, StateMeta, StateReader, StateTtlConfig, StateValue,
 };
 use parking_lot::Mutex;
 
@@ -390,7 +390,7 @@ fn list_filter<T: StateValue>(filter: Option<SnapshotFilter<T>>) -> Option<RawFi
     })
 }
 
-impl<K: StateKey> StateBackend for RocksDbKeyedStateBackend<K> {
+impl<K: StateKey> CheckpointableBackend for RocksDbKeyedStateBackend<K> {
     fn name(&self) -> &'static str {
         NAME
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{
     CheckpointStreamFactory, IncrementalStateHandle, KeyedBackendParams, KeyedStateHandle, Result,
-    StateBackendFactory, StateKey, StateReader,
+    StateBackend, StateKey, StateReader,
 };
 
 use crate::backend::RocksDbKeyedStateBackend;
@@ -161,7 +161,7 @@ impl RocksDbStateBackend {
     }
 }
 
-impl StateBackendFactory for RocksDbStateBackend {
+impl StateBackend for RocksDbStateBackend {
     type Backend<K: StateKey> = RocksDbKeyedStateBackend<K>;
 
     fn name(&self) -> &'static str {

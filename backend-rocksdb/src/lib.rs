@@ -6,7 +6,7 @@
 //! ```
 //! use cornerstone_backend_api::{
 //!     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ListStateDescriptor,
-//!     StateBackend, StateBackendFactory, ValueStateDescriptor,
+//!     CheckpointableBackend, StateBackend, ValueStateDescriptor,
 //! };
 //! use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 //! use cornerstone_backend_rocksdb::RocksDbStateBackend;

@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
-    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
-    ListStateDescriptor, MapStateDescriptor, MemoryCheckpointStorage, StateBackend,
-    StateBackendFactory, StateReader, StateScope, TimeDomain, ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    KeyedStateHandle, ListStateDescriptor, MapStateDescriptor, StateBackend, StateReader,
+    StateScope, TimeDomain, ValueStateDescriptor,
 };
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_backend_rocksdb::{RocksDbKeyedStateBackend, RocksDbStateBackend};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore,
 };
@@ -109,7 +111,7 @@ fn chain_of_incremental_checkpoints_restores_from_newest_and_retention_keeps_ref
         let state = snapshot.write(&*pending.stream_factory()).unwrap();
         value.update(&0, &(), model_v[&0]).unwrap();
         pending
-            .add_subtask_state("op", "op", 1, MAX_P, 0, state)
+            .add_subtask_state(&OperatorSpec::new("op", "op", 1, MAX_P), 0, state)
             .unwrap();
         let done = pending.commit().unwrap();
         backend.notify_checkpoint_complete(id).unwrap();

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use cornerstone_backend_api::conformance::Harness;
 use cornerstone_backend_api::{
-    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ListState,
-    ListStateDescriptor, ManualClock, MapState, MapStateDescriptor, StateBackend,
-    StateBackendFactory, StateTtlConfig, StateVisibility, ValueState, ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    ListState, ListStateDescriptor, ManualClock, MapState, MapStateDescriptor, StateBackend,
+    StateTtlConfig, StateVisibility, ValueState, ValueStateDescriptor,
 };
 use cornerstone_backend_rocksdb::RocksDbKeyedStateBackend;
 

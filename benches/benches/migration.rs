@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, StateBackendFactory,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, StateBackend,
     StateReader, ValueStateDescriptor, state_type,
 };
 use cornerstone_backend_fs::FsStateBackend;
@@ -62,7 +62,7 @@ fn params() -> KeyedBackendParams {
 }
 
 /// Writes `keys` version-1 values with `factory`'s backend and checkpoints them.
-fn written<F: StateBackendFactory>(
+fn written<F: StateBackend>(
     factory: &F,
     keys: u64,
     storage: &MemoryCheckpointStorage,
@@ -83,7 +83,7 @@ fn written<F: StateBackendFactory>(
 
 /// The median time of three restores of `handles` that register the state with
 /// `register` and read one value; `check` then reads every value (untimed).
-fn timed<F: StateBackendFactory, R>(
+fn timed<F: StateBackend, R>(
     factory: &F,
     handles: &[KeyedStateHandle],
     storage: &MemoryCheckpointStorage,
@@ -109,7 +109,7 @@ fn timed<F: StateBackendFactory, R>(
     runs[1]
 }
 
-fn run<F: StateBackendFactory>(label: &str, factory: &F, keys: u64) {
+fn run<F: StateBackend>(label: &str, factory: &F, keys: u64) {
     println!("{label}/{}:", count_label(keys));
     let storage = MemoryCheckpointStorage::new();
     let handles = written(factory, keys, &storage);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
-    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
-    StateBackend, StateBackendFactory, StateReader, SubtaskState, ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    KeyedStateHandle, StateBackend, StateReader, SubtaskState, ValueStateDescriptor,
 };
 use cornerstone_backend_rocksdb::RocksDbStateBackend;
 use cornerstone_backend_rocksdb::rocksdb::{

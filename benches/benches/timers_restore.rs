@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::timer::TimeDomain;
 use cornerstone_backend_api::{
-    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, StateBackendFactory,
+    KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, StateBackend,
     StateReader,
 };
 use cornerstone_backend_memory::MemoryStateBackend;
@@ -83,7 +83,7 @@ fn fill<B: KeyedStateBackend<u64>>(backend: &B, keys: u64) -> Duration {
 
 /// Restores `handles` into a backend of `factory` and opens its timer service; checks the
 /// timers are all there (untimed).
-fn restore<F: StateBackendFactory>(
+fn restore<F: StateBackend>(
     label: &str,
     factory: &F,
     handles: Vec<KeyedStateHandle>,

@@ -1,5 +1,5 @@
 //! Criterion benchmarks of Cornerstone's state backends: one harness, generic over
-//! [`StateBackendFactory`], that runs the same workloads against every backend, and raw
+//! [`StateBackend`], that runs the same workloads against every backend, and raw
 //! baselines (plain hash maps) measured in the same run.
 //!
 //! ```
@@ -37,7 +37,7 @@
 //! Every backend runs single-threaded with keys `u64`, namespace `()` (`u64` for timers), max parallelism
 //! [`MAX_PARALLELISM`] and one backend owning all key groups.
 //!
-//! [`StateBackendFactory`]: cornerstone_backend_api::StateBackendFactory
+//! [`StateBackend`]: cornerstone_backend_api::StateBackend
 //! [`Throughput::Elements`]: criterion::Throughput::Elements
 
 mod snapshot;

@@ -5,7 +5,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
-use cornerstone_backend_api::{CheckpointId, KeyedStateHandle, StateBackend, StateBackendFactory};
+use cornerstone_backend_api::{
+    CheckpointId, CheckpointableBackend, KeyedStateHandle, StateBackend,
+};
 use criterion::{Criterion, Throughput};
 use hashbrown::HashMap;
 
@@ -26,12 +28,7 @@ const SYNC_CHUNK: u64 = 1_000;
 ///
 /// # Panics
 /// When the backend fails, naming the operation.
-pub fn snapshot_sync<F: StateBackendFactory>(
-    c: &mut Criterion,
-    name: &str,
-    factory: &F,
-    keys: u64,
-) {
+pub fn snapshot_sync<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F, keys: u64) {
     let key_list = shuffled_keys(keys, SEED);
     let label = count_label(keys);
     let backend = keyed_backend(factory).expect("create the keyed backend");
@@ -103,12 +100,7 @@ pub fn snapshot_sync<F: StateBackendFactory>(
 ///
 /// # Panics
 /// When the backend or the write fails, naming the operation.
-pub fn snapshot_async<F: StateBackendFactory>(
-    c: &mut Criterion,
-    name: &str,
-    factory: &F,
-    keys: u64,
-) {
+pub fn snapshot_async<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F, keys: u64) {
     let key_list = shuffled_keys(keys, SEED);
     let label = count_label(keys);
     let backend = keyed_backend(factory).expect("create the keyed backend");

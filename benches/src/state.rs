@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use cornerstone_backend_api::StateBackendFactory;
+use cornerstone_backend_api::StateBackend;
 use criterion::Criterion;
 use hashbrown::HashMap;
 
@@ -39,13 +39,13 @@ const MAP_OPS: usize = 1 << 20;
 ///
 /// # Panics
 /// When the backend fails, naming the operation.
-pub fn state_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+pub fn state_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     value_ops(c, name, factory);
     list_ops(c, name, factory);
     map_ops_bench(c, name, factory);
 }
 
-fn value_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+fn value_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     let keys = shuffled_keys(VALUE_KEYS, SEED);
     let label = count_label(VALUE_KEYS);
     let backend = keyed_backend(factory).expect("create the keyed backend");
@@ -74,7 +74,7 @@ fn value_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F)
     group.finish();
 }
 
-fn list_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+fn list_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     let keys = shuffled_keys(LIST_KEYS, SEED);
     let label = count_label(LIST_KEYS);
     {
@@ -134,7 +134,7 @@ fn list_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) 
     group.finish();
 }
 
-fn map_ops_bench<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+fn map_ops_bench<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     let keys = shuffled_keys(MAP_KEYS, SEED);
     let ops = map_ops(&keys, MAP_ENTRIES, MAP_OPS, SEED);
     let detail = format!("{}x{MAP_ENTRIES}", count_label(MAP_KEYS));

@@ -1,6 +1,6 @@
 //! Workloads that write snapshots into, and restore them from, a real checkpoint store on
 //! the local disk, beside the disk's own sequential write bandwidth measured in the same
-//! run. Generic over [`StateBackendFactory`], for backends whose snapshots are files.
+//! run. Generic over [`StateBackend`], for backends whose snapshots are files.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::spi::CountingReader;
 use cornerstone_backend_api::{
-    CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle,
-    Result, StateBackend, StateBackendFactory, StateReader, StreamStateHandle,
-    ValueStateDescriptor,
+    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    KeyedStateHandle, Result, StateBackend, StateReader, StreamStateHandle, ValueStateDescriptor,
 };
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, CompletedCheckpoint, CompletedCheckpointStore,
 };
@@ -80,7 +80,7 @@ impl DiskStore {
 ///
 /// # Errors
 /// The backend's and the store's errors.
-pub fn checkpoint_into<B: StateBackend + ?Sized>(
+pub fn checkpoint_into<B: CheckpointableBackend + ?Sized>(
     backend: &B,
     store: &mut DiskStore,
 ) -> Result<(String, CompletedCheckpoint)> {
@@ -88,7 +88,11 @@ pub fn checkpoint_into<B: StateBackend + ?Sized>(
     let mut pending = checkpoints.begin_checkpoint(CheckpointId(1))?;
     let snapshot = backend.snapshot(CheckpointId(1))?;
     let state = snapshot.write(&*pending.stream_factory())?;
-    pending.add_subtask_state("bench", "Bench", 1, MAX_PARALLELISM, 0, state)?;
+    pending.add_subtask_state(
+        &OperatorSpec::new("bench", "Bench", 1, MAX_PARALLELISM),
+        0,
+        state,
+    )?;
     Ok((job, pending.commit()?))
 }
 
@@ -117,7 +121,7 @@ pub fn handle_bytes(handles: &[KeyedStateHandle]) -> u64 {
 ///
 /// # Errors
 /// The backend's and the store's errors.
-pub fn restore_values<F: StateBackendFactory>(
+pub fn restore_values<F: StateBackend>(
     factory: &F,
     store: &CheckpointStore,
     point: &CompletedCheckpoint,
@@ -168,7 +172,7 @@ pub fn raw_sequential_write(dir: &Path, bytes: u64) -> std::io::Result<()> {
 ///
 /// # Panics
 /// When the backend or the store fails, naming the operation.
-pub fn checkpoint_write_and_restore<F: StateBackendFactory>(
+pub fn checkpoint_write_and_restore<F: StateBackend>(
     c: &mut Criterion,
     name: &str,
     factory: &F,
@@ -258,7 +262,7 @@ pub fn processing_during_checkpoints<F>(
     keys: u64,
     dir: &Path,
 ) where
-    F: StateBackendFactory,
+    F: StateBackend,
     F::Backend<u64>: Sync,
 {
     const BATCH: u64 = 10_000;

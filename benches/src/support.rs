@@ -8,7 +8,7 @@ use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
     CheckpointId, KeyGroupRange, KeyedBackendParams, KeyedStateBackend, KeyedStateBackendExt,
     KeyedStateHandle, ListState, ListStateDescriptor, MapState, MapStateDescriptor, Result,
-    StateBackendFactory, StateKey, ValueState, ValueStateDescriptor,
+    StateBackend, StateKey, ValueState, ValueStateDescriptor,
 };
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 
@@ -143,7 +143,7 @@ pub fn checkpoint_into<K: StateKey, B: KeyedStateBackend<K>>(
 ///
 /// # Errors
 /// The factory's errors.
-pub fn keyed_backend<F: StateBackendFactory>(factory: &F) -> Result<F::Backend<u64>> {
+pub fn keyed_backend<F: StateBackend>(factory: &F) -> Result<F::Backend<u64>> {
     factory.create_keyed_backend::<u64>(KeyedBackendParams::new(
         MAX_PARALLELISM,
         KeyGroupRange::all(MAX_PARALLELISM),

@@ -17,9 +17,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::timer::{Timer, TimerEntry, TimerService};
-use cornerstone_backend_api::{
-    KeyedStateBackend, KeyedStateBackendExt, Result, StateBackendFactory,
-};
+use cornerstone_backend_api::{KeyedStateBackend, KeyedStateBackendExt, Result, StateBackend};
 use criterion::Criterion;
 use hashbrown::HashSet;
 
@@ -213,7 +211,7 @@ where
 ///
 /// # Panics
 /// When the backend fails, naming the operation.
-pub fn timer_ops<F: StateBackendFactory>(c: &mut Criterion, name: &str, factory: &F) {
+pub fn timer_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     let backend = keyed_backend(factory).expect("create the keyed backend");
     let timers = timer_service(&backend).expect("timer service");
     timer_groups(c, name, &TimerWorkload::new(), timers);

@@ -6,7 +6,9 @@
 //! use std::io::Write;
 //! use cornerstone_backend_api::{CheckpointId, CheckpointStreamFactory, StateScope, SubtaskState};
 //! use cornerstone_backend_api::{OperatorStateHandle, stream::read_stream};
-//! use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore};
+//! use cornerstone_checkpoint_store::{
+//!     CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore, OperatorSpec,
+//! };
 //!
 //! # let dir = tempfile::tempdir()?;
 //! let store = CheckpointStore::local(dir.path())?;
@@ -22,7 +24,7 @@
 //!     keyed: vec![],
 //!     operator: vec![OperatorStateHandle { states: Default::default(), stream: handle.clone() }],
 //! };
-//! pending.add_subtask_state("source-uid", "Source", 1, 128, 0, state)?;
+//! pending.add_subtask_state(&OperatorSpec::new("source-uid", "Source", 1, 128), 0, state)?;
 //! // ... and the commit writes `_metadata` last.
 //! let done = pending.commit()?;
 //! assert_eq!(done.metadata_path, "job-1/chk-1/_metadata");
@@ -72,7 +74,7 @@ pub use completed::{
     JobStatus, PendingCheckpoint,
 };
 pub use location::{Location, StoragePolicy, split_location_query};
-pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
+pub use metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorSpec, OperatorState, SnapshotKind};
 pub use store::{
     CheckpointStore, DEFAULT_INLINE_THRESHOLD, DEFAULT_WRITE_CHUNK_SIZE, DirSync, StoreStateReader,
     StoreStreamFactory,

@@ -33,6 +33,38 @@ impl SnapshotKind {
     }
 }
 
+/// One operator of the job graph: its identity (uid, name) and parallelism, as the
+/// coordinator declares it and `_metadata` records it (an [`OperatorState`] is an
+/// `OperatorSpec` plus the handles of its subtasks).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OperatorSpec {
+    /// The stable uid (the key of its state in `_metadata`).
+    pub uid: String,
+    /// A readable name.
+    pub name: String,
+    /// How many subtasks it runs.
+    pub parallelism: u32,
+    /// Its number of key groups.
+    pub max_parallelism: u32,
+}
+
+impl OperatorSpec {
+    /// An operator with `parallelism` subtasks and `max_parallelism` key groups.
+    pub fn new(
+        uid: impl Into<String>,
+        name: impl Into<String>,
+        parallelism: u32,
+        max_parallelism: u32,
+    ) -> Self {
+        OperatorSpec {
+            uid: uid.into(),
+            name: name.into(),
+            parallelism,
+            max_parallelism,
+        }
+    }
+}
+
 /// The state of one operator: identity, parallelism and the handles of every subtask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorState {
@@ -56,6 +88,16 @@ impl OperatorState {
         cornerstone_backend_api::rescale::keyed_handles_for(
             self.subtasks.values().flat_map(|s| &s.keyed),
             range,
+        )
+    }
+
+    /// The operator's identity and parallelism.
+    pub fn spec(&self) -> OperatorSpec {
+        OperatorSpec::new(
+            self.uid.clone(),
+            self.name.clone(),
+            self.parallelism,
+            self.max_parallelism,
         )
     }
 

@@ -3,43 +3,33 @@
 //! completed checkpoint and nothing of it is lost (fs, memory and S3).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::faults::FailNthWrite;
-use common::{all_files, state_of};
 use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{
-    CheckpointId, CheckpointOutputStream, StateScope, StreamStateHandle,
-};
+use cornerstone_backend_api::{CheckpointId, StateScope, StreamStateHandle};
 use cornerstone_checkpoint_store::opendal;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, CompletedCheckpointStore, inspect,
 };
+use cornerstone_testkit::checkpoints::commit_streams;
+use cornerstone_testkit::faults::FailNthWrite;
+use cornerstone_testkit::s3::{SeaweedFs, unique_prefix};
+use cornerstone_testkit::store::{all_files, memory_operator};
 
+/// Checkpoint `id`: an exclusive, a shared and an exclusive file of `payload` (several
+/// chunks per file: the write chunk size is 1 KiB).
 fn try_checkpoint(
     job: &CompletedCheckpointStore,
     id: u64,
     payload: &[u8],
 ) -> Result<Vec<StreamStateHandle>, cornerstone_backend_api::Error> {
-    let mut p = job.begin_checkpoint(CheckpointId(id))?;
-    let f = p.stream_factory();
-    let mut streams = Vec::new();
-    for scope in [
+    let streams = [
         StateScope::Exclusive,
         StateScope::Shared,
         StateScope::Exclusive,
-    ] {
-        let mut out = cornerstone_backend_api::CheckpointStreamFactory::create(&*f, scope)?;
-        // Several chunks per file: the write chunk size is 1 KiB.
-        std::io::Write::write_all(&mut out, payload)
-            .map_err(|e| cornerstone_backend_api::stream::stream_write_error("write", e))?;
-        streams.push(CheckpointOutputStream::close(out)?);
-    }
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams.clone()))?;
-    p.commit()?;
-    Ok(streams)
+    ]
+    .map(|scope| (scope, payload));
+    commit_streams(job, id, &streams, &[])
 }
 
 fn run(make_op: impl Fn() -> opendal::Operator, name: &str) {
@@ -128,17 +118,14 @@ fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_fs() {
 
 #[test]
 fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_memory() {
-    run(
-        || opendal::Operator::new(opendal::services::Memory::default()).unwrap(),
-        "memory",
-    );
+    run(memory_operator, "memory");
 }
 
 #[test]
 fn failing_any_write_of_a_checkpoint_keeps_the_previous_one_s3() {
     let test = "crash::s3";
-    let Some(server) = common::s3::SeaweedFs::shared(test) else {
+    let Some(server) = SeaweedFs::shared(test) else {
         return;
     };
-    run(|| server.operator(&common::s3::unique_prefix(test)), "s3");
+    run(|| server.operator(&unique_prefix(test)), "s3");
 }

@@ -12,6 +12,7 @@ use cornerstone_backend_api::{
     CheckpointId, CheckpointStreamFactory, ErrorKind, FileStateHandle, OperatorStateHandle,
     StateScope, StreamStateHandle, SubtaskState,
 };
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::inspect::{self, SnapshotStatus};
 use cornerstone_checkpoint_store::metadata::{CheckpointMetadata, OperatorState, SnapshotKind};
 use cornerstone_checkpoint_store::{
@@ -149,7 +150,7 @@ fn commit_one_state_file(store: &CheckpointStore) -> StreamStateHandle {
         }],
     };
     pending
-        .add_subtask_state("source-uid", "Source", 1, 128, 0, state)
+        .add_subtask_state(&OperatorSpec::new("source-uid", "Source", 1, 128), 0, state)
         .unwrap();
     pending.commit().unwrap();
     handle

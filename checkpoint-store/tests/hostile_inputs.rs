@@ -17,17 +17,18 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use cornerstone_backend_api::format::incremental;
-use cornerstone_backend_api::format::{self, handles};
-use cornerstone_backend_api::keyed_format::{
+use cornerstone_backend_api::operator::OperatorStateBackend;
+use cornerstone_backend_api::spi::format::incremental;
+use cornerstone_backend_api::spi::format::{self, handles};
+use cornerstone_backend_api::spi::keyed_format::{
     self, Compression, KeyedSnapshotHeader, KeyedSnapshotWriter, MAX_BLOCK_LEN,
 };
-use cornerstone_backend_api::operator::OperatorStateBackend;
 use cornerstone_backend_api::{
     Distribution, Error, ErrorKind, FileStateHandle, KeyGroupRange, KeyGroupsStateHandle,
     OperatorStateHandle, OperatorStateMeta, Result, StateKind, StateMeta, StateReader, StateScope,
     StreamStateHandle,
 };
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::codec;
 use peak_alloc::PeakAlloc;
 
@@ -549,7 +550,8 @@ fn verify_streams_large_files() {
             stream: handle,
         }],
     };
-    p.add_subtask_state("op", "Op", 1, 128, 0, state).unwrap();
+    p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state)
+        .unwrap();
     let done = p.commit().unwrap();
     drop(chunk);
     let (report, peak) = measure(|| inspect::verify(&store, &done.metadata_path, |_, _| {}));

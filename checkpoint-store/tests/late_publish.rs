@@ -10,29 +10,21 @@
 #![cfg(feature = "failpoints")]
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{files_config, state_of, write_stream};
-use cornerstone_backend_api::{CheckpointId, ErrorKind, StateScope};
+use cornerstone_backend_api::{CheckpointId, ErrorKind};
 use cornerstone_checkpoint_store::inspect::{self, GcOptions, SnapshotStatus};
 use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
 use cornerstone_checkpoint_store::{CheckpointStore, CompletedCheckpointStore};
+use cornerstone_testkit::checkpoints::begin_small_checkpoint;
+use cornerstone_testkit::store::files_config;
 
+/// Begins checkpoint `id` with an exclusive and a shared file, not committed yet.
 fn begin_and_write(
     job: &CompletedCheckpointStore,
     id: u64,
 ) -> cornerstone_checkpoint_store::PendingCheckpoint {
-    let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
-    let f = p.stream_factory();
-    let handles = vec![
-        write_stream(&*f, StateScope::Exclusive, &[id as u8; 100]),
-        write_stream(&*f, StateScope::Shared, &[id as u8; 50]),
-    ];
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(handles))
-        .unwrap();
-    p
+    begin_small_checkpoint(job, id, None).unwrap().0
 }
 
 #[test]

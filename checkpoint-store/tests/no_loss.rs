@@ -4,23 +4,19 @@
 //! them.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
-use common::disk::SimDisk;
-use common::faults::FailNthWrite;
-use common::{all_files, files_config, get, put, state_of, write_stream};
 use cornerstone_backend_api::{CheckpointId, ErrorKind, StateScope, StreamStateHandle};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::inspect::{self, GcOptions};
 use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
-use cornerstone_checkpoint_store::{
-    CheckpointConfig, CheckpointStore, CompletedCheckpointStore, opendal,
+use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, CompletedCheckpointStore};
+use cornerstone_testkit::checkpoints::begin_small_checkpoint;
+use cornerstone_testkit::disk::SimDisk;
+use cornerstone_testkit::faults::FailNthWrite;
+use cornerstone_testkit::store::{
+    all_files, files_config, get, memory_operator as memory, put, state_of, write_stream,
 };
-
-fn memory() -> opendal::Operator {
-    opendal::Operator::new(opendal::services::Memory::default()).unwrap()
-}
 
 /// Begins checkpoint `id`, writes an exclusive and a shared file (reusing `reuse`, a shared
 /// handle of an earlier checkpoint, when given) and commits.
@@ -29,14 +25,7 @@ fn checkpoint(
     id: u64,
     reuse: Option<&StreamStateHandle>,
 ) -> cornerstone_backend_api::Result<Vec<StreamStateHandle>> {
-    let mut p = job.begin_checkpoint(CheckpointId(id))?;
-    let f = p.stream_factory();
-    let mut handles = vec![write_stream(&*f, StateScope::Exclusive, &[id as u8; 100])];
-    handles.push(match reuse {
-        Some(h) => h.clone(),
-        None => write_stream(&*f, StateScope::Shared, &[id as u8; 50]),
-    });
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(handles.clone()))?;
+    let (p, handles) = begin_small_checkpoint(job, id, reuse)?;
     p.commit()?;
     Ok(handles)
 }
@@ -151,7 +140,7 @@ fn gc_beside_a_live_job_deletes_nothing_of_a_checkpoint_in_progress() {
     let e = inspect::gc_delete(&store, &report, &live).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(h))
+    p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(h))
         .unwrap();
     p.commit().unwrap();
     assert_every_checkpoint_verifies(&store, "job");
@@ -173,7 +162,7 @@ fn a_forced_gc_fences_the_writer_instead_of_breaking_its_checkpoint() {
     let report = inspect::gc_candidates(&store, "job", &options).unwrap();
     assert_eq!(report.candidates.len(), 1, "{report:?}");
     assert_eq!(inspect::gc_delete(&store, &report, &options).unwrap(), 1);
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(h))
+    p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(h))
         .unwrap();
     let e = p.commit().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Fenced, "{e}");
@@ -296,7 +285,7 @@ fn dispose_deletes_only_real_savepoints() {
     let job = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
     let mut p = job.begin_savepoint(CheckpointId(1), "savepoints").unwrap();
     let h = write_stream(&*p.stream_factory(), StateScope::Exclusive, b"sp");
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(vec![h]))
+    p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(vec![h]))
         .unwrap();
     let sp = p.commit().unwrap();
     let listed = store.dispose_savepoint(&sp.dir(), false, true).unwrap();

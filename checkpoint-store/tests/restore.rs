@@ -4,33 +4,30 @@
 //! that a rescaled restore reads only the byte ranges of the key groups it owns.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{TestStore, storage_tests};
-use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::rescale::keyed_handles_for;
+use cornerstone_backend_api::spi::CountingReader;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, CountingReader, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
+    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
     KeyedStateHandle, StateBackend, StateReader, ValueStateDescriptor,
 };
-use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore,
 };
+use cornerstone_testkit::checkpoints::{HeapFactory, KeyedOperator, put_values};
+use cornerstone_testkit::storage_tests;
+use cornerstone_testkit::store::TestStore;
 
 const MAX_PARALLELISM: u32 = 128;
 
-fn options(compression: Compression) -> HeapBackendOptions {
-    HeapBackendOptions {
-        name: "fs",
-        storage: HeapSnapshotStorage::Streams,
-        compression,
-    }
+/// The heap backend in streams mode (what the fs backend does).
+fn heap(compression: Compression) -> HeapFactory {
+    HeapFactory::streams("fs", compression)
 }
 
 fn value_of(k: u64) -> String {
@@ -50,39 +47,19 @@ fn write_job(
     let completed =
         CompletedCheckpointStore::open(store, job, CheckpointConfig::default()).unwrap();
     let mut pending = completed.begin_checkpoint(CheckpointId(1)).unwrap();
+    let keyed = KeyedOperator::new("keyed", "Keyed", parallelism, MAX_PARALLELISM);
     let mut snapshots = Vec::new();
-    for subtask in 0..parallelism {
-        let range = KeyGroupRange::for_subtask(MAX_PARALLELISM, parallelism, subtask).unwrap();
-        let backend = HeapKeyedStateBackend::<u64>::open(
-            KeyedBackendParams::new(MAX_PARALLELISM, range),
-            options(compression),
-        )
-        .unwrap();
-        let v = backend
-            .value_state::<String, ()>(&ValueStateDescriptor::new("v"))
-            .unwrap();
-        for k in 0..keys {
-            if range.contains(key_group_for_key(&k, MAX_PARALLELISM).unwrap()) {
-                v.update(&k, &(), value_of(k)).unwrap();
-            }
-        }
-        snapshots.push((subtask, backend.snapshot(CheckpointId(1)).unwrap()));
+    for (subtask, backend) in (0..).zip(keyed.open(&heap(compression))) {
+        put_values(
+            &backend,
+            "v",
+            keyed.keys_in(keyed.range(subtask), 0..keys),
+            value_of,
+        );
+        snapshots.push(backend.snapshot(CheckpointId(1)).unwrap());
     }
     let started = Instant::now();
-    let factory = pending.stream_factory();
-    for (subtask, snapshot) in snapshots {
-        let state = snapshot.write(&*factory).unwrap();
-        pending
-            .add_subtask_state(
-                "keyed",
-                "Keyed",
-                parallelism,
-                MAX_PARALLELISM,
-                subtask,
-                state,
-            )
-            .unwrap();
-    }
+    keyed.add_snapshots(&mut pending, snapshots);
     let done = pending.commit().unwrap();
     let elapsed = started.elapsed();
     let size = done.metadata.files().iter().map(|f| f.size).sum();
@@ -119,7 +96,9 @@ fn restore_job(
             keyed_handles_for(handles.iter().copied(), range),
             Some(Arc::clone(&counting) as Arc<dyn StateReader>),
         );
-        let backend = HeapKeyedStateBackend::<u64>::open(params, options(compression)).unwrap();
+        let backend = heap(compression)
+            .create_keyed_backend::<u64>(params)
+            .unwrap();
         let v = backend
             .value_state::<String, ()>(&ValueStateDescriptor::new("v"))
             .unwrap();

@@ -3,17 +3,16 @@
 //! in memory and on S3 (SeaweedFS).
 #![allow(clippy::unwrap_used, clippy::explicit_counter_loop, missing_docs)]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::s3::{SeaweedFs, unique_prefix};
-use common::{all_files, state_of, write_stream};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{CheckpointId, StateScope, StreamStateHandle};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, CompletedCheckpointStore, inspect, layout,
 };
+use cornerstone_testkit::s3::{SeaweedFs, unique_prefix};
+use cornerstone_testkit::store::{all_files, memory_store, state_of, write_stream};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
@@ -79,7 +78,7 @@ fn check(store: &CheckpointStore, num_retained: usize, ops: Vec<Op>) -> Result<(
                 );
                 // An unreferenced upload (a dropped stream) must not survive either.
                 write_stream(&*f, StateScope::Shared, b"unreferenced");
-                p.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams))
+                p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(streams))
                     .unwrap();
                 p.commit().unwrap();
             }
@@ -161,9 +160,7 @@ fn retention_never_deletes_referenced_files_and_leaves_no_orphans_memory() {
     });
     runner
         .run(&case(), |(num_retained, ops)| {
-            let store =
-                CheckpointStore::from_url("memory://", Vec::<(String, String)>::new()).unwrap();
-            check(&store, num_retained, ops)
+            check(&memory_store(), num_retained, ops)
         })
         .unwrap();
 }

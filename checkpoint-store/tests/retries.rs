@@ -3,34 +3,25 @@
 //! time completes its checkpoint instead of being taken for another writer's.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::faults::FailNthWrite;
-use common::{files_config, state_of, write_stream};
 use cornerstone_backend_api::{CheckpointId, ErrorKind, StateScope};
 use cornerstone_checkpoint_store::{
-    CheckpointStore, CompletedCheckpointStore, StoragePolicy, inspect, opendal,
+    CheckpointStore, CompletedCheckpointStore, StoragePolicy, inspect,
 };
-
-fn memory() -> opendal::Operator {
-    opendal::Operator::new(opendal::services::Memory::default()).unwrap()
-}
+use cornerstone_testkit::checkpoints::commit_streams;
+use cornerstone_testkit::faults::FailNthWrite;
+use cornerstone_testkit::store::{files_config, memory_operator as memory};
 
 /// Quick retries, so that the tests do not wait for the default backoff.
 fn quick() -> StoragePolicy {
     StoragePolicy::default().with_retry_delay(Duration::from_millis(1))
 }
 
+/// Commits checkpoint `id` with one exclusive file.
 fn checkpoint(job: &CompletedCheckpointStore, id: u64) -> cornerstone_backend_api::Result<()> {
-    let mut p = job.begin_checkpoint(CheckpointId(id))?;
-    let f = p.stream_factory();
-    let h = write_stream(&*f, StateScope::Exclusive, &[id as u8; 100]);
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(vec![h]))?;
-    p.commit()?;
-    Ok(())
+    commit_streams(job, id, &[(StateScope::Exclusive, &[id as u8; 100])], &[]).map(drop)
 }
 
 /// A read that fails three times in a row (a brief outage) fails the restore without the

@@ -30,20 +30,17 @@
 //! `CORNERSTONE_SIM_SEEDS=10000 cargo test --release -p cornerstone-checkpoint-store --test simulation -- --nocapture`
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::fmt::Write as _;
 
-use common::disk::SimDisk;
-use common::faults::{FailNthWrite, RandomFaults};
-use common::state_of;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{CheckpointId, ErrorKind, StateScope, StreamStateHandle};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::inspect::{self, GcOptions};
 use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
-use cornerstone_checkpoint_store::{
-    CheckpointConfig, CheckpointStore, CompletedCheckpointStore, opendal,
-};
+use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, CompletedCheckpointStore};
+use cornerstone_testkit::disk::SimDisk;
+use cornerstone_testkit::faults::{FailNthWrite, RandomFaults};
+use cornerstone_testkit::store::{memory_operator, state_of, try_write_stream};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -233,19 +230,6 @@ fn open(
     None
 }
 
-/// Writes one stream through a checkpoint's factory, failing (not panicking) on storage
-/// faults.
-fn try_write(
-    f: &dyn cornerstone_backend_api::CheckpointStreamFactory,
-    scope: StateScope,
-    bytes: &[u8],
-) -> cornerstone_backend_api::Result<StreamStateHandle> {
-    let mut out = f.create(scope)?;
-    std::io::Write::write_all(&mut out, bytes)
-        .map_err(|e| cornerstone_backend_api::stream::stream_write_error("write", e))?;
-    out.close()
-}
-
 /// One checkpoint attempt by `w`. Returns the id and the outcome.
 fn checkpoint(
     w: &mut Writer,
@@ -266,7 +250,7 @@ fn checkpoint(
         Err(e) => return Some((id, Err(e))),
     };
     let f = p.stream_factory();
-    let write = |scope, bytes: &[u8]| try_write(&*f, scope, bytes);
+    let write = |scope, bytes: &[u8]| try_write_stream(&*f, scope, bytes);
     let exclusive = match write(
         StateScope::Exclusive,
         &encode_state(seed, id, w.pos, &w.pending),
@@ -282,7 +266,7 @@ fn checkpoint(
         },
     };
     let state = state_of(vec![exclusive, shared.clone()]);
-    if let Err(e) = p.add_subtask_state("op", "Op", 1, 128, 0, state) {
+    if let Err(e) = p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state) {
         return Some((id, Err(e)));
     }
     let result = p.commit().map(|_| ());
@@ -356,7 +340,7 @@ fn oracle(
 
 fn run_seed(seed: u64, totals: &mut Totals) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let base = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    let base = memory_operator();
     let faults = FailNthWrite::default();
     let disk = std::sync::Arc::new(SimDisk::new(base.clone(), faults.clone()));
     let store = CheckpointStore::new(base.clone().layer(faults.clone()))
@@ -501,7 +485,8 @@ fn run_seed(seed: u64, totals: &mut Totals) {
                 let w = writers.last().unwrap();
                 let id = w.job.next_checkpoint_id();
                 if let Ok(p) = w.job.begin_checkpoint(id) {
-                    let _ = try_write(&*p.stream_factory(), StateScope::Exclusive, b"aborted");
+                    let _ =
+                        try_write_stream(&*p.stream_factory(), StateScope::Exclusive, b"aborted");
                     let _ = p.abort();
                 }
                 let _ = writeln!(log, "{step}: abort chk-{id}");

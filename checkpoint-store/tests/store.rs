@@ -2,25 +2,25 @@
 //! OpenDAL's fs and memory services and on S3 (SeaweedFS): one suite, each test run per storage.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{
-    TestStore, all_files, files_config, get, put, remove, state_of, storage_tests, write_stream,
-};
-use cornerstone_backend_api::keyed_format::Compression;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    CheckpointId, CheckpointStreamFactory, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackendExt, ManualClock, StateBackend, StateReader, StateScope, StreamStateHandle,
-    ValueStateDescriptor,
+    CheckpointId, CheckpointStreamFactory, ErrorKind, KeyedBackendParams, KeyedStateBackendExt,
+    ManualClock, StateBackend, StateReader, StateScope, StreamStateHandle, ValueStateDescriptor,
 };
-use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::inspect::{self, GcReason, ProblemKind, SnapshotStatus};
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, ClaimMode, CleanupPolicy, CompletedCheckpointStore,
     JobStatus, SnapshotKind,
+};
+use cornerstone_testkit::checkpoints::{HeapFactory, KeyedOperator, commit_streams, put_values};
+use cornerstone_testkit::s3::runtime;
+use cornerstone_testkit::storage_tests;
+use cornerstone_testkit::store::{
+    TestStore, all_files, files_config, get, put, remove, state_of, write_stream,
 };
 
 fn is_random_name(s: &str) -> bool {
@@ -37,7 +37,7 @@ fn layout_names_match_design(s: &TestStore) {
         write_stream(&*f, StateScope::Shared, b"shared"),
         write_stream(&*f, StateScope::TaskOwned, b"taskowned"),
     ];
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+    p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(s))
         .unwrap();
     let done = p.commit().unwrap();
     assert_eq!(done.metadata_path, "abcdef123456/chk-7/_metadata", "{name}");
@@ -56,7 +56,7 @@ fn layout_names_match_design(s: &TestStore) {
     let mut sp = job.begin_savepoint(CheckpointId(8), "savepoints").unwrap();
     let f = sp.stream_factory();
     let s = vec![write_stream(&*f, StateScope::Shared, b"in the savepoint")];
-    sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+    sp.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(s))
         .unwrap();
     let done = sp.commit().unwrap();
     let sp_dir = done.dir();
@@ -118,21 +118,18 @@ fn commit_with(
     id: u64,
     shared: &[StreamStateHandle],
 ) -> Vec<StreamStateHandle> {
-    let mut p = job.begin_checkpoint(CheckpointId(id)).unwrap();
-    let f = p.stream_factory();
-    let mut streams = vec![
-        write_stream(
-            &*f,
-            StateScope::Exclusive,
-            format!("exclusive {id}").as_bytes(),
-        ),
-        write_stream(&*f, StateScope::Shared, format!("shared {id}").as_bytes()),
-    ];
-    streams.extend(shared.iter().cloned());
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams.clone()))
-        .unwrap();
-    p.commit().unwrap();
-    streams
+    let exclusive = format!("exclusive {id}");
+    let new_shared = format!("shared {id}");
+    commit_streams(
+        job,
+        id,
+        &[
+            (StateScope::Exclusive, exclusive.as_bytes()),
+            (StateScope::Shared, new_shared.as_bytes()),
+        ],
+        shared,
+    )
+    .unwrap()
 }
 
 fn recovery_sorts_ids_numerically_and_retention_keeps_referenced_shared_files(s: &TestStore) {
@@ -251,7 +248,7 @@ fn every_cleanup_policy_and_termination_status(s: &TestStore) {
             let mut p = job.begin_checkpoint(CheckpointId(2)).unwrap();
             let f = p.stream_factory();
             let s = vec![write_stream(&*f, StateScope::TaskOwned, b"task")];
-            p.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+            p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(s))
                 .unwrap();
             p.commit().unwrap();
             let mut sp = job
@@ -262,7 +259,7 @@ fn every_cleanup_policy_and_termination_status(s: &TestStore) {
                 StateScope::Exclusive,
                 b"sp",
             )];
-            sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(s))
+            sp.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(s))
                 .unwrap();
             let sp = sp.commit().unwrap();
             job.terminate(status).unwrap();
@@ -303,8 +300,12 @@ fn savepoint_is_relocatable_and_dispose_deletes_it(s: &TestStore) {
         write_stream(&*f, StateScope::Exclusive, b"one"),
         write_stream(&*f, StateScope::Shared, b"two"),
     ];
-    sp.add_subtask_state("op", "Op", 1, 128, 0, state_of(streams.clone()))
-        .unwrap();
+    sp.add_subtask_state(
+        &OperatorSpec::new("op", "Op", 1, 128),
+        0,
+        state_of(streams.clone()),
+    )
+    .unwrap();
     let done = sp.commit().unwrap();
     assert!(
         inspect::verify(&store, &done.dir(), |_, _| {})
@@ -381,10 +382,7 @@ fn no_claim_restores_never_delete_and_new_checkpoints_cannot_reference_them(s: &
     // Referencing a restored shared file in the new job is refused: the first checkpoint is full.
     let mut p = new.begin_checkpoint(CheckpointId(2)).unwrap();
     p.add_subtask_state(
-        "op",
-        "Op",
-        1,
-        128,
+        &OperatorSpec::new("op", "Op", 1, 128),
         0,
         state_of(vec![old_streams[1].clone()]),
     )
@@ -421,11 +419,7 @@ fn no_claim_restores_never_delete_and_new_checkpoints_cannot_reference_them(s: &
 
 fn heap_backend_state_written_through_the_factory_round_trips(s: &TestStore) {
     let (name, store) = (s.name, s.store.clone());
-    let options = HeapBackendOptions {
-        name: "fs-test",
-        storage: HeapSnapshotStorage::Streams,
-        compression: Compression::None,
-    };
+    let heap = HeapFactory::streams("fs-test", Compression::None);
     let job = CompletedCheckpointStore::open(
         &store,
         "job",
@@ -433,30 +427,17 @@ fn heap_backend_state_written_through_the_factory_round_trips(s: &TestStore) {
     )
     .unwrap();
     let mut pending = job.begin_checkpoint(CheckpointId(1)).unwrap();
-    for subtask in 0..2u32 {
-        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
-        let backend =
-            HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
-                .unwrap();
-        let counts = backend
-            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
-            .unwrap();
-        for k in 0..500u64 {
-            if range
-                .contains(cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap())
-            {
-                counts.update(&k, &(), format!("value-{k}")).unwrap();
-            }
-        }
-        let snap = backend.snapshot(CheckpointId(1)).unwrap();
-        let state = snap.write(&*pending.stream_factory()).unwrap();
+    let keyed = KeyedOperator::new("keyed", "Keyed", 2, 128);
+    let states = keyed.write(&mut pending, CheckpointId(1), &heap, |range, backend| {
+        put_values(backend, "count", keyed.keys_in(range, 0..500), |k| {
+            format!("value-{k}")
+        });
+    });
+    for state in &states {
         assert!(
             state.streams().iter().any(|s| s.file().is_some()),
             "{name}: written to files"
         );
-        pending
-            .add_subtask_state("keyed", "Keyed", 2, 128, subtask, state)
-            .unwrap();
     }
     pending.commit().unwrap();
 
@@ -465,23 +446,19 @@ fn heap_backend_state_written_through_the_factory_round_trips(s: &TestStore) {
     let reader: Arc<dyn StateReader> = Arc::new(job.restore(&point, ClaimMode::Claim).unwrap());
     let op = point.metadata.operator("keyed").unwrap();
     for subtask in 0..2u32 {
-        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
+        let range = keyed.range(subtask);
         let params = KeyedBackendParams::new(128, range)
             .restore(op.subtasks[&subtask].keyed.clone(), Some(reader.clone()));
-        let backend = HeapKeyedStateBackend::<u64>::open(params, options).unwrap();
+        let backend = heap.create_keyed_backend::<u64>(params).unwrap();
         let counts = backend
             .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
             .unwrap();
-        for k in 0..500u64 {
-            if range
-                .contains(cornerstone_backend_api::keygroup::key_group_for_key(&k, 128).unwrap())
-            {
-                assert_eq!(
-                    counts.get(&k, &()).unwrap(),
-                    Some(format!("value-{k}")),
-                    "{name}"
-                );
-            }
+        for k in keyed.keys_in(range, 0..500) {
+            assert_eq!(
+                counts.get(&k, &()).unwrap(),
+                Some(format!("value-{k}")),
+                "{name}"
+            );
         }
     }
     let shown = inspect::show(&store, "job").unwrap();
@@ -613,8 +590,12 @@ fn operators_are_shown_and_compared_by_uid(s: &TestStore) {
         let f = p.stream_factory();
         for uid in order {
             let stream = write_stream(&*f, StateScope::Exclusive, format!("{uid} {id}").as_bytes());
-            p.add_subtask_state(uid, uid, 1, 128, 0, state_of(vec![stream]))
-                .unwrap();
+            p.add_subtask_state(
+                &OperatorSpec::new(uid, uid, 1, 128),
+                0,
+                state_of(vec![stream]),
+            )
+            .unwrap();
         }
         p.commit().unwrap();
     }
@@ -670,16 +651,18 @@ fn large_stream_uploads_in_parts_and_reads_back(s: &TestStore) {
         (total as u64, crc32fast::hash(&big)),
         "{name}"
     );
-    p.add_subtask_state("op", "Op", 1, 128, 0, state_of(vec![h.clone()]))
-        .unwrap();
+    p.add_subtask_state(
+        &OperatorSpec::new("op", "Op", 1, 128),
+        0,
+        state_of(vec![h.clone()]),
+    )
+    .unwrap();
     p.commit().unwrap();
 
     let full = format!("job/{}", file.path);
     if name == "s3" {
         // S3 gives a multipart upload the ETag "<md5 of the part md5s>-<number of parts>".
-        let meta = common::s3::runtime()
-            .block_on(store.operator().stat(&full))
-            .unwrap();
+        let meta = runtime().block_on(store.operator().stat(&full)).unwrap();
         let etag = meta.etag().unwrap_or_default().trim_matches('"').to_owned();
         assert!(
             etag.ends_with("-3"),
@@ -714,7 +697,7 @@ fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
     let (name, store) = (s.name, s.store.clone());
     // The service itself refuses the second conditional write (no check before it).
     let op = store.operator().clone();
-    let rt = common::s3::runtime();
+    let rt = runtime();
     let conditional = || cornerstone_checkpoint_store::opendal::options::WriteOptions {
         if_not_exists: true,
         ..Default::default()
@@ -749,7 +732,11 @@ fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
                                 let mut p = job.begin_checkpoint(CheckpointId(id))?;
                                 let f = p.stream_factory();
                                 let h = write_stream(&*f, StateScope::Exclusive, who.as_bytes());
-                                p.add_subtask_state("op", who, 1, 128, 0, state_of(vec![h]))?;
+                                p.add_subtask_state(
+                                    &OperatorSpec::new("op", who, 1, 128),
+                                    0,
+                                    state_of(vec![h]),
+                                )?;
                                 Ok::<_, cornerstone_backend_api::Error>(p)
                             })();
                             barrier.wait();
@@ -788,21 +775,4 @@ fn two_writers_never_both_complete_a_checkpoint(s: &TestStore) {
 
 storage_tests!(large_stream_uploads_in_parts_and_reads_back);
 
-mod two_writers_never_both_complete_a_checkpoint {
-    #[test]
-    fn fs() {
-        super::two_writers_never_both_complete_a_checkpoint(&crate::common::TestStore::fs());
-    }
-
-    #[test]
-    fn memory() {
-        super::two_writers_never_both_complete_a_checkpoint(&crate::common::TestStore::memory());
-    }
-
-    #[test]
-    fn s3() {
-        if let Some(s) = crate::common::TestStore::s3(module_path!()) {
-            super::two_writers_never_both_complete_a_checkpoint(&s);
-        }
-    }
-}
+storage_tests!(two_writers_never_both_complete_a_checkpoint);

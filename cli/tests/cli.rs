@@ -6,18 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use cornerstone_backend_api::keyed_format::Compression;
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::operator::OperatorStateBackend;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{
     CheckpointId, CheckpointStreamFactory, IncrementalStateHandle, KeyGroupRange,
-    KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, ManualClock,
-    StateBackend, StateScope, SubtaskState, ValueStateDescriptor,
+    KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, ManualClock, StateScope,
+    SubtaskState,
 };
-use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
     CheckpointConfig, CheckpointStore, CompletedCheckpointStore, PendingCheckpoint,
 };
+use cornerstone_testkit::checkpoints::{HeapFactory, KeyedOperator, put_values};
 use serde_json::Value;
 
 const KEYS: u64 = 100;
@@ -28,47 +29,27 @@ const T0: u64 = 1_700_000_000_000;
 /// Writes the keyed operator (2 subtasks, heap backend, value state `count` u64 -> String
 /// and list state `hist` of u64) and the source operator (operator list state `offsets`).
 fn write_state(pending: &mut PendingCheckpoint, id: u64) {
-    let options = HeapBackendOptions {
-        name: "heap",
-        storage: HeapSnapshotStorage::Streams,
-        compression: Compression::None,
-    };
-    let factory = pending.stream_factory();
-    for subtask in 0..2u32 {
-        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
-        let backend =
-            HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
-                .unwrap();
-        let counts = backend
-            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
-            .unwrap();
+    let keyed = KeyedOperator::new("keyed-uid", "Keyed", 2, 128);
+    let heap = HeapFactory::streams("heap", Compression::None);
+    keyed.write(pending, CheckpointId(id), &heap, |range, backend| {
+        put_values(backend, "count", keyed.keys_in(range, 0..KEYS), |k| {
+            format!("value-{k}-{id}")
+        });
         let hist = backend
             .list_state::<u64, ()>(&ListStateDescriptor::new("hist"))
             .unwrap();
-        let timers = backend.timer_service::<u64>("window").unwrap();
-        for k in 0..KEYS {
-            if range.contains(key_group_for_key(&k, 128).unwrap()) {
-                counts.update(&k, &(), format!("value-{k}-{id}")).unwrap();
-                if k < LIST_KEYS {
-                    hist.update(&k, &(), vec![k, k * 10]).unwrap();
-                }
-                if k < TIMER_KEYS {
-                    let window = k * 1_000;
-                    timers
-                        .register_event_time_timer(&k, &window, window as i64 + 999)
-                        .unwrap();
-                }
-            }
+        for k in keyed.keys_in(range, 0..LIST_KEYS) {
+            hist.update(&k, &(), vec![k, k * 10]).unwrap();
         }
-        let state = backend
-            .snapshot(CheckpointId(id))
-            .unwrap()
-            .write(&*factory)
-            .unwrap();
-        pending
-            .add_subtask_state("keyed-uid", "Keyed", 2, 128, subtask, state)
-            .unwrap();
-    }
+        let timers = backend.timer_service::<u64>("window").unwrap();
+        for k in keyed.keys_in(range, 0..TIMER_KEYS) {
+            let window = k * 1_000;
+            timers
+                .register_event_time_timer(&k, &window, window as i64 + 999)
+                .unwrap();
+        }
+    });
+    let factory = pending.stream_factory();
     let source = OperatorStateBackend::new();
     source
         .list_state::<u64>("offsets")
@@ -76,7 +57,7 @@ fn write_state(pending: &mut PendingCheckpoint, id: u64) {
         .add_all([11, 22, 33 + id]);
     let state = source.snapshot(CheckpointId(id)).write(&*factory).unwrap();
     pending
-        .add_subtask_state("source-uid", "Source", 1, 128, 0, state)
+        .add_subtask_state(&OperatorSpec::new("source-uid", "Source", 1, 128), 0, state)
         .unwrap();
 }
 
@@ -493,7 +474,7 @@ fn dump_of_an_unreadable_incremental_snapshot_fails_clearly() {
         })],
         operator: vec![],
     };
-    p.add_subtask_state("rocks-uid", "Rocks", 1, 128, 0, state)
+    p.add_subtask_state(&OperatorSpec::new("rocks-uid", "Rocks", 1, 128), 0, state)
         .unwrap();
     p.commit().unwrap();
     let out = run(&["dump", &fx.arg("job/chk-20"), "--operator", "rocks-uid"]);
@@ -893,7 +874,6 @@ fn dispose_of_nothing_and_show_of_a_file_say_what_is_wrong() {
 #[cfg(feature = "rocksdb")]
 #[test]
 fn dump_reads_rocksdb_incremental_checkpoints() {
-    use cornerstone_backend_api::StateBackendFactory;
     use cornerstone_backend_rocksdb::RocksDbStateBackend;
     let fx = Fixture::new();
     let work = tempfile::tempdir().unwrap();
@@ -901,27 +881,14 @@ fn dump_reads_rocksdb_incremental_checkpoints() {
         .working_dir(work.path())
         .incremental(true);
     let mut p = fx.job.begin_checkpoint(CheckpointId(30)).unwrap();
-    for subtask in 0..2u32 {
-        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
-        let backend = rocks
-            .create_keyed_backend::<u64>(KeyedBackendParams::new(128, range))
-            .unwrap();
-        let counts = backend
-            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
-            .unwrap();
-        for k in 0..KEYS {
-            if range.contains(key_group_for_key(&k, 128).unwrap()) {
-                counts.update(&k, &(), format!("rocks-{k}")).unwrap();
-            }
-        }
-        let state = backend
-            .snapshot(CheckpointId(30))
-            .unwrap()
-            .write(&*p.stream_factory())
-            .unwrap();
+    let op = KeyedOperator::new("rocks-uid", "Rocks", 2, 128);
+    let states = op.write(&mut p, CheckpointId(30), &rocks, |range, backend| {
+        put_values(backend, "count", op.keys_in(range, 0..KEYS), |k| {
+            format!("rocks-{k}")
+        });
+    });
+    for state in &states {
         assert!(matches!(state.keyed[0], KeyedStateHandle::Incremental(_)));
-        p.add_subtask_state("rocks-uid", "Rocks", 2, 128, subtask, state)
-            .unwrap();
     }
     p.commit().unwrap();
     let lines = dump_lines(&["dump", &fx.arg("job/chk-30"), "--operator", "rocks-uid"]);

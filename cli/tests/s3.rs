@@ -4,25 +4,19 @@
 //! the server killed in the middle of a checkpoint's uploads.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "../../checkpoint-store/tests/common/s3.rs"]
-mod s3;
-
 use std::io::Write;
 use std::process::{Command, Output};
 
-use cornerstone_backend_api::keyed_format::Compression;
-use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{
-    CheckpointId, CheckpointStreamFactory, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackendExt, OperatorStateHandle, StateBackend, StateScope, StreamStateHandle,
-    SubtaskState, ValueStateDescriptor,
-};
-use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+use cornerstone_backend_api::{CheckpointId, CheckpointStreamFactory, ErrorKind, StateScope};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
-    CheckpointConfig, CheckpointStore, ClaimMode, CompletedCheckpointStore, PendingCheckpoint,
+    CheckpointConfig, ClaimMode, CompletedCheckpointStore, PendingCheckpoint,
 };
-use s3::{ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFs, runtime, unique_prefix};
+use cornerstone_testkit::checkpoints::{HeapFactory, KeyedOperator, put_values};
+use cornerstone_testkit::s3::{ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFs, unique_prefix};
+use cornerstone_testkit::store::{all_files, put, state_of, write_stream};
 use serde_json::Value;
 
 const KEYS: u64 = 200;
@@ -84,59 +78,13 @@ fn ok_json(server: &SeaweedFs, creds: Creds, args: &[&str]) -> Value {
 
 /// The keyed operator (2 subtasks of the heap backend in streams mode, value state `count`).
 fn write_keyed(pending: &mut PendingCheckpoint, id: u64) {
-    let options = HeapBackendOptions {
-        name: "heap",
-        storage: HeapSnapshotStorage::Streams,
-        compression: Compression::None,
-    };
-    let factory = pending.stream_factory();
-    for subtask in 0..2u32 {
-        let range = KeyGroupRange::for_subtask(128, 2, subtask).unwrap();
-        let backend =
-            HeapKeyedStateBackend::<u64>::open(KeyedBackendParams::new(128, range), options)
-                .unwrap();
-        let counts = backend
-            .value_state::<String, ()>(&ValueStateDescriptor::new("count"))
-            .unwrap();
-        for k in 0..KEYS {
-            if range.contains(key_group_for_key(&k, 128).unwrap()) {
-                counts.update(&k, &(), format!("value-{k}-{id}")).unwrap();
-            }
-        }
-        let state = backend
-            .snapshot(CheckpointId(id))
-            .unwrap()
-            .write(&*factory)
-            .unwrap();
-        pending
-            .add_subtask_state("keyed-uid", "Keyed", 2, 128, subtask, state)
-            .unwrap();
-    }
-}
-
-fn put(store: &CheckpointStore, path: &str, bytes: Vec<u8>) {
-    runtime()
-        .block_on(store.operator().write(path, bytes))
-        .unwrap();
-}
-
-fn files_under(store: &CheckpointStore, dir: &str) -> Vec<String> {
-    let entries = runtime()
-        .block_on(store.operator().list_options(
-            dir,
-            cornerstone_checkpoint_store::opendal::options::ListOptions {
-                recursive: true,
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    let mut files: Vec<String> = entries
-        .into_iter()
-        .filter(|e| e.metadata().is_file())
-        .map(|e| e.path().to_owned())
-        .collect();
-    files.sort();
-    files
+    let keyed = KeyedOperator::new("keyed-uid", "Keyed", 2, 128);
+    let heap = HeapFactory::streams("heap", Compression::None);
+    keyed.write(pending, CheckpointId(id), &heap, |range, backend| {
+        put_values(backend, "count", keyed.keys_in(range, 0..KEYS), |k| {
+            format!("value-{k}-{id}")
+        });
+    });
 }
 
 #[test]
@@ -235,13 +183,13 @@ fn every_command_works_on_s3_urls_with_options_or_environment() {
     );
     assert_eq!(deleted["deleted"], 1, "{deleted}");
     assert!(
-        !files_under(&store, "job/shared/")
+        !all_files(&store, "job/shared/")
             .iter()
             .any(|f| f.ends_with("orphan.sst"))
     );
 
     ok(&server, creds, &["dispose", &url(&savepoint)]);
-    assert!(files_under(&store, &savepoint).is_empty());
+    assert!(all_files(&store, &savepoint).is_empty());
     assert!(ok(&server, creds, &["verify", &url("job")]).starts_with("OK"));
 
     // Wrong credentials: the server refuses them, and the tool says so in one line (exit 6:
@@ -265,25 +213,6 @@ fn every_command_works_on_s3_urls_with_options_or_environment() {
     );
 }
 
-fn stream_of(f: &dyn CheckpointStreamFactory, bytes: &[u8]) -> StreamStateHandle {
-    let mut out = f.create(StateScope::Exclusive).unwrap();
-    out.write_all(bytes).unwrap();
-    out.close().unwrap()
-}
-
-fn subtask_state(streams: Vec<StreamStateHandle>) -> SubtaskState {
-    SubtaskState {
-        keyed: vec![],
-        operator: streams
-            .into_iter()
-            .map(|stream| OperatorStateHandle {
-                states: Default::default(),
-                stream,
-            })
-            .collect(),
-    }
-}
-
 /// The server is SIGKILLed while checkpoint 2 uploads its state: checkpoint 2 fails with an
 /// error naming the file, checkpoint 1 restores once the server is back, and `cornerstone gc`
 /// removes what checkpoint 2 left behind.
@@ -305,18 +234,22 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
     let mut p = job.begin_checkpoint(CheckpointId(1)).unwrap();
     let f = p.stream_factory();
     let good = vec![
-        stream_of(&*f, &payload),
-        stream_of(&*f, b"small but a file"),
+        write_stream(&*f, StateScope::Exclusive, &payload),
+        write_stream(&*f, StateScope::Exclusive, b"small but a file"),
     ];
-    p.add_subtask_state("op", "Op", 1, 128, 0, subtask_state(good.clone()))
-        .unwrap();
+    p.add_subtask_state(
+        &OperatorSpec::new("op", "Op", 1, 128),
+        0,
+        state_of(good.clone()),
+    )
+    .unwrap();
     p.commit().unwrap();
 
     // Checkpoint 2: one state file is up, the next (21 MiB, a multipart upload) has had
     // 16 MiB written to its stream when the server dies.
     let mut p = job.begin_checkpoint(CheckpointId(2)).unwrap();
     let f = p.stream_factory();
-    let uploaded = stream_of(&*f, &payload);
+    let uploaded = write_stream(&*f, StateScope::Exclusive, &payload);
     let big: Vec<u8> = payload.iter().cycle().take(21 << 20).copied().collect();
     let mut out = f.create(StateScope::Exclusive).unwrap();
     out.write_all(&big[..16 << 20]).unwrap();
@@ -332,8 +265,12 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
         "a clear error naming the file: {err}"
     );
     // The checkpoint is given up; its abort cannot reach the server either.
-    p.add_subtask_state("op", "Op", 1, 128, 0, subtask_state(vec![uploaded]))
-        .unwrap();
+    p.add_subtask_state(
+        &OperatorSpec::new("op", "Op", 1, 128),
+        0,
+        state_of(vec![uploaded]),
+    )
+    .unwrap();
     let commit = p.commit();
     assert!(commit.is_err(), "no commit while the server is down");
     drop(job);
@@ -355,7 +292,7 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
     );
 
     // What checkpoint 2 left behind is garbage for `cornerstone gc`.
-    let left = files_under(&store, "job/chk-2/");
+    let left = all_files(&store, "job/chk-2/");
     assert!(!left.is_empty(), "the failed attempt left files: {left:?}");
     let url = format!("s3://{BUCKET}/{prefix}/job");
     let gc = ok_json(&server, Creds::Env, &["gc", &url, "--min-age", "0s"]);
@@ -371,15 +308,19 @@ fn server_killed_during_uploads_fails_the_checkpoint_and_gc_cleans_up() {
         &["gc", &url, "--delete", "--min-age", "0s"],
     );
     assert_eq!(deleted["deleted"].as_u64().unwrap() as usize, left.len());
-    assert!(files_under(&store, "job/chk-2/").is_empty());
+    assert!(all_files(&store, "job/chk-2/").is_empty());
     assert!(ok(&server, Creds::Env, &["verify", &url]).starts_with("OK"));
     // gc took the job directory's lease: the job restarts (taking it back) and goes on.
     assert_eq!(job.check_lease().unwrap_err().kind(), ErrorKind::Fenced);
     let job = CompletedCheckpointStore::open(&store, "job", config.clone()).unwrap();
     let mut p = job.begin_checkpoint(CheckpointId(3)).unwrap();
     let f = p.stream_factory();
-    let s = vec![stream_of(&*f, b"after the restart")];
-    p.add_subtask_state("op", "Op", 1, 128, 0, subtask_state(s))
+    let s = vec![write_stream(
+        &*f,
+        StateScope::Exclusive,
+        b"after the restart",
+    )];
+    p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(s))
         .unwrap();
     p.commit().unwrap();
     assert_eq!(store.resolve("job").unwrap().id(), CheckpointId(3));

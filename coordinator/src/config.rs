@@ -21,9 +21,11 @@ pub enum CheckpointingMode {
     AtLeastOnce,
 }
 
-/// The checkpointing configuration of a job (Flink's `CheckpointConfig`), with the
-/// store-side settings (`num_retained`, the externalized cleanup policy) that are handed to
-/// the checkpoint store.
+/// The checkpointing configuration of a job (Flink's `CheckpointConfig`): the coordinator's
+/// knobs, and the checkpoint store's configuration ([`CheckpointConfig`]: `num_retained`,
+/// the externalized cleanup policy, inline threshold, ...) that the coordinator opens the
+/// job's store with. Each setting lives in one place: [`cleanup`](Self::cleanup) and
+/// [`num_retained`](Self::num_retained) set the store's.
 ///
 /// | knob | default | from |
 /// |---|---|---|
@@ -33,12 +35,12 @@ pub enum CheckpointingMode {
 /// | `min_pause` | 0 | Flink's `execution.checkpointing.min-pause` (the seeds set 500 ms as an example) |
 /// | `max_concurrent` | 1 | Flink's default; the seeds set 1 |
 /// | `tolerable_failed` | 0 | Flink's default; the English seed: "fail the task when the checkpoint is abnormal: the default value is true" |
-/// | `cleanup` | [`CleanupPolicy::NoExternalized`] | the English seed: "by default, checkpoints are not reserved" |
-/// | `num_retained` | 1 | the Chinese seed: "Flink只保留最近成功生成的1个Checkpoint" |
+/// | `store.cleanup` | [`CleanupPolicy::NoExternalized`] | the English seed: "by default, checkpoints are not reserved" |
+/// | `store.num_retained` | 1 | the Chinese seed: "Flink只保留最近成功生成的1个Checkpoint" |
 ///
 /// A `min_pause` above zero implies at most one concurrent checkpoint (the English seed:
 /// "when this parameter is specified, the value of maxConcurrentCheckpoints is 1").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     /// The interval of periodic checkpoints; `None` disables periodic checkpointing.
     pub interval: Option<Duration>,
@@ -52,10 +54,9 @@ pub struct CoordinatorConfig {
     pub max_concurrent: usize,
     /// How many checkpoint failures in a row are tolerated before the job fails.
     pub tolerable_failed: u32,
-    /// What happens to retained checkpoints when the job terminates.
-    pub cleanup: CleanupPolicy,
-    /// How many completed checkpoints are retained.
-    pub num_retained: usize,
+    /// The configuration of the job's checkpoint store (retention, cleanup policy, inline
+    /// threshold, `_metadata` compression); its clock is replaced by the coordinator's.
+    pub store: CheckpointConfig,
     /// Whether a restore may skip the state of operators the job does not have (Flink's
     /// `--allowNonRestoredState`); without it, such a restore fails naming them.
     pub allow_non_restored_state: bool,
@@ -73,8 +74,7 @@ impl Default for CoordinatorConfig {
             min_pause: Duration::ZERO,
             max_concurrent: 1,
             tolerable_failed: 0,
-            cleanup: CleanupPolicy::default(),
-            num_retained: 1,
+            store: CheckpointConfig::default(),
             allow_non_restored_state: false,
         }
     }
@@ -128,14 +128,22 @@ impl CoordinatorConfig {
     /// Sets the externalized cleanup policy.
     #[must_use]
     pub fn cleanup(mut self, policy: CleanupPolicy) -> Self {
-        self.cleanup = policy;
+        self.store.cleanup = policy;
         self
     }
 
     /// Sets how many completed checkpoints are retained.
     #[must_use]
     pub fn num_retained(mut self, n: usize) -> Self {
-        self.num_retained = n;
+        self.store.num_retained = n;
+        self
+    }
+
+    /// Sets the checkpoint store's configuration (its clock is replaced by the
+    /// coordinator's).
+    #[must_use]
+    pub fn store(mut self, store: CheckpointConfig) -> Self {
+        self.store = store;
         self
     }
 
@@ -180,18 +188,15 @@ impl CoordinatorConfig {
         if self.max_concurrent == 0 {
             return bad("max_concurrent", "0".into());
         }
-        if self.num_retained == 0 {
+        if self.store.num_retained == 0 {
             return bad("num_retained", "0".into());
         }
         Ok(())
     }
 
     /// The configuration of the checkpoint store that finalizes this job's checkpoints:
-    /// `num_retained`, the cleanup policy and `clock` (the rest at the store's defaults).
+    /// [`store`](Self::store) with `clock`.
     pub fn store_config(&self, clock: SharedClock) -> CheckpointConfig {
-        CheckpointConfig::default()
-            .num_retained(self.num_retained)
-            .cleanup(self.cleanup)
-            .clock(clock)
+        self.store.clone().clock(clock)
     }
 }

@@ -3,35 +3,7 @@
 
 use std::fmt;
 
-/// One operator of the job graph, as recorded in checkpoint metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorSpec {
-    /// The stable uid (the key of its state in `_metadata`).
-    pub uid: String,
-    /// A readable name.
-    pub name: String,
-    /// How many subtasks it runs.
-    pub parallelism: u32,
-    /// Its number of key groups.
-    pub max_parallelism: u32,
-}
-
-impl OperatorSpec {
-    /// An operator with `parallelism` subtasks and `max_parallelism` key groups.
-    pub fn new(
-        uid: impl Into<String>,
-        name: impl Into<String>,
-        parallelism: u32,
-        max_parallelism: u32,
-    ) -> Self {
-        OperatorSpec {
-            uid: uid.into(),
-            name: name.into(),
-            parallelism,
-            max_parallelism,
-        }
-    }
-}
+pub use cornerstone_checkpoint_store::OperatorSpec;
 
 /// One subtask of one operator: what acknowledges a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

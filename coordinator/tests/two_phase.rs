@@ -7,6 +7,7 @@ use std::path::Path;
 
 use cornerstone_backend_api::operator::OperatorStateBackend;
 use cornerstone_backend_api::{CheckpointId, ErrorKind, OperatorStateHandle};
+use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore, CompletedCheckpointStore};
 use cornerstone_coordinator::two_phase::PENDING_DIR;
 use cornerstone_coordinator::{
@@ -46,7 +47,7 @@ fn checkpoint(
         .unwrap();
     let handles = state.operator.clone();
     pending
-        .add_subtask_state("sink", "Sink", 1, 128, 0, state)
+        .add_subtask_state(&OperatorSpec::new("sink", "Sink", 1, 128), 0, state)
         .unwrap();
     pending.commit().unwrap();
     handles

@@ -39,7 +39,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cornerstone_backend_api::{Error, ErrorKind, Result, SharedClock, StateBackendFactory};
+use cornerstone_backend_api::{Error, ErrorKind, Result, SharedClock, StateBackend};
 use cornerstone_backend_fs::FsStateBackend;
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_checkpoint_store::{CheckpointStore, JobStatus};
@@ -110,7 +110,7 @@ fn remove_dir(path: &Path) -> Result<()> {
 /// when the restart strategy gives up (the job failed; its checkpoints are kept);
 /// [`ErrorKind::Fenced`] when another instance of the job took over its checkpoint
 /// directory (this one stops at once, deleting nothing); storage errors of the coordinator.
-pub fn run_job_with<F: StateBackendFactory + 'static>(
+pub fn run_job_with<F: StateBackend + 'static>(
     config: &JobConfig,
     store: &CheckpointStore,
     factory: F,

@@ -9,9 +9,6 @@
 //! `CORNERSTONE_JOB_FAULT_SEEDS=50 cargo test --release -p cornerstone-examples --all-features --test storage_faults -- --nocapture`
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../checkpoint-store/tests/common/faults.rs"]
-mod faults;
-
 use std::time::Duration;
 
 use cornerstone_checkpoint_store::opendal;
@@ -19,7 +16,7 @@ use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
 use cornerstone_checkpoint_store::{CheckpointStore, inspect};
 use cornerstone_coordinator::RestartStrategy;
 use cornerstone_examples::{BackendChoice, JOB_ID, JobConfig, run_job_on};
-use faults::{FailNthWrite, RandomFaults};
+use cornerstone_testkit::faults::{FailNthWrite, RandomFaults};
 
 fn seeds() -> u64 {
     std::env::var("CORNERSTONE_JOB_FAULT_SEEDS")

@@ -20,8 +20,9 @@ use std::sync::Arc;
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::{
-    CheckpointId, ErrorKind, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, ManualClock,
-    SharedClock, StateBackend, StateBackendFactory, StateReader, ValueStateDescriptor, state_type,
+    CheckpointId, CheckpointableBackend, ErrorKind, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, ManualClock, SharedClock, StateBackend, StateReader,
+    ValueStateDescriptor, state_type,
 };
 use cornerstone_backend_fs::FsStateBackend;
 use cornerstone_backend_memory::MemoryStateBackend;
@@ -165,7 +166,7 @@ fn write_v1(root: &Path) {
 
 /// Version 2 of the job restores the checkpoint of version 1 under `root` into backends of
 /// `factory`.
-fn restore_v2<F: StateBackendFactory>(root: &Path, factory: &F) {
+fn restore_v2<F: StateBackend>(root: &Path, factory: &F) {
     let store = CheckpointStore::local(root).unwrap();
     let point = store.resolve("upgrade-v1/chk-1").unwrap();
     let operators = vec![OperatorSpec::new("clicks", "Clicks", 3, MAX_P)];

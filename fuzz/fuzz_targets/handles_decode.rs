@@ -5,8 +5,8 @@
 //! the same value.
 #![no_main]
 
-use cornerstone_backend_api::spi::format::{Reader, handles, put_count};
 use cornerstone_backend_api::handles::{KeyedStateHandle, SubtaskState};
+use cornerstone_backend_api::spi::format::{Reader, handles, put_count};
 use libfuzzer_sys::fuzz_target;
 
 /// What one input decodes to.

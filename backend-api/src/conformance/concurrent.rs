@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::faults::BlockingStreamFactory;
 use super::{Harness, clock, fresh, restore_same, skip};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::descriptor::ValueStateDescriptor;
 use crate::handles::{CheckpointId, SubtaskState};
 

@@ -4,7 +4,7 @@
 
 use super::reducing::{average, sum};
 use super::{Harness, clock, fresh, roundtrip, sorted};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 
 /// Removes, overwrites and a clear from inside `for_each`: every entry there when the

@@ -2,7 +2,7 @@
 
 use super::reducing::sum;
 use super::{Harness, MAX_P, clock, create, expect_err, fresh, key_where, kg, params};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::error::ErrorKind;
 use crate::keygroup::KeyGroupRange;

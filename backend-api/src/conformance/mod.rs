@@ -154,7 +154,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use crate::backend::{KeyedBackendParams, StateBackend, StateBackendFactory};
+use crate::backend::{CheckpointableBackend, KeyedBackendParams, StateBackend};
 use crate::clock::ManualClock;
 use crate::descriptor::StateKey;
 use crate::error::{Error, ErrorKind, Result};
@@ -217,7 +217,7 @@ pub use value::*;
 /// write snapshots into and read them back from.
 pub trait Harness {
     /// The factory of the backend under test.
-    type Factory: StateBackendFactory;
+    type Factory: StateBackend;
 
     /// A factory for backends under test (a fresh one per call is fine).
     fn factory(&self) -> Self::Factory;
@@ -262,7 +262,7 @@ impl<F> MemoryStorageHarness<F> {
     }
 }
 
-impl<F: StateBackendFactory + Clone> Harness for MemoryStorageHarness<F> {
+impl<F: StateBackend + Clone> Harness for MemoryStorageHarness<F> {
     type Factory = F;
 
     fn factory(&self) -> F {
@@ -282,7 +282,7 @@ impl<F: StateBackendFactory + Clone> Harness for MemoryStorageHarness<F> {
 // Shared helpers of the cases.
 
 /// The keyed backend of a harness for keys `K`.
-pub(crate) type Backend<H, K> = <<H as Harness>::Factory as StateBackendFactory>::Backend<K>;
+pub(crate) type Backend<H, K> = <<H as Harness>::Factory as StateBackend>::Backend<K>;
 
 /// The max parallelism of most cases.
 pub(crate) const MAX_P: u32 = 128;
@@ -317,7 +317,7 @@ pub(crate) fn fresh<H: Harness, K: StateKey>(h: &H, clock: &ManualClock) -> Back
 
 /// Runs both phases of a snapshot into the harness's storage.
 #[track_caller]
-pub(crate) fn checkpoint<H: Harness, B: StateBackend + ?Sized>(
+pub(crate) fn checkpoint<H: Harness, B: CheckpointableBackend + ?Sized>(
     h: &H,
     backend: &B,
     id: u64,

@@ -10,7 +10,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::{Backend, Harness, clock, create, kg, params, restore, write_snapshot};
-use crate::backend::{AsyncSnapshot, KeyedStateBackend, KeyedStateBackendExt, StateBackend};
+use crate::backend::{
+    AsyncSnapshot, CheckpointableBackend, KeyedStateBackend, KeyedStateBackendExt,
+};
 use crate::clock::ManualClock;
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::error::Result;

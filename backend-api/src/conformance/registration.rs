@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::reducing::{average, sum};
 use super::{Harness, MAX_P, clock, create, expect_err, fresh, params};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::descriptor::{
     ListStateDescriptor, MapStateDescriptor, StateKind, StateMeta, ValueStateDescriptor,
 };

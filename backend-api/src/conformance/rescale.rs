@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Backend, Harness, checkpoint, clock, create, kg, params, restore, sorted};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::clock::ManualClock;
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::handles::KeyedStateHandle;

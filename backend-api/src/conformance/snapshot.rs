@@ -7,7 +7,7 @@ use super::{
     Harness, checkpoint, clock, expect_err, fresh, restore, restore_same, roundtrip, sorted,
     write_snapshot,
 };
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::error::ErrorKind;
 use crate::handles::CheckpointId;

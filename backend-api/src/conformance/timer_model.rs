@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::{Backend, Harness, clock, create, kg, params, restore, write_snapshot};
-use crate::backend::{AsyncSnapshot, KeyedStateBackendExt, StateBackend};
+use crate::backend::{AsyncSnapshot, CheckpointableBackend, KeyedStateBackendExt};
 use crate::clock::ManualClock;
 use crate::error::Result;
 use crate::handles::{CheckpointId, KeyedStateHandle};

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::{Backend, Harness, MAX_P, clock, create, expect_err, fresh, kg, params, roundtrip};
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::clock::ManualClock;
 use crate::descriptor::{StateKind, ValueStateDescriptor};
 use crate::error::{Error, ErrorKind};

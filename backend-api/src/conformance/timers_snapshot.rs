@@ -6,7 +6,7 @@ use super::{
     Backend, Harness, MAX_P, checkpoint, clock, create, fresh, kg, params, restore, restore_same,
     roundtrip, write_snapshot,
 };
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::clock::ManualClock;
 use crate::descriptor::{StateKind, ValueStateDescriptor};
 use crate::error::{ErrorKind, Result};

@@ -10,7 +10,7 @@ use super::ttl::{default_ttl, ttl};
 use super::{
     Backend, Harness, T0, checkpoint, clock, fresh, restore, restore_same, roundtrip, skip, sorted,
 };
-use crate::backend::{KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::clock::ManualClock;
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::handles::CheckpointId;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::reducing::sum;
 use super::value::Order;
 use super::{Backend, Harness, MAX_P, checkpoint, clock, fresh, restore};
-use crate::backend::{KeyedStateBackend, KeyedStateBackendExt, StateBackendFactory};
+use crate::backend::{KeyedStateBackend, KeyedStateBackendExt, StateBackend};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::handles::KeyedStateHandle;
 use crate::keygroup::KeyGroupRange;
@@ -253,8 +253,9 @@ pub fn typed_states_fixture<H: Harness>(h: &H) -> Vec<u8> {
 fn typed_savepoint<H: Harness>(h: &H) -> Vec<KeyedStateHandle> {
     let backend: Backend<H, String> = fresh(h, &clock());
     write_typed_states(&backend);
-    let snapshot = crate::backend::StateBackend::savepoint(&backend, crate::CheckpointId(7))
-        .expect("synchronous phase of a savepoint");
+    let snapshot =
+        crate::backend::CheckpointableBackend::savepoint(&backend, crate::CheckpointId(7))
+            .expect("synchronous phase of a savepoint");
     let state = super::write_snapshot(h, snapshot, 7);
     for handle in &state.keyed {
         assert!(

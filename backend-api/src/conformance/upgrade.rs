@@ -2,7 +2,7 @@
 //! ([`crate::rescale::StateMapping`]), at the same or another parallelism.
 
 use super::{Backend, Harness, MAX_P, checkpoint, clock, create, expect_err, fresh, kg, params};
-use crate::backend::{KeyedBackendParams, KeyedStateBackendExt, StateBackend};
+use crate::backend::{CheckpointableBackend, KeyedBackendParams, KeyedStateBackendExt};
 use crate::clock::ManualClock;
 use crate::descriptor::{ListStateDescriptor, ValueStateDescriptor};
 use crate::error::{ErrorKind, Result};

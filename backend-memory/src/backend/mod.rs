@@ -17,8 +17,8 @@ use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::spi::table::{ListTable, MapTable, TableOptions, ValueTable};
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, Error, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackend, KeyedStateHandle, Result, SharedClock, StateBackend, StateBackendFactory,
+    AsyncSnapshot, CheckpointId, CheckpointableBackend, Error, ErrorKind, KeyGroupRange,
+    KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result, SharedClock, StateBackend,
     StateKey, StateKind, StateMeta, StateValue,
 };
 use parking_lot::Mutex;
@@ -71,17 +71,17 @@ impl MemoryStateBackend {
 
     /// The options of the heap backends this factory creates.
     pub fn options(&self) -> HeapBackendOptions {
-        HeapBackendOptions {
-            name: NAME,
-            storage: HeapSnapshotStorage::Inline {
+        HeapBackendOptions::new(
+            NAME,
+            HeapSnapshotStorage::Inline {
                 max_state_size: self.max_state_size,
             },
-            compression: self.compression,
-        }
+        )
+        .with_compression(self.compression)
     }
 }
 
-impl StateBackendFactory for MemoryStateBackend {
+impl StateBackend for MemoryStateBackend {
     type Backend<K: StateKey> = HeapKeyedStateBackend<K>;
 
     fn name(&self) -> &'static str {
@@ -237,7 +237,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
     }
 }
 
-impl<K: StateKey> StateBackend for HeapKeyedStateBackend<K> {
+impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
     fn name(&self) -> &'static str {
         self.options.name
     }

@@ -15,7 +15,9 @@ use super::retention::kill_point;
 use super::retention::{Retained, delete_files, live_files, resolve_doubtful, unpublish};
 use crate::codec;
 use crate::layout;
-use crate::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorState, SnapshotKind};
+use crate::metadata::{
+    CheckpointMetadata, FORMAT_VERSION, OperatorSpec, OperatorState, SnapshotKind,
+};
 use crate::status;
 use crate::store::{CheckpointStore, StoreStreamFactory, random_name};
 
@@ -183,13 +185,12 @@ impl PendingCheckpoint {
     /// max parallelism or name, or the index is not below the parallelism.
     pub fn add_subtask_state(
         &mut self,
-        uid: &str,
-        name: &str,
-        parallelism: u32,
-        max_parallelism: u32,
+        operator: &OperatorSpec,
         subtask: u32,
         state: SubtaskState,
     ) -> Result<()> {
+        let (uid, name) = (operator.uid.as_str(), operator.name.as_str());
+        let (parallelism, max_parallelism) = (operator.parallelism, operator.max_parallelism);
         if subtask >= parallelism {
             return Err(
                 Error::invalid_input("subtask index not below the parallelism")

@@ -353,14 +353,9 @@ impl CheckpointCoordinator {
             return Ok(AckOutcome::Discarded);
         }
         let size = state.state_size();
-        pending.checkpoint.add_subtask_state(
-            &spec.uid,
-            &spec.name,
-            spec.parallelism,
-            spec.max_parallelism,
-            task.subtask,
-            state,
-        )?;
+        pending
+            .checkpoint
+            .add_subtask_state(spec, task.subtask, state)?;
         let remaining = pending.waiting.len();
         if let Some(stats) = inner.stats.get_mut(id) {
             stats.state_size = stats.state_size.saturating_add(size);

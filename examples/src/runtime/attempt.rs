@@ -8,9 +8,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use cornerstone_backend_api::{
-    CheckpointId, Error, ErrorKind, Result, SharedClock, StateBackendFactory,
-};
+use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result, SharedClock, StateBackend};
 use cornerstone_checkpoint_store::CompletedCheckpoint;
 use cornerstone_coordinator::{
     AckOutcome, CheckpointBarrier, CheckpointCoordinator, CheckpointListener, RestoredCheckpoint,
@@ -104,7 +102,7 @@ fn spawn_task(
         .map_err(|e| Error::io("spawn a task thread", e))
 }
 
-fn deploy<F: StateBackendFactory + 'static>(
+fn deploy<F: StateBackend + 'static>(
     topology: &Topology,
     factory: &Arc<F>,
     restored: Option<RestoredCheckpoint>,
@@ -224,7 +222,7 @@ pub(crate) enum AttemptEnd {
 
 /// Runs one attempt until it finishes or fails; returns the latest completed checkpoint.
 /// The counters add the timers they fire to `timers`.
-pub(crate) fn run_attempt<F: StateBackendFactory + 'static>(
+pub(crate) fn run_attempt<F: StateBackend + 'static>(
     topology: &Topology,
     factory: &Arc<F>,
     coordinator: &CheckpointCoordinator,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::{
-    Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, Result, StateBackend,
-    StateBackendFactory, StateReader, TimeDomain, Timer, ValueStateDescriptor,
+    CheckpointableBackend, Error, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, Result,
+    StateBackend, StateReader, TimeDomain, Timer, ValueStateDescriptor,
 };
 use cornerstone_coordinator::{
     BarrierHandler, HandlerOutput, InputEvent, RestoredCheckpoint, SubtaskMetrics, TaskId,
@@ -61,7 +61,7 @@ fn timer_watermark(low: u64) -> i64 {
 ///   counted in the report ([`TimerCounts`]), as are the timers fired in both domains.
 ///
 /// [`TimerCounts`]: crate::TimerCounts
-pub(super) fn run_counter<F: StateBackendFactory>(
+pub(super) fn run_counter<F: StateBackend>(
     ctx: &Arc<Ctx>,
     task: &TaskId,
     factory: &F,

@@ -1,6 +1,20 @@
 //! A fault layer around real OpenDAL services (no mock: every operation that is not failed
 //! goes to the service).
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
+//!
+//! ```
+//! use std::sync::atomic::Ordering;
+//! use cornerstone_checkpoint_store::opendal;
+//! use cornerstone_testkit::faults::FailNthWrite;
+//!
+//! let faults = FailNthWrite::default();
+//! faults.fail_at.store(2, Ordering::SeqCst); // the second write fails
+//! let op = opendal::Operator::new(opendal::services::Memory::default())?.layer(faults.clone());
+//! let rt = cornerstone_testkit::s3::runtime();
+//! rt.block_on(op.write("a", "first"))?;
+//! assert!(rt.block_on(op.write("b", "second")).is_err());
+//! assert_eq!(rt.block_on(op.read("a"))?.to_vec(), b"first");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,13 +29,17 @@ use cornerstone_checkpoint_store::opendal::{self, OperationContext};
 /// with `fail_reads_suffix` (a transient error).
 #[derive(Debug, Clone, Default)]
 pub struct FailNthWrite {
+    /// Write-like operations (writes and renames) seen so far.
     pub count: Arc<AtomicUsize>,
+    /// The write-like operation that fails before it takes effect (1-based; 0 = never).
     pub fail_at: Arc<AtomicUsize>,
+    /// Writes of paths ending with this take effect and then report an error.
     pub fail_after_suffix: Arc<Mutex<Option<String>>>,
+    /// Stats, reads and lists of paths ending with this fail (a temporary error).
     pub fail_reads_suffix: Arc<Mutex<Option<String>>>,
     /// Deletes of paths ending with this fail before they take effect.
     pub fail_deletes_suffix: Arc<Mutex<Option<String>>>,
-    /// Directory syncs (see `disk.rs`) of directories ending with this fail.
+    /// Directory syncs (see [`SimDisk`](crate::disk::SimDisk)) of directories ending with this fail.
     pub fail_syncs_suffix: Arc<Mutex<Option<String>>>,
     /// When a `fail_after_suffix` write reports its error, reads of that path start failing
     /// too (`fail_reads_suffix`): the writer cannot read back what happened.
@@ -35,6 +53,7 @@ pub struct FailNthWrite {
     /// Seeded random faults on every operation (see [`RandomFaults`]), when set, from the
     /// operation numbered `random_from_op` on (counted in `ops`).
     pub random: Arc<Mutex<Option<RandomFaults>>>,
+    /// The first operation (counted in `ops`) that random faults may hit.
     pub random_from_op: Arc<AtomicUsize>,
     /// Every operation (writes, deletes, reads, stats, lists, directory syncs), counted for
     /// [`crash_at`](Self::crash_at).
@@ -42,6 +61,7 @@ pub struct FailNthWrite {
     /// The process crashes at this operation (1-based; 0 = never): it and every operation
     /// after it fail before taking effect, until [`revive`](Self::revive).
     pub crash_at: Arc<AtomicUsize>,
+    /// Whether the process has crashed (set at `crash_at`, cleared by [`revive`](Self::revive)).
     pub crashed: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -51,15 +71,20 @@ pub struct FailNthWrite {
 /// as operations come in a deterministic order.
 #[derive(Debug)]
 pub struct RandomFaults {
+    /// The seeded generator the faults are drawn from.
     pub rng: rand::rngs::StdRng,
+    /// The probability that a write fails before it takes effect.
     pub p_before: f64,
+    /// The probability that a write takes effect and then fails.
     pub p_after: f64,
+    /// The probability that a stat, read or list fails (a temporary error).
     pub p_read: f64,
     /// Faults injected: before, after, read.
     pub injected: [u64; 3],
 }
 
 impl RandomFaults {
+    /// Faults drawn from a generator seeded with `seed`, with these probabilities.
     pub fn new(seed: u64, p_before: f64, p_after: f64, p_read: f64) -> Self {
         use rand::SeedableRng;
         RandomFaults {

@@ -4,7 +4,21 @@
 //! change not durable yet reached the disk or not (any subset, as the test decides), and a
 //! file survives only if every directory on its path does. The store syncs directories
 //! through [`DirSync`], as it fsyncs them on a real local filesystem.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cornerstone_checkpoint_store::{CheckpointStore, opendal};
+//! use cornerstone_testkit::{disk::SimDisk, faults::FailNthWrite};
+//!
+//! let base = opendal::Operator::new(opendal::services::Memory::default())?;
+//! let faults = FailNthWrite::default();
+//! let disk = Arc::new(SimDisk::new(base.clone(), faults.clone()));
+//! let store = CheckpointStore::new(base.layer(faults))?.with_dir_sync(disk.clone());
+//! # let _ = store;
+//! // Nothing written yet: a power cut loses nothing.
+//! assert!(disk.power_cut(&mut |_| false).is_empty());
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -13,7 +27,7 @@ use cornerstone_backend_api::{Error, ErrorKind, Result};
 use cornerstone_checkpoint_store::DirSync;
 use cornerstone_checkpoint_store::opendal;
 
-use super::faults::FailNthWrite;
+use crate::faults::FailNthWrite;
 
 /// What survives a power cut.
 #[derive(Debug, Default)]
@@ -24,6 +38,7 @@ struct Durable {
     dirs: BTreeSet<String>,
 }
 
+/// A local disk simulated over an OpenDAL operator (see the module's documentation).
 #[derive(Debug)]
 pub struct SimDisk {
     /// The memory service itself (no faults).
@@ -32,8 +47,9 @@ pub struct SimDisk {
     durable: Mutex<Durable>,
     /// Syncs fail like other operations (randomly, and once the process crashed).
     faults: FailNthWrite,
-    /// Directory syncs done, and files lost at power cuts.
+    /// Directory syncs done.
     pub syncs: std::sync::atomic::AtomicU64,
+    /// Changes undone at power cuts (files lost, deleted files back).
     pub lost_at_power_cuts: std::sync::atomic::AtomicU64,
 }
 

@@ -6,8 +6,19 @@
 //! install` creates (`~/.cache/cornerstone-seaweedfs/bin/weed`), or `PATH`. When it is absent the
 //! S3 variants say so on stderr and return; with `CORNERSTONE_REQUIRE_S3=1` (set by `.ci/run`)
 //! absence is a failure instead, so CI never skips them silently.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
-
+//!
+//! The variants also need a checkpoint store that opens `s3://` URLs: the store's `s3`
+//! feature, turned on by the crate under test (`--all-features`) or by this crate's `s3`
+//! feature. Without it they skip (or fail, when required) in the same way.
+//!
+//! ```no_run
+//! use cornerstone_testkit::s3::{SeaweedFs, unique_prefix};
+//!
+//! // `None` (after saying why on stderr) when there is no server here.
+//! let Some(server) = SeaweedFs::shared("my_test") else { return };
+//! let store = server.store(&unique_prefix("my_test"));
+//! assert!(store.resolve("no-such-job").is_err());
+//! ```
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,10 +28,13 @@ use std::time::{Duration, Instant};
 
 use cornerstone_checkpoint_store::{CheckpointStore, opendal};
 
-/// The fixed test credentials (the server only listens on 127.0.0.1).
+/// The access key of the fixed test credentials (the server only listens on 127.0.0.1).
 pub const ACCESS_KEY: &str = "cornerstone-test";
+/// The secret key of the fixed test credentials.
 pub const SECRET_KEY: &str = "cornerstone-test-secret";
+/// The region the clients name (SeaweedFS accepts any).
 pub const REGION: &str = "us-east-1";
+/// The bucket the server is started with; each test uses its own prefix of it.
 pub const BUCKET: &str = "cornerstone";
 
 /// How long a start (or restart) may take before the test fails.
@@ -106,8 +120,8 @@ impl SeaweedFs {
 
     /// A server of its own (for tests that kill and restart it).
     pub fn start(test: &str) -> Option<Self> {
-        if !s3_feature() {
-            skip(test, "this build has no `s3` feature");
+        if let Err(why) = s3_feature() {
+            skip(test, &why);
             return None;
         }
         let Some(weed) = weed_binary() else {
@@ -322,34 +336,35 @@ impl Drop for SeaweedFs {
     }
 }
 
-#[cfg(feature = "s3")]
-fn s3_feature() -> bool {
-    true
+/// Whether the checkpoint store of this build opens `s3://` URLs (its `s3` feature, whichever
+/// crate turned it on); why not, when it does not.
+fn s3_feature() -> Result<(), String> {
+    // Opening a store does no I/O: the port is never contacted.
+    CheckpointStore::from_url(
+        &format!("s3://{BUCKET}/probe"),
+        [("region", REGION), ("endpoint", "http://127.0.0.1:9")],
+    )
+    .map(drop)
+    .map_err(|e| format!("this build's checkpoint store has no `s3` feature ({e})"))
 }
 
-#[cfg(not(feature = "s3"))]
-fn s3_feature() -> bool {
-    false
-}
-
-#[cfg(feature = "s3")]
+/// A raw OpenDAL S3 operator (no layers) on the server at `endpoint`, rooted at `prefix`.
+/// Through OpenDAL's registry: the S3 service is there when the store's `s3` feature is.
 fn s3_operator(endpoint: &str, prefix: &str) -> opendal::Operator {
     opendal::install_default();
-    opendal::Operator::new(
-        opendal::services::S3::default()
-            .bucket(BUCKET)
-            .root(&format!("/{prefix}"))
-            .endpoint(endpoint)
-            .region(REGION)
-            .access_key_id(ACCESS_KEY)
-            .secret_access_key(SECRET_KEY),
+    opendal::Operator::via_iter(
+        "s3",
+        [
+            ("bucket", BUCKET.to_owned()),
+            ("root", format!("/{prefix}")),
+            ("endpoint", endpoint.to_owned()),
+            ("region", REGION.to_owned()),
+            ("access_key_id", ACCESS_KEY.to_owned()),
+            ("secret_access_key", SECRET_KEY.to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
     )
-    .unwrap()
-}
-
-#[cfg(not(feature = "s3"))]
-fn s3_operator(_endpoint: &str, _prefix: &str) -> opendal::Operator {
-    unreachable!("SeaweedFs::start refuses to start without the s3 feature")
+    .expect("an S3 operator (SeaweedFs::start checked that this build has S3)")
 }
 
 /// The pause between two polls of an external process (bounded by the caller's deadline).

@@ -1,30 +1,49 @@
-//! Shared helpers of the integration tests.
-#![allow(
-    dead_code,
-    unused_macros,
-    unused_imports,
-    unreachable_pub,
-    clippy::unwrap_used,
-    missing_docs
-)]
+//! Storages for suites that run on every storage, and small helpers over a store: the
+//! [`TestStore`] of each storage (OpenDAL's `fs` service in a temp dir, OpenDAL's memory
+//! service, S3 on the shared SeaweedFS server), the [`storage_tests!`](crate::storage_tests)
+//! macro that generates one test per storage, and stream, state and file helpers.
+//!
+//! ```
+//! use cornerstone_backend_api::{CheckpointId, StateScope};
+//! use cornerstone_checkpoint_store::{CompletedCheckpointStore, OperatorSpec};
+//! use cornerstone_testkit::store::{TestStore, all_files, files_config, state_of, write_stream};
+//!
+//! fn one_file_per_stream(s: &TestStore) {
+//!     let job = CompletedCheckpointStore::open(&s.store, "job", files_config()).unwrap();
+//!     let mut p = job.begin_checkpoint(CheckpointId(1)).unwrap();
+//!     let f = p.stream_factory();
+//!     let h = write_stream(&*f, StateScope::Exclusive, b"state");
+//!     p.add_subtask_state(&OperatorSpec::new("op", "Op", 1, 128), 0, state_of(vec![h])).unwrap();
+//!     p.commit().unwrap();
+//!     assert_eq!(all_files(&s.store, "job/").len(), 2, "{}: a state file and _metadata", s.name);
+//! }
+//!
+//! // In a test crate: `cornerstone_testkit::storage_tests!(one_file_per_stream);` makes the
+//! // tests `one_file_per_stream::{fs, memory, s3}`.
+//! one_file_per_stream(&TestStore::fs());
+//! one_file_per_stream(&TestStore::memory());
+//! ```
 
 use std::io::Write;
 use std::sync::Arc;
 
+use cornerstone_backend_api::stream::stream_write_error;
 use cornerstone_backend_api::{
-    CheckpointStreamFactory, OperatorStateHandle, StateScope, StreamStateHandle, SubtaskState,
+    CheckpointStreamFactory, OperatorStateHandle, Result, StateScope, StreamStateHandle,
+    SubtaskState,
 };
 use cornerstone_checkpoint_store::opendal;
 use cornerstone_checkpoint_store::{CheckpointConfig, CheckpointStore};
 
-pub mod disk;
-pub mod faults;
-pub mod s3;
+use crate::s3;
 
 /// One storage a suite runs on: the store, and what keeps it alive (the temp dir of `fs`,
 /// the server of `s3`).
+#[derive(Debug)]
 pub struct TestStore {
+    /// `fs`, `memory` or `s3`: for failure messages.
     pub name: &'static str,
+    /// The store, rooted at the directory, the empty memory service or the prefix.
     pub store: CheckpointStore,
     /// `fs`: the directory the store is rooted at.
     pub dir: Option<tempfile::TempDir>,
@@ -48,7 +67,7 @@ impl TestStore {
     pub fn memory() -> Self {
         TestStore {
             name: "memory",
-            store: CheckpointStore::from_url("memory://", Vec::<(String, String)>::new()).unwrap(),
+            store: memory_store(),
             dir: None,
             s3: None,
         }
@@ -72,50 +91,88 @@ impl TestStore {
         match (&self.dir, &self.s3) {
             (Some(dir), _) => CheckpointStore::local(dir.path().join(label)).unwrap(),
             (_, Some((server, prefix))) => server.store(&format!("{prefix}-{label}")),
-            _ => CheckpointStore::from_url("memory://", Vec::<(String, String)>::new()).unwrap(),
+            _ => memory_store(),
         }
     }
 }
 
+/// A store on a new, empty OpenDAL memory service (`memory://`).
+pub fn memory_store() -> CheckpointStore {
+    CheckpointStore::from_url("memory://", Vec::<(String, String)>::new()).unwrap()
+}
+
+/// A raw operator (no layers) on a new, empty OpenDAL memory service: to wrap in a fault
+/// layer or a simulated disk before [`CheckpointStore::new`].
+pub fn memory_operator() -> opendal::Operator {
+    opendal::Operator::new(opendal::services::Memory::default()).unwrap()
+}
+
 /// Generates, for each named test body `fn name(s: &TestStore)`, the tests `name::fs`,
-/// `name::memory` and `name::s3`: one suite, parameterised by storage.
+/// `name::memory` and `name::s3`: one suite, parameterised by storage
+/// ([`TestStore`](crate::store::TestStore)). The `s3` test returns (after saying why) when
+/// there is no SeaweedFS here, unless `CORNERSTONE_REQUIRE_S3=1`.
+///
+/// ```
+/// use cornerstone_testkit::store::TestStore;
+///
+/// fn opens(s: &TestStore) {
+///     assert!(s.store.resolve("no-such-job").is_err(), "{}", s.name);
+/// }
+///
+/// cornerstone_testkit::storage_tests!(opens);
+/// # fn main() {}
+/// ```
+#[macro_export]
 macro_rules! storage_tests {
     ($($test:ident),+ $(,)?) => {$(
         mod $test {
             #[test]
             fn fs() {
-                super::$test(&crate::common::TestStore::fs());
+                super::$test(&$crate::store::TestStore::fs());
             }
 
             #[test]
             fn memory() {
-                super::$test(&crate::common::TestStore::memory());
+                super::$test(&$crate::store::TestStore::memory());
             }
 
             #[test]
             fn s3() {
-                if let Some(s) = crate::common::TestStore::s3(module_path!()) {
+                if let Some(s) = $crate::store::TestStore::s3(module_path!()) {
                     super::$test(&s);
                 }
             }
         }
     )+};
 }
-pub(crate) use storage_tests;
 
-/// Everything becomes a file.
+/// A config under which every stream becomes a file (an inline threshold of 0).
 pub fn files_config() -> CheckpointConfig {
     CheckpointConfig::default().inline_threshold(0)
 }
 
+/// Writes `bytes` as one stream of `scope` through `f` and returns its handle.
 pub fn write_stream(
     f: &dyn CheckpointStreamFactory,
     scope: StateScope,
     bytes: &[u8],
 ) -> StreamStateHandle {
-    let mut out = f.create(scope).unwrap();
-    out.write_all(bytes).unwrap();
-    out.close().unwrap()
+    try_write_stream(f, scope, bytes).unwrap()
+}
+
+/// [`write_stream`], failing instead of panicking (on storage faults).
+///
+/// # Errors
+/// Those of creating, writing and closing the stream.
+pub fn try_write_stream(
+    f: &dyn CheckpointStreamFactory,
+    scope: StateScope,
+    bytes: &[u8],
+) -> Result<StreamStateHandle> {
+    let mut out = f.create(scope)?;
+    out.write_all(bytes)
+        .map_err(|e| stream_write_error("write", e))?;
+    out.close()
 }
 
 /// A subtask state holding `streams` as operator-state handles.
@@ -132,7 +189,8 @@ pub fn state_of(streams: Vec<StreamStateHandle>) -> SubtaskState {
     }
 }
 
-/// Every file path in the store under `dir`, sorted (via the OpenDAL operator).
+/// Every file path in the store under `dir`, sorted (via the OpenDAL operator). The job
+/// directory's lease (`<job>/_lease/`) is left out unless `dir` is inside it.
 pub fn all_files(store: &CheckpointStore, dir: &str) -> Vec<String> {
     let op = store.operator().clone();
     let mut files: Vec<String> = s3::runtime()
