@@ -47,6 +47,24 @@
 //! - [`rescale`]: state assignment when the parallelism changes;
 //! - `conformance` (feature `conformance`): the suite that every backend runs.
 //!
+//! # Names
+//! One name per concept, in every crate of the workspace:
+//! - a **state backend** ([`StateBackend`]: `MemoryStateBackend`, `FsStateBackend`,
+//!   `RocksDbStateBackend`) is what a job is configured with; it creates the keyed state
+//!   backend of each subtask;
+//! - a **keyed state backend** ([`KeyedStateBackend`]) is one subtask's instance; its side
+//!   that does not depend on the key type, snapshots and their lifecycle, is the
+//!   [`CheckpointableBackend`];
+//! - a **state** ([`ValueState`], [`ListState`], ...) is the handle operator code holds; a
+//!   **table** ([`spi::table`]) is what a backend implements under it;
+//! - **operator state** ([`operator`]) is an operator's non-keyed state (list, union,
+//!   broadcast), kept by an [`OperatorStateBackend`](operator::OperatorStateBackend);
+//! - in checkpoint metadata, an operator's record is its `OperatorState` (Flink's name)
+//!   and its identity an `OperatorSpec` (uid, name, parallelism, max parallelism);
+//! - a **snapshot** is what one backend writes for one checkpoint or savepoint; a
+//!   **checkpoint** (`chk-N/`) is owned and pruned by the job, a **savepoint** by the user;
+//! - a **key group** is the unit of keyed state that moves when the parallelism changes.
+//!
 //! How the crates fit together, the path of a state write to a committed `_metadata` and
 //! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 

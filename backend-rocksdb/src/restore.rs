@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::spi::format::describe;
 use cornerstone_backend_api::spi::format::incremental::{self, IncrementalMeta};
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
@@ -279,13 +278,7 @@ fn load_key_groups(
                 });
             }
         }
-        if key_group_for_bytes(record.key, params.max_parallelism) != record.key_group {
-            return Err(Error::corrupted(
-                "a restored key does not hash to its key group (was the max parallelism changed?)",
-            )
-            .with_context("key_group", record.key_group)
-            .with_context("max_parallelism", params.max_parallelism));
-        }
+        record.check_key_group(params.max_parallelism)?;
         let Some(name) = names.get(record.state as usize) else {
             return Err(Error::corrupted("snapshot record out of place")
                 .with_context("key_group", record.key_group));

@@ -31,6 +31,25 @@ pub struct Record<'a> {
     pub value: &'a [u8],
 }
 
+impl Record<'_> {
+    /// Checks that the record's key hashes to its key group at `max_parallelism`: what
+    /// every restore checks, so that a snapshot restored with another max parallelism (or
+    /// a damaged key) is refused instead of putting keys where lookups never find them.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Corrupted`] naming the key group and max parallelism.
+    pub fn check_key_group(&self, max_parallelism: u32) -> Result<()> {
+        if crate::keygroup::key_group_for_bytes(self.key, max_parallelism) == self.key_group {
+            return Ok(());
+        }
+        Err(Error::corrupted(
+            "a restored key does not hash to its key group (was the max parallelism changed?)",
+        )
+        .with_context("key_group", self.key_group)
+        .with_context("max_parallelism", max_parallelism))
+    }
+}
+
 fn read_exact(r: &mut dyn Read, buf: &mut [u8], what: &'static str, path: &str) -> Result<()> {
     r.read_exact(buf).map_err(|e| {
         let err = if e.kind() == std::io::ErrorKind::UnexpectedEof {
