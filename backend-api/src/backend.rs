@@ -45,7 +45,11 @@ pub trait AsyncSnapshot: Send + Debug {
 ///   every write made before the call and none made after, and is short (it must not copy
 ///   or serialize the state);
 /// - the returned [`AsyncSnapshot`] may run on another thread while writes go on;
-/// - a failed snapshot leaves the backend working.
+/// - a failed snapshot leaves the backend working;
+/// - a backend may bind its states to the thread that created it (the task thread, as
+///   Flink runs a subtask; the heap backends do so by default, to take no lock per access):
+///   then the states and the synchronous phase are used on that thread, and a use from
+///   another thread is an error, never a data race.
 pub trait CheckpointableBackend: Send + Sync + Debug {
     /// The backend's `NAME`, e.g. `"memory"`.
     fn name(&self) -> &'static str;

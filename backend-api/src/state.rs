@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::descriptor::{AggregateFunction, ReduceFn, VoidNamespace};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spi::table::{ListTable, MapTable, ValueTable};
 
 macro_rules! handle_debug {
@@ -111,6 +111,33 @@ impl<K, T, N> ListState<K, T, N> {
     pub fn for_each(&self, key: &K, ns: &N, mut f: impl FnMut(&T)) -> Result<()> {
         self.table
             .with_elements(key, ns, &mut |elements| elements.iter().for_each(&mut f))
+    }
+
+    /// Calls `f` once with the elements as a borrowed slice (empty when absent) and returns
+    /// its result: a read of the list without a copy on the heap backends (a backend that
+    /// stores lists serialized decodes them first).
+    ///
+    /// `f` may use the state again: it sees the list as it was when the call began.
+    ///
+    /// ```
+    /// # use cornerstone_backend_api::{ListState, Result};
+    /// # fn demo(events: &ListState<String, u64>) -> Result<()> {
+    /// let key = "alice".to_string();
+    /// let (count, last) = events.with_elements(&key, &(), |list| (list.len(), list.last().copied()))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_elements<R>(&self, key: &K, ns: &N, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.table.with_elements(key, ns, &mut |elements| {
+            if let Some(f) = f.take() {
+                out = Some(f(elements));
+            }
+        })?;
+        out.ok_or_else(|| {
+            Error::internal("the list table did not call back with the elements")
+                .with_context("state", &*self.name)
+        })
     }
 
     /// Appends an element.

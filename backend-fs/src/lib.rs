@@ -55,19 +55,19 @@
 //! - **Synchronous phase**: [`CheckpointableBackend::snapshot`] clones one `Arc` per key group and
 //!   state (no copy of the state); it takes microseconds, whatever the state's size. The
 //!   first write to a key group after a snapshot copies that key group only.
-//! - **Asynchronous phase**: [`AsyncSnapshot::write`] streams one file per subtask through
-//!   the checkpoint's [`CheckpointStreamFactory`] (the exclusive scope, `chk-N/`): the
-//!   `CSKG` format of `cornerstone_backend_api::spi::keyed_format`, blocks of about 256 KiB,
-//!   each with a CRC32 and optionally zstd-compressed, and an offset for every key group.
-//!   Memory stays bounded: one block is buffered at a time, and the checkpoint store uploads
-//!   in chunks. Streams below the store's inline threshold (20 KiB by default) stay inline
-//!   in `_metadata`.
+//! - **Asynchronous phase**: [`AsyncSnapshot::write`] streams the snapshot through the
+//!   checkpoint's [`CheckpointStreamFactory`] (the exclusive scope, `chk-N/`): the `CSKG`
+//!   format of `cornerstone_backend_api::spi::keyed_format`, blocks of about 256 KiB, each
+//!   with a CRC32 and optionally zstd-compressed, and an offset for every key group. A
+//!   large snapshot (from 512 Ki entries) is split into contiguous key-group parts of about
+//!   equal size, written by up to [`FsStateBackend::io_threads`] threads (default: the
+//!   machine's cores), one file each; a small one is one file. Memory stays bounded: one
+//!   block is buffered per thread, and the checkpoint store uploads in chunks. Streams
+//!   below the store's inline threshold (20 KiB by default) stay inline in `_metadata`.
 //! - **Restore** reads, for each handle, only the byte range of the key groups the new
 //!   backend owns (a rescale reads a fraction of the files), from any storage the
-//!   checkpoint store supports. A damaged block is reported with its file and key group.
-//!
-//! How the crates fit together, the path of a state write to a committed `_metadata` and
-//! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
+//!   checkpoint store supports; a large file is read in parts, on several threads. A
+//!   damaged block is reported with its file and key group.
 //!
 //! [`AsyncSnapshot::write`]: cornerstone_backend_api::AsyncSnapshot::write
 //! [`CheckpointStreamFactory`]: cornerstone_backend_api::CheckpointStreamFactory
@@ -76,6 +76,9 @@
 use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackend, StateKey};
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
+
+/// Which threads may use a heap backend's states.
+pub use cornerstone_backend_memory::HeapThreading;
 
 /// The heap keyed backend that [`FsStateBackend`] creates (the memory backend's tables).
 pub use cornerstone_backend_memory::HeapKeyedStateBackend as FsKeyedStateBackend;
@@ -92,6 +95,8 @@ pub const NAME: &str = "fs";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FsStateBackend {
     compression: Compression,
+    threading: HeapThreading,
+    io_threads: Option<usize>,
 }
 
 impl FsStateBackend {
@@ -107,10 +112,33 @@ impl FsStateBackend {
         self
     }
 
+    /// Which threads may use the states: the thread that created the keyed backend (the
+    /// default, no lock per access) or any ([`HeapThreading::Shared`]).
+    #[must_use]
+    pub fn threading(mut self, threading: HeapThreading) -> Self {
+        self.threading = threading;
+        self
+    }
+
+    /// How many threads the asynchronous phase of a snapshot and a restore may use (default:
+    /// the machine's cores): a snapshot writes a part of the key groups per thread, each to
+    /// its own file (a part holds at least 256 Ki entries, so small snapshots stay one
+    /// file); a restore reads a large file in parts of at least 4 MiB, one per thread.
+    #[must_use]
+    pub fn io_threads(mut self, threads: usize) -> Self {
+        self.io_threads = Some(threads.max(1));
+        self
+    }
+
     /// The options of the heap backends this factory creates.
     pub fn options(&self) -> HeapBackendOptions {
-        HeapBackendOptions::new(NAME, HeapSnapshotStorage::Streams)
+        let options = HeapBackendOptions::new(NAME, HeapSnapshotStorage::Streams)
             .with_compression(self.compression)
+            .with_threading(self.threading);
+        match self.io_threads {
+            Some(threads) => options.with_io_threads(threads),
+            None => options,
+        }
     }
 }
 

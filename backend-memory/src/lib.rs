@@ -29,6 +29,17 @@
 //! # Ok::<_, cornerstone_backend_api::Error>(())
 //! ```
 //!
+//! # Threads
+//! A keyed backend and its states are used on the thread that created the backend, as
+//! Flink runs a subtask on its task thread: the states are plain hash maps, with no lock or
+//! atomic operation per read, and a use from another thread is an error
+//! ([`HeapThreading::Owner`], the default). The asynchronous phase of a snapshot runs on
+//! any thread. An engine that moves a subtask between threads (a multi-threaded async
+//! runtime) or shares its state between threads builds the backend with
+//! [`HeapThreading::Shared`]: a lock per access. Both refuse a use of a state from inside
+//! one of its own calls (such as a `transform` closure) with an error instead of a
+//! deadlock.
+//!
 //! Timers ([`TimerService`](cornerstone_backend_api::TimerService)) are kept as an ordered
 //! set per key group behind an `Arc`, copied on the first change after a snapshot as the
 //! tables are; the synchronous phase of a snapshot copies no timer.
@@ -36,10 +47,12 @@
 //! How the crates fit together, the path of a state write to a committed `_metadata` and
 //! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
 
+mod access;
 mod backend;
 mod table;
 mod timers;
 
+pub use access::HeapThreading;
 pub use backend::{
     DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage,
     MemoryStateBackend, NAME,

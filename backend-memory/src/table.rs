@@ -12,7 +12,8 @@ use cornerstone_backend_api::{
     CheckpointOutputStream, Error, KeyGroupRange, Result, StateKey, StateValue,
 };
 use hashbrown::{Equivalent, HashMap};
-use parking_lot::Mutex;
+
+use crate::access::{Binding, Guarded};
 
 /// The map of one key group: (key, namespace) to the stored value.
 pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
@@ -41,7 +42,11 @@ impl<K: Eq, N: Eq> Equivalent<(K, N)> for Lookup<'_, K, N> {
 pub(crate) type SnapshotWriter = KeyedSnapshotWriter<Box<dyn CheckpointOutputStream>>;
 
 /// A table's view captured by the synchronous phase of a snapshot.
-pub(crate) trait Captured: Send {
+pub(crate) trait Captured: Send + Sync {
+    /// The number of entries (records, or maps and lists) of the key group at `index`: what
+    /// the asynchronous phase splits the key groups between its threads by.
+    fn entries(&self, index: usize) -> usize;
+
     /// Writes the records of the key group at `index` in the backend's range.
     fn write_key_group(
         &self,
@@ -54,26 +59,36 @@ pub(crate) trait Captured: Send {
 
 /// What the backend keeps of each registered table.
 pub(crate) trait Registered: Send + Sync {
-    fn capture(&self) -> Box<dyn Captured>;
+    /// The synchronous phase of a snapshot: clones one `Arc` per key group.
+    fn capture(&self) -> Result<Box<dyn Captured>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
-/// The table core shared by the three kinds: one `Arc<GroupMap>` per key group.
+/// What a table's guard protects: the key-group maps and the incremental-cleanup cursor.
+struct Core<K, N, S> {
+    groups: Groups<K, N, S>,
+    /// (key-group index, entries already visited in it) of incremental cleanup.
+    cleanup_cursor: (usize, usize),
+}
+
+/// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
+/// backend's [`Binding`] (owned by the task thread, or shared under a lock).
 pub(crate) struct HeapTable<K, N, S> {
-    groups: Mutex<Groups<K, N, S>>,
+    core: Guarded<Core<K, N, S>>,
     range: KeyGroupRange,
     max_parallelism: u32,
-    /// (key-group index, entries already visited in it) of incremental cleanup.
-    cleanup_cursor: Mutex<(usize, usize)>,
 }
 
 impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N, S> {
-    pub(crate) fn new(range: KeyGroupRange, max_parallelism: u32) -> Self {
+    pub(crate) fn new(range: KeyGroupRange, max_parallelism: u32, binding: Binding) -> Self {
+        let core = Core {
+            groups: (0..range.len()).map(|_| Arc::new(HashMap::new())).collect(),
+            cleanup_cursor: (0, 0),
+        };
         HeapTable {
-            groups: Mutex::new((0..range.len()).map(|_| Arc::new(HashMap::new())).collect()),
+            core: Guarded::new(binding, core),
             range,
             max_parallelism,
-            cleanup_cursor: Mutex::new((0, 0)),
         }
     }
 
@@ -88,23 +103,29 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         })
     }
 
+    /// The map of the key group at `index`, while the table is filled from a restore
+    /// (before anyone else holds it).
+    fn restoring(&mut self, index: usize) -> Option<&mut GroupMap<K, N, S>> {
+        self.core.get_mut().groups.get_mut(index).map(Arc::make_mut)
+    }
+
     /// Inserts a restored entry into the key group at `index`.
-    pub(crate) fn insert_restored(&self, index: usize, key: K, ns: N, value: S) {
-        if let Some(group) = self.groups.lock().get_mut(index) {
-            Arc::make_mut(group).insert((key, ns), value);
+    pub(crate) fn insert_restored(&mut self, index: usize, key: K, ns: N, value: S) {
+        if let Some(group) = self.restoring(index) {
+            group.insert((key, ns), value);
         }
     }
 
     /// Makes room for `additional` restored entries in the key group at `index`.
-    pub(crate) fn reserve(&self, index: usize, additional: usize) {
-        if let Some(group) = self.groups.lock().get_mut(index) {
-            Arc::make_mut(group).reserve(additional);
+    pub(crate) fn reserve(&mut self, index: usize, additional: usize) {
+        if let Some(group) = self.restoring(index) {
+            group.reserve(additional);
         }
     }
 
     /// Adds a restored map entry to the map of (key, ns) in the key group at `index`.
     pub(crate) fn insert_restored_entry<UK: StateKey, UV>(
-        &self,
+        &mut self,
         index: usize,
         key: K,
         ns: N,
@@ -113,8 +134,8 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     ) where
         S: Default + Extend<(UK, UV)>,
     {
-        if let Some(group) = self.groups.lock().get_mut(index) {
-            Arc::make_mut(group)
+        if let Some(group) = self.restoring(index) {
+            group
                 .entry((key, ns))
                 .or_default()
                 .extend(std::iter::once((user_key, value)));
@@ -124,14 +145,15 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     #[inline]
     fn read<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
-        let groups = self.groups.lock();
-        Ok(f(groups[index].get(&Lookup(key, ns))))
+        self.core
+            .with(|core| f(core.groups[index].get(&Lookup(key, ns))))
     }
 
-    /// Reads without holding the lock while `f` runs, so `f` may use the state again.
+    /// Reads without holding the guard while `f` runs, so `f` may use the state again
+    /// (a write then copies the key group, which `f` still reads).
     fn read_unlocked<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
-        let group = Arc::clone(&self.groups.lock()[index]);
+        let group = self.core.with(|core| Arc::clone(&core.groups[index]))?;
         Ok(f(group.get(&Lookup(key, ns))))
     }
 
@@ -140,8 +162,8 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     #[inline]
     fn write<R>(&self, key: &K, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
         let index = self.index(key)?;
-        let mut groups = self.groups.lock();
-        Ok(f(Arc::make_mut(&mut groups[index])))
+        self.core
+            .with(|core| f(Arc::make_mut(&mut core.groups[index])))
     }
 
     fn put(&self, key: &K, ns: &N, value: S) -> Result<()> {
@@ -155,11 +177,13 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
 
     fn take(&self, key: &K, ns: &N) -> Result<Option<S>> {
         let index = self.index(key)?;
-        let mut groups = self.groups.lock();
-        if !groups[index].contains_key(&Lookup(key, ns)) {
-            return Ok(None); // no copy of a shared key group for a no-op
-        }
-        Ok(Arc::make_mut(&mut groups[index]).remove(&Lookup(key, ns)))
+        self.core.with(|core| {
+            let group = &mut core.groups[index];
+            if !group.contains_key(&Lookup(key, ns)) {
+                return None; // no copy of a shared key group for a no-op
+            }
+            Arc::make_mut(group).remove(&Lookup(key, ns))
+        })
     }
 
     /// Replaces the entry with `f(current)`; `None` removes it.
@@ -203,60 +227,65 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         })
     }
 
-    fn keys(&self, ns: &N) -> Vec<K> {
-        let groups: Vec<_> = self.groups.lock().iter().map(Arc::clone).collect();
-        groups
+    fn keys(&self, ns: &N) -> Result<Vec<K>> {
+        let groups = self.captured_groups()?;
+        Ok(groups
             .iter()
             .flat_map(|g| g.keys().filter(|(_, n)| n == ns).map(|(k, _)| k.clone()))
-            .collect()
+            .collect())
     }
 
     /// Visits up to `budget` entries from the cleanup cursor and applies `check` to each.
-    fn cleanup(&self, budget: usize, mut check: impl FnMut(&S) -> Cleanup<S>) {
+    fn cleanup(&self, budget: usize, mut check: impl FnMut(&S) -> Cleanup<S>) -> Result<()> {
         if budget == 0 || self.range.is_empty() {
-            return;
+            return Ok(());
         }
-        let mut cursor = self.cleanup_cursor.lock();
-        let mut groups = self.groups.lock();
-        let mut left = budget;
-        let mut groups_seen = 0;
-        while left > 0 && groups_seen <= groups.len() {
-            let (index, skip) = *cursor;
-            let group = &mut groups[index];
-            let mut removed: Vec<(K, N)> = Vec::new();
-            let mut replaced: Vec<((K, N), S)> = Vec::new();
-            let mut visited = 0;
-            for (k, v) in group.iter().skip(skip).take(left) {
-                visited += 1;
-                match check(v) {
-                    Cleanup::Keep => {}
-                    Cleanup::Remove => removed.push(k.clone()),
-                    Cleanup::Replace(new) => replaced.push((k.clone(), new)),
+        self.core.with(|core| {
+            let Core {
+                groups,
+                cleanup_cursor: cursor,
+            } = core;
+            let mut left = budget;
+            let mut groups_seen = 0;
+            while left > 0 && groups_seen <= groups.len() {
+                let (index, skip) = *cursor;
+                let group = &mut groups[index];
+                let mut removed: Vec<(K, N)> = Vec::new();
+                let mut replaced: Vec<((K, N), S)> = Vec::new();
+                let mut visited = 0;
+                for (k, v) in group.iter().skip(skip).take(left) {
+                    visited += 1;
+                    match check(v) {
+                        Cleanup::Keep => {}
+                        Cleanup::Remove => removed.push(k.clone()),
+                        Cleanup::Replace(new) => replaced.push((k.clone(), new)),
+                    }
+                }
+                left -= visited;
+                if !removed.is_empty() || !replaced.is_empty() {
+                    let map = Arc::make_mut(group);
+                    for k in &removed {
+                        map.remove(k);
+                    }
+                    for (k, v) in replaced {
+                        map.insert(k, v);
+                    }
+                }
+                // Removed entries no longer take a place before the cursor.
+                let next = skip + visited - removed.len();
+                if visited == 0 || next >= group.len() {
+                    *cursor = ((index + 1) % groups.len(), 0);
+                    groups_seen += 1;
+                } else {
+                    *cursor = (index, next);
                 }
             }
-            left -= visited;
-            if !removed.is_empty() || !replaced.is_empty() {
-                let map = Arc::make_mut(group);
-                for k in &removed {
-                    map.remove(k);
-                }
-                for (k, v) in replaced {
-                    map.insert(k, v);
-                }
-            }
-            // Removed entries no longer take a place before the cursor.
-            let next = skip + visited - removed.len();
-            if visited == 0 || next >= group.len() {
-                *cursor = ((index + 1) % groups.len(), 0);
-                groups_seen += 1;
-            } else {
-                *cursor = (index, next);
-            }
-        }
+        })
     }
 
-    fn captured_groups(&self) -> Groups<K, N, S> {
-        self.groups.lock().iter().map(Arc::clone).collect()
+    fn captured_groups(&self) -> Result<Groups<K, N, S>> {
+        self.core
+            .with(|core| core.groups.iter().map(Arc::clone).collect())
     }
 }
 
@@ -273,11 +302,11 @@ macro_rules! registered {
         where
             $($bounds)+
         {
-            fn capture(&self) -> Box<dyn Captured> {
-                Box::new($capture {
-                    groups: self.table.captured_groups(),
+            fn capture(&self) -> Result<Box<dyn Captured>> {
+                Ok(Box::new($capture {
+                    groups: self.table.captured_groups()?,
                     filter: self.filter.clone(),
-                })
+                }))
             }
             fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
                 self
@@ -311,7 +340,7 @@ impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for HeapValueT
         self.table.update_with(key, ns, f)
     }
     fn keys(&self, ns: &N) -> Result<Vec<K>> {
-        Ok(self.table.keys(ns))
+        self.table.keys(ns)
     }
     fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&V) -> bool) -> Result<()> {
         self.table.cleanup(budget, |v| {
@@ -320,8 +349,7 @@ impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for HeapValueT
             } else {
                 Cleanup::Remove
             }
-        });
-        Ok(())
+        })
     }
 }
 
@@ -331,6 +359,10 @@ pub(crate) struct ValueCapture<K, N, V> {
 }
 
 impl<K: StateKey, N: StateKey, V: StateValue> Captured for ValueCapture<K, N, V> {
+    fn entries(&self, index: usize) -> usize {
+        self.groups[index].len()
+    }
+
     fn write_key_group(
         &self,
         index: usize,
@@ -389,7 +421,7 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTab
         self.table.take(key, ns)
     }
     fn keys(&self, ns: &N) -> Result<Vec<K>> {
-        Ok(self.table.keys(ns))
+        self.table.keys(ns)
     }
     fn cleanup_incrementally(&self, budget: usize, keep: &mut dyn FnMut(&T) -> bool) -> Result<()> {
         self.table.cleanup(budget, |list| {
@@ -401,8 +433,7 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTab
             } else {
                 Cleanup::Replace(list.iter().filter(|v| keep(v)).cloned().collect())
             }
-        });
-        Ok(())
+        })
     }
 }
 
@@ -412,6 +443,10 @@ pub(crate) struct ListCapture<K, N, T> {
 }
 
 impl<K: StateKey, N: StateKey, T: StateValue> Captured for ListCapture<K, N, T> {
+    fn entries(&self, index: usize) -> usize {
+        self.groups[index].len()
+    }
+
     fn write_key_group(
         &self,
         index: usize,
@@ -505,7 +540,7 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
         self.table.take(key, ns).map(drop)
     }
     fn keys(&self, ns: &N) -> Result<Vec<K>> {
-        Ok(self.table.keys(ns))
+        self.table.keys(ns)
     }
     fn cleanup_incrementally(
         &self,
@@ -526,8 +561,7 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, 
                         .collect(),
                 )
             }
-        });
-        Ok(())
+        })
     }
 }
 
@@ -537,6 +571,10 @@ pub(crate) struct MapCapture<K, N, UK, UV> {
 }
 
 impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> Captured for MapCapture<K, N, UK, UV> {
+    fn entries(&self, index: usize) -> usize {
+        self.groups[index].len()
+    }
+
     fn write_key_group(
         &self,
         index: usize,

@@ -158,6 +158,10 @@ impl TimerQueue for HeapTimerQueue {
 struct TimerCapture(Vec<Arc<Group>>);
 
 impl Captured for TimerCapture {
+    fn entries(&self, index: usize) -> usize {
+        self.0[index].len()
+    }
+
     fn write_key_group(
         &self,
         index: usize,
@@ -174,10 +178,10 @@ impl Captured for TimerCapture {
 }
 
 impl Registered for HeapTimerQueue {
-    fn capture(&self) -> Box<dyn Captured> {
-        Box::new(TimerCapture(
+    fn capture(&self) -> Result<Box<dyn Captured>> {
+        Ok(Box::new(TimerCapture(
             self.inner.lock().groups.iter().map(Arc::clone).collect(),
-        ))
+        )))
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -221,7 +225,7 @@ mod tests {
             }
         }
         let before = groups(&queue);
-        let captured = queue.capture();
+        let captured = queue.capture().unwrap();
         let shared = groups(&queue);
         assert!(before.iter().zip(&shared).all(|(a, b)| Arc::ptr_eq(a, b)));
         // Adding a present timer, or removing an absent one, copies nothing.

@@ -49,8 +49,9 @@ pub mod timers;
 pub use snapshot::{raw_snapshot_baselines, snapshot_async, snapshot_sync};
 pub use state::{LIST_KEYS, LIST_LEN, MAP_ENTRIES, MAP_KEYS, VALUE_KEYS, raw_state_ops, state_ops};
 pub use support::{
-    Cycle, MAX_PARALLELISM, checkpoint_into, count_label, criterion_config, keyed_backend, map_ops,
-    per_op_group, populate_lists, populate_maps, populate_values, shuffled_keys, timed_in_chunks,
+    Cycle, ListBuild, MAX_PARALLELISM, checkpoint_into, count_label, criterion_config,
+    keyed_backend, map_ops, per_op_group, populate_lists, populate_maps, populate_values,
+    shuffled_keys, timed_in_chunks,
 };
 pub use timers::{
     BenchTimer, FireCursor, RawHeapTimers, TIMER_KEYS, TIMER_ROUND_SPAN, TIMER_SERVICE,

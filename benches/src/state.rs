@@ -8,8 +8,8 @@ use criterion::Criterion;
 use hashbrown::HashMap;
 
 use crate::support::{
-    Cycle, SEED, count_label, key_group, keyed_backend, map_ops, per_op_group, populate_lists,
-    populate_maps, populate_values, shuffled_keys, timed_in_chunks,
+    Cycle, ListBuild, SEED, count_label, key_group, keyed_backend, map_ops, per_op_group,
+    populate_lists, populate_maps, populate_values, shuffled_keys, timed_in_chunks,
 };
 
 /// Keys of the value-state workloads.
@@ -32,8 +32,11 @@ const MAP_OPS: usize = 1 << 20;
 ///   visited in a shuffled order;
 /// - `list_add`: appends to lists of [`LIST_KEYS`] keys, cleared (untimed) once they
 ///   hold [`LIST_LEN`] elements on average;
-/// - `list_get` (a copy as a `Vec`, then summed) and `list_for_each` (summed in place):
-///   lists of [`LIST_LEN`] elements;
+/// - `list_get` (a copy as a `Vec`, then summed), `list_for_each` (summed in place, one
+///   call per element) and `list_view` (summed from the borrowed slice of
+///   `ListState::with_elements`): lists of [`LIST_LEN`] elements preloaded with one
+///   `update` each, as the Flink harness does, and the same three with the suffix `_adds`
+///   on lists built with one `add` per element (merge operands in RocksDB);
 /// - `map_put` (overwrites), `map_get`, `map_iterate` (all entries of one map per op):
 ///   [`MAP_KEYS`] keys with [`MAP_ENTRIES`] entries each.
 ///
@@ -79,7 +82,8 @@ fn list_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     let label = count_label(LIST_KEYS);
     {
         let backend = keyed_backend(factory).expect("create the keyed backend");
-        let state = populate_lists(&backend, &keys, 0).expect("register list state");
+        let state =
+            populate_lists(&backend, &keys, 0, ListBuild::Update).expect("register list state");
         let mut group = per_op_group(c, "list_add");
         group.bench_function(format!("{name}/{label}"), |b| {
             let mut cycle = Cycle::new(&keys);
@@ -104,34 +108,51 @@ fn list_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
         group.finish();
     }
 
-    let backend = keyed_backend(factory).expect("create the keyed backend");
-    let state = populate_lists(&backend, &keys, LIST_LEN).expect("populate list state");
-    let detail = format!("{label}x{LIST_LEN}");
+    // Lists preloaded with one `update` each, as the Flink harness does (the ids without a
+    // suffix), then built with one `add` per element (`_adds`: merge operands in RocksDB).
+    for (build, suffix) in [(ListBuild::Update, ""), (ListBuild::Adds, "_adds")] {
+        let backend = keyed_backend(factory).expect("create the keyed backend");
+        let state = populate_lists(&backend, &keys, LIST_LEN, build).expect("populate list state");
+        let detail = format!("{label}x{LIST_LEN}");
 
-    let mut group = per_op_group(c, "list_get");
-    group.bench_function(format!("{name}/{detail}"), |b| {
-        let mut cycle = Cycle::new(&keys);
-        b.iter(|| {
-            let key = cycle.next_item();
-            let list = state.get(&key, &()).expect("list_get");
-            black_box(list.iter().sum::<u64>())
+        let mut group = per_op_group(c, &format!("list_get{suffix}"));
+        group.bench_function(format!("{name}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                let list = state.get(&key, &()).expect("list_get");
+                black_box(list.iter().sum::<u64>())
+            });
         });
-    });
-    group.finish();
+        group.finish();
 
-    let mut group = per_op_group(c, "list_for_each");
-    group.bench_function(format!("{name}/{detail}"), |b| {
-        let mut cycle = Cycle::new(&keys);
-        b.iter(|| {
-            let key = cycle.next_item();
-            let mut sum = 0u64;
-            state
-                .for_each(&key, &(), |v| sum += *v)
-                .expect("list_for_each");
-            black_box(sum)
+        let mut group = per_op_group(c, &format!("list_for_each{suffix}"));
+        group.bench_function(format!("{name}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                let mut sum = 0u64;
+                state
+                    .for_each(&key, &(), |v| sum += *v)
+                    .expect("list_for_each");
+                black_box(sum)
+            });
         });
-    });
-    group.finish();
+        group.finish();
+
+        let mut group = per_op_group(c, &format!("list_view{suffix}"));
+        group.bench_function(format!("{name}/{detail}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                let sum = state
+                    .with_elements(&key, &(), |list| list.iter().sum::<u64>())
+                    .expect("list_view");
+                black_box(sum)
+            });
+        });
+        group.finish();
+    }
 }
 
 fn map_ops_bench<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::spi::CountingReader;
 use cornerstone_backend_api::{
-    CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    KeyedStateHandle, Result, StateBackend, StateReader, StreamStateHandle, ValueStateDescriptor,
+    AsyncSnapshot, CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, KeyedStateHandle, Result, StateBackend, StateReader, StreamStateHandle,
+    ValueStateDescriptor,
 };
 use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
@@ -84,9 +85,20 @@ pub fn checkpoint_into<B: CheckpointableBackend + ?Sized>(
     backend: &B,
     store: &mut DiskStore,
 ) -> Result<(String, CompletedCheckpoint)> {
+    write_checkpoint(backend.snapshot(CheckpointId(1))?, store)
+}
+
+/// Writes the asynchronous phase of `snapshot` (of checkpoint 1) as a new job's checkpoint
+/// and commits it: the part of [`checkpoint_into`] that runs on any thread.
+///
+/// # Errors
+/// The backend's and the store's errors.
+pub fn write_checkpoint(
+    snapshot: Box<dyn AsyncSnapshot>,
+    store: &mut DiskStore,
+) -> Result<(String, CompletedCheckpoint)> {
     let (job, checkpoints) = store.new_job()?;
     let mut pending = checkpoints.begin_checkpoint(CheckpointId(1))?;
-    let snapshot = backend.snapshot(CheckpointId(1))?;
     let state = snapshot.write(&*pending.stream_factory())?;
     pending.add_subtask_state(
         &OperatorSpec::new("bench", "Bench", 1, MAX_PARALLELISM),
@@ -248,10 +260,12 @@ pub fn checkpoint_write_and_restore<F: StateBackend>(
 }
 
 /// Processing throughput (`ValueState<u64>` updates over `keys` keys, in batches of 10k)
-/// while nothing else runs (`processing/{name}/idle/{keys}`) and while another thread
-/// writes full checkpoints of the same backend into the store on `dir` back to back
-/// (`processing/{name}/during_checkpoints/{keys}`). The number of checkpoints completed
-/// during the measurement is printed.
+/// while nothing else runs (`processing/{name}/idle/{keys}`) and while checkpoints are
+/// written back to back (`processing/{name}/during_checkpoints/{keys}`): the processing
+/// thread takes the synchronous phase between two batches whenever the previous
+/// checkpoint is written, as a task thread does, and another thread writes the
+/// asynchronous phase into the store on `dir`. The number of checkpoints completed during
+/// the measurement is printed.
 ///
 /// # Panics
 /// When the backend or the store fails, naming the operation.
@@ -263,7 +277,6 @@ pub fn processing_during_checkpoints<F>(
     dir: &Path,
 ) where
     F: StateBackend,
-    F::Backend<u64>: Sync,
 {
     const BATCH: u64 = 10_000;
     let label = count_label(keys);
@@ -285,20 +298,27 @@ pub fn processing_during_checkpoints<F>(
 
     let stop = AtomicBool::new(false);
     let completed = AtomicU64::new(0);
+    // Whether the writer is free for the next snapshot.
+    let idle = AtomicBool::new(true);
     std::thread::scope(|scope| {
-        let backend = &backend;
-        let (stop, completed) = (&stop, &completed);
+        let (stop, completed, idle) = (&stop, &completed, &idle);
+        let (to_writer, snapshots) = std::sync::mpsc::sync_channel::<Box<dyn AsyncSnapshot>>(1);
         let writer = scope.spawn(move || {
             let mut store = DiskStore::new(dir).expect("open the checkpoint store");
-            while !stop.load(Ordering::Relaxed) {
-                let (job, _) = checkpoint_into(backend, &mut store).expect("checkpoint");
+            for snapshot in snapshots {
+                let (job, _) = write_checkpoint(snapshot, &mut store).expect("checkpoint");
                 store.remove_job(&job);
                 completed.fetch_add(1, Ordering::Relaxed);
+                idle.store(true, Ordering::Release);
             }
         });
         group.bench_function(format!("{name}/during_checkpoints/{label}"), |b| {
             let mut cycle = Cycle::new(&key_list);
             b.iter(|| {
+                if !stop.load(Ordering::Relaxed) && idle.swap(false, Ordering::Acquire) {
+                    let snapshot = backend.snapshot(CheckpointId(1)).expect("snapshot");
+                    to_writer.send(snapshot).expect("the checkpoint thread");
+                }
                 for _ in 0..BATCH {
                     let key = cycle.next_item();
                     state.update(&key, &(), key + 2).expect("value_update");
@@ -306,6 +326,7 @@ pub fn processing_during_checkpoints<F>(
             });
         });
         stop.store(true, Ordering::Relaxed);
+        drop(to_writer);
         writer.join().expect("the checkpoint thread");
     });
     group.finish();

@@ -165,18 +165,41 @@ where
     Ok(state)
 }
 
+/// How the lists of a list workload are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListBuild {
+    /// One `update(list)` per key: one stored value per list, as the Flink harness
+    /// preloads its lists (the like-for-like comparison).
+    Update,
+    /// One `add` per element: in RocksDB, one merge operand per element, merged on read.
+    Adds,
+}
+
 /// Registers `ListState<u64>` `"list"` and gives every key the list `key..key + len`
-/// (no list when `len` is 0).
+/// (no list when `len` is 0), built as `build` says.
 ///
 /// # Errors
 /// The backend's errors.
-pub fn populate_lists<B>(backend: &B, keys: &[u64], len: u64) -> Result<ListState<u64, u64>>
+pub fn populate_lists<B>(
+    backend: &B,
+    keys: &[u64],
+    len: u64,
+    build: ListBuild,
+) -> Result<ListState<u64, u64>>
 where
     B: KeyedStateBackend<u64> + ?Sized,
 {
     let state = backend.list_state::<u64, ()>(&ListStateDescriptor::new("list"))?;
     for &key in keys {
-        state.add_all(&key, &(), (key..key + len).collect())?;
+        match build {
+            ListBuild::Update if len > 0 => state.update(&key, &(), (key..key + len).collect())?,
+            ListBuild::Update => {}
+            ListBuild::Adds => {
+                for v in key..key + len {
+                    state.add(&key, &(), v)?;
+                }
+            }
+        }
     }
     Ok(state)
 }

@@ -54,9 +54,9 @@ pub fn snapshot_while_another_is_blocked_in_io<H: Harness>(h: &H) {
         }
         let (done_tx, done) = mpsc::channel();
         let streams = h.stream_factory(CheckpointId(2));
-        let backend = &backend;
+        // The synchronous phase on the task thread, the asynchronous one on another.
+        let snapshot = backend.snapshot(CheckpointId(2)).unwrap();
         let second = s.spawn(move || {
-            let snapshot = backend.snapshot(CheckpointId(2)).unwrap();
             let state = snapshot.write(&*streams);
             let _ = done_tx.send(());
             state

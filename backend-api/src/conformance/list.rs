@@ -41,7 +41,8 @@ pub fn list_get_add_add_all_update_clear<H: Harness>(h: &H) {
     assert_eq!(state.get(&5, &()).unwrap(), ["d", "d"]);
 }
 
-/// `for_each` visits the elements in insertion order.
+/// `for_each` visits the elements in insertion order; `with_elements` sees them as one
+/// slice in the same order (empty for an absent list).
 pub fn list_for_each_in_insertion_order<H: Harness>(h: &H) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
@@ -61,6 +62,11 @@ pub fn list_for_each_in_insertion_order<H: Harness>(h: &H) {
     state.for_each(&2, &9, |_| none += 1).unwrap();
     state.for_each(&1, &8, |_| none += 1).unwrap();
     assert_eq!(none, 0);
+    assert_eq!(
+        state.with_elements(&1, &9, <[u64]>::to_vec).unwrap(),
+        expected
+    );
+    assert_eq!(state.with_elements(&2, &9, <[u64]>::len).unwrap(), 0);
 }
 
 /// Updating a list to empty clears it: the key has no list anymore.

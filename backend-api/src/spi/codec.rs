@@ -144,6 +144,12 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> Result<R>) -> Result<R> {
 /// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
 #[inline]
 pub fn with_encoded<T: Serialize + ?Sized, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    // Small keys (integers, short tuples and strings) on the stack; larger ones, or those
+    // the slice encoder refuses, in the thread's scratch buffer.
+    let mut stack = [0u8; 64];
+    if let Ok(len) = bincode::serde::encode_into_slice(value, &mut stack, CONFIG) {
+        return Ok(f(&stack[..len]));
+    }
     with_scratch(|buf| {
         encode_into(value, buf)?;
         Ok(f(buf))

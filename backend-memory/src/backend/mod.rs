@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 
 use self::restore::{RawRecord, Restored, restore_handle};
 use self::snapshot::{HeapSnapshot, RawCapture};
+use crate::access::{Binding, HeapThreading};
 use crate::table::{Captured, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered};
 use crate::timers::{HeapTimerQueue, insert_record};
 
@@ -38,6 +39,7 @@ use crate::timers::{HeapTimerQueue, insert_record};
 pub struct MemoryStateBackend {
     max_state_size: usize,
     compression: Compression,
+    threading: HeapThreading,
 }
 
 impl Default for MemoryStateBackend {
@@ -45,6 +47,7 @@ impl Default for MemoryStateBackend {
         MemoryStateBackend {
             max_state_size: DEFAULT_MAX_STATE_SIZE,
             compression: Compression::None,
+            threading: HeapThreading::default(),
         }
     }
 }
@@ -69,6 +72,14 @@ impl MemoryStateBackend {
         self
     }
 
+    /// Which threads may use the states: the thread that created the keyed backend (the
+    /// default, no lock per access) or any ([`HeapThreading::Shared`]).
+    #[must_use]
+    pub fn threading(mut self, threading: HeapThreading) -> Self {
+        self.threading = threading;
+        self
+    }
+
     /// The options of the heap backends this factory creates.
     pub fn options(&self) -> HeapBackendOptions {
         HeapBackendOptions::new(
@@ -78,6 +89,7 @@ impl MemoryStateBackend {
             },
         )
         .with_compression(self.compression)
+        .with_threading(self.threading)
     }
 }
 
@@ -109,6 +121,7 @@ struct Entry {
 /// descriptor is registered, which is when types are checked and values decoded.
 pub struct HeapKeyedStateBackend<K> {
     options: HeapBackendOptions,
+    binding: Binding,
     max_parallelism: u32,
     range: KeyGroupRange,
     clock: SharedClock,
@@ -157,6 +170,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
                 handle,
                 &params,
                 &K::type_identity(),
+                options.io_threads,
                 &mut restored,
                 &mut stored,
             )?;
@@ -166,6 +180,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         }
         Ok(HeapKeyedStateBackend {
             options,
+            binding: Binding::here(options.threading),
             max_parallelism: params.max_parallelism,
             range,
             clock: params.clock,
@@ -183,8 +198,8 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         meta: StateMeta,
         migrations: &Migrations,
         create: impl FnOnce() -> T,
-        reserve: impl Fn(&T, usize, usize),
-        fill: impl Fn(&T, usize, RawRecord<'_>) -> Result<()>,
+        reserve: impl Fn(&mut T, usize, usize),
+        fill: impl Fn(&mut T, usize, RawRecord<'_>) -> Result<()>,
     ) -> Result<Arc<T>> {
         let mut states = self.states.lock();
         if let Some(entry) = states.get(&meta.name) {
@@ -197,14 +212,14 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
                         .with_context("state", &meta.name)
                 });
         }
-        let table = create();
+        let mut table = create();
         let mut restored = self.restored.lock();
         if let Some(r) = restored.get(&meta.name) {
             // Restored values of another type are migrated as they are decoded.
             let migration = resolve(&r.meta, &meta, migrations)?;
             let mut migrated: Vec<u8>;
             for (index, group) in r.groups.iter().enumerate() {
-                reserve(&table, index, group.len());
+                reserve(&mut table, index, group.len());
                 for mut record in group.records() {
                     if let Some(m) = &migration {
                         migrated = if meta.kind == StateKind::List {
@@ -217,7 +232,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
                         })?;
                         record.value = &migrated;
                     }
-                    fill(&table, index, record).map_err(|e| {
+                    fill(&mut table, index, record).map_err(|e| {
                         e.with_context("state", &meta.name)
                             .with_context("key_group", self.range.first() + index as u32)
                     })?;
@@ -267,8 +282,8 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
             .states
             .lock()
             .values()
-            .map(|e| (e.meta.clone(), e.table.capture()))
-            .collect();
+            .map(|e| Ok((e.meta.clone(), e.table.capture()?)))
+            .collect::<Result<_>>()?;
         let restored = self.restored.lock();
         for r in restored.values() {
             states.push((r.meta.clone(), Box::new(RawCapture(Arc::clone(&r.groups)))));
@@ -303,7 +318,7 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
 
 /// Decodes a restored (key, namespace, value) record into the key group at `index`.
 fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
-    table: &HeapTable<K, N, S>,
+    table: &mut HeapTable<K, N, S>,
     index: usize,
     r: RawRecord<'_>,
 ) -> Result<()> {
@@ -326,11 +341,11 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &options.migrations,
             || HeapValueTable {
-                table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism),
+                table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism, self.binding),
                 filter: options.snapshot_filter,
             },
             |t, index, n| t.table.reserve(index, n),
-            |t, index, r| insert_decoded(&t.table, index, r),
+            |t, index, r| insert_decoded(&mut t.table, index, r),
         )?;
         Ok(table)
     }
@@ -344,11 +359,15 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &options.migrations,
             || HeapListTable {
-                table: HeapTable::<K, N, Vec<T>>::new(self.range, self.max_parallelism),
+                table: HeapTable::<K, N, Vec<T>>::new(
+                    self.range,
+                    self.max_parallelism,
+                    self.binding,
+                ),
                 filter: options.snapshot_filter,
             },
             |t, index, n| t.table.reserve(index, n),
-            |t, index, r| insert_decoded(&t.table, index, r),
+            |t, index, r| insert_decoded(&mut t.table, index, r),
         )?;
         Ok(table)
     }
@@ -362,12 +381,12 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &options.migrations,
             || HeapMapTable {
-                table: HeapTable::new(self.range, self.max_parallelism),
+                table: HeapTable::new(self.range, self.max_parallelism, self.binding),
                 filter: options.snapshot_filter,
             },
             // Records are map entries: their number says nothing of the number of maps.
             |_, _, _| {},
-            |t: &HeapMapTable<K, N, UK, UV>, index, r| {
+            |t: &mut HeapMapTable<K, N, UK, UV>, index, r| {
                 let Some(user_key) = r.user_key else {
                     return Err(Error::corrupted("map state record without a map key"));
                 };

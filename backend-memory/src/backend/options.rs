@@ -2,6 +2,8 @@
 
 use cornerstone_backend_api::spi::keyed_format::Compression;
 
+use crate::access::HeapThreading;
+
 /// The name of the memory backend, used in logs, metadata and CLI flags.
 pub const NAME: &str = "memory";
 
@@ -44,6 +46,8 @@ pub struct HeapBackendOptions {
     pub(crate) name: &'static str,
     pub(crate) storage: HeapSnapshotStorage,
     pub(crate) compression: Compression,
+    pub(crate) threading: HeapThreading,
+    pub(crate) io_threads: usize,
 }
 
 impl HeapBackendOptions {
@@ -54,6 +58,8 @@ impl HeapBackendOptions {
             name,
             storage,
             compression: Compression::None,
+            threading: HeapThreading::default(),
+            io_threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 
@@ -62,6 +68,35 @@ impl HeapBackendOptions {
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
         self
+    }
+
+    /// Sets which threads may use the backend's states.
+    #[must_use]
+    pub fn with_threading(mut self, threading: HeapThreading) -> Self {
+        self.threading = threading;
+        self
+    }
+
+    /// Which threads may use the backend's states.
+    pub fn threading(&self) -> HeapThreading {
+        self.threading
+    }
+
+    /// Sets how many threads the asynchronous phase of a snapshot and a restore may use, at
+    /// least 1: a snapshot to streams writes a part of the key groups per thread, each to
+    /// its own stream (a part holds at least 256 Ki entries, so small snapshots stay one
+    /// stream; inline snapshots are always one), and a restore reads a large handle in
+    /// parts of at least 4 MiB, each by its own thread.
+    #[must_use]
+    pub fn with_io_threads(mut self, threads: usize) -> Self {
+        self.io_threads = threads.max(1);
+        self
+    }
+
+    /// The most threads of a snapshot's asynchronous phase or of a restore (default: the
+    /// machine's cores).
+    pub fn io_threads(&self) -> usize {
+        self.io_threads
     }
 
     /// The backend's name recorded in its snapshots.

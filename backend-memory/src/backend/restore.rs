@@ -5,9 +5,10 @@ use std::collections::btree_map;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cornerstone_backend_api::keygroup::key_group_for_bytes;
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
-use cornerstone_backend_api::{Error, KeyGroupsStateHandle, KeyedBackendParams, Result, StateMeta};
+use cornerstone_backend_api::{
+    Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateMeta,
+};
 
 /// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.
 #[derive(Clone, Copy)]
@@ -117,30 +118,73 @@ pub(super) struct Restored {
     pub(super) groups: Arc<Vec<RawGroup>>,
 }
 
-pub(super) fn restore_handle(
+/// Bytes of a handle below which its key groups are read by one thread.
+const MIN_BYTES_PER_PART: u64 = 4 * 1024 * 1024;
+
+/// The key-group ranges of `wanted` (inside the handle's) read in parallel: contiguous, with
+/// about the same number of bytes, at least [`MIN_BYTES_PER_PART`] each, at most `threads`.
+fn read_parts(
+    handle: &KeyGroupsStateHandle,
+    wanted: KeyGroupRange,
+    threads: usize,
+) -> Vec<KeyGroupRange> {
+    let offset = |kg: u32| {
+        handle
+            .offsets
+            .get((kg - handle.range.first()) as usize)
+            .copied()
+            .unwrap_or_else(|| handle.stream.size())
+    };
+    let end = |kg: u32| {
+        if kg < handle.range.last() {
+            offset(kg + 1)
+        } else {
+            handle.stream.size()
+        }
+    };
+    let start = offset(wanted.first());
+    let total = end(wanted.last()).saturating_sub(start);
+    let count = usize::try_from(total / MIN_BYTES_PER_PART)
+        .unwrap_or(usize::MAX)
+        .min(threads)
+        .min(wanted.len() as usize)
+        .max(1);
+    if count == 1 {
+        return vec![wanted];
+    }
+    let mut parts = Vec::with_capacity(count);
+    let mut first = wanted.first();
+    for kg in wanted.iter() {
+        let done = parts.len() as u64 + 1;
+        let sum = end(kg).saturating_sub(start);
+        if (parts.len() + 1) < count && sum * count as u64 >= total * done {
+            parts.push(KeyGroupRange::new(first, kg));
+            first = kg + 1;
+        }
+    }
+    parts.push(KeyGroupRange::new(first, wanted.last()));
+    parts.retain(|r| !r.is_empty());
+    parts
+}
+
+/// The records of `handle` in `part`, per state index of its header, then per key-group
+/// index of the backend's range (only the indexes of `part` filled), and the header.
+fn read_part(
     handle: &KeyGroupsStateHandle,
     params: &KeyedBackendParams,
     key_type: &str,
-    restored: &mut BTreeMap<String, Restored>,
-    stored: &mut BTreeSet<String>,
-) -> Result<()> {
+    part: KeyGroupRange,
+) -> Result<Option<(KeyedSnapshotHeader, Vec<Vec<RawGroup>>)>> {
     let range = params.key_group_range;
     let max_parallelism = params.max_parallelism;
     let groups = range.len() as usize;
-    // This handle's records, per state index of its header, then per key-group index.
     let mut local: Vec<Vec<RawGroup>> = Vec::new();
     let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
         if local.is_empty() {
             header.check_key_type(key_type)?;
             local = vec![vec![RawGroup::default(); groups]; header.states.len()];
         }
-        if key_group_for_bytes(record.key, max_parallelism) != record.key_group {
-            return Err(Error::corrupted(
-                "a restored key does not hash to its key group (was the max parallelism changed?)",
-            )
-            .with_context("key_group", record.key_group)
-            .with_context("max_parallelism", max_parallelism));
-        }
+        record.check_key_group(max_parallelism)?;
         let (Some(state_groups), Some(index)) = (
             local.get_mut(record.state as usize),
             range.index_of(record.key_group),
@@ -150,7 +194,59 @@ pub(super) fn restore_handle(
         };
         state_groups[index].push(&record)
     };
-    let Some(header) = read_key_groups(handle, params.reader.as_deref(), range, &mut visit)? else {
+    let header = read_key_groups(handle, params.reader.as_deref(), part, &mut visit)?;
+    Ok(header.map(|h| (h, local)))
+}
+
+pub(super) fn restore_handle(
+    handle: &KeyGroupsStateHandle,
+    params: &KeyedBackendParams,
+    key_type: &str,
+    threads: usize,
+    restored: &mut BTreeMap<String, Restored>,
+    stored: &mut BTreeSet<String>,
+) -> Result<()> {
+    let range = params.key_group_range;
+    let groups = range.len() as usize;
+    let wanted = handle.range.intersection(&range);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    // Large handles are read in parts, each by its own thread (range reads of one file).
+    let parts = read_parts(handle, wanted, threads);
+    let read = if let [part] = parts[..] {
+        vec![read_part(handle, params, key_type, part)?]
+    } else {
+        std::thread::scope(|s| {
+            let threads: Vec<_> = parts
+                .iter()
+                .map(|&part| s.spawn(move || read_part(handle, params, key_type, part)))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(Error::internal("a restore reader thread panicked"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })?
+    };
+    let mut header = None;
+    let mut local: Vec<Vec<RawGroup>> = Vec::new();
+    for (h, part) in read.into_iter().flatten() {
+        if local.is_empty() {
+            local = part;
+        } else {
+            for (into, from) in local.iter_mut().zip(part) {
+                for (into, from) in into.iter_mut().zip(from) {
+                    into.append(from);
+                }
+            }
+        }
+        header.get_or_insert(h);
+    }
+    let Some(header) = header else {
         return Ok(());
     };
     header.check_key_type(key_type)?;
@@ -190,4 +286,44 @@ pub(super) fn restore_handle(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cornerstone_backend_api::{FileStateHandle, StateScope, StreamStateHandle};
+
+    /// A handle of key groups 0..=7, 2 MiB each.
+    fn handle() -> KeyGroupsStateHandle {
+        const MIB: u64 = 1024 * 1024;
+        KeyGroupsStateHandle {
+            range: KeyGroupRange::new(0, 7),
+            offsets: (0..8).map(|i| i * 2 * MIB).collect(),
+            stream: StreamStateHandle::File(FileStateHandle {
+                path: "chk-1/f".into(),
+                scope: StateScope::Exclusive,
+                size: 16 * MIB,
+                crc32: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn large_handles_are_read_in_parts_of_about_equal_bytes() {
+        let h = handle();
+        let all = KeyGroupRange::new(0, 7);
+        // 16 MiB: at most 4 parts of 4 MiB.
+        assert_eq!(
+            read_parts(&h, all, 8),
+            [(0, 1), (2, 3), (4, 5), (6, 7)].map(|(a, b)| KeyGroupRange::new(a, b))
+        );
+        assert_eq!(
+            read_parts(&h, all, 2),
+            [KeyGroupRange::new(0, 3), KeyGroupRange::new(4, 7)]
+        );
+        assert_eq!(read_parts(&h, all, 1), [all]);
+        // 6 MiB wanted: one part.
+        let some = KeyGroupRange::new(5, 7);
+        assert_eq!(read_parts(&h, some, 8), [some]);
+    }
 }

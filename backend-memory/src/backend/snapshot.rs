@@ -7,8 +7,8 @@ use std::sync::Arc;
 use cornerstone_backend_api::spi::InlineStreamFactory;
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, KeyedSnapshotWriter};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, KeyGroupRange, KeyGroupsStateHandle,
-    KeyedStateHandle, Result, StateMeta, StateScope, SubtaskState,
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, KeyGroupRange,
+    KeyGroupsStateHandle, KeyedStateHandle, Result, StateMeta, StateScope, SubtaskState,
 };
 
 use super::options::{HeapBackendOptions, HeapSnapshotStorage};
@@ -19,6 +19,10 @@ use crate::table::{Captured, SnapshotWriter};
 pub(super) struct RawCapture(pub(super) Arc<Vec<RawGroup>>);
 
 impl Captured for RawCapture {
+    fn entries(&self, index: usize) -> usize {
+        self.0[index].len()
+    }
+
     fn write_key_group(
         &self,
         index: usize,
@@ -42,6 +46,68 @@ pub(super) struct HeapSnapshot {
     pub(super) states: Vec<(StateMeta, Box<dyn Captured>)>,
 }
 
+/// Entries below which a snapshot is written by one thread, to one stream.
+const MIN_ENTRIES_PER_PART: usize = 256 * 1024;
+
+impl HeapSnapshot {
+    /// The key-group ranges written in parallel, each to its own stream: contiguous, with
+    /// about the same number of entries, at least [`MIN_ENTRIES_PER_PART`] each, at most
+    /// the options' `io_threads`.
+    fn parts(&self) -> Vec<KeyGroupRange> {
+        let entries: Vec<usize> = (0..self.range.len() as usize)
+            .map(|i| self.states.iter().map(|(_, c)| c.entries(i)).sum())
+            .collect();
+        let total: usize = entries.iter().sum();
+        let count = (total / MIN_ENTRIES_PER_PART)
+            .min(self.options.io_threads)
+            .min(entries.len())
+            .max(1);
+        if count == 1 {
+            return vec![self.range];
+        }
+        let mut parts = Vec::with_capacity(count);
+        let (mut first, mut sum) = (self.range.first(), 0usize);
+        for (i, n) in entries.iter().enumerate() {
+            sum += n;
+            let kg = self.range.first() + i as u32;
+            // Close a part once it holds its share of the entries seen so far.
+            let done = parts.len() + 1;
+            if done < count && sum * count >= total * done {
+                parts.push(KeyGroupRange::new(first, kg));
+                first = kg + 1;
+            }
+        }
+        parts.push(KeyGroupRange::new(first, self.range.last()));
+        parts.retain(|r| !r.is_empty());
+        parts
+    }
+
+    /// Writes the key groups of `range` (inside the backend's) to one stream.
+    fn write_part(
+        &self,
+        streams: &dyn CheckpointStreamFactory,
+        header: &KeyedSnapshotHeader,
+        range: KeyGroupRange,
+    ) -> Result<KeyedStateHandle> {
+        let out = streams.create(StateScope::Exclusive)?;
+        let mut writer = KeyedSnapshotWriter::new(out, header, range, self.options.compression)?;
+        for kg in range.iter() {
+            let index = (kg - self.range.first()) as usize;
+            writer.begin_key_group(kg)?;
+            for (state, (_, captured)) in self.states.iter().enumerate() {
+                captured.write_key_group(index, state as u16, &mut writer, self.now)?;
+            }
+        }
+        let (out, offsets) = writer.finish()?;
+        let stream = out.close()?;
+        Ok(KeyedStateHandle::KeyGroups(KeyGroupsStateHandle {
+            range,
+            offsets,
+            stream,
+        }))
+    }
+}
+
 impl fmt::Debug for HeapSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeapSnapshot")
@@ -62,35 +128,41 @@ impl AsyncSnapshot for HeapSnapshot {
 
     fn write(self: Box<Self>, streams: &dyn CheckpointStreamFactory) -> Result<SubtaskState> {
         let inline;
-        let streams: &dyn CheckpointStreamFactory = match self.options.storage {
+        let (streams, parts): (&dyn CheckpointStreamFactory, _) = match self.options.storage {
             HeapSnapshotStorage::Inline { max_state_size } => {
                 inline = InlineStreamFactory::new(self.checkpoint_id, max_state_size);
-                &inline
+                // One stream: the cap applies to the snapshot, not to a part of it.
+                (&inline, vec![self.range])
             }
-            HeapSnapshotStorage::Streams => streams,
+            HeapSnapshotStorage::Streams => (streams, self.parts()),
         };
         let header = KeyedSnapshotHeader {
             backend: self.options.name.to_owned(),
             key_type: self.key_type.to_string(),
             states: self.states.iter().map(|(m, _)| m.clone()).collect(),
         };
-        let out = streams.create(StateScope::Exclusive)?;
-        let mut writer =
-            KeyedSnapshotWriter::new(out, &header, self.range, self.options.compression)?;
-        for (index, kg) in self.range.iter().enumerate() {
-            writer.begin_key_group(kg)?;
-            for (state, (_, captured)) in self.states.iter().enumerate() {
-                captured.write_key_group(index, state as u16, &mut writer, self.now)?;
-            }
-        }
-        let (out, offsets) = writer.finish()?;
-        let stream = out.close()?;
+        let keyed = if let [range] = parts[..] {
+            vec![self.write_part(streams, &header, range)?]
+        } else {
+            // Each part on its own thread, to its own stream: one block buffered per thread.
+            let (this, header) = (&*self, &header);
+            std::thread::scope(|s| {
+                let threads: Vec<_> = parts
+                    .iter()
+                    .map(|&range| s.spawn(move || this.write_part(streams, header, range)))
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| {
+                        t.join().unwrap_or_else(|_| {
+                            Err(Error::internal("a snapshot writer thread panicked"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
         Ok(SubtaskState {
-            keyed: vec![KeyedStateHandle::KeyGroups(KeyGroupsStateHandle {
-                range: self.range,
-                offsets,
-                stream,
-            })],
+            keyed,
             operator: Vec::new(),
         })
     }
