@@ -49,6 +49,7 @@
 
 mod access;
 mod backend;
+mod restorable;
 mod table;
 mod timers;
 

@@ -103,43 +103,15 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         })
     }
 
-    /// The map of the key group at `index`, while the table is filled from a restore
+    /// The maps of every key group, unshared, while the table is filled from a restore
     /// (before anyone else holds it).
-    fn restoring(&mut self, index: usize) -> Option<&mut GroupMap<K, N, S>> {
-        self.core.get_mut().groups.get_mut(index).map(Arc::make_mut)
-    }
-
-    /// Inserts a restored entry into the key group at `index`.
-    pub(crate) fn insert_restored(&mut self, index: usize, key: K, ns: N, value: S) {
-        if let Some(group) = self.restoring(index) {
-            group.insert((key, ns), value);
-        }
-    }
-
-    /// Makes room for `additional` restored entries in the key group at `index`.
-    pub(crate) fn reserve(&mut self, index: usize, additional: usize) {
-        if let Some(group) = self.restoring(index) {
-            group.reserve(additional);
-        }
-    }
-
-    /// Adds a restored map entry to the map of (key, ns) in the key group at `index`.
-    pub(crate) fn insert_restored_entry<UK: StateKey, UV>(
-        &mut self,
-        index: usize,
-        key: K,
-        ns: N,
-        user_key: UK,
-        value: UV,
-    ) where
-        S: Default + Extend<(UK, UV)>,
-    {
-        if let Some(group) = self.restoring(index) {
-            group
-                .entry((key, ns))
-                .or_default()
-                .extend(std::iter::once((user_key, value)));
-        }
+    pub(crate) fn restoring_groups(&mut self) -> Vec<&mut GroupMap<K, N, S>> {
+        self.core
+            .get_mut()
+            .groups
+            .iter_mut()
+            .map(Arc::make_mut)
+            .collect()
     }
 
     #[inline]

@@ -15,10 +15,11 @@ use cornerstone_backend_api::timer::{
 use cornerstone_backend_api::{Error, KeyGroupRange, Result};
 use parking_lot::Mutex;
 
+use crate::restorable::Restorable;
 use crate::table::{Captured, Registered, SnapshotWriter};
 
 /// The timers of one key group, in firing order.
-type Group = BTreeSet<(i64, TimerEntry)>;
+pub(crate) type Group = BTreeSet<(i64, TimerEntry)>;
 
 struct Inner {
     groups: Vec<Arc<Group>>,
@@ -52,10 +53,27 @@ impl HeapTimerQueue {
                 .with_context("range", self.range)
         })
     }
+}
 
-    /// Adds a restored timer to the key group at `index`.
-    pub(crate) fn insert_restored(&self, index: usize, timestamp: i64, entry: TimerEntry) {
-        self.inner.lock().insert(index, (timestamp, entry));
+impl Restorable for HeapTimerQueue {
+    type Group = Group;
+
+    fn restoring_groups(&mut self) -> Vec<&mut Group> {
+        self.inner
+            .get_mut()
+            .groups
+            .iter_mut()
+            .map(Arc::make_mut)
+            .collect()
+    }
+
+    fn restored(&mut self) {
+        let inner = self.inner.get_mut();
+        inner.len = inner.groups.iter().map(|g| g.len()).sum();
+        for index in 0..inner.groups.len() {
+            let head = inner.groups[index].first().map(|(ts, _)| *ts);
+            inner.heads.set(index, head);
+        }
     }
 }
 
@@ -189,19 +207,17 @@ impl Registered for HeapTimerQueue {
     }
 }
 
-/// Decodes a restored timer record into the key group at `index`.
+/// Decodes a restored timer record into its key group's timers.
 pub(crate) fn insert_record(
-    queue: &HeapTimerQueue,
-    index: usize,
+    group: &mut Group,
     key: &[u8],
     namespace: &[u8],
     value: &[u8],
 ) -> Result<()> {
-    queue.insert_restored(
-        index,
+    group.insert((
         decode_timestamp(value)?,
         TimerEntry::from_parts(key, namespace),
-    );
+    ));
     Ok(())
 }
 

@@ -19,15 +19,19 @@ use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointableBackend, Error, ErrorKind, KeyGroupRange,
     KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result, SharedClock, StateBackend,
-    StateKey, StateKind, StateMeta, StateValue,
+    StateKey, StateMeta, StateValue,
 };
+use hashbrown::HashMap;
 use parking_lot::Mutex;
 
-use self::restore::{RawRecord, Restored, restore_handle};
+use self::restore::{Fill, RawRecord, Restored, restore_handle};
 use self::snapshot::{HeapSnapshot, RawCapture};
 use crate::access::{Binding, HeapThreading};
-use crate::table::{Captured, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered};
-use crate::timers::{HeapTimerQueue, insert_record};
+use crate::restorable::Restorable;
+use crate::table::{
+    Captured, GroupMap, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered,
+};
+use crate::timers::{Group as TimerGroup, HeapTimerQueue, insert_record};
 
 /// The memory state backend: working state as typed objects on the heap, snapshots inline
 /// in checkpoint metadata, each capped at `max_state_size` (Flink's `MemoryStateBackend`,
@@ -191,15 +195,14 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
     }
 
     /// Registers (or returns) the table of `meta.name`, created by `create` and filled
-    /// from restored records by `fill` (their values first migrated through `migrations`
-    /// when they were written as another type).
-    fn register<T: Registered + 'static>(
+    /// from restored records by `fill`, key group by key group (their values first
+    /// migrated through `migrations` when they were written as another type).
+    fn register<T: Registered + Restorable + 'static>(
         &self,
         meta: StateMeta,
         migrations: &Migrations,
         create: impl FnOnce() -> T,
-        reserve: impl Fn(&mut T, usize, usize),
-        fill: impl Fn(&mut T, usize, RawRecord<'_>) -> Result<()>,
+        fill: impl Fn(&mut T::Group, RawRecord<'_>) -> Result<()> + Sync,
     ) -> Result<Arc<T>> {
         let mut states = self.states.lock();
         if let Some(entry) = states.get(&meta.name) {
@@ -217,27 +220,15 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         if let Some(r) = restored.get(&meta.name) {
             // Restored values of another type are migrated as they are decoded.
             let migration = resolve(&r.meta, &meta, migrations)?;
-            let mut migrated: Vec<u8>;
-            for (index, group) in r.groups.iter().enumerate() {
-                reserve(&mut table, index, group.len());
-                for mut record in group.records() {
-                    if let Some(m) = &migration {
-                        migrated = if meta.kind == StateKind::List {
-                            m.list(record.value)
-                        } else {
-                            m.value(record.value)
-                        }
-                        .map_err(|e| {
-                            e.with_context("key_group", self.range.first() + index as u32)
-                        })?;
-                        record.value = &migrated;
-                    }
-                    fill(&mut table, index, record).map_err(|e| {
-                        e.with_context("state", &meta.name)
-                            .with_context("key_group", self.range.first() + index as u32)
-                    })?;
-                }
-            }
+            let how = Fill {
+                state: &meta,
+                migration: migration.as_ref(),
+                first_key_group: self.range.first(),
+                reserve: T::reserve,
+                fill,
+            };
+            how.run(table.restoring_groups(), &r.groups, self.options.io_threads)?;
+            table.restored();
             restored.remove(&meta.name);
         }
         let table = Arc::new(table);
@@ -316,16 +307,13 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
     }
 }
 
-/// Decodes a restored (key, namespace, value) record into the key group at `index`.
+/// Decodes a restored (key, namespace, value) record into its key group.
 fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
-    table: &mut HeapTable<K, N, S>,
-    index: usize,
+    group: &mut GroupMap<K, N, S>,
     r: RawRecord<'_>,
 ) -> Result<()> {
-    table.insert_restored(
-        index,
-        codec::decode(r.key)?,
-        codec::decode(r.namespace)?,
+    group.insert(
+        (codec::decode(r.key)?, codec::decode(r.namespace)?),
         codec::decode(r.value)?,
     );
     Ok(())
@@ -344,8 +332,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism, self.binding),
                 filter: options.snapshot_filter,
             },
-            |t, index, n| t.table.reserve(index, n),
-            |t, index, r| insert_decoded(&mut t.table, index, r),
+            insert_decoded::<K, N, V>,
         )?;
         Ok(table)
     }
@@ -366,8 +353,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 ),
                 filter: options.snapshot_filter,
             },
-            |t, index, n| t.table.reserve(index, n),
-            |t, index, r| insert_decoded(&mut t.table, index, r),
+            insert_decoded::<K, N, Vec<T>>,
         )?;
         Ok(table)
     }
@@ -384,9 +370,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::new(self.range, self.max_parallelism, self.binding),
                 filter: options.snapshot_filter,
             },
-            // Records are map entries: their number says nothing of the number of maps.
-            |_, _, _| {},
-            |t: &mut HeapMapTable<K, N, UK, UV>, index, r| {
+            |group: &mut GroupMap<K, N, HashMap<UK, UV>>, r: RawRecord<'_>| {
                 let Some(user_key) = r.user_key else {
                     return Err(Error::corrupted("map state record without a map key"));
                 };
@@ -394,7 +378,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 let ns: N = codec::decode(r.namespace)?;
                 let uk: UK = codec::decode(user_key)?;
                 let uv: UV = codec::decode(r.value)?;
-                t.table.insert_restored_entry(index, key, ns, uk, uv);
+                group.entry((key, ns)).or_default().insert(uk, uv);
                 Ok(())
             },
         )?;
@@ -407,8 +391,9 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &Migrations::default(),
             || HeapTimerQueue::new(self.range),
-            |_, _, _| {},
-            |q, index, r| insert_record(q, index, r.key, r.namespace, r.value),
+            |group: &mut TimerGroup, r: RawRecord<'_>| {
+                insert_record(group, r.key, r.namespace, r.value)
+            },
         )?;
         Ok(queue)
     }

@@ -5,9 +5,10 @@ use std::collections::btree_map;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use cornerstone_backend_api::migration::Migration;
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::{
-    Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateMeta,
+    Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateKind, StateMeta,
 };
 
 /// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.
@@ -286,6 +287,81 @@ pub(super) fn restore_handle(
         }
     }
     Ok(())
+}
+
+/// Records below which a restored state is decoded by one thread.
+const MIN_RECORDS_PER_THREAD: usize = 64 * 1024;
+
+/// How the restored records of one state are decoded into a table's key groups: `fill`
+/// decodes one record into its key group, after the value is migrated when `migration`
+/// says so.
+pub(super) struct Fill<'a, G, F> {
+    pub(super) state: &'a StateMeta,
+    pub(super) migration: Option<&'a Migration>,
+    pub(super) first_key_group: u32,
+    pub(super) reserve: fn(&mut G, usize),
+    pub(super) fill: F,
+}
+
+impl<G: Send, F: Fn(&mut G, RawRecord<'_>) -> Result<()> + Sync> Fill<'_, G, F> {
+    /// Decodes `sources` (the restored records per key-group index) into `targets` (the
+    /// table's key groups, same indexes), split by key-group ranges between up to
+    /// `threads` threads when there are many records.
+    pub(super) fn run(
+        &self,
+        mut targets: Vec<&mut G>,
+        sources: &[RawGroup],
+        threads: usize,
+    ) -> Result<()> {
+        let records: usize = sources.iter().map(RawGroup::len).sum();
+        let parts = (records / MIN_RECORDS_PER_THREAD)
+            .min(threads)
+            .min(targets.len())
+            .max(1);
+        if parts == 1 {
+            return self.range(&mut targets, sources, 0);
+        }
+        let chunk = targets.len().div_ceil(parts);
+        std::thread::scope(|s| {
+            let threads: Vec<_> = targets
+                .chunks_mut(chunk)
+                .zip(sources.chunks(chunk))
+                .enumerate()
+                .map(|(i, (targets, sources))| {
+                    s.spawn(move || self.range(targets, sources, i * chunk))
+                })
+                .collect();
+            threads.into_iter().try_for_each(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(Error::internal("a restore decoder thread panicked")))
+            })
+        })
+    }
+
+    /// Decodes the key groups from index `first` on.
+    fn range(&self, targets: &mut [&mut G], sources: &[RawGroup], first: usize) -> Result<()> {
+        let mut migrated: Vec<u8>;
+        for (offset, (group, records)) in targets.iter_mut().zip(sources).enumerate() {
+            let key_group = self.first_key_group + (first + offset) as u32;
+            (self.reserve)(group, records.len());
+            for mut record in records.records() {
+                if let Some(m) = self.migration {
+                    migrated = if self.state.kind == StateKind::List {
+                        m.list(record.value)
+                    } else {
+                        m.value(record.value)
+                    }
+                    .map_err(|e| e.with_context("key_group", key_group))?;
+                    record.value = &migrated;
+                }
+                (self.fill)(group, record).map_err(|e| {
+                    e.with_context("state", &self.state.name)
+                        .with_context("key_group", key_group)
+                })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
