@@ -7,13 +7,40 @@ use cornerstone_backend_api::rescale::keyed_handles_for;
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
     CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt,
-    KeyedStateHandle, ListStateDescriptor, StateBackend, StateReader, ValueStateDescriptor,
+    KeyedStateHandle, ListStateDescriptor, StateBackend, StateReader, SubtaskState,
+    ValueStateDescriptor,
 };
 use cornerstone_backend_fs::FsStateBackend;
 
 const MAX_P: u32 = 128;
 /// Enough entries for three parts of at least 256 Ki entries.
 const KEYS: u64 = 800_000;
+
+/// A snapshot, written with `threads` threads, of `ValueState<u64>` `"v"` holding
+/// `value(k)` for the keys `0..keys`: its storage and handles.
+fn values_snapshot(
+    threads: usize,
+    keys: u64,
+    value: impl Fn(u64) -> u64,
+) -> (MemoryCheckpointStorage, SubtaskState) {
+    let backend = FsStateBackend::new()
+        .io_threads(threads)
+        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
+        .expect("create the backend");
+    let values = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .expect("register the state");
+    for k in 0..keys {
+        values.update(&k, &(), value(k)).expect("update");
+    }
+    let storage = MemoryCheckpointStorage::new();
+    let state = backend
+        .snapshot(CheckpointId(1))
+        .expect("synchronous phase")
+        .write(&storage.stream_factory(CheckpointId(1)))
+        .expect("asynchronous phase");
+    (storage, state)
+}
 
 fn ranges(handles: &[KeyedStateHandle]) -> Vec<KeyGroupRange> {
     handles
@@ -89,22 +116,7 @@ fn a_large_snapshot_is_written_in_parts_that_restore_at_any_parallelism() {
 #[test]
 fn one_thread_or_a_small_snapshot_is_one_file() {
     for (threads, keys) in [(1, KEYS), (4, 1000)] {
-        let backend = FsStateBackend::new()
-            .io_threads(threads)
-            .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
-            .unwrap();
-        let values = backend
-            .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
-            .unwrap();
-        for k in 0..keys {
-            values.update(&k, &(), k).unwrap();
-        }
-        let storage = MemoryCheckpointStorage::new();
-        let state = backend
-            .snapshot(CheckpointId(1))
-            .unwrap()
-            .write(&storage.stream_factory(CheckpointId(1)))
-            .unwrap();
+        let (_, state) = values_snapshot(threads, keys, |k| k);
         assert_eq!(
             ranges(&state.keyed),
             [KeyGroupRange::all(MAX_P)],
@@ -116,22 +128,7 @@ fn one_thread_or_a_small_snapshot_is_one_file() {
 #[test]
 fn a_large_file_is_restored_by_several_threads_at_any_parallelism() {
     // One file of about 16 MB, written by one thread.
-    let backend = FsStateBackend::new()
-        .io_threads(1)
-        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
-        .unwrap();
-    let values = backend
-        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
-        .unwrap();
-    for k in 0..KEYS {
-        values.update(&k, &(), k ^ 0xabcd).unwrap();
-    }
-    let storage = MemoryCheckpointStorage::new();
-    let state = backend
-        .snapshot(CheckpointId(1))
-        .unwrap()
-        .write(&storage.stream_factory(CheckpointId(1)))
-        .unwrap();
+    let (storage, state) = values_snapshot(1, KEYS, |k| k ^ 0xabcd);
     assert_eq!(state.keyed.len(), 1);
 
     let reader: Arc<dyn StateReader> = Arc::new(storage.clone());

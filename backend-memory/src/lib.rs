@@ -49,6 +49,7 @@
 
 mod access;
 mod backend;
+mod parallel;
 mod restorable;
 mod table;
 mod timers;

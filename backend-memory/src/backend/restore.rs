@@ -11,6 +11,8 @@ use cornerstone_backend_api::{
     Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateKind, StateMeta,
 };
 
+use crate::parallel;
+
 /// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.
 #[derive(Clone, Copy)]
 pub(super) struct RawRecord<'a> {
@@ -143,29 +145,11 @@ fn read_parts(
             handle.stream.size()
         }
     };
-    let start = offset(wanted.first());
-    let total = end(wanted.last()).saturating_sub(start);
-    let count = usize::try_from(total / MIN_BYTES_PER_PART)
-        .unwrap_or(usize::MAX)
-        .min(threads)
-        .min(wanted.len() as usize)
-        .max(1);
-    if count == 1 {
-        return vec![wanted];
-    }
-    let mut parts = Vec::with_capacity(count);
-    let mut first = wanted.first();
-    for kg in wanted.iter() {
-        let done = parts.len() as u64 + 1;
-        let sum = end(kg).saturating_sub(start);
-        if (parts.len() + 1) < count && sum * count as u64 >= total * done {
-            parts.push(KeyGroupRange::new(first, kg));
-            first = kg + 1;
-        }
-    }
-    parts.push(KeyGroupRange::new(first, wanted.last()));
-    parts.retain(|r| !r.is_empty());
-    parts
+    let bytes: Vec<u64> = wanted
+        .iter()
+        .map(|kg| end(kg).saturating_sub(offset(kg)))
+        .collect();
+    parallel::split(wanted, &bytes, MIN_BYTES_PER_PART, threads)
 }
 
 /// The records of `handle` in `part`, per state index of its header, then per key-group
@@ -215,24 +199,9 @@ pub(super) fn restore_handle(
     }
     // Large handles are read in parts, each by its own thread (range reads of one file).
     let parts = read_parts(handle, wanted, threads);
-    let read = if let [part] = parts[..] {
-        vec![read_part(handle, params, key_type, part)?]
-    } else {
-        std::thread::scope(|s| {
-            let threads: Vec<_> = parts
-                .iter()
-                .map(|&part| s.spawn(move || read_part(handle, params, key_type, part)))
-                .collect();
-            threads
-                .into_iter()
-                .map(|t| {
-                    t.join().unwrap_or_else(|_| {
-                        Err(Error::internal("a restore reader thread panicked"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-        })?
-    };
+    let read = parallel::run_each(parts, "restore reader", |part| {
+        read_part(handle, params, key_type, part)
+    })?;
     let mut header = None;
     let mut local: Vec<Vec<RawGroup>> = Vec::new();
     for (h, part) in read.into_iter().flatten() {
@@ -290,7 +259,7 @@ pub(super) fn restore_handle(
 }
 
 /// Records below which a restored state is decoded by one thread.
-const MIN_RECORDS_PER_THREAD: usize = 64 * 1024;
+const MIN_RECORDS_PER_THREAD: u64 = 64 * 1024;
 
 /// How the restored records of one state are decoded into a table's key groups: `fill`
 /// decodes one record into its key group, after the value is migrated when `migration`
@@ -313,29 +282,26 @@ impl<G: Send, F: Fn(&mut G, RawRecord<'_>) -> Result<()> + Sync> Fill<'_, G, F> 
         sources: &[RawGroup],
         threads: usize,
     ) -> Result<()> {
-        let records: usize = sources.iter().map(RawGroup::len).sum();
-        let parts = (records / MIN_RECORDS_PER_THREAD)
-            .min(threads)
-            .min(targets.len())
-            .max(1);
-        if parts == 1 {
-            return self.range(&mut targets, sources, 0);
+        let Some(last) = (targets.len() as u32).checked_sub(1) else {
+            return Ok(());
+        };
+        let range = KeyGroupRange::new(self.first_key_group, self.first_key_group + last);
+        let records: Vec<u64> = sources.iter().map(|g| g.len() as u64).collect();
+        let parts = parallel::split(range, &records, MIN_RECORDS_PER_THREAD, threads);
+        // The targets and sources of each part.
+        let mut rest = &mut targets[..];
+        let mut items = Vec::with_capacity(parts.len());
+        for part in parts {
+            let first = (part.first() - self.first_key_group) as usize;
+            let len = part.len() as usize;
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            items.push((head, &sources[first..first + len], first));
+            rest = tail;
         }
-        let chunk = targets.len().div_ceil(parts);
-        std::thread::scope(|s| {
-            let threads: Vec<_> = targets
-                .chunks_mut(chunk)
-                .zip(sources.chunks(chunk))
-                .enumerate()
-                .map(|(i, (targets, sources))| {
-                    s.spawn(move || self.range(targets, sources, i * chunk))
-                })
-                .collect();
-            threads.into_iter().try_for_each(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(Error::internal("a restore decoder thread panicked")))
-            })
+        parallel::run_each(items, "restore decoder", |(targets, sources, first)| {
+            self.range(targets, sources, first)
         })
+        .map(drop)
     }
 
     /// Decodes the key groups from index `first` on.

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use cornerstone_backend_api::spi::InlineStreamFactory;
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, KeyedSnapshotWriter};
 use cornerstone_backend_api::{
-    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, Error, KeyGroupRange,
-    KeyGroupsStateHandle, KeyedStateHandle, Result, StateMeta, StateScope, SubtaskState,
+    AsyncSnapshot, CheckpointId, CheckpointStreamFactory, KeyGroupRange, KeyGroupsStateHandle,
+    KeyedStateHandle, Result, StateMeta, StateScope, SubtaskState,
 };
 
 use super::options::{HeapBackendOptions, HeapSnapshotStorage};
 use super::restore::RawGroup;
+use crate::parallel;
 use crate::table::{Captured, SnapshotWriter};
 
 /// A restored state that was not registered again: written back as it was read.
@@ -47,39 +48,22 @@ pub(super) struct HeapSnapshot {
 }
 
 /// Entries below which a snapshot is written by one thread, to one stream.
-const MIN_ENTRIES_PER_PART: usize = 256 * 1024;
+const MIN_ENTRIES_PER_PART: u64 = 256 * 1024;
 
 impl HeapSnapshot {
     /// The key-group ranges written in parallel, each to its own stream: contiguous, with
     /// about the same number of entries, at least [`MIN_ENTRIES_PER_PART`] each, at most
     /// the options' `io_threads`.
     fn parts(&self) -> Vec<KeyGroupRange> {
-        let entries: Vec<usize> = (0..self.range.len() as usize)
-            .map(|i| self.states.iter().map(|(_, c)| c.entries(i)).sum())
+        let entries: Vec<u64> = (0..self.range.len() as usize)
+            .map(|i| self.states.iter().map(|(_, c)| c.entries(i) as u64).sum())
             .collect();
-        let total: usize = entries.iter().sum();
-        let count = (total / MIN_ENTRIES_PER_PART)
-            .min(self.options.io_threads)
-            .min(entries.len())
-            .max(1);
-        if count == 1 {
-            return vec![self.range];
-        }
-        let mut parts = Vec::with_capacity(count);
-        let (mut first, mut sum) = (self.range.first(), 0usize);
-        for (i, n) in entries.iter().enumerate() {
-            sum += n;
-            let kg = self.range.first() + i as u32;
-            // Close a part once it holds its share of the entries seen so far.
-            let done = parts.len() + 1;
-            if done < count && sum * count >= total * done {
-                parts.push(KeyGroupRange::new(first, kg));
-                first = kg + 1;
-            }
-        }
-        parts.push(KeyGroupRange::new(first, self.range.last()));
-        parts.retain(|r| !r.is_empty());
-        parts
+        parallel::split(
+            self.range,
+            &entries,
+            MIN_ENTRIES_PER_PART,
+            self.options.io_threads,
+        )
     }
 
     /// Writes the key groups of `range` (inside the backend's) to one stream.
@@ -141,26 +125,10 @@ impl AsyncSnapshot for HeapSnapshot {
             key_type: self.key_type.to_string(),
             states: self.states.iter().map(|(m, _)| m.clone()).collect(),
         };
-        let keyed = if let [range] = parts[..] {
-            vec![self.write_part(streams, &header, range)?]
-        } else {
-            // Each part on its own thread, to its own stream: one block buffered per thread.
-            let (this, header) = (&*self, &header);
-            std::thread::scope(|s| {
-                let threads: Vec<_> = parts
-                    .iter()
-                    .map(|&range| s.spawn(move || this.write_part(streams, header, range)))
-                    .collect();
-                threads
-                    .into_iter()
-                    .map(|t| {
-                        t.join().unwrap_or_else(|_| {
-                            Err(Error::internal("a snapshot writer thread panicked"))
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?
-        };
+        // Each part on its own thread, to its own stream: one block buffered per thread.
+        let keyed = parallel::run_each(parts, "snapshot writer", |range| {
+            self.write_part(streams, &header, range)
+        })?;
         Ok(SubtaskState {
             keyed,
             operator: Vec::new(),
