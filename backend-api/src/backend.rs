@@ -106,31 +106,31 @@ pub trait KeyedStateBackend<K: StateKey>: CheckpointableBackend {
     /// # Errors
     /// [`crate::ErrorKind::InvalidInput`] when `meta` conflicts with a registered or
     /// restored state of that name.
-    fn value_table<N: StateKey, V: StateValue>(
+    fn value_table<V: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<V>,
-    ) -> Result<Arc<dyn ValueTable<K, N, V>>>;
+    ) -> Result<Arc<dyn ValueTable<K, V, N>>>;
 
     /// A list table.
     ///
     /// # Errors
     /// As [`value_table`](Self::value_table).
-    fn list_table<N: StateKey, T: StateValue>(
+    fn list_table<T: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<T>,
-    ) -> Result<Arc<dyn ListTable<K, N, T>>>;
+    ) -> Result<Arc<dyn ListTable<K, T, N>>>;
 
     /// A map table.
     ///
     /// # Errors
     /// As [`value_table`](Self::value_table).
-    fn map_table<N: StateKey, UK: StateKey, UV: StateValue>(
+    fn map_table<UK: StateKey, UV: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<UV>,
-    ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>>;
+    ) -> Result<Arc<dyn MapTable<K, UK, UV, N>>>;
 
     /// The timer queue of `meta` (kind [`StateKind::Timers`]): what a
     /// [`TimerService`] keeps one domain's timers in. Registered, restored and snapshotted
@@ -201,7 +201,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
         &self,
         descriptor: &ValueStateDescriptor<V>,
     ) -> Result<ValueState<K, V, N>> {
-        let table = value_table_for::<K, N, V, Self>(
+        let table = value_table_for::<K, V, N, Self>(
             self,
             &descriptor.name,
             StateKind::Value,
@@ -229,10 +229,10 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             &descriptor.value_type,
             ttl.is_some(),
         )?;
-        let table: Arc<dyn ListTable<K, N, T>> = match ttl {
-            None => self.list_table::<N, T>(m, options(&descriptor.migrations))?,
+        let table: Arc<dyn ListTable<K, T, N>> = match ttl {
+            None => self.list_table::<T, N>(m, options(&descriptor.migrations))?,
             Some(config) => {
-                let inner = self.list_table::<N, TtlValue<T>>(
+                let inner = self.list_table::<TtlValue<T>, N>(
                     m,
                     TableOptions {
                         snapshot_filter: snapshot_filter::<T>(config),
@@ -263,10 +263,10 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             &descriptor.value_type,
             ttl.is_some(),
         )?;
-        let table: Arc<dyn MapTable<K, N, UK, UV>> = match ttl {
-            None => self.map_table::<N, UK, UV>(m, options(&descriptor.migrations))?,
+        let table: Arc<dyn MapTable<K, UK, UV, N>> = match ttl {
+            None => self.map_table::<UK, UV, N>(m, options(&descriptor.migrations))?,
             Some(config) => {
-                let inner = self.map_table::<N, UK, TtlValue<UV>>(
+                let inner = self.map_table::<UK, TtlValue<UV>, N>(
                     m,
                     TableOptions {
                         snapshot_filter: snapshot_filter::<UV>(config),
@@ -288,7 +288,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
         &self,
         descriptor: &ReducingStateDescriptor<V>,
     ) -> Result<ReducingState<K, V, N>> {
-        let table = value_table_for::<K, N, V, Self>(
+        let table = value_table_for::<K, V, N, Self>(
             self,
             &descriptor.name,
             StateKind::Reducing,
@@ -311,7 +311,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
         &self,
         descriptor: &AggregatingStateDescriptor<IN, ACC, OUT>,
     ) -> Result<AggregatingState<K, IN, ACC, OUT, N>> {
-        let table = value_table_for::<K, N, ACC, Self>(
+        let table = value_table_for::<K, ACC, N, Self>(
             self,
             &descriptor.name,
             StateKind::Aggregating,
@@ -361,14 +361,14 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
 
 impl<K: StateKey, B: KeyedStateBackend<K> + ?Sized> KeyedStateBackendExt<K> for B {}
 
-fn value_table_for<K: StateKey, N: StateKey, V: StateValue, B: KeyedStateBackend<K> + ?Sized>(
+fn value_table_for<K: StateKey, V: StateValue, N: StateKey, B: KeyedStateBackend<K> + ?Sized>(
     backend: &B,
     name: &str,
     kind: StateKind,
     value_type: &str,
     ttl: Option<&crate::ttl::StateTtlConfig>,
     migrations: &Migrations,
-) -> Result<Arc<dyn ValueTable<K, N, V>>> {
+) -> Result<Arc<dyn ValueTable<K, V, N>>> {
     let m = meta(
         name,
         kind,
@@ -378,9 +378,9 @@ fn value_table_for<K: StateKey, N: StateKey, V: StateValue, B: KeyedStateBackend
         ttl.is_some(),
     )?;
     Ok(match ttl {
-        None => backend.value_table::<N, V>(m, options(migrations))?,
+        None => backend.value_table::<V, N>(m, options(migrations))?,
         Some(config) => {
-            let inner = backend.value_table::<N, TtlValue<V>>(
+            let inner = backend.value_table::<TtlValue<V>, N>(
                 m,
                 TableOptions {
                     snapshot_filter: snapshot_filter::<V>(config),

@@ -28,12 +28,12 @@ macro_rules! handle_debug {
 
 /// One value per key and namespace (Flink's `ValueState`).
 pub struct ValueState<K, V, N = VoidNamespace> {
-    table: Arc<dyn ValueTable<K, N, V>>,
+    table: Arc<dyn ValueTable<K, V, N>>,
     name: Arc<str>,
 }
 
 impl<K, V, N> ValueState<K, V, N> {
-    pub(crate) fn new(name: &str, table: Arc<dyn ValueTable<K, N, V>>) -> Self {
+    pub(crate) fn new(name: &str, table: Arc<dyn ValueTable<K, V, N>>) -> Self {
         ValueState {
             table,
             name: name.into(),
@@ -82,12 +82,12 @@ handle_debug!(ValueState<K, V, N>);
 
 /// A list per key and namespace (Flink's `ListState`).
 pub struct ListState<K, T, N = VoidNamespace> {
-    table: Arc<dyn ListTable<K, N, T>>,
+    table: Arc<dyn ListTable<K, T, N>>,
     name: Arc<str>,
 }
 
 impl<K, T, N> ListState<K, T, N> {
-    pub(crate) fn new(name: &str, table: Arc<dyn ListTable<K, N, T>>) -> Self {
+    pub(crate) fn new(name: &str, table: Arc<dyn ListTable<K, T, N>>) -> Self {
         ListState {
             table,
             name: name.into(),
@@ -181,12 +181,12 @@ handle_debug!(ListState<K, T, N>);
 
 /// A map per key and namespace (Flink's `MapState`).
 pub struct MapState<K, UK, UV, N = VoidNamespace> {
-    table: Arc<dyn MapTable<K, N, UK, UV>>,
+    table: Arc<dyn MapTable<K, UK, UV, N>>,
     name: Arc<str>,
 }
 
 impl<K, UK, UV, N> MapState<K, UK, UV, N> {
-    pub(crate) fn new(name: &str, table: Arc<dyn MapTable<K, N, UK, UV>>) -> Self {
+    pub(crate) fn new(name: &str, table: Arc<dyn MapTable<K, UK, UV, N>>) -> Self {
         MapState {
             table,
             name: name.into(),
@@ -288,7 +288,7 @@ handle_debug!(MapState<K, UK, UV, N>);
 
 /// A value folded with a reduce function (Flink's `ReducingState`).
 pub struct ReducingState<K, V, N = VoidNamespace> {
-    table: Arc<dyn ValueTable<K, N, V>>,
+    table: Arc<dyn ValueTable<K, V, N>>,
     name: Arc<str>,
     reduce: ReduceFn<V>,
 }
@@ -296,7 +296,7 @@ pub struct ReducingState<K, V, N = VoidNamespace> {
 impl<K, V, N> ReducingState<K, V, N> {
     pub(crate) fn new(
         name: &str,
-        table: Arc<dyn ValueTable<K, N, V>>,
+        table: Arc<dyn ValueTable<K, V, N>>,
         reduce: ReduceFn<V>,
     ) -> Self {
         ReducingState {
@@ -361,7 +361,7 @@ handle_debug!(ReducingState<K, V, N>);
 
 /// An accumulator folded with an [`AggregateFunction`] (Flink's `AggregatingState`).
 pub struct AggregatingState<K, IN, ACC, OUT, N = VoidNamespace> {
-    table: Arc<dyn ValueTable<K, N, ACC>>,
+    table: Arc<dyn ValueTable<K, ACC, N>>,
     name: Arc<str>,
     function: Arc<dyn AggregateFunction<IN, ACC, OUT>>,
 }
@@ -369,7 +369,7 @@ pub struct AggregatingState<K, IN, ACC, OUT, N = VoidNamespace> {
 impl<K, IN, ACC, OUT, N> AggregatingState<K, IN, ACC, OUT, N> {
     pub(crate) fn new(
         name: &str,
-        table: Arc<dyn ValueTable<K, N, ACC>>,
+        table: Arc<dyn ValueTable<K, ACC, N>>,
         function: Arc<dyn AggregateFunction<IN, ACC, OUT>>,
     ) -> Self {
         AggregatingState {

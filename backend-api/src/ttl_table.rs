@@ -56,14 +56,14 @@ macro_rules! incremental_step {
 }
 
 /// A value table with TTL.
-pub(crate) struct TtlValueTable<K, N, V> {
-    inner: Arc<dyn ValueTable<K, N, TtlValue<V>>>,
+pub(crate) struct TtlValueTable<K, V, N> {
+    inner: Arc<dyn ValueTable<K, TtlValue<V>, N>>,
     ttl: Ttl,
 }
 
-impl<K, N, V> TtlValueTable<K, N, V> {
+impl<K, N, V> TtlValueTable<K, V, N> {
     pub(crate) fn new(
-        inner: Arc<dyn ValueTable<K, N, TtlValue<V>>>,
+        inner: Arc<dyn ValueTable<K, TtlValue<V>, N>>,
         config: StateTtlConfig,
         clock: SharedClock,
     ) -> Self {
@@ -74,8 +74,8 @@ impl<K, N, V> TtlValueTable<K, N, V> {
     }
 }
 
-impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V>
-    for TtlValueTable<K, N, V>
+impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, V, N>
+    for TtlValueTable<K, V, N>
 {
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
         let now = self.ttl.now();
@@ -176,14 +176,14 @@ impl<K: Send + Sync, N: Send + Sync, V: Clone + Send + Sync> ValueTable<K, N, V>
 }
 
 /// A list table with TTL per element.
-pub(crate) struct TtlListTable<K, N, T> {
-    inner: Arc<dyn ListTable<K, N, TtlValue<T>>>,
+pub(crate) struct TtlListTable<K, T, N> {
+    inner: Arc<dyn ListTable<K, TtlValue<T>, N>>,
     ttl: Ttl,
 }
 
-impl<K, N, T> TtlListTable<K, N, T> {
+impl<K, N, T> TtlListTable<K, T, N> {
     pub(crate) fn new(
-        inner: Arc<dyn ListTable<K, N, TtlValue<T>>>,
+        inner: Arc<dyn ListTable<K, TtlValue<T>, N>>,
         config: StateTtlConfig,
         clock: SharedClock,
     ) -> Self {
@@ -204,8 +204,8 @@ impl<K, N, T> TtlListTable<K, N, T> {
     }
 }
 
-impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T>
-    for TtlListTable<K, N, T>
+impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, T, N>
+    for TtlListTable<K, T, N>
 {
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         let now = self.ttl.now();
@@ -308,14 +308,14 @@ impl<K: Send + Sync, N: Send + Sync, T: Clone + Send + Sync> ListTable<K, N, T>
 }
 
 /// A map table with TTL per entry.
-pub(crate) struct TtlMapTable<K, N, UK, UV> {
-    inner: Arc<dyn MapTable<K, N, UK, TtlValue<UV>>>,
+pub(crate) struct TtlMapTable<K, UK, UV, N> {
+    inner: Arc<dyn MapTable<K, UK, TtlValue<UV>, N>>,
     ttl: Ttl,
 }
 
-impl<K, N, UK, UV> TtlMapTable<K, N, UK, UV> {
+impl<K, N, UK, UV> TtlMapTable<K, UK, UV, N> {
     pub(crate) fn new(
-        inner: Arc<dyn MapTable<K, N, UK, TtlValue<UV>>>,
+        inner: Arc<dyn MapTable<K, UK, TtlValue<UV>, N>>,
         config: StateTtlConfig,
         clock: SharedClock,
     ) -> Self {
@@ -326,7 +326,7 @@ impl<K, N, UK, UV> TtlMapTable<K, N, UK, UV> {
     }
 }
 
-impl<K, N, UK, UV> MapTable<K, N, UK, UV> for TtlMapTable<K, N, UK, UV>
+impl<K, N, UK, UV> MapTable<K, UK, UV, N> for TtlMapTable<K, UK, UV, N>
 where
     K: Send + Sync,
     N: Send + Sync,

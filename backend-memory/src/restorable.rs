@@ -43,13 +43,13 @@ macro_rules! restorable {
     };
 }
 
-restorable!(HeapValueTable<K, N, V>, GroupMap<K, N, V>, true, K: StateKey, N: StateKey, V: StateValue);
+restorable!(HeapValueTable<K, V, N>, GroupMap<K, N, V>, true, K: StateKey, N: StateKey, V: StateValue);
 
-restorable!(HeapListTable<K, N, T>, GroupMap<K, N, Vec<T>>, true, K: StateKey, N: StateKey, T: StateValue);
+restorable!(HeapListTable<K, T, N>, GroupMap<K, N, Vec<T>>, true, K: StateKey, N: StateKey, T: StateValue);
 
 // Map records are entries: their number says nothing of the number of maps.
 restorable!(
-    HeapMapTable<K, N, UK, UV>,
+    HeapMapTable<K, UK, UV, N>,
     GroupMap<K, N, HashMap<UK, UV>>,
     false,
     K: StateKey, N: StateKey, UK: StateKey, UV: StateValue

@@ -288,12 +288,12 @@ macro_rules! registered {
 }
 
 /// The heap [`ValueTable`].
-pub(crate) struct HeapValueTable<K, N, V> {
+pub(crate) struct HeapValueTable<K, V, N> {
     pub(crate) table: HeapTable<K, N, V>,
     pub(crate) filter: Option<SnapshotFilter<V>>,
 }
 
-impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for HeapValueTable<K, N, V> {
+impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, V, N> for HeapValueTable<K, V, N> {
     #[inline]
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
         self.table.read(key, ns, |v| v.cloned())
@@ -350,16 +350,16 @@ impl<K: StateKey, N: StateKey, V: StateValue> Captured for ValueCapture<K, N, V>
         Ok(())
     }
 }
-registered!(HeapValueTable<K, N, V>, ValueCapture, K: StateKey, N: StateKey, V: StateValue);
+registered!(HeapValueTable<K, V, N>, ValueCapture, K: StateKey, N: StateKey, V: StateValue);
 
 /// The heap [`ListTable`]: a `Vec` per (key, namespace).
-pub(crate) struct HeapListTable<K, N, T> {
+pub(crate) struct HeapListTable<K, T, N> {
     pub(crate) table: HeapTable<K, N, Vec<T>>,
     /// Applies to each element.
     pub(crate) filter: Option<SnapshotFilter<T>>,
 }
 
-impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for HeapListTable<K, N, T> {
+impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, T, N> for HeapListTable<K, T, N> {
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         self.table.read(key, ns, |v| v.cloned())
     }
@@ -440,17 +440,17 @@ impl<K: StateKey, N: StateKey, T: StateValue> Captured for ListCapture<K, N, T> 
         Ok(())
     }
 }
-registered!(HeapListTable<K, N, T>, ListCapture, K: StateKey, N: StateKey, T: StateValue);
+registered!(HeapListTable<K, T, N>, ListCapture, K: StateKey, N: StateKey, T: StateValue);
 
 /// The heap [`MapTable`]: a hash map per (key, namespace).
-pub(crate) struct HeapMapTable<K, N, UK, UV> {
+pub(crate) struct HeapMapTable<K, UK, UV, N> {
     pub(crate) table: HeapTable<K, N, HashMap<UK, UV>>,
     /// Applies to each map value.
     pub(crate) filter: Option<SnapshotFilter<UV>>,
 }
 
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, UV>
-    for HeapMapTable<K, N, UK, UV>
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, UK, UV, N>
+    for HeapMapTable<K, UK, UV, N>
 {
     fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
         self.table
@@ -564,4 +564,4 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> Captured for MapCap
         Ok(())
     }
 }
-registered!(HeapMapTable<K, N, UK, UV>, MapCapture, K: StateKey, N: StateKey, UK: StateKey, UV: StateValue);
+registered!(HeapMapTable<K, UK, UV, N>, MapCapture, K: StateKey, N: StateKey, UK: StateKey, UV: StateValue);

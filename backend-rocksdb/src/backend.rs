@@ -441,11 +441,11 @@ impl<K: StateKey> CheckpointableBackend for RocksDbKeyedStateBackend<K> {
 }
 
 impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
-    fn value_table<N: StateKey, V: StateValue>(
+    fn value_table<V: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<V>,
-    ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
+    ) -> Result<Arc<dyn ValueTable<K, V, N>>> {
         let filter = value_filter(options.snapshot_filter);
         let core = self.register(
             meta,
@@ -454,17 +454,17 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
             options.ttl.as_ref(),
             Layout::Value,
         )?;
-        Ok(Arc::new(RocksValueTable::<K, N, V> {
+        Ok(Arc::new(RocksValueTable::<K, V, N> {
             core,
             _types: PhantomData,
         }))
     }
 
-    fn list_table<N: StateKey, T: StateValue>(
+    fn list_table<T: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<T>,
-    ) -> Result<Arc<dyn ListTable<K, N, T>>> {
+    ) -> Result<Arc<dyn ListTable<K, T, N>>> {
         let filter = list_filter(options.snapshot_filter);
         let layout = Layout::List(element_len::<T>);
         let core = self.register(
@@ -474,17 +474,17 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
             options.ttl.as_ref(),
             layout,
         )?;
-        Ok(Arc::new(RocksListTable::<K, N, T> {
+        Ok(Arc::new(RocksListTable::<K, T, N> {
             core,
             _types: PhantomData,
         }))
     }
 
-    fn map_table<N: StateKey, UK: StateKey, UV: StateValue>(
+    fn map_table<UK: StateKey, UV: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<UV>,
-    ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
+    ) -> Result<Arc<dyn MapTable<K, UK, UV, N>>> {
         let filter = value_filter(options.snapshot_filter);
         let core = self.register(
             meta,
@@ -493,7 +493,7 @@ impl<K: StateKey> KeyedStateBackend<K> for RocksDbKeyedStateBackend<K> {
             options.ttl.as_ref(),
             Layout::Value,
         )?;
-        Ok(Arc::new(RocksMapTable::<K, N, UK, UV> {
+        Ok(Arc::new(RocksMapTable::<K, UK, UV, N> {
             core,
             _types: PhantomData,
         }))

@@ -186,12 +186,12 @@ impl Core {
 }
 
 /// The RocksDB [`ValueTable`].
-pub(crate) struct RocksValueTable<K, N, V> {
+pub(crate) struct RocksValueTable<K, V, N> {
     pub(crate) core: Core,
     pub(crate) _types: Types<K, N, V>,
 }
 
-impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for RocksValueTable<K, N, V> {
+impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, V, N> for RocksValueTable<K, V, N> {
     #[inline]
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
         self.core.get(&self.core.key_ns(key, ns)?)
@@ -237,12 +237,12 @@ impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, N, V> for RocksValue
 
 /// The RocksDB [`ListTable`]: a serialized `Vec` per (key, namespace), appended to with
 /// the merge operator.
-pub(crate) struct RocksListTable<K, N, T> {
+pub(crate) struct RocksListTable<K, T, N> {
     pub(crate) core: Core,
     pub(crate) _types: Types<K, N, T>,
 }
 
-impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for RocksListTable<K, N, T> {
+impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, T, N> for RocksListTable<K, T, N> {
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         self.core.get(&self.core.key_ns(key, ns)?)
     }
@@ -295,12 +295,12 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, N, T> for RocksListTa
 }
 
 /// The RocksDB [`MapTable`]: one entry per map entry, under the (key, namespace) prefix.
-pub(crate) struct RocksMapTable<K, N, UK, UV> {
+pub(crate) struct RocksMapTable<K, UK, UV, N> {
     pub(crate) core: Core,
     pub(crate) _types: Types<K, N, (UK, UV)>,
 }
 
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> RocksMapTable<K, N, UK, UV> {
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> RocksMapTable<K, UK, UV, N> {
     #[inline]
     fn entry_key(&self, key: &K, ns: &N, user_key: &UK) -> Result<Vec<u8>> {
         let mut k = self.core.key_ns(key, ns)?;
@@ -309,8 +309,8 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> RocksMapTable<K, N,
     }
 }
 
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, N, UK, UV>
-    for RocksMapTable<K, N, UK, UV>
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, UK, UV, N>
+    for RocksMapTable<K, UK, UV, N>
 {
     #[inline]
     fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {

@@ -1,6 +1,10 @@
 //! The storage primitives that a keyed backend implements: a value table, a list table and
 //! a map table per state, each keyed by (key, namespace).
 //!
+//! Generic parameters come in one order everywhere, in the tables as in the typed states of
+//! the crate root: the key, then the stored types, then the namespace (`ValueTable<K, V, N>`
+//! as `ValueState<K, V, N>`, `MapTable<K, UK, UV, N>` as `MapState<K, UK, UV, N>`).
+//!
 //! The typed states of [`crate::state`] (and the TTL decorators) are built on these.
 //! Reducing and aggregating state are value tables with a fold on top, so a backend
 //! implements three primitives, not five kinds.
@@ -50,7 +54,7 @@ impl<S> std::fmt::Debug for TableOptions<S> {
 }
 
 /// One value per (key, namespace).
-pub trait ValueTable<K, N, V>: Send + Sync {
+pub trait ValueTable<K, V, N>: Send + Sync {
     /// The value, if any.
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>>;
     /// Sets the value.
@@ -85,7 +89,7 @@ pub trait ValueTable<K, N, V>: Send + Sync {
 /// Moves the values of `sources` into `target` of `table` and removes the sources, leaving
 /// out the values (of the sources and of the target) for which `keep` is false; two kept
 /// values are folded with `merge(target, source)`.
-pub(crate) fn merge_values<K, N, V, T: ValueTable<K, N, V> + ?Sized>(
+pub(crate) fn merge_values<K, V, N, T: ValueTable<K, V, N> + ?Sized>(
     table: &T,
     key: &K,
     target: &N,
@@ -110,7 +114,7 @@ pub(crate) fn merge_values<K, N, V, T: ValueTable<K, N, V> + ?Sized>(
 }
 
 /// A list per (key, namespace).
-pub trait ListTable<K, N, T>: Send + Sync {
+pub trait ListTable<K, T, N>: Send + Sync {
     /// The list, if any.
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>>;
     /// Calls `f` once with the elements (empty when absent), without copying the list on
@@ -140,7 +144,7 @@ pub trait ListTable<K, N, T>: Send + Sync {
 
 /// Appends the lists of `sources` to the list of `target` of `table` and removes the
 /// sources, leaving out the source elements for which `keep` is false.
-pub(crate) fn merge_lists<K, N, E, T: ListTable<K, N, E> + ?Sized>(
+pub(crate) fn merge_lists<K, N, E, T: ListTable<K, E, N> + ?Sized>(
     table: &T,
     key: &K,
     target: &N,
@@ -160,7 +164,7 @@ pub(crate) fn merge_lists<K, N, E, T: ListTable<K, N, E> + ?Sized>(
 }
 
 /// A map per (key, namespace).
-pub trait MapTable<K, N, UK, UV>: Send + Sync {
+pub trait MapTable<K, UK, UV, N>: Send + Sync {
     /// The value of `user_key`.
     fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>>;
     /// Sets the value of `user_key`.

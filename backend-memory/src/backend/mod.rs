@@ -320,11 +320,11 @@ fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
 }
 
 impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
-    fn value_table<N: StateKey, V: StateValue>(
+    fn value_table<V: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<V>,
-    ) -> Result<Arc<dyn ValueTable<K, N, V>>> {
+    ) -> Result<Arc<dyn ValueTable<K, V, N>>> {
         let table = self.register(
             meta,
             &options.migrations,
@@ -337,11 +337,11 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         Ok(table)
     }
 
-    fn list_table<N: StateKey, T: StateValue>(
+    fn list_table<T: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<T>,
-    ) -> Result<Arc<dyn ListTable<K, N, T>>> {
+    ) -> Result<Arc<dyn ListTable<K, T, N>>> {
         let table = self.register(
             meta,
             &options.migrations,
@@ -358,11 +358,11 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         Ok(table)
     }
 
-    fn map_table<N: StateKey, UK: StateKey, UV: StateValue>(
+    fn map_table<UK: StateKey, UV: StateValue, N: StateKey>(
         &self,
         meta: StateMeta,
         options: TableOptions<UV>,
-    ) -> Result<Arc<dyn MapTable<K, N, UK, UV>>> {
+    ) -> Result<Arc<dyn MapTable<K, UK, UV, N>>> {
         let table = self.register(
             meta,
             &options.migrations,
