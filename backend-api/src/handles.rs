@@ -48,6 +48,86 @@ pub struct FileStateHandle {
     pub crc32: u32,
 }
 
+impl FileStateHandle {
+    /// Compares what was found of the file (its length and CRC32) with the handle: the one
+    /// check of a file's content, used by restores (as the bytes stream past) and by
+    /// `verify`.
+    ///
+    /// # Errors
+    /// A [`ContentMismatch`] saying which differs; [`ContentMismatch::into_error`] turns it
+    /// into a [`Corrupted`](crate::ErrorKind::Corrupted) error naming the path.
+    pub fn check_content(&self, size: u64, crc32: u32) -> Result<(), ContentMismatch> {
+        if size != self.size {
+            Err(ContentMismatch::Size {
+                expected: self.size,
+                actual: size,
+            })
+        } else if crc32 != self.crc32 {
+            Err(ContentMismatch::Crc32 {
+                expected: self.crc32,
+                actual: crc32,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// How a file differs from its [`FileStateHandle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentMismatch {
+    /// The file has another length than recorded.
+    Size {
+        /// The recorded length in bytes.
+        expected: u64,
+        /// The length found.
+        actual: u64,
+    },
+    /// The file has the recorded length but another CRC32.
+    Crc32 {
+        /// The recorded CRC32.
+        expected: u32,
+        /// The CRC32 found.
+        actual: u32,
+    },
+}
+
+impl ContentMismatch {
+    /// A [`Corrupted`](crate::ErrorKind::Corrupted) error naming `path` and both values.
+    pub fn into_error(self, path: &str) -> crate::Error {
+        let e = match self {
+            ContentMismatch::Size { .. } => {
+                crate::Error::corrupted("state file has the wrong size")
+            }
+            ContentMismatch::Crc32 { .. } => {
+                crate::Error::corrupted("state file checksum mismatch")
+            }
+        };
+        let e = e.with_context("path", path);
+        match self {
+            ContentMismatch::Size { expected, actual } => e
+                .with_context("expected", expected)
+                .with_context("actual", actual),
+            ContentMismatch::Crc32 { expected, actual } => e
+                .with_context("expected_crc32", format!("{expected:08x}"))
+                .with_context("actual_crc32", format!("{actual:08x}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ContentMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentMismatch::Size { expected, actual } => {
+                write!(f, "expected {expected} bytes, found {actual}")
+            }
+            ContentMismatch::Crc32 { expected, actual } => {
+                write!(f, "expected crc32 {expected:08x}, found {actual:08x}")
+            }
+        }
+    }
+}
+
 /// Where a stream of snapshot bytes is: inline in `_metadata`, or in a file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StreamStateHandle {

@@ -5,7 +5,12 @@
 //! reads them back through a [`StateReader`]. `cornerstone-checkpoint-store` implements both
 //! over OpenDAL; this module has two in-memory implementations:
 //! [`MemoryCheckpointStorage`] (files in a map, for tests) and [`InlineStreamFactory`]
-//! (everything inline, capped: the memory backend's storage).
+//! (everything inline, capped).
+//!
+//! Whether a stream's bytes stay inline is decided by the factory alone: the
+//! [`CheckpointStreamFactory::create`] of a storage may keep small streams inline, and a
+//! backend that keeps its snapshot in the metadata (the memory backend) asks the factory
+//! for [`CheckpointStreamFactory::create_inline`] streams.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -42,6 +47,21 @@ pub trait CheckpointStreamFactory: Send + Sync + Debug {
     /// # Errors
     /// Storage errors.
     fn create(&self, scope: StateScope) -> Result<Box<dyn CheckpointOutputStream>>;
+
+    /// A stream whose bytes stay inline in the checkpoint's metadata, refused past
+    /// `max_state_size` bytes ([`ErrorKind::LimitExceeded`] naming the sizes): Flink's
+    /// JobManager checkpoint storage, what the memory backend writes. Every inline handle
+    /// comes from a stream factory, from this method or from [`create`](Self::create)'s own
+    /// small-stream threshold; backends only ask. The default keeps the bytes in memory.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn create_inline(&self, max_state_size: usize) -> Result<Box<dyn CheckpointOutputStream>> {
+        Ok(Box::new(InlineOutputStream::new(
+            self.checkpoint_id(),
+            max_state_size,
+        )))
+    }
 }
 
 /// Reads the files that state handles point to.
@@ -135,38 +155,76 @@ pub fn open_stream<'a>(
     }
 }
 
-/// Reads a whole stream into memory, checking a file's size and CRC32.
+/// Reads a whole stream into memory, checking a file's size and CRC32 (as
+/// [`copy_stream`]).
 ///
 /// # Errors
-/// [`ErrorKind::Corrupted`] naming the path when the size or checksum differs.
+/// As [`copy_stream`].
 pub fn read_stream(
     handle: &StreamStateHandle,
     reader: Option<&dyn StateReader>,
 ) -> Result<Vec<u8>> {
+    // The recorded size is untrusted: it sizes the first allocation only up to 64 MiB.
     let mut out = Vec::with_capacity(handle.size().min(64 << 20) as usize);
-    open_stream(handle, reader, 0..handle.size())?
-        .read_to_end(&mut out)
-        .map_err(|e| Error::io("read state stream", e))?;
-    if let StreamStateHandle::File(file) = handle {
-        if out.len() as u64 != file.size {
-            return Err(Error::corrupted("state file has the wrong size")
-                .with_context("path", &file.path)
-                .with_context("expected", file.size)
-                .with_context("actual", out.len()));
-        }
-        let crc = crc32fast::hash(&out);
-        if crc != file.crc32 {
-            return Err(Error::corrupted("state file checksum mismatch")
-                .with_context("path", &file.path)
-                .with_context("expected_crc32", format!("{:08x}", file.crc32))
-                .with_context("actual_crc32", format!("{crc:08x}")));
-        }
-    }
+    copy_stream(handle, reader, &mut out)?;
     Ok(out)
 }
 
+/// Copies a whole stream to `out` in chunks of 1 MiB, checking a file's size and CRC32
+/// against its handle ([`FileStateHandle::check_content`]) as the bytes pass: a file of
+/// any size costs one chunk of memory. Returns the bytes copied.
+///
+/// The check comes at the end, so `out` may have received the bytes of a corrupted file:
+/// a caller that keeps `out` only on success needs nothing else.
+///
+/// # Errors
+/// [`ErrorKind::Corrupted`] naming the path when the size or checksum differs; reader
+/// errors; [`ErrorKind::Io`] when `out` fails.
+pub fn copy_stream(
+    handle: &StreamStateHandle,
+    reader: Option<&dyn StateReader>,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    const CHUNK: usize = 1 << 20;
+    let mut input = open_stream(handle, reader, 0..handle.size())?;
+    let mut buf = vec![0u8; CHUNK.min(handle.size() as usize).max(1)];
+    let mut hasher = crc32fast::Hasher::new();
+    let mut copied = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(stream_read_error(handle, e)),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io("write a copied state stream", e))?;
+        copied = copied.saturating_add(n as u64);
+    }
+    if let StreamStateHandle::File(file) = handle {
+        file.check_content(copied, hasher.finalize())
+            .map_err(|m| m.into_error(&file.path))?;
+    }
+    Ok(copied)
+}
+
+/// An error of reading `handle`: the [`Error`] a reader put in the I/O error, or an I/O
+/// error naming the file.
+fn stream_read_error(handle: &StreamStateHandle, e: std::io::Error) -> Error {
+    let e = stream_write_error("read state stream", e);
+    match handle {
+        StreamStateHandle::File(file) if e.context("path").is_none() => {
+            e.with_context("path", &file.path)
+        }
+        _ => e,
+    }
+}
+
 /// Checkpoint storage in a map in memory: streams become [`FileStateHandle`]s, so tests and
-/// benches exercise the file and range-read paths without a filesystem.
+/// benches exercise the file and range-read paths without a filesystem. Files have flat
+/// names (`exclusive-<checkpoint>-<n>`, `shared-<n>`, `task-owned-<n>`); the directory
+/// layout of a job's checkpoints is the checkpoint store's.
 ///
 /// Clones share the same files.
 #[derive(Debug, Clone, Default)]
@@ -261,10 +319,11 @@ impl CheckpointStreamFactory for MemoryStreamFactory {
 
     fn create(&self, scope: StateScope) -> Result<Box<dyn CheckpointOutputStream>> {
         let n = self.storage.next.fetch_add(1, Ordering::Relaxed);
+        // Flat names, not the checkpoint store's directory layout (which is that crate's).
         let path = match scope {
-            StateScope::Exclusive => format!("chk-{}/state-{n}", self.checkpoint_id),
-            StateScope::Shared => format!("shared/state-{n}"),
-            StateScope::TaskOwned => format!("taskowned/state-{n}"),
+            StateScope::Exclusive => format!("exclusive-{}-{n}", self.checkpoint_id.0),
+            StateScope::Shared => format!("shared-{n}"),
+            StateScope::TaskOwned => format!("task-owned-{n}"),
         };
         Ok(Box::new(MemoryOutputStream {
             storage: self.storage.clone(),
@@ -314,8 +373,8 @@ impl CheckpointOutputStream for MemoryOutputStream {
 }
 
 /// A stream factory that keeps every stream inline (in `_metadata`), each capped at
-/// `max_state_size` bytes: Flink's JobManager checkpoint storage, used by the memory
-/// backend.
+/// `max_state_size` bytes: [`CheckpointStreamFactory::create_inline`] for every stream, as
+/// for a backend's snapshot carried in a message rather than in storage.
 #[derive(Debug, Clone)]
 pub struct InlineStreamFactory {
     checkpoint_id: CheckpointId,
@@ -338,12 +397,7 @@ impl CheckpointStreamFactory for InlineStreamFactory {
     }
 
     fn create(&self, _scope: StateScope) -> Result<Box<dyn CheckpointOutputStream>> {
-        Ok(Box::new(InlineOutputStream {
-            checkpoint_id: self.checkpoint_id,
-            max_state_size: self.max_state_size,
-            buf: Vec::new(),
-            attempted: 0,
-        }))
+        self.create_inline(self.max_state_size)
     }
 }
 
@@ -357,6 +411,15 @@ struct InlineOutputStream {
 }
 
 impl InlineOutputStream {
+    fn new(checkpoint_id: CheckpointId, max_state_size: usize) -> Self {
+        InlineOutputStream {
+            checkpoint_id,
+            max_state_size,
+            buf: Vec::new(),
+            attempted: 0,
+        }
+    }
+
     fn over_cap(&self) -> Error {
         Error::new(
             ErrorKind::LimitExceeded,
@@ -397,8 +460,8 @@ impl CheckpointOutputStream for InlineOutputStream {
     }
 }
 
-/// Turns an I/O error from writing a checkpoint stream back into the [`Error`] it carries
-/// (such as the inline cap), or wraps it.
+/// Turns an I/O error from writing (or reading) a checkpoint stream back into the [`Error`]
+/// it carries (such as the inline cap, or a storage error naming the path), or wraps it.
 pub fn stream_write_error(op: &'static str, e: std::io::Error) -> Error {
     if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
         if let Some(inner) = e.into_inner()
@@ -409,4 +472,104 @@ pub fn stream_write_error(op: &'static str, e: std::io::Error) -> Error {
         return Error::internal("lost the error of a checkpoint stream");
     }
     Error::io(op, e)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write_file(storage: &MemoryCheckpointStorage, bytes: &[u8]) -> (StreamStateHandle, String) {
+        let mut out = storage
+            .stream_factory(CheckpointId(1))
+            .create(StateScope::Exclusive)
+            .unwrap();
+        out.write_all(bytes).unwrap();
+        let handle = out.close().unwrap();
+        let StreamStateHandle::File(file) = &handle else {
+            panic!("the memory storage writes files")
+        };
+        let path = file.path.clone();
+        (handle, path)
+    }
+
+    #[test]
+    fn copy_stream_checks_size_and_checksum_of_a_file_of_several_chunks() {
+        let storage = MemoryCheckpointStorage::new();
+        let payload: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        let (handle, path) = write_file(&storage, &payload);
+
+        let mut out = Vec::new();
+        let copied = copy_stream(&handle, Some(&storage), &mut out).unwrap();
+        assert_eq!(copied, payload.len() as u64);
+        assert!(out == payload);
+        assert!(read_stream(&handle, Some(&storage)).unwrap() == payload);
+
+        // One bit flipped in the third chunk.
+        let mut flipped = payload.clone();
+        flipped[(2 << 20) + 5] ^= 1;
+        storage.overwrite(&path, flipped);
+        let e = copy_stream(&handle, Some(&storage), &mut std::io::sink()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+        assert!(e.to_string().contains("checksum"), "{e}");
+        assert_eq!(e.context("path"), Some(path.as_str()));
+
+        // A longer file with the recorded prefix: the extra bytes are not read, the prefix
+        // matches. A file shorter than recorded cannot be read to its recorded end.
+        let mut longer = payload.clone();
+        longer.extend_from_slice(b"tail");
+        storage.overwrite(&path, longer);
+        assert!(read_stream(&handle, Some(&storage)).unwrap() == payload);
+        storage.overwrite(&path, payload[..1000].to_vec());
+        let e = read_stream(&handle, Some(&storage)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+        assert_eq!(e.context("path"), Some(path.as_str()));
+    }
+
+    #[test]
+    fn check_content_names_what_differs() {
+        let file = FileStateHandle {
+            path: "chk-1/f".into(),
+            scope: StateScope::Exclusive,
+            size: 10,
+            crc32: 0xabcd,
+        };
+        assert_eq!(file.check_content(10, 0xabcd), Ok(()));
+        let size = file.check_content(9, 0xabcd).unwrap_err();
+        assert_eq!(size.to_string(), "expected 10 bytes, found 9");
+        let e = size.into_error(&file.path);
+        assert_eq!(e.kind(), ErrorKind::Corrupted);
+        assert_eq!(e.context("expected"), Some("10"));
+        assert_eq!(e.context("actual"), Some("9"));
+        let crc = file.check_content(10, 1).unwrap_err();
+        assert_eq!(crc.to_string(), "expected crc32 0000abcd, found 00000001");
+        assert_eq!(
+            crc.into_error(&file.path).context("expected_crc32"),
+            Some("0000abcd")
+        );
+    }
+
+    #[test]
+    fn copy_stream_reports_a_failing_output() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "disk full",
+                ))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let storage = MemoryCheckpointStorage::new();
+        let (handle, _) = write_file(&storage, b"some bytes");
+        let e = copy_stream(&handle, Some(&storage), &mut Full).unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        let inline = StreamStateHandle::Inline(b"inline".to_vec());
+        let mut out = Vec::new();
+        assert_eq!(copy_stream(&inline, None, &mut out).unwrap(), 6);
+        assert_eq!(out, b"inline");
+    }
 }

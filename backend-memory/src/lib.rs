@@ -1,6 +1,8 @@
 //! The memory state backend of Cornerstone: keyed state as typed objects on the heap,
-//! snapshots inline in checkpoint metadata, capped per snapshot stream (5 MiB by default),
-//! like Flink's `MemoryStateBackend`.
+//! snapshots inline in checkpoint metadata, capped (5 MiB by default), like Flink's
+//! `MemoryStateBackend`. The snapshot is one stream that the backend asks the checkpoint's
+//! stream factory to keep inline (`CheckpointStreamFactory::create_inline`): the factory,
+//! not the backend, makes the handle.
 //!
 //! ```
 //! use cornerstone_backend_api::{
@@ -15,7 +17,7 @@
 //! let counts = backend.value_state::<u64, ()>(&ValueStateDescriptor::new("count"))?;
 //! counts.update(&"alice".to_string(), &(), 3)?;
 //!
-//! // Synchronous phase (no copy), then the asynchronous phase writes inline bytes.
+//! // Synchronous phase (no copy), then the asynchronous phase writes an inline stream.
 //! let snapshot = backend.snapshot(CheckpointId(1))?;
 //! counts.update(&"alice".to_string(), &(), 4)?; // not in checkpoint 1
 //! let storage = MemoryCheckpointStorage::new();

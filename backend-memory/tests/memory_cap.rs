@@ -5,8 +5,9 @@
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{
-    CheckpointId, CheckpointableBackend, ErrorKind, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackendExt, StateBackend, StreamStateHandle, ValueStateDescriptor,
+    CheckpointId, CheckpointOutputStream, CheckpointStreamFactory, CheckpointableBackend,
+    ErrorKind, KeyGroupRange, KeyedBackendParams, KeyedStateBackendExt, KeyedStateHandle, Result,
+    StateBackend, StateReader, StateScope, StreamStateHandle, ValueStateDescriptor,
 };
 use cornerstone_backend_memory::{DEFAULT_MAX_STATE_SIZE, MemoryStateBackend};
 
@@ -95,4 +96,71 @@ fn compression_fits_more_state_under_the_cap() {
         ErrorKind::LimitExceeded
     );
     assert_eq!(*results[1].as_ref().unwrap(), 1);
+}
+
+/// A storage that keeps what the memory backend asks to keep inline in its own files, and
+/// counts the requests: the stream factory decides where inline streams go, not the backend.
+#[derive(Debug)]
+struct InlineAsFiles {
+    storage: MemoryCheckpointStorage,
+    id: CheckpointId,
+    caps: std::sync::Mutex<Vec<usize>>,
+}
+
+impl CheckpointStreamFactory for InlineAsFiles {
+    fn checkpoint_id(&self) -> CheckpointId {
+        self.id
+    }
+    fn create(&self, scope: StateScope) -> Result<Box<dyn CheckpointOutputStream>> {
+        self.storage.stream_factory(self.id).create(scope)
+    }
+    fn create_inline(&self, max_state_size: usize) -> Result<Box<dyn CheckpointOutputStream>> {
+        self.caps.lock().unwrap().push(max_state_size);
+        self.create(StateScope::Exclusive)
+    }
+}
+
+#[test]
+fn the_snapshot_goes_through_the_callers_stream_factory() {
+    let factory = MemoryStateBackend::new().max_state_size(64 * 1024);
+    let backend = factory.create_keyed_backend::<u64>(params()).unwrap();
+    let state = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    for k in 0..1000u64 {
+        state.update(&k, &(), k).unwrap();
+    }
+    let streams = InlineAsFiles {
+        storage: MemoryCheckpointStorage::new(),
+        id: CheckpointId(3),
+        caps: Default::default(),
+    };
+    let written = backend
+        .snapshot(CheckpointId(3))
+        .unwrap()
+        .write(&streams)
+        .unwrap();
+    assert_eq!(
+        *streams.caps.lock().unwrap(),
+        vec![64 * 1024],
+        "one capped stream"
+    );
+    let [KeyedStateHandle::KeyGroups(h)] = written.keyed.as_slice() else {
+        panic!("one key-groups handle, got {:?}", written.keyed)
+    };
+    assert!(
+        matches!(h.stream, StreamStateHandle::File(_)),
+        "where the factory put it"
+    );
+    assert_eq!(streams.storage.paths().len(), 1);
+
+    // And it restores from there.
+    let reader: std::sync::Arc<dyn StateReader> = std::sync::Arc::new(streams.storage.clone());
+    let restored = factory
+        .create_keyed_backend::<u64>(params().restore(written.keyed, Some(reader)))
+        .unwrap();
+    let state = restored
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    assert_eq!(state.get(&999, &()).unwrap(), Some(999));
 }

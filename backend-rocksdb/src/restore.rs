@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use cornerstone_backend_api::spi::copy_stream;
 use cornerstone_backend_api::spi::format::describe;
 use cornerstone_backend_api::spi::format::incremental::{self, IncrementalMeta};
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
@@ -88,8 +89,12 @@ fn download(
                     .with_context("local_name", name),
             );
         }
-        let bytes = read_stream(&file.handle, reader)?;
-        std::fs::write(&path, bytes).map_err(|e| local_io("write restored file", &path, e))?;
+        // Streamed to the local file with its size and CRC32 checked on the way: an SST of
+        // any size costs one chunk of memory.
+        let mut out =
+            std::fs::File::create(&path).map_err(|e| local_io("create restored file", &path, e))?;
+        copy_stream(&file.handle, reader, &mut out)
+            .map_err(|e| e.with_context("local_path", path.display()))?;
     }
     Ok(())
 }

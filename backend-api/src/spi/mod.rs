@@ -9,8 +9,8 @@
 //!   and reads (keyed key-group blocks, operator state, incremental handles);
 //! - [`codec`]: the length-checked serialization under those formats;
 //! - stream helpers for storage implementations ([`CountingReader`], [`InlineStreamFactory`],
-//!   [`open_stream`], [`read_stream`], [`stream_write_error`]) and an in-memory storage for
-//!   tests ([`MemoryCheckpointStorage`]).
+//!   [`open_stream`], [`read_stream`], [`copy_stream`], [`stream_write_error`]) and an
+//!   in-memory storage for tests ([`MemoryCheckpointStorage`]).
 
 pub mod codec;
 pub mod format;
@@ -18,6 +18,6 @@ pub mod keyed_format;
 pub mod table;
 
 pub use crate::stream::{
-    CountingReader, InlineStreamFactory, MemoryCheckpointStorage, MemoryStreamFactory, open_stream,
-    read_stream, stream_write_error,
+    CountingReader, InlineStreamFactory, MemoryCheckpointStorage, MemoryStreamFactory, copy_stream,
+    open_stream, read_stream, stream_write_error,
 };

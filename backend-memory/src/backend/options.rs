@@ -14,12 +14,16 @@ pub const DEFAULT_MAX_STATE_SIZE: usize = 5 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeapSnapshotStorage {
-    /// Inline bytes in `_metadata`, each snapshot stream capped (the memory backend).
+    /// Inline bytes in `_metadata`, the snapshot capped (the memory backend): one stream
+    /// from the checkpoint's stream factory's
+    /// [`create_inline`](cornerstone_backend_api::CheckpointStreamFactory::create_inline).
     Inline {
         /// The cap in bytes.
         max_state_size: usize,
     },
-    /// Files written through the checkpoint's stream factory.
+    /// Streams from the checkpoint's stream factory's
+    /// [`create`](cornerstone_backend_api::CheckpointStreamFactory::create) (files, or inline
+    /// below the storage's own threshold), several parts written in parallel.
     Streams,
 }
 

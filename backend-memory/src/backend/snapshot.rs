@@ -4,7 +4,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use cornerstone_backend_api::spi::InlineStreamFactory;
 use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, KeyedSnapshotWriter};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointStreamFactory, KeyGroupRange, KeyGroupsStateHandle,
@@ -73,7 +72,12 @@ impl HeapSnapshot {
         header: &KeyedSnapshotHeader,
         range: KeyGroupRange,
     ) -> Result<KeyedStateHandle> {
-        let out = streams.create(StateScope::Exclusive)?;
+        let out = match self.options.storage {
+            HeapSnapshotStorage::Inline { max_state_size } => {
+                streams.create_inline(max_state_size)?
+            }
+            HeapSnapshotStorage::Streams => streams.create(StateScope::Exclusive)?,
+        };
         let mut writer = KeyedSnapshotWriter::new(out, header, range, self.options.compression)?;
         for kg in range.iter() {
             let index = (kg - self.range.first()) as usize;
@@ -111,14 +115,10 @@ impl AsyncSnapshot for HeapSnapshot {
     }
 
     fn write(self: Box<Self>, streams: &dyn CheckpointStreamFactory) -> Result<SubtaskState> {
-        let inline;
-        let (streams, parts): (&dyn CheckpointStreamFactory, _) = match self.options.storage {
-            HeapSnapshotStorage::Inline { max_state_size } => {
-                inline = InlineStreamFactory::new(self.checkpoint_id, max_state_size);
-                // One stream: the cap applies to the snapshot, not to a part of it.
-                (&inline, vec![self.range])
-            }
-            HeapSnapshotStorage::Streams => (streams, self.parts()),
+        let parts = match self.options.storage {
+            // One stream: the cap applies to the snapshot, not to a part of it.
+            HeapSnapshotStorage::Inline { .. } => vec![self.range],
+            HeapSnapshotStorage::Streams => self.parts(),
         };
         let header = KeyedSnapshotHeader {
             backend: self.options.name.to_owned(),

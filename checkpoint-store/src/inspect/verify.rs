@@ -1,6 +1,6 @@
 //! [`verify`]: every referenced file read in full and checked.
 
-use cornerstone_backend_api::{CheckpointId, ErrorKind, FileStateHandle, Result};
+use cornerstone_backend_api::{CheckpointId, ContentMismatch, ErrorKind, FileStateHandle, Result};
 
 use crate::layout;
 use crate::metadata::SnapshotKind;
@@ -99,17 +99,14 @@ pub fn verify(
         match store.size_and_crc32(&full) {
             Ok((size, crc)) => {
                 report.bytes_read += size;
-                if size != f.size {
+                if let Err(mismatch) = f.check_content(size, crc) {
                     report.problems.push(Problem {
-                        kind: ProblemKind::SizeMismatch,
+                        kind: match mismatch {
+                            ContentMismatch::Size { .. } => ProblemKind::SizeMismatch,
+                            ContentMismatch::Crc32 { .. } => ProblemKind::ChecksumMismatch,
+                        },
                         path: full.clone(),
-                        detail: format!("expected {} bytes, found {size}", f.size),
-                    });
-                } else if crc != f.crc32 {
-                    report.problems.push(Problem {
-                        kind: ProblemKind::ChecksumMismatch,
-                        path: full.clone(),
-                        detail: format!("expected crc32 {:08x}, found {crc:08x}", f.crc32),
+                        detail: mismatch.to_string(),
                     });
                 }
             }
