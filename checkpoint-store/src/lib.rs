@@ -50,7 +50,8 @@
 //!   abandoned, corrupt, newer format) that every reader and deleter uses;
 //! - [`lease`]: one writer per job directory (epochs that fence older writers) and
 //!   checkpoint ids that never repeat;
-//! - [`inspect`]: read-only queries for the command-line tool.
+//! - [`inspect`]: read-only queries for the command-line tool;
+//! - [`flink`]: a bounded reader of Apache Flink's own `_metadata` files (versions 3 to 7).
 //!
 //! How the crates fit together, the path of a state write to a committed `_metadata` and
 //! where each rule lives: `docs/ARCHITECTURE.md` in the repository.
@@ -61,6 +62,7 @@ mod location;
 mod store;
 
 pub mod codec;
+pub mod flink;
 pub mod inspect;
 pub mod layout;
 pub mod lease;
