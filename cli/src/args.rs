@@ -19,6 +19,16 @@ LOCATIONS:
   Every location takes retries (default 4, with backoff from retry_delay=200ms),
   timeout (one call, default 60s) and io_timeout (one read or write, default 30s).
 
+APACHE FLINK:
+  list, show, verify, gc and diff also read Apache Flink's own job directories
+  (<job>/chk-N/_metadata, shared/, taskowned/, savepoint-*/), detected by the magic number of
+  _metadata. verify of a Flink job directory checks every checkpoint and savepoint in it
+  (each file exists, at least as large as recorded, and the problems name the checkpoints
+  that reference it); gc of one never takes a lease (stop the job, or keep --min-age above
+  its checkpoint timeout) and refuses while a _metadata is unreadable or a referenced file
+  cannot be found. --path-prefix OLD=NEW maps the absolute paths Flink wrote for a moved or
+  copied directory. JSON documents of Flink directories carry \"format\": \"flink\".
+
 OUTPUT:
   Results go to stdout (with --json, one stable JSON document; `dump` always writes JSON
   lines). Every JSON document (each dump line, each error too) has \"schema_version\": 1,
@@ -58,6 +68,13 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
 
+    /// Apache Flink's job directories: read the absolute paths Flink wrote into `_metadata`
+    /// under OLD from NEW instead (a moved or copied checkpoint; repeatable, the longest
+    /// matching prefix applies), e.g. --path-prefix /flink/checkpoints=/mnt/copy or
+    /// --path-prefix s3a://bucket/ckpt=s3://bucket/ckpt.
+    #[arg(long, global = true, value_name = "OLD=NEW", value_parser = parse_prefix)]
+    pub(crate) path_prefix: Vec<(String, String)>,
+
     /// Options of the object store that holds the locations.
     #[command(flatten)]
     pub(crate) storage: StorageArgs,
@@ -96,6 +113,16 @@ pub(crate) struct StorageArgs {
     /// io_timeout.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE", value_parser = parse_option)]
     pub(crate) option: Vec<(String, String)>,
+}
+
+/// A `--path-prefix OLD=NEW`.
+fn parse_prefix(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+            Ok((old.to_owned(), new.to_owned()))
+        }
+        _ => Err(format!("expected OLD=NEW, got {s:?}")),
+    }
 }
 
 /// A `-o KEY=VALUE`.

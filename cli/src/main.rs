@@ -18,6 +18,10 @@
 //!   `--delete`, which takes the job directory's lease and is refused while a live writer
 //!   holds it, unless `--force`);
 //! - `cornerstone diff <a> <b>`: operators, files and sizes changed between two snapshots;
+//! - on Apache Flink's own job directories (detected by the magic number of `_metadata`),
+//!   `list`, `show`, `verify`, `gc` and `diff` work the same way (module `flink` prints
+//!   their results), with `--path-prefix OLD=NEW` for the absolute paths of moved
+//!   checkpoints;
 //! - `cornerstone dispose <savepoint> [--dry-run] [--force]`: deletes a savepoint whose
 //!   `_metadata` decodes as one (`_metadata` first) and lists what it deleted.
 //!
@@ -40,6 +44,7 @@
 mod args;
 mod dump;
 mod dump_cmd;
+mod flink;
 mod human;
 mod output;
 
@@ -48,6 +53,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use cornerstone_checkpoint_store::inspect::MetadataFormat;
 use cornerstone_checkpoint_store::{CheckpointStore, Location, inspect, split_location_query};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -300,12 +306,23 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         } => {
             ensure_local_dir(job_dir)?;
             let (store, path, out) = open(job_dir, st)?;
+            if is_flink(&store, &path)? {
+                let paths = flink::paths(job_dir, &cli.path_prefix)?;
+                let mut entries = inspect::flink_list(&store, &path, &paths)?;
+                entries.retain(|e| in_range(e.id, *from, *to));
+                if let Some(n) = limit {
+                    let skip = entries.len().saturating_sub(*n);
+                    entries.drain(..skip);
+                }
+                if cli.json {
+                    print_json(out.flink_list_json(job_dir, &entries))?;
+                } else {
+                    print_out(&out.flink_list_human(job_dir, &entries))?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut entries = inspect::list(&store, &path)?;
-            entries.retain(|e| {
-                let id = e.id.map(|id| id.0);
-                from.is_none_or(|f| id.is_some_and(|id| id >= f))
-                    && to.is_none_or(|t| id.is_some_and(|id| id <= t))
-            });
+            entries.retain(|e| in_range(e.id.map(|id| id.0), *from, *to));
             if let Some(n) = limit {
                 let skip = entries.len().saturating_sub(*n);
                 entries.drain(..skip);
@@ -319,6 +336,16 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Show { path, id, .. } => {
             let location = &with_id(path, *id);
             let (store, path, out) = open(location, st)?;
+            if is_flink(&store, &path)? {
+                let paths = flink::paths(location, &cli.path_prefix)?;
+                let details = inspect::flink_show(&store, &path, &paths)?;
+                if cli.json {
+                    print_json(out.flink_json(&details))?;
+                } else {
+                    print_out(&out.flink_show_human(&details))?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let details = inspect::show(&store, &path)?;
             if cli.json {
                 print_json(out.show_json(&details))?;
@@ -329,6 +356,25 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify { path, id, .. } => {
             let location = &with_id(path, *id);
             let (store, path, out) = open(location, st)?;
+            if is_flink(&store, &path)? {
+                let paths = flink::paths(location, &cli.path_prefix)?;
+                let progress = Progress::new("verifying", Some(0));
+                let report = inspect::flink_verify(&store, &path, &paths, |done, total| {
+                    progress.update(done, total);
+                });
+                progress.finish();
+                let report = report?;
+                if cli.json {
+                    print_json(out.flink_json(&report))?;
+                } else {
+                    print_out(&out.flink_verify_human(&report))?;
+                }
+                return Ok(ExitCode::from(if report.is_ok() {
+                    0
+                } else {
+                    EXIT_PROBLEMS
+                }));
+            }
             let progress = Progress::new("verifying", Some(0));
             let report = inspect::verify(&store, &path, |done, total| {
                 progress.update(done, total);
@@ -381,6 +427,27 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 now_ms: cornerstone_backend_api::clock::system_clock().now_millis(),
                 force: *force,
             };
+            if is_flink(&store, &path)? {
+                let paths = flink::paths(job_dir, &cli.path_prefix)?;
+                let progress = Progress::new("scanning for unreferenced files", None);
+                let report = inspect::flink_gc_candidates(&store, &path, &paths, &options);
+                progress.finish();
+                let report = report?;
+                let deleted = if *delete {
+                    let progress = Progress::new("deleting unreferenced files", None);
+                    let n = inspect::flink_gc_delete(&store, &report, &paths, &options);
+                    progress.finish();
+                    Some(n?)
+                } else {
+                    None
+                };
+                if cli.json {
+                    print_json(out.flink_gc_json(&report, deleted))?;
+                } else {
+                    print_out(&out.flink_gc_human(&report, deleted))?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let progress = Progress::new("scanning for unreferenced files", None);
             let report = inspect::gc_candidates(&store, &path, &options);
             progress.finish();
@@ -412,6 +479,27 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 .with_context("b", b)
                 .into());
             }
+            match (is_flink(&store, &pa)?, is_flink(&store, &pb)?) {
+                (true, true) => {
+                    let paths = flink::paths(a, &cli.path_prefix)?;
+                    let d = inspect::flink_diff(&store, &pa, &pb, &paths)?;
+                    if cli.json {
+                        print_json(out.flink_json(&d))?;
+                    } else {
+                        print_out(&out.flink_diff_human(&d))?;
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                (false, false) => {}
+                (fa, _) => {
+                    return Err(cornerstone_backend_api::Error::invalid_input(
+                        "diff compares two Flink snapshots or two Cornerstone ones, not one of each",
+                    )
+                    .with_context("flink", if fa { a } else { b })
+                    .with_context("cornerstone", if fa { b } else { a })
+                    .into());
+                }
+            }
             let d = inspect::diff(&store, &pa, &pb)?;
             if cli.json {
                 print_json(out.diff_json(a, b, &d))?;
@@ -434,6 +522,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` holds Apache Flink's own `_metadata` (by its magic number).
+fn is_flink(store: &CheckpointStore, path: &str) -> Result<bool> {
+    Ok(inspect::detect_format(store, path)? == MetadataFormat::Flink)
+}
+
+/// Whether a checkpoint id is within `--from` and `--to` (an unknown id never is, when
+/// either is given).
+fn in_range(id: Option<u64>, from: Option<u64>, to: Option<u64>) -> bool {
+    from.is_none_or(|f| id.is_some_and(|id| id >= f))
+        && to.is_none_or(|t| id.is_some_and(|id| id <= t))
 }
 
 /// Which store a location is in (see `Location::store_key`).

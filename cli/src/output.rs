@@ -125,6 +125,14 @@ impl Output {
         Ok(value)
     }
 
+    /// `value` serialized, with its paths inside the store as locations and the paths that
+    /// are not (URIs outside the store) as they are: the results of Flink's job directories.
+    pub(crate) fn json_presented<T: Serialize>(&self, value: &T) -> serde_json::Result<Value> {
+        let mut value = serde_json::to_value(value)?;
+        reroot(&mut value, &|p| self.present(p));
+        Ok(value)
+    }
+
     pub(crate) fn list_json(
         &self,
         location: &str,

@@ -268,18 +268,39 @@ pub fn gc_delete(store: &CheckpointStore, report: &GcReport, options: &GcOptions
     )?;
     let fresh = gc_candidates(store, &report.job_dir, options)?;
     let still: BTreeSet<&str> = fresh.candidates.iter().map(|c| c.path.as_str()).collect();
+    delete_files(
+        store,
+        &report.job_dir,
+        report
+            .candidates
+            .iter()
+            .map(|c| c.path.as_str())
+            .filter(|p| still.contains(p)),
+        || taken.check("gc delete"),
+    )
+}
+
+/// Deletes `paths`, files of the job directory `job_dir`, calling `check` before each (a
+/// failed check stops the deletion), then the directories that became empty (never
+/// `shared/` or `taskowned/`). Returns how many files were deleted. The one deletion path
+/// of `gc`, for Cornerstone's and Flink's job directories.
+pub(super) fn delete_files<'a>(
+    store: &CheckpointStore,
+    job_dir: &str,
+    paths: impl IntoIterator<Item = &'a str>,
+    mut check: impl FnMut() -> Result<()>,
+) -> Result<usize> {
     let mut deleted = 0;
     let mut dirs = BTreeSet::new();
-    for c in &report.candidates {
-        if still.contains(c.path.as_str()) {
-            taken.check("gc delete")?;
-            store.delete(&c.path)?;
-            dirs.insert(layout::parent_dir(&c.path));
-            deleted += 1;
-        }
+    for path in paths {
+        check()?;
+        store.delete(path)?;
+        dirs.insert(layout::parent_dir(path));
+        deleted += 1;
     }
+    let keep = [layout::shared_dir(job_dir), layout::task_owned_dir(job_dir)];
     for d in dirs {
-        if d != layout::shared_dir(&report.job_dir) {
+        if !keep.contains(&d) {
             store.delete_dir_if_empty(&d);
         }
     }

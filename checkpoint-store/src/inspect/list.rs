@@ -117,7 +117,8 @@ pub fn list(store: &CheckpointStore, dir: &str) -> Result<Vec<ListedSnapshot>> {
     Ok(out)
 }
 
-fn dir_size(store: &CheckpointStore, dir: &str) -> Result<u64> {
+/// The bytes of every file under `dir` (also used by the Flink listing).
+pub(super) fn dir_size(store: &CheckpointStore, dir: &str) -> Result<u64> {
     let mut total = 0;
     for e in store.list(dir, true)? {
         if !e.is_dir {

@@ -1,0 +1,375 @@
+//! The `cornerstone` binary on Apache Flink's own job directories: a temp copy of every
+//! Flink 2.3 fixture (`testdata/flink-2.3/`), with `--path-prefix /fixtures/flink=<copy>`.
+//! Expectations come from each scenario's `MANIFEST.md`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const SCENARIOS: [&str; 5] = [
+    "heap",
+    "heap-ttl",
+    "heap-savepoints",
+    "rocksdb-incremental",
+    "rocksdb-savepoints",
+];
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/flink-2.3")
+}
+
+/// What the tests read from a manifest.
+#[derive(Debug, Default)]
+struct Manifest {
+    /// uid -> (name, operator id)
+    operators: BTreeMap<String, (String, String)>,
+    /// snapshot dir (relative to the scenario) -> (version, checkpoint id)
+    snapshots: BTreeMap<String, (u64, u64)>,
+    /// file -> (bytes, referencing dirs)
+    files: BTreeMap<String, (u64, BTreeSet<String>)>,
+}
+
+fn cells(line: &str) -> Vec<String> {
+    line.trim()
+        .trim_matches('|')
+        .split('|')
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .collect()
+}
+
+fn manifest(scenario: &str) -> Manifest {
+    let text = std::fs::read_to_string(testdata().join(scenario).join("MANIFEST.md")).unwrap();
+    let mut m = Manifest::default();
+    let mut section = "";
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h;
+            continue;
+        }
+        if !line.starts_with("| `") || line.starts_with("| `_metadata` |") {
+            continue;
+        }
+        let c = cells(line);
+        if section.starts_with("Operators") {
+            m.operators
+                .insert(c[0].clone(), (c[1].clone(), c[2].clone()));
+        } else if section.starts_with("`_metadata` headers") {
+            let dir = c[0].trim_end_matches("/_metadata").to_string();
+            m.snapshots
+                .insert(dir, (c[4].parse().unwrap(), c[5].parse().unwrap()));
+        } else if section.starts_with("Files and references") && c[2] != "(metadata)" {
+            let by = c[2].split(", ").map(str::to_string).collect();
+            m.files.insert(c[0].clone(), (c[1].parse().unwrap(), by));
+        }
+    }
+    m
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+struct Copy {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    scenario: String,
+}
+
+impl Copy {
+    fn new(scenario: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        copy_dir(
+            &testdata().join(scenario),
+            &root.join("flink-2.3").join(scenario),
+        );
+        Copy {
+            _tmp: tmp,
+            root,
+            scenario: scenario.into(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join("flink-2.3").join(&self.scenario).join(rel)
+    }
+
+    fn arg(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_owned()
+    }
+
+    fn prefix(&self) -> String {
+        format!("/fixtures/flink={}", self.root.to_str().unwrap())
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let prefix = self.prefix();
+        let mut all = args.to_vec();
+        all.extend(["--path-prefix", &prefix]);
+        Command::new(env!("CARGO_BIN_EXE_cornerstone"))
+            .args(&all)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {:?}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["format"], "flink");
+        v
+    }
+}
+
+fn job_of(dir: &str) -> &str {
+    dir.rsplit_once('/').unwrap().0
+}
+
+#[test]
+fn every_fixture_through_the_binary() {
+    for scenario in SCENARIOS {
+        let m = manifest(scenario);
+        let c = Copy::new(scenario);
+        let jobs: BTreeSet<&str> = m.snapshots.keys().map(|d| job_of(d)).collect();
+        for job in jobs {
+            let list = c.json(&["list", &c.arg(job)]);
+            let snaps = list["snapshots"].as_array().unwrap();
+            let expected: Vec<(&String, &(u64, u64))> = m
+                .snapshots
+                .iter()
+                .filter(|(d, _)| job_of(d) == job)
+                .collect();
+            assert_eq!(snaps.len(), expected.len(), "{scenario}/{job}");
+            let by_dir: BTreeMap<String, &Value> = snaps
+                .iter()
+                .map(|s| {
+                    (
+                        s["dir"].as_str().unwrap().trim_end_matches('/').to_string(),
+                        s,
+                    )
+                })
+                .collect();
+            for (dir, (version, id)) in &expected {
+                let s = by_dir[&c.arg(dir)];
+                assert_eq!(s["id"], *id, "{scenario}/{dir}");
+                assert_eq!(s["version"], *version);
+                assert_eq!(s["status"], "complete");
+                let savepoint = dir.contains("savepoint-");
+                assert_eq!(
+                    s["kind"],
+                    if savepoint { "savepoint" } else { "checkpoint" }
+                );
+                let files: u64 = m
+                    .files
+                    .values()
+                    .filter(|(_, by)| by.contains(*dir))
+                    .map(|(b, _)| b)
+                    .sum();
+                assert_eq!(
+                    s["size_bytes"].as_u64().unwrap(),
+                    files + s["inline_bytes"].as_u64().unwrap()
+                );
+                // show
+                let show = c.json(&["show", &c.arg(dir)]);
+                assert_eq!(show["checkpoint_id"], *id);
+                let ops = show["operators"].as_array().unwrap();
+                assert_eq!(ops.len(), m.operators.len());
+                for op in ops {
+                    let (name, op_id) = &m.operators[op["uid"].as_str().unwrap()];
+                    assert_eq!(op["operator_id"], op_id.as_str());
+                    assert!(op["name"].as_str().unwrap().contains(name.as_str()));
+                    assert_eq!(op["parallelism"], 2);
+                    assert_eq!(op["max_parallelism"], 128);
+                }
+                let shown: BTreeMap<String, u64> = show["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| {
+                        (
+                            f["path"].as_str().unwrap().to_string(),
+                            f["min_size_bytes"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
+                let expected_files: BTreeMap<String, u64> = m
+                    .files
+                    .iter()
+                    .filter(|(_, (_, by))| by.contains(*dir))
+                    .map(|(f, (b, _))| (c.arg(f), *b))
+                    .collect();
+                assert_eq!(shown, expected_files, "{scenario}/{dir}");
+                // verify of the one snapshot
+                let v = c.json(&["verify", &c.arg(dir)]);
+                assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+                assert_eq!(v["files_checked"], expected_files.len());
+            }
+            // verify of the job directory: every snapshot, exit code 0, human output
+            let out = c.run(&["verify", &c.arg(job)]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
+            // gc dry run: nothing
+            let gc = c.json(&["gc", &c.arg(job), "--min-age", "0s"]);
+            assert_eq!(
+                gc["candidates"].as_array().unwrap().len(),
+                0,
+                "{scenario}/{job}"
+            );
+            assert_eq!(gc["dry_run"], true);
+            assert_eq!(gc["retained"].as_array().unwrap().len(), expected.len());
+        }
+    }
+}
+
+#[test]
+fn verify_fails_on_a_deleted_shared_sst_naming_its_checkpoints() {
+    let m = manifest("rocksdb-incremental");
+    let c = Copy::new("rocksdb-incremental");
+    let (file, (bytes, by)) = m
+        .files
+        .iter()
+        .find(|(f, (_, by))| f.contains("/shared/") && by.len() > 1)
+        .unwrap();
+    std::fs::remove_file(c.path(file)).unwrap();
+    let job = job_of(m.snapshots.keys().next().unwrap()).to_string();
+    let out = c.run(&["verify", &c.arg(&job), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0]["kind"], "missing-file");
+    assert_eq!(problems[0]["path"], c.arg(file).as_str());
+    assert_eq!(problems[0]["expected_min_size_bytes"], *bytes);
+    let dirs: BTreeSet<String> = problems[0]["referenced_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dir"].as_str().unwrap().trim_end_matches('/').to_string())
+        .collect();
+    let expected: BTreeSet<String> = by.iter().map(|d| c.arg(d)).collect();
+    assert_eq!(dirs, expected);
+    // The human report names the file, its size and the checkpoints.
+    let out = c.run(&["verify", &c.arg(&job)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("FAILED"), "{text}");
+    assert!(text.contains(&c.arg(file)) && text.contains(&bytes.to_string()));
+    for d in by {
+        let out = c.run(&["verify", &c.arg(d)]);
+        assert_eq!(out.status.code(), Some(1), "{d}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&c.arg(file)));
+    }
+}
+
+#[test]
+fn gc_lists_deletes_exactly_an_orphan_and_refuses_a_truncated_metadata() {
+    let m = manifest("rocksdb-incremental");
+    let c = Copy::new("rocksdb-incremental");
+    let dirs: Vec<&String> = m.snapshots.keys().collect();
+    let job = job_of(dirs[0]).to_string();
+    let orphan = c.path(&format!("{job}/shared/orphan"));
+    std::fs::write(&orphan, vec![1u8; 999]).unwrap();
+    // Default min age (1h): the fresh orphan is kept.
+    let gc = c.json(&["gc", &c.arg(&job)]);
+    assert_eq!(gc["candidates"].as_array().unwrap().len(), 0);
+    let gc = c.json(&["gc", &c.arg(&job), "--min-age", "0s"]);
+    let cands = gc["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 1, "{gc}");
+    assert_eq!(cands[0]["path"], orphan.to_str().unwrap());
+    assert_eq!(cands[0]["size_bytes"], 999);
+    assert_eq!(cands[0]["reason"], "unreferenced-shared");
+    assert!(orphan.exists(), "a dry run deletes nothing");
+    let before: usize = count_files(&c.root);
+    let gc = c.json(&["gc", &c.arg(&job), "--min-age", "0s", "--delete"]);
+    assert_eq!(gc["deleted"], 1);
+    assert!(!orphan.exists());
+    assert_eq!(count_files(&c.root), before - 1);
+    let v = c.json(&["verify", &c.arg(&job)]);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+    // A truncated _metadata: refused, naming it (exit code 5: unreadable).
+    let meta = c.path(&format!("{}/_metadata", dirs[1]));
+    let bytes = std::fs::read(&meta).unwrap();
+    std::fs::write(&meta, &bytes[..100]).unwrap();
+    std::fs::write(&orphan, b"x").unwrap();
+    let out = c.run(&["gc", &c.arg(&job), "--min-age", "0s", "--delete"]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(meta.to_str().unwrap()), "{err}");
+    assert!(orphan.exists());
+}
+
+#[test]
+fn diff_shows_shared_and_own_files() {
+    let m = manifest("rocksdb-incremental");
+    let c = Copy::new("rocksdb-incremental");
+    let dirs: Vec<&String> = m.snapshots.keys().collect();
+    let d = c.json(&["diff", &c.arg(dirs[0]), &c.arg(dirs[1])]);
+    let paths = |key: &str| -> BTreeSet<String> {
+        d[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let expected = |pred: &dyn Fn(&BTreeSet<String>) -> bool| -> BTreeSet<String> {
+        m.files
+            .iter()
+            .filter(|(_, (_, by))| pred(by))
+            .map(|(f, _)| c.arg(f))
+            .collect()
+    };
+    assert_eq!(
+        paths("files_common"),
+        expected(&|by| by.contains(dirs[0]) && by.contains(dirs[1]))
+    );
+    assert_eq!(
+        paths("files_only_a"),
+        expected(&|by| by.contains(dirs[0]) && !by.contains(dirs[1]))
+    );
+    assert_eq!(
+        paths("files_only_b"),
+        expected(&|by| !by.contains(dirs[0]) && by.contains(dirs[1]))
+    );
+}
+
+fn count_files(d: &Path) -> usize {
+    std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
