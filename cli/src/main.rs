@@ -401,7 +401,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             limit,
             ..
         } => {
-            let (store, path, _) = open(&with_id(path, *id), st)?;
+            let location = &with_id(path, *id);
+            let (store, path, _) = open(location, st)?;
+            if is_flink(&store, &path)? {
+                return Err(flink_unsupported(
+                    "dump decodes Cornerstone's snapshot formats, not Flink's serialized keyed \
+                     state; `show` lists this Flink snapshot's handles and files",
+                    location,
+                ));
+            }
             let filter = DumpFilter {
                 state: state.as_deref(),
                 subtask: *subtask,
@@ -513,6 +521,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             force,
         } => {
             let (store, path, out) = open(savepoint, st)?;
+            if is_flink(&store, &path)? {
+                return Err(flink_unsupported(
+                    "dispose deletes Cornerstone savepoints; dispose a Flink savepoint with \
+                     Flink (`flink savepoint --dispose <path>`), which knows its file layout",
+                    savepoint,
+                ));
+            }
             let files = store.dispose_savepoint(&path, *force, *dry_run)?;
             if cli.json {
                 print_json(out.dispose_json(savepoint, &files, *dry_run))?;
@@ -522,6 +537,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error of a command that does not apply to Apache Flink's own snapshots.
+fn flink_unsupported(message: &'static str, location: &str) -> anyhow::Error {
+    cornerstone_backend_api::Error::new(cornerstone_backend_api::ErrorKind::Unsupported, message)
+        .with_context("path", location)
+        .with_context("found", "Apache Flink _metadata")
+        .into()
 }
 
 /// Whether `path` holds Apache Flink's own `_metadata` (by its magic number).

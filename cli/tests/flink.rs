@@ -373,3 +373,22 @@ fn count_files(d: &Path) -> usize {
         })
         .sum()
 }
+
+#[test]
+fn dump_and_dispose_refuse_a_flink_snapshot_and_delete_nothing() {
+    let m = manifest("heap-savepoints");
+    let c = Copy::new("heap-savepoints");
+    let dir = m.snapshots.keys().next().unwrap().clone();
+    let before = count_files(&c.root);
+    for args in [
+        vec!["dispose", &c.arg(&dir)],
+        vec!["dump", &c.arg(&dir), "--operator", "keyed-state-fn"],
+    ] {
+        let out = c.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Apache Flink _metadata"), "{args:?}: {err}");
+        assert!(err.contains("unsupported"), "{args:?}: {err}");
+    }
+    assert_eq!(count_files(&c.root), before, "nothing deleted");
+}
