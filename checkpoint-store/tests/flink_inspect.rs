@@ -598,6 +598,10 @@ fn gc_collects_exactly_an_unreferenced_shared_file_and_refuses_unreadable_metada
     let job = c.store_path(&job_rel);
     let orphan = c.local(&format!("{job_rel}/shared/orphan-sst"));
     std::fs::write(&orphan, vec![7u8; 4321]).unwrap();
+    // Task-owned state belongs to the task managers: never a candidate, whatever its age.
+    let task_owned = c.local(&format!("{job_rel}/taskowned"));
+    std::fs::create_dir_all(&task_owned).unwrap();
+    std::fs::write(task_owned.join("merged-file"), b"task manager's").unwrap();
     // Too young for the default min age: kept.
     let young =
         inspect::flink_gc_candidates(&c.store, &job, &c.paths, &options(3_600_000)).unwrap();
@@ -617,6 +621,14 @@ fn gc_collects_exactly_an_unreferenced_shared_file_and_refuses_unreadable_metada
     );
     assert_eq!(cand.size_bytes, 4321);
     assert_eq!(cand.reason, FlinkGcReason::UnreferencedShared);
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|k| k.path.ends_with("taskowned/") && k.why.contains("task managers")),
+        "{:?}",
+        report.kept
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["candidates"][0]["reason"], "unreferenced-shared");
     assert_eq!(json["candidates"][0]["size_bytes"], 4321);

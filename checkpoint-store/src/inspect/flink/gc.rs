@@ -20,8 +20,6 @@ pub enum FlinkGcReason {
     UnreferencedShared,
     /// In a complete `chk-N/`, referenced by no `_metadata`.
     UnreferencedExclusive,
-    /// In `taskowned/`, referenced by no `_metadata`.
-    UnreferencedTaskOwned,
     /// In a `chk-N/` without `_metadata` in which nothing changed for the min age.
     IncompleteCheckpoint,
 }
@@ -32,7 +30,6 @@ impl FlinkGcReason {
         match self {
             FlinkGcReason::UnreferencedShared => "unreferenced-shared",
             FlinkGcReason::UnreferencedExclusive => "unreferenced-exclusive",
-            FlinkGcReason::UnreferencedTaskOwned => "unreferenced-task-owned",
             FlinkGcReason::IncompleteCheckpoint => "incomplete-checkpoint",
         }
     }
@@ -80,7 +77,7 @@ fn refuse(message: &'static str, cause: &Error) -> Error {
     Error::new(cause.kind(), message).with_context("cause", cause)
 }
 
-/// Finds the files under the `shared/`, `chk-N/` and `taskowned/` directories of a Flink
+/// Finds the files under the `shared/` and `chk-N/` directories of a Flink
 /// job directory that no `_metadata` of the job (every `chk-N/` and `savepoint-*/` directly
 /// in it) references, comparing the referenced paths (relative ones joined to their
 /// `_metadata`'s directory, absolute ones mapped by `paths`) with the listing. Nothing
@@ -173,10 +170,16 @@ pub fn flink_gc_candidates(
         layout::shared_dir(&job_dir),
         FlinkGcReason::UnreferencedShared,
     ));
-    dirs.push((
-        layout::task_owned_dir(&job_dir),
-        FlinkGcReason::UnreferencedTaskOwned,
-    ));
+    // `taskowned/` belongs to the task managers (Flink's JobManager never deletes it, and a
+    // running task may hold files there that no completed checkpoint references yet), as
+    // in Cornerstone's own gc: left alone, and said so.
+    let task_owned = layout::task_owned_dir(&job_dir);
+    if store.exists(&task_owned)? {
+        kept.push(FlinkGcKept {
+            path: task_owned,
+            why: "task-owned state belongs to the task managers: never collected".into(),
+        });
+    }
     let mut candidates = Vec::new();
     let mut young = 0usize;
     for (dir, reason) in dirs {
