@@ -45,6 +45,7 @@ mod args;
 mod dump;
 mod dump_cmd;
 mod flink;
+mod flink_dump;
 mod human;
 mod output;
 
@@ -403,13 +404,6 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         } => {
             let location = &with_id(path, *id);
             let (store, path, _) = open(location, st)?;
-            if is_flink(&store, &path)? {
-                return Err(flink_unsupported(
-                    "dump decodes Cornerstone's snapshot formats, not Flink's serialized keyed \
-                     state; `show` lists this Flink snapshot's handles and files",
-                    location,
-                ));
-            }
             let filter = DumpFilter {
                 state: state.as_deref(),
                 subtask: *subtask,
@@ -417,6 +411,19 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 key: key.as_ref(),
                 limit: *limit,
             };
+            if is_flink(&store, &path)? {
+                let target = flink_dump::FlinkDumpTarget {
+                    store: &store,
+                    path: &path,
+                    location,
+                    prefixes: &cli.path_prefix,
+                };
+                let count = flink_dump::run_flink_dump(&target, operator, &filter)?;
+                if !cli.json && io::stderr().is_terminal() {
+                    eprintln!("{count} keyed entries of operator {operator}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let count = run_dump(&store, &path, operator, &filter)?;
             if !cli.json && io::stderr().is_terminal() {
                 eprintln!("{count} entries of operator {operator}");

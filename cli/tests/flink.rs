@@ -378,17 +378,133 @@ fn count_files(d: &Path) -> usize {
 fn dump_and_dispose_refuse_a_flink_snapshot_and_delete_nothing() {
     let m = manifest("heap-savepoints");
     let c = Copy::new("heap-savepoints");
-    let dir = m.snapshots.keys().next().unwrap().clone();
     let before = count_files(&c.root);
-    for args in [
-        vec!["dispose", &c.arg(&dir)],
-        vec!["dump", &c.arg(&dir), "--operator", "keyed-state-fn"],
-    ] {
-        let out = c.run(&args);
-        assert!(!out.status.success(), "{args:?}");
+    for dir in m.snapshots.keys() {
+        let out = c.run(&["dispose", &c.arg(dir)]);
+        assert!(!out.status.success(), "dispose {dir}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("Apache Flink _metadata"), "{args:?}: {err}");
-        assert!(err.contains("unsupported"), "{args:?}: {err}");
+        assert!(err.contains("Apache Flink _metadata"), "{dir}: {err}");
+        assert!(err.contains("unsupported"), "{dir}: {err}");
+        // `dump` now decodes the heap savepoint's keyed state (canonical and native).
+        let out = c.run(&["dump", &c.arg(dir), "--operator", "keyed-state-fn"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "dump {dir}: {err}");
+        let lines = String::from_utf8_lossy(&out.stdout);
+        let states: std::collections::BTreeSet<String> = lines
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["state"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        for s in ["count", "profile", "recent-events", "per-id-counts"] {
+            assert!(states.contains(s), "{dir}: {states:?}");
+        }
     }
     assert_eq!(count_files(&c.root), before, "nothing deleted");
+}
+
+/// Flink's key group of a `Long` key (`KeyGroupRangeAssignment.assignToKeyGroup`, max
+/// parallelism 128): `MathUtils.murmurHash(key.hashCode()) % 128`.
+fn flink_key_group(key: i64) -> u64 {
+    let mut c = ((key ^ (key >> 32)) as i32).wrapping_mul(0xcc9e2d51u32 as i32);
+    c = c.rotate_left(15).wrapping_mul(0x1b873593);
+    c = c
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe6546b64u32 as i32)
+        ^ 4;
+    let mut h = c as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85ebca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2ae35);
+    h ^= h >> 16;
+    let c = h as i32;
+    let c = if c >= 0 {
+        c
+    } else if c != i32::MIN {
+        -c
+    } else {
+        0
+    };
+    (c % 128) as u64
+}
+
+#[test]
+fn dump_prints_the_keyed_state_of_a_heap_checkpoint() {
+    let m = manifest("heap");
+    let c = Copy::new("heap");
+    let dir = m.snapshots.keys().last().unwrap().clone();
+    let out = c.run(&[
+        "dump",
+        &c.arg(&dir),
+        "--operator",
+        "keyed-state-fn",
+        "--state",
+        "count",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 100);
+    let mut keys: Vec<i64> = Vec::new();
+    for l in &lines {
+        assert_eq!(l["state"], "count");
+        assert_eq!(l["kind"], "value");
+        let key = l["key"].as_i64().unwrap();
+        assert!(l["value"].as_i64().unwrap() > 0, "{l}");
+        let kg = l["key_group"].as_u64().unwrap();
+        assert_eq!(kg, flink_key_group(key), "{l}");
+        assert_eq!(l["subtask"].as_u64().unwrap(), kg / 64, "{l}");
+        keys.push(key);
+    }
+    keys.sort_unstable();
+    assert_eq!(keys, (0..100).collect::<Vec<_>>());
+
+    // The filters: one subtask, one key (by the operator's hex id), a limit.
+    let out = c.run(&[
+        "dump",
+        &c.arg(&dir),
+        "--operator",
+        "ef4a1a99b7ecfa1e818cee68ba1942f8",
+        "--key",
+        "39",
+        "--state",
+        "profile",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(v["value"].as_str().unwrap().len(), 440);
+    let out = c.run(&[
+        "dump",
+        &c.arg(&dir),
+        "--operator",
+        "Keyed State Function",
+        "--subtask",
+        "1",
+        "--limit",
+        "7",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 7, "{text}");
+    assert!(text.lines().all(|l| l.contains("\"subtask\":1")), "{text}");
+}
+
+#[test]
+fn dump_of_rocksdb_incremental_state_is_unsupported() {
+    let m = manifest("rocksdb-incremental");
+    let c = Copy::new("rocksdb-incremental");
+    let dir = m.snapshots.keys().last().unwrap().clone();
+    let out = c.run(&["dump", &c.arg(&dir), "--operator", "keyed-state-fn"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unsupported"), "{err}");
+    assert!(err.contains("SST"), "{err}");
 }

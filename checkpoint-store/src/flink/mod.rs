@@ -94,12 +94,15 @@
 //! Flink's `ObjectInputStream` requires. For version 3 the bytes after the body are ignored,
 //! as Flink does, and counted in [`FlinkMetadata::trailing_bytes`] so that a `verify` can
 //! report them.
+//!
+//! [`keyed`] ([`read_keyed_state`]) decodes the keyed state of full key-groups streams.
 
 mod channel;
 mod decode;
 mod files;
 mod handles;
 mod input;
+pub mod keyed;
 mod model;
 #[cfg(test)]
 mod tests;
@@ -115,6 +118,7 @@ pub use channel::{
     OutputStateHandle, ResultSubpartitionInfo,
 };
 pub use files::ReferencedFile;
+pub use keyed::{KeyedRead, KeyedState, read_keyed_state};
 pub use model::{
     ChangelogBytesHandle, ChangelogFileHandle, ChangelogHandle, DistributionMode, FlinkMetadata,
     HandleAndLocalPath, IncrementalHandle, InlineBytes, JavaSerialized, KeyGroupRange,
