@@ -59,10 +59,19 @@ fn gc_delete_beside_the_live_job_deletes_nothing_and_fails_no_checkpoint() {
         .spawn()
         .unwrap();
 
-    // Wait for the job's lease (a fresh run first removes an earlier job directory).
+    // Wait for the job's lease: its epoch file, not only the `_lease/` directory (a fresh
+    // run first removes an earlier job directory). Between the two, the job is not live
+    // yet, and a gc that takes the lease then fences the starting job, which exits.
     let job_dir = data.join(JOB_ID);
     let started = Instant::now();
-    while !job_dir.join("_lease").is_dir() {
+    let has_epoch = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("_lease")).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("epoch-"))
+        })
+    };
+    while !has_epoch(&job_dir) {
         assert!(child.try_wait().unwrap().is_none(), "the job ended early");
         assert!(started.elapsed() < Duration::from_secs(30), "no lease");
         pause(Duration::from_millis(10));
@@ -129,6 +138,10 @@ fn gc_delete_beside_the_live_job_deletes_nothing_and_fails_no_checkpoint() {
     let looped = loop_start.elapsed();
     let report = std::fs::read_to_string(&stdout_path).unwrap();
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        status.success(),
+        "{status}\n{report}\n{stderr}\nerrors of gc: {errors:?}"
+    );
     let (completed, failed) = checkpoint_counts(&report);
     let verified = verify_job(&data);
     let in_progress = others
@@ -146,7 +159,6 @@ fn gc_delete_beside_the_live_job_deletes_nothing_and_fails_no_checkpoint() {
         verified.files_checked,
         verified.problems.len()
     );
-    assert!(status.success(), "{status}\n{report}\n{stderr}");
     assert!(report.contains("OK: exactly once"), "{report}");
     assert_eq!(failed, 0, "checkpoints failed beside gc:\n{report}");
     assert!(completed > 0, "{report}");
