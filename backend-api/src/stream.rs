@@ -179,7 +179,7 @@ pub fn read_stream(
 ///
 /// # Errors
 /// [`ErrorKind::Corrupted`] naming the path when the size or checksum differs; reader
-/// errors; [`ErrorKind::Io`] when `out` fails.
+/// errors; an [`Error::io`] error (its kind from the I/O error) when `out` fails.
 pub fn copy_stream(
     handle: &StreamStateHandle,
     reader: Option<&dyn StateReader>,
