@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cornerstone_backend_api::ErrorKind;
 use cornerstone_checkpoint_store::inspect::{
@@ -13,18 +13,7 @@ use cornerstone_checkpoint_store::inspect::{
     MetadataFormat,
 };
 use cornerstone_checkpoint_store::{CheckpointStore, Location};
-
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/flink-2.3")
-}
-
-const SCENARIOS: [&str; 5] = [
-    "heap",
-    "heap-ttl",
-    "heap-savepoints",
-    "rocksdb-incremental",
-    "rocksdb-savepoints",
-];
+use cornerstone_testkit::flink::{self, FixtureCopy, SCENARIOS};
 
 // ---------------------------------------------------------------------------------------
 // MANIFEST.md
@@ -63,13 +52,19 @@ struct Snapshot {
     inline_bytes: u64,
 }
 
-#[derive(Debug, Default)]
+/// A scenario's manifest, and its snapshots as these tests read them.
+#[derive(Debug)]
 struct Manifest {
-    /// uid -> (name, operator id)
-    operators: BTreeMap<String, (String, String)>,
-    /// file (relative to the scenario) -> (bytes, referencing dirs)
-    files: BTreeMap<String, (u64, BTreeSet<String>)>,
+    fixture: flink::Manifest,
     snapshots: Vec<Snapshot>,
+}
+
+impl std::ops::Deref for Manifest {
+    type Target = flink::Manifest;
+
+    fn deref(&self) -> &flink::Manifest {
+        &self.fixture
+    }
 }
 
 impl Manifest {
@@ -77,26 +72,9 @@ impl Manifest {
         self.snapshots.iter().find(|s| s.dir == dir).unwrap()
     }
 
-    /// The files `dir` references: path relative to the scenario -> bytes.
-    fn files_of(&self, dir: &str) -> BTreeMap<String, u64> {
-        self.files
-            .iter()
-            .filter(|(_, (_, by))| by.contains(dir))
-            .map(|(f, (b, _))| (f.clone(), *b))
-            .collect()
-    }
-
     fn size_of(&self, dir: &str) -> u64 {
         self.files_of(dir).values().sum::<u64>() + self.snapshot(dir).inline_bytes
     }
-}
-
-fn cells(line: &str) -> Vec<String> {
-    line.trim()
-        .trim_matches('|')
-        .split('|')
-        .map(|c| c.trim().trim_matches('`').to_string())
-        .collect()
 }
 
 fn word<'a>(line: &'a str, key: &str) -> &'a str {
@@ -105,64 +83,26 @@ fn word<'a>(line: &'a str, key: &str) -> &'a str {
 }
 
 fn manifest(scenario: &str) -> Manifest {
-    let text = std::fs::read_to_string(testdata().join(scenario).join("MANIFEST.md")).unwrap();
-    let mut m = Manifest::default();
-    let mut headers: BTreeMap<String, (u32, u64)> = BTreeMap::new();
-    let mut section = String::new();
-    let mut in_block = false;
-    for line in text.lines() {
-        if let Some(h) = line.strip_prefix("## ") {
-            section = h.to_string();
-            continue;
-        }
-        let row = line.starts_with("| `");
-        if section.starts_with("Operators") && row {
-            let c = cells(line);
-            m.operators
-                .insert(c[0].clone(), (c[1].clone(), c[2].clone()));
-        } else if section.starts_with("`_metadata` headers")
-            && row
-            && !line.starts_with("| `_metadata` |")
-        {
-            let c = cells(line);
-            let dir = c[0].trim_end_matches("/_metadata").to_string();
-            headers.insert(dir, (c[4].parse().unwrap(), c[5].parse().unwrap()));
-        } else if section.starts_with("Files and references") && row {
-            let c = cells(line);
-            if c[2] != "(metadata)" {
-                let by = c[2].split(", ").map(str::to_string).collect();
-                m.files.insert(c[0].clone(), (c[1].parse().unwrap(), by));
-            }
-        } else if section.starts_with("Details") {
-            if let Some(h) = line.strip_prefix("### `") {
-                let dir = h
-                    .trim_end_matches('`')
-                    .trim_end_matches("/_metadata")
-                    .to_string();
-                let (version, id) = headers[&dir];
-                m.snapshots.push(Snapshot {
-                    dir,
-                    checkpoint_id: id,
-                    version,
-                    ..Snapshot::default()
-                });
-                continue;
-            }
-            let Some(s) = m.snapshots.last_mut() else {
-                continue;
+    let fixture = flink::Manifest::read(scenario);
+    let snapshots = fixture
+        .details
+        .iter()
+        .map(|d| {
+            let header = fixture.headers[&d.dir];
+            let mut s = Snapshot {
+                dir: d.dir.clone(),
+                checkpoint_id: header.checkpoint_id,
+                version: header.version,
+                properties: d.properties.clone(),
+                ..Snapshot::default()
             };
-            if let Some(p) = line.strip_prefix("- properties: ") {
-                s.properties = p.to_string();
-            } else if line.starts_with("```text") {
-                in_block = true;
-            } else if line.starts_with("```") {
-                in_block = false;
-            } else if in_block {
-                block_line(s, line);
+            for line in &d.block {
+                block_line(&mut s, line);
             }
-        }
-    }
-    m
+            s
+        })
+        .collect();
+    Manifest { fixture, snapshots }
 }
 
 fn block_line(s: &mut Snapshot, line: &str) {
@@ -229,45 +169,23 @@ fn block_line(s: &mut Snapshot, line: &str) {
 // A temp copy of a scenario
 // ---------------------------------------------------------------------------------------
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 struct Copy {
-    _tmp: tempfile::TempDir,
-    /// The copy of `/fixtures/flink`.
-    root: PathBuf,
-    scenario: String,
+    fixture: FixtureCopy,
     store: CheckpointStore,
     paths: FlinkPaths,
 }
 
 impl Copy {
     fn new(scenario: &str) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        copy_dir(
-            &testdata().join(scenario),
-            &root.join("flink-2.3").join(scenario),
-        );
-        let location = Location::parse(root.to_str().unwrap()).unwrap();
+        let fixture = FixtureCopy::new(scenario);
+        let root = fixture.root().to_str().unwrap();
+        let location = Location::parse(root).unwrap();
         let store = location.open(Vec::<(String, String)>::new()).unwrap();
         let paths = FlinkPaths::new(location.store_key())
-            .with_prefix("/fixtures/flink", root.to_str().unwrap())
+            .with_prefix(flink::PREFIX, root)
             .unwrap();
         Copy {
-            _tmp: tmp,
-            root,
-            scenario: scenario.to_string(),
+            fixture,
             store,
             paths,
         }
@@ -275,7 +193,7 @@ impl Copy {
 
     /// The local path of `rel` (relative to the scenario).
     fn local(&self, rel: &str) -> PathBuf {
-        self.root.join("flink-2.3").join(&self.scenario).join(rel)
+        self.fixture.path(rel)
     }
 
     /// The store path of `rel` (relative to the scenario).
@@ -286,22 +204,6 @@ impl Copy {
 
     fn store_dir(&self, rel: &str) -> String {
         format!("{}/", self.store_path(rel))
-    }
-
-    fn every_file(&self) -> BTreeSet<PathBuf> {
-        fn walk(d: &Path, out: &mut BTreeSet<PathBuf>) {
-            for e in std::fs::read_dir(d).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    walk(&e.path(), out);
-                } else {
-                    out.insert(e.path());
-                }
-            }
-        }
-        let mut out = BTreeSet::new();
-        walk(&self.root, &mut out);
-        out
     }
 }
 
@@ -411,7 +313,7 @@ fn every_fixture_lists_shows_verifies_and_has_no_garbage() {
 }
 
 fn show_matches(c: &Copy, m: &Manifest, s: &Snapshot) {
-    let what = format!("{}/{}", c.scenario, s.dir);
+    let what = format!("{}/{}", c.fixture.scenario(), s.dir);
     let d = inspect::flink_show(&c.store, &c.store_path(&s.dir), &c.paths).unwrap();
     assert_eq!(d.checkpoint_id, s.checkpoint_id, "{what}");
     assert_eq!(d.version, s.version, "{what}");
@@ -633,10 +535,10 @@ fn gc_collects_exactly_an_unreferenced_shared_file_and_refuses_unreadable_metada
     assert_eq!(json["candidates"][0]["reason"], "unreferenced-shared");
     assert_eq!(json["candidates"][0]["size_bytes"], 4321);
     // Delete: the orphan goes, nothing else.
-    let before = c.every_file();
+    let before = c.fixture.every_file();
     let n = inspect::flink_gc_delete(&c.store, &report, &c.paths, &options(0)).unwrap();
     assert_eq!(n, 1);
-    let after = c.every_file();
+    let after = c.fixture.every_file();
     let gone: Vec<&PathBuf> = before.difference(&after).collect();
     assert_eq!(gone, vec![&orphan]);
     assert!(after.is_subset(&before));

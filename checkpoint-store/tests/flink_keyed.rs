@@ -10,6 +10,7 @@ use cornerstone_checkpoint_store::flink::keyed::{KeyGroupsFormat, SerializerSnap
 use cornerstone_checkpoint_store::flink::{
     self, KeyedRead, KeyedState, KeyedStateHandle, StreamStateHandle,
 };
+use cornerstone_testkit::flink::{fixtures, key_group, local, manifest_text};
 use serde_json::Value;
 
 const UID: &str = "keyed-state-fn";
@@ -18,40 +19,6 @@ const TIMERS: [&str; 2] = [
     "_timer_state/processing_user-timers",
     "_timer_state/event_user-timers",
 ];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/flink-2.3")
-}
-
-/// Flink's `MathUtils.murmurHash(int)`.
-fn murmur(code: i32) -> i32 {
-    let mut c = code.wrapping_mul(0xcc9e2d51u32 as i32);
-    c = c.rotate_left(15);
-    c = c.wrapping_mul(0x1b873593);
-    c = c.rotate_left(13);
-    c = c.wrapping_mul(5).wrapping_add(0xe6546b64u32 as i32);
-    c ^= 4;
-    let mut h = c as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85ebca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2ae35);
-    h ^= h >> 16;
-    let c = h as i32;
-    if c >= 0 {
-        c
-    } else if c != i32::MIN {
-        -c
-    } else {
-        0
-    }
-}
-
-/// `KeyGroupRangeAssignment.assignToKeyGroup` of a `Long` key.
-fn key_group(key: i64) -> u32 {
-    let hash = (key ^ ((key as u64) >> 32) as i64) as i32;
-    (murmur(hash) % 128) as u32
-}
 
 /// The subtask's keyed stream bytes, handle and file name, for each subtask of the operator.
 fn streams(dir: &Path) -> Vec<(u32, KeyedStateHandle, Vec<u8>, String)> {
@@ -73,9 +40,7 @@ fn streams(dir: &Path) -> Vec<(u32, KeyedStateHandle, Vec<u8>, String)> {
         };
         let file = match &kg.stream {
             StreamStateHandle::Relative { relative_path, .. } => dir.join(relative_path),
-            StreamStateHandle::File { path, .. } => root()
-                .join("..")
-                .join(path.strip_prefix("file:/fixtures/flink/").unwrap()),
+            StreamStateHandle::File { path, .. } => local(path),
             other => panic!("{other:?}"),
         };
         let bytes = std::fs::read(&file).unwrap();
@@ -143,7 +108,7 @@ fn grouped(lines: &[String]) -> Vec<(String, Vec<String>)> {
 
 /// The manifest's blocks of state meta info of the keyed operator: (key serializer, lines).
 fn manifest_blocks(scenario: &str) -> Vec<(String, Vec<String>)> {
-    let text = std::fs::read_to_string(root().join(scenario).join("MANIFEST.md")).unwrap();
+    let text = manifest_text(scenario);
     let mut blocks = Vec::new();
     let mut current: Option<(String, Vec<String>)> = None;
     for line in text.lines() {
@@ -251,7 +216,7 @@ fn check_snapshot(scenario: &str, dir: &Path, ttl: bool, want: KeyGroupsFormat) 
 
 fn job_dirs(scenario: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for job in std::fs::read_dir(root().join(scenario)).unwrap() {
+    for job in std::fs::read_dir(fixtures().join(scenario)).unwrap() {
         let job = job.unwrap().path();
         if job.join("_metadata").exists() {
             out.push(job);

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use cornerstone_backend_api::ErrorKind;
 use cornerstone_checkpoint_store::flink::{
     self, DistributionMode, FlinkMetadata, KeyedStateHandle, OperatorStateHandle, StreamStateHandle,
 };
+use cornerstone_testkit::flink::{Header, Manifest, PREFIX, SCENARIOS, fixtures, local};
 use peak_alloc::PeakAlloc;
 
 #[global_allocator]
@@ -34,35 +35,8 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The prefix of the absolute paths Flink wrote (the fixture generator's mount point).
-const PREFIX: &str = "file:/fixtures/flink";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/flink-2.3")
-}
-
-fn scenarios() -> Vec<&'static str> {
-    vec![
-        "heap",
-        "heap-ttl",
-        "heap-savepoints",
-        "rocksdb-incremental",
-        "rocksdb-savepoints",
-    ]
-}
-
-/// Maps a path Flink wrote to the copy in testdata.
-fn local(path: &str) -> PathBuf {
-    let rest = path
-        .strip_prefix(PREFIX)
-        .unwrap_or_else(|| panic!("{path} is not under {PREFIX}"));
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(rest.trim_start_matches('/'))
-}
-
 fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(root().join(rel)).unwrap()
+    std::fs::read(fixtures().join(rel)).unwrap()
 }
 
 fn parse(bytes: &[u8]) -> FlinkMetadata {
@@ -70,133 +44,11 @@ fn parse(bytes: &[u8]) -> FlinkMetadata {
 }
 
 // ---------------------------------------------------------------------------------------
-// MANIFEST.md: the facts Flink's own reader saw
-// ---------------------------------------------------------------------------------------
-
-/// One `### `<dir>/_metadata`` section of a manifest.
-#[derive(Debug, Default)]
-struct Expected {
-    /// Relative to the scenario directory.
-    metadata: String,
-    checkpoint_id: u64,
-    master_states: usize,
-    operators: usize,
-    properties: String,
-    /// The ```text block: Flink's view of every operator, subtask and handle.
-    block: Vec<String>,
-}
-
-#[derive(Debug, Default)]
-struct Manifest {
-    /// uid -> (name, operator id), from the "Operators" table.
-    operators: BTreeMap<String, (String, String)>,
-    /// The "Handle type codes found" list: (name, code).
-    codes: BTreeSet<(String, u8)>,
-    /// `_metadata` -> (size, version, checkpoint id), from the headers table.
-    headers: BTreeMap<String, (u64, u32, u64)>,
-    /// file -> (bytes, referencing directories), from "Files and references".
-    files: BTreeMap<String, (u64, Vec<String>)>,
-    details: Vec<Expected>,
-}
-
-fn cells(line: &str) -> Vec<String> {
-    line.trim()
-        .trim_matches('|')
-        .split('|')
-        .map(|c| c.trim().trim_matches('`').to_string())
-        .collect()
-}
-
-fn manifest(scenario: &str) -> Manifest {
-    let text = std::fs::read_to_string(root().join(scenario).join("MANIFEST.md")).unwrap();
-    let mut m = Manifest::default();
-    let mut section = "";
-    let mut in_block = false;
-    for line in text.lines() {
-        if let Some(h) = line.strip_prefix("## ") {
-            section = if h.starts_with("Operators") {
-                "operators"
-            } else if h.starts_with("Handle type codes") {
-                "codes"
-            } else if h.starts_with("`_metadata` headers") {
-                "headers"
-            } else if h.starts_with("Files and references") {
-                "files"
-            } else if h.starts_with("Details") {
-                "details"
-            } else {
-                ""
-            };
-            continue;
-        }
-        let row = line.starts_with("| `");
-        match section {
-            "operators" if row => {
-                let c = cells(line);
-                m.operators
-                    .insert(c[0].clone(), (c[1].clone(), c[2].clone()));
-            }
-            "codes" if line.starts_with("- `") => {
-                let item = line.trim_start_matches("- `").trim_end_matches('`');
-                let (name, code) = item.split_once('(').unwrap();
-                m.codes
-                    .insert((name.into(), code.trim_end_matches(')').parse().unwrap()));
-            }
-            "headers" if row && !line.starts_with("| `_metadata` |") => {
-                let c = cells(line);
-                m.headers.insert(
-                    c[0].clone(),
-                    (
-                        c[1].parse().unwrap(),
-                        c[4].parse().unwrap(),
-                        c[5].parse().unwrap(),
-                    ),
-                );
-            }
-            "files" if row => {
-                let c = cells(line);
-                let by = c[2].split(", ").map(str::to_string).collect();
-                m.files.insert(c[0].clone(), (c[1].parse().unwrap(), by));
-            }
-            "details" => {
-                if let Some(h) = line.strip_prefix("### `") {
-                    m.details.push(Expected {
-                        metadata: h.trim_end_matches('`').into(),
-                        ..Expected::default()
-                    });
-                    continue;
-                }
-                let Some(e) = m.details.last_mut() else {
-                    continue;
-                };
-                if line.starts_with("```text") {
-                    in_block = true;
-                } else if line.starts_with("```") {
-                    in_block = false;
-                } else if in_block {
-                    e.block.push(line.to_string());
-                } else if let Some(v) = line.strip_prefix("- checkpoint id: ") {
-                    e.checkpoint_id = v.parse().unwrap();
-                } else if let Some(v) = line.strip_prefix("- master states: ") {
-                    e.master_states = v.parse().unwrap();
-                } else if let Some(v) = line.strip_prefix("- operators: ") {
-                    e.operators = v.parse().unwrap();
-                } else if let Some(v) = line.strip_prefix("- properties: ") {
-                    e.properties = v.into();
-                }
-            }
-            _ => {}
-        }
-    }
-    m
-}
-
-// ---------------------------------------------------------------------------------------
 // Rendering a decoded _metadata the way the manifests print Flink's view
 // ---------------------------------------------------------------------------------------
 
 fn unprefix(s: &str) -> String {
-    s.replace(PREFIX, "file:<prefix>")
+    s.replace(&format!("file:{PREFIX}"), "file:<prefix>")
 }
 
 fn stream(h: &StreamStateHandle) -> String {
@@ -400,22 +252,26 @@ fn first_difference(expected: &[String], actual: &[String]) -> String {
 fn every_fixture_holds_what_its_manifest_records() {
     let _one = one_at_a_time();
     let mut seen = 0;
-    for scenario in scenarios() {
-        let m = manifest(scenario);
+    for scenario in SCENARIOS {
+        let m = Manifest::read(scenario);
         assert!(
             !m.details.is_empty(),
             "{scenario}: no details in the manifest"
         );
         let mut found_codes = BTreeSet::new();
         for e in &m.details {
-            let rel = format!("{scenario}/{}", e.metadata);
+            let rel = format!("{scenario}/{}/_metadata", e.dir);
             let bytes = read(&rel);
             assert!(flink::is_flink_metadata(&bytes), "{rel}");
             let md = parse(&bytes);
             seen += 1;
 
             // The header table and the details list.
-            let (size, version, id) = m.headers[&e.metadata];
+            let Header {
+                size,
+                version,
+                checkpoint_id: id,
+            } = m.headers[&e.dir];
             assert_eq!(bytes.len() as u64, size, "{rel}");
             assert_eq!(md.version, version, "{rel}");
             assert_eq!(md.checkpoint_id, id, "{rel}");
@@ -471,7 +327,7 @@ fn every_fixture_holds_what_its_manifest_records() {
                 assert_eq!(k.key_groups().end_inclusive(), Some(end), "{rel}");
                 // Canonical savepoints: SAVEPOINT_KEY_GROUPS_HANDLE; RocksDB native
                 // snapshots: INCREMENTAL_KEY_GROUPS_HANDLE_V2; heap: KEY_GROUPS_HANDLE_V2.
-                let expected_code = if e.metadata.starts_with("canonical/") {
+                let expected_code = if e.dir.starts_with("canonical/") {
                     7
                 } else if scenario.starts_with("rocksdb") {
                     11
@@ -537,14 +393,14 @@ fn every_fixture_holds_what_its_manifest_records() {
 #[test]
 fn referenced_files_exist_and_match_the_manifests() {
     let _one = one_at_a_time();
-    for scenario in scenarios() {
-        let m = manifest(scenario);
+    for scenario in SCENARIOS {
+        let m = Manifest::read(scenario);
         let mut referenced: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for e in &m.details {
-            let rel = format!("{scenario}/{}", e.metadata);
+            let rel = format!("{scenario}/{}/_metadata", e.dir);
             let md = parse(&read(&rel));
-            let dir_rel = e.metadata.trim_end_matches("/_metadata");
-            let dir = root().join(scenario).join(dir_rel);
+            let dir_rel = e.dir.as_str();
+            let dir = fixtures().join(scenario).join(dir_rel);
             for f in md.referenced_files(dir.to_str().unwrap()).unwrap() {
                 let path = if f.relative_path.is_some() {
                     PathBuf::from(&f.path)
@@ -563,7 +419,7 @@ fn referenced_files_exist_and_match_the_manifests() {
                 let key = path
                     .canonicalize()
                     .unwrap()
-                    .strip_prefix(root().join(scenario).canonicalize().unwrap())
+                    .strip_prefix(fixtures().join(scenario).canonicalize().unwrap())
                     .unwrap()
                     .to_str()
                     .unwrap()
@@ -631,8 +487,8 @@ fn incremental_checkpoints_share_sst_files() {
     assert_eq!(
         files,
         BTreeSet::from([
-            format!("{PREFIX}/flink-2.3/{dir}/shared/31b44a84-b69b-4f62-a4c6-ad97007d6570"),
-            format!("{PREFIX}/flink-2.3/{dir}/shared/f2ea8399-ab7f-4d7c-849a-f0e9070aeecf"),
+            format!("file:{PREFIX}/flink-2.3/{dir}/shared/31b44a84-b69b-4f62-a4c6-ad97007d6570"),
+            format!("file:{PREFIX}/flink-2.3/{dir}/shared/f2ea8399-ab7f-4d7c-849a-f0e9070aeecf"),
         ])
     );
     assert!(
@@ -812,7 +668,7 @@ fn magic_and_versions() {
     let _one = one_at_a_time();
     assert!(!flink::is_flink_metadata(b""));
     assert!(!flink::is_flink_metadata(&[0x49, 0x60, 0x67]));
-    let cornerstone = std::fs::read(root().join("../metadata-v1.csmd")).unwrap();
+    let cornerstone = std::fs::read(fixtures().join("../metadata-v1.csmd")).unwrap();
     assert!(!flink::is_flink_metadata(&cornerstone));
     let e = flink::read_flink_metadata(&cornerstone).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupted);
@@ -954,11 +810,11 @@ fn memory_stays_within_a_multiple_of_the_input() {
     const MEMORY_FACTOR: usize = 48;
     const N: usize = 1 << 16;
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    for e in scenarios().into_iter().flat_map(|s| {
-        manifest(s)
+    for e in SCENARIOS.into_iter().flat_map(|s| {
+        Manifest::read(s)
             .details
             .into_iter()
-            .map(move |e| format!("{s}/{}", e.metadata))
+            .map(move |e| format!("{s}/{}/_metadata", e.dir))
     }) {
         cases.push((e.clone(), read(&e)));
     }

@@ -4,106 +4,26 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use cornerstone_testkit::flink::{FixtureCopy, Header, Manifest, PREFIX, SCENARIOS, key_group};
 use serde_json::Value;
 
-const SCENARIOS: [&str; 5] = [
-    "heap",
-    "heap-ttl",
-    "heap-savepoints",
-    "rocksdb-incremental",
-    "rocksdb-savepoints",
-];
-
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/flink-2.3")
-}
-
-/// What the tests read from a manifest.
-#[derive(Debug, Default)]
-struct Manifest {
-    /// uid -> (name, operator id)
-    operators: BTreeMap<String, (String, String)>,
-    /// snapshot dir (relative to the scenario) -> (version, checkpoint id)
-    snapshots: BTreeMap<String, (u64, u64)>,
-    /// file -> (bytes, referencing dirs)
-    files: BTreeMap<String, (u64, BTreeSet<String>)>,
-}
-
-fn cells(line: &str) -> Vec<String> {
-    line.trim()
-        .trim_matches('|')
-        .split('|')
-        .map(|c| c.trim().trim_matches('`').to_string())
-        .collect()
-}
-
-fn manifest(scenario: &str) -> Manifest {
-    let text = std::fs::read_to_string(testdata().join(scenario).join("MANIFEST.md")).unwrap();
-    let mut m = Manifest::default();
-    let mut section = "";
-    for line in text.lines() {
-        if let Some(h) = line.strip_prefix("## ") {
-            section = h;
-            continue;
-        }
-        if !line.starts_with("| `") || line.starts_with("| `_metadata` |") {
-            continue;
-        }
-        let c = cells(line);
-        if section.starts_with("Operators") {
-            m.operators
-                .insert(c[0].clone(), (c[1].clone(), c[2].clone()));
-        } else if section.starts_with("`_metadata` headers") {
-            let dir = c[0].trim_end_matches("/_metadata").to_string();
-            m.snapshots
-                .insert(dir, (c[4].parse().unwrap(), c[5].parse().unwrap()));
-        } else if section.starts_with("Files and references") && c[2] != "(metadata)" {
-            let by = c[2].split(", ").map(str::to_string).collect();
-            m.files.insert(c[0].clone(), (c[1].parse().unwrap(), by));
-        }
-    }
-    m
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
+/// A temp copy of a scenario, and the binary run on it.
 struct Copy {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    scenario: String,
+    fixture: FixtureCopy,
 }
 
 impl Copy {
     fn new(scenario: &str) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        copy_dir(
-            &testdata().join(scenario),
-            &root.join("flink-2.3").join(scenario),
-        );
         Copy {
-            _tmp: tmp,
-            root,
-            scenario: scenario.into(),
+            fixture: FixtureCopy::new(scenario),
         }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.root.join("flink-2.3").join(&self.scenario).join(rel)
+        self.fixture.path(rel)
     }
 
     fn arg(&self, rel: &str) -> String {
@@ -111,7 +31,7 @@ impl Copy {
     }
 
     fn prefix(&self) -> String {
-        format!("/fixtures/flink={}", self.root.to_str().unwrap())
+        format!("{PREFIX}={}", self.fixture.root().to_str().unwrap())
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -151,17 +71,14 @@ fn job_of(dir: &str) -> &str {
 #[test]
 fn every_fixture_through_the_binary() {
     for scenario in SCENARIOS {
-        let m = manifest(scenario);
+        let m = Manifest::read(scenario);
         let c = Copy::new(scenario);
-        let jobs: BTreeSet<&str> = m.snapshots.keys().map(|d| job_of(d)).collect();
+        let jobs: BTreeSet<&str> = m.headers.keys().map(|d| job_of(d)).collect();
         for job in jobs {
             let list = c.json(&["list", &c.arg(job)]);
             let snaps = list["snapshots"].as_array().unwrap();
-            let expected: Vec<(&String, &(u64, u64))> = m
-                .snapshots
-                .iter()
-                .filter(|(d, _)| job_of(d) == job)
-                .collect();
+            let expected: Vec<(&String, &Header)> =
+                m.headers.iter().filter(|(d, _)| job_of(d) == job).collect();
             assert_eq!(snaps.len(), expected.len(), "{scenario}/{job}");
             let by_dir: BTreeMap<String, &Value> = snaps
                 .iter()
@@ -172,29 +89,24 @@ fn every_fixture_through_the_binary() {
                     )
                 })
                 .collect();
-            for (dir, (version, id)) in &expected {
+            for (dir, header) in &expected {
                 let s = by_dir[&c.arg(dir)];
-                assert_eq!(s["id"], *id, "{scenario}/{dir}");
-                assert_eq!(s["version"], *version);
+                assert_eq!(s["id"], header.checkpoint_id, "{scenario}/{dir}");
+                assert_eq!(s["version"], header.version);
                 assert_eq!(s["status"], "complete");
                 let savepoint = dir.contains("savepoint-");
                 assert_eq!(
                     s["kind"],
                     if savepoint { "savepoint" } else { "checkpoint" }
                 );
-                let files: u64 = m
-                    .files
-                    .values()
-                    .filter(|(_, by)| by.contains(*dir))
-                    .map(|(b, _)| b)
-                    .sum();
+                let files: u64 = m.files_of(dir).values().sum();
                 assert_eq!(
                     s["size_bytes"].as_u64().unwrap(),
                     files + s["inline_bytes"].as_u64().unwrap()
                 );
                 // show
                 let show = c.json(&["show", &c.arg(dir)]);
-                assert_eq!(show["checkpoint_id"], *id);
+                assert_eq!(show["checkpoint_id"], header.checkpoint_id);
                 let ops = show["operators"].as_array().unwrap();
                 assert_eq!(ops.len(), m.operators.len());
                 for op in ops {
@@ -216,10 +128,9 @@ fn every_fixture_through_the_binary() {
                     })
                     .collect();
                 let expected_files: BTreeMap<String, u64> = m
-                    .files
-                    .iter()
-                    .filter(|(_, (_, by))| by.contains(*dir))
-                    .map(|(f, (b, _))| (c.arg(f), *b))
+                    .files_of(dir)
+                    .into_iter()
+                    .map(|(f, b)| (c.arg(&f), b))
                     .collect();
                 assert_eq!(shown, expected_files, "{scenario}/{dir}");
                 // verify of the one snapshot
@@ -250,7 +161,7 @@ fn every_fixture_through_the_binary() {
 
 #[test]
 fn verify_fails_on_a_deleted_shared_sst_naming_its_checkpoints() {
-    let m = manifest("rocksdb-incremental");
+    let m = Manifest::read("rocksdb-incremental");
     let c = Copy::new("rocksdb-incremental");
     let (file, (bytes, by)) = m
         .files
@@ -258,7 +169,7 @@ fn verify_fails_on_a_deleted_shared_sst_naming_its_checkpoints() {
         .find(|(f, (_, by))| f.contains("/shared/") && by.len() > 1)
         .unwrap();
     std::fs::remove_file(c.path(file)).unwrap();
-    let job = job_of(m.snapshots.keys().next().unwrap()).to_string();
+    let job = job_of(m.headers.keys().next().unwrap()).to_string();
     let out = c.run(&["verify", &c.arg(&job), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -290,9 +201,9 @@ fn verify_fails_on_a_deleted_shared_sst_naming_its_checkpoints() {
 
 #[test]
 fn gc_lists_deletes_exactly_an_orphan_and_refuses_a_truncated_metadata() {
-    let m = manifest("rocksdb-incremental");
+    let m = Manifest::read("rocksdb-incremental");
     let c = Copy::new("rocksdb-incremental");
-    let dirs: Vec<&String> = m.snapshots.keys().collect();
+    let dirs: Vec<&String> = m.headers.keys().collect();
     let job = job_of(dirs[0]).to_string();
     let orphan = c.path(&format!("{job}/shared/orphan"));
     std::fs::write(&orphan, vec![1u8; 999]).unwrap();
@@ -306,11 +217,11 @@ fn gc_lists_deletes_exactly_an_orphan_and_refuses_a_truncated_metadata() {
     assert_eq!(cands[0]["size_bytes"], 999);
     assert_eq!(cands[0]["reason"], "unreferenced-shared");
     assert!(orphan.exists(), "a dry run deletes nothing");
-    let before: usize = count_files(&c.root);
+    let before: usize = c.fixture.every_file().len();
     let gc = c.json(&["gc", &c.arg(&job), "--min-age", "0s", "--delete"]);
     assert_eq!(gc["deleted"], 1);
     assert!(!orphan.exists());
-    assert_eq!(count_files(&c.root), before - 1);
+    assert_eq!(c.fixture.every_file().len(), before - 1);
     let v = c.json(&["verify", &c.arg(&job)]);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
     // A truncated _metadata: refused, naming it (exit code 5: unreadable).
@@ -327,9 +238,9 @@ fn gc_lists_deletes_exactly_an_orphan_and_refuses_a_truncated_metadata() {
 
 #[test]
 fn diff_shows_shared_and_own_files() {
-    let m = manifest("rocksdb-incremental");
+    let m = Manifest::read("rocksdb-incremental");
     let c = Copy::new("rocksdb-incremental");
-    let dirs: Vec<&String> = m.snapshots.keys().collect();
+    let dirs: Vec<&String> = m.headers.keys().collect();
     let d = c.json(&["diff", &c.arg(dirs[0]), &c.arg(dirs[1])]);
     let paths = |key: &str| -> BTreeSet<String> {
         d[key]
@@ -360,26 +271,12 @@ fn diff_shows_shared_and_own_files() {
     );
 }
 
-fn count_files(d: &Path) -> usize {
-    std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                count_files(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
-}
-
 #[test]
 fn dump_and_dispose_refuse_a_flink_snapshot_and_delete_nothing() {
-    let m = manifest("heap-savepoints");
+    let m = Manifest::read("heap-savepoints");
     let c = Copy::new("heap-savepoints");
-    let before = count_files(&c.root);
-    for dir in m.snapshots.keys() {
+    let before = c.fixture.every_file().len();
+    for dir in m.headers.keys() {
         let out = c.run(&["dispose", &c.arg(dir)]);
         assert!(!out.status.success(), "dispose {dir}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -401,41 +298,14 @@ fn dump_and_dispose_refuse_a_flink_snapshot_and_delete_nothing() {
             assert!(states.contains(s), "{dir}: {states:?}");
         }
     }
-    assert_eq!(count_files(&c.root), before, "nothing deleted");
-}
-
-/// Flink's key group of a `Long` key (`KeyGroupRangeAssignment.assignToKeyGroup`, max
-/// parallelism 128): `MathUtils.murmurHash(key.hashCode()) % 128`.
-fn flink_key_group(key: i64) -> u64 {
-    let mut c = ((key ^ (key >> 32)) as i32).wrapping_mul(0xcc9e2d51u32 as i32);
-    c = c.rotate_left(15).wrapping_mul(0x1b873593);
-    c = c
-        .rotate_left(13)
-        .wrapping_mul(5)
-        .wrapping_add(0xe6546b64u32 as i32)
-        ^ 4;
-    let mut h = c as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85ebca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2ae35);
-    h ^= h >> 16;
-    let c = h as i32;
-    let c = if c >= 0 {
-        c
-    } else if c != i32::MIN {
-        -c
-    } else {
-        0
-    };
-    (c % 128) as u64
+    assert_eq!(c.fixture.every_file().len(), before, "nothing deleted");
 }
 
 #[test]
 fn dump_prints_the_keyed_state_of_a_heap_checkpoint() {
-    let m = manifest("heap");
+    let m = Manifest::read("heap");
     let c = Copy::new("heap");
-    let dir = m.snapshots.keys().last().unwrap().clone();
+    let dir = m.headers.keys().last().unwrap().clone();
     let out = c.run(&[
         "dump",
         &c.arg(&dir),
@@ -458,7 +328,7 @@ fn dump_prints_the_keyed_state_of_a_heap_checkpoint() {
         let key = l["key"].as_i64().unwrap();
         assert!(l["value"].as_i64().unwrap() > 0, "{l}");
         let kg = l["key_group"].as_u64().unwrap();
-        assert_eq!(kg, flink_key_group(key), "{l}");
+        assert_eq!(kg, u64::from(key_group(key)), "{l}");
         assert_eq!(l["subtask"].as_u64().unwrap(), kg / 64, "{l}");
         keys.push(key);
     }
@@ -499,9 +369,9 @@ fn dump_prints_the_keyed_state_of_a_heap_checkpoint() {
 
 #[test]
 fn dump_of_rocksdb_incremental_state_is_unsupported() {
-    let m = manifest("rocksdb-incremental");
+    let m = Manifest::read("rocksdb-incremental");
     let c = Copy::new("rocksdb-incremental");
-    let dir = m.snapshots.keys().last().unwrap().clone();
+    let dir = m.headers.keys().last().unwrap().clone();
     let out = c.run(&["dump", &c.arg(&dir), "--operator", "keyed-state-fn"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

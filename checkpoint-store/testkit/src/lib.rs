@@ -32,7 +32,9 @@
 //! - [`harness`]: [`StoreHarness`](harness::StoreHarness), the backend conformance suite
 //!   through the real checkpoint store, for any backend and storage, and
 //!   [`s3_conformance_subset!`], the subset of the suite that runs on S3;
-//! - [`checkpoints`]: checkpoints written the way several crates' tests write them.
+//! - [`checkpoints`]: checkpoints written the way several crates' tests write them;
+//! - [`flink`]: the Apache Flink 2.3 fixtures of `testdata/flink-2.3/` (their manifests,
+//!   temp copies, the mapping of Flink's absolute paths onto them).
 //!
 //! # S3
 //! The S3 variants need `weed` (SeaweedFS; `scripts/seaweedfs.sh install`) and a checkpoint
@@ -50,6 +52,7 @@ pub use cornerstone_backend_api as __backend_api;
 pub mod checkpoints;
 pub mod disk;
 pub mod faults;
+pub mod flink;
 pub mod harness;
 pub mod s3;
 pub mod store;
