@@ -10,6 +10,7 @@ use cornerstone_checkpoint_store::inspect::{
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::human::{Table, key_group_range, or_dash, snapshot_type};
 use crate::output::{Output, human_size};
 
 /// The [`FlinkPaths`] of the store of `location`, with the `--path-prefix` remappings.
@@ -24,38 +25,12 @@ pub(crate) fn paths(location: &str, prefixes: &[(String, String)]) -> anyhow::Re
     Ok(paths)
 }
 
-/// A plain table: whitespace-separated columns, a header row, no trailing spaces.
-fn table(header: &[&str], rows: Vec<Vec<String>>, out: &mut String, indent: &str) {
-    use comfy_table::{ContentArrangement, presets};
-    let mut t = comfy_table::Table::new();
-    t.load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.iter().copied());
-    for i in 0..header.len() {
-        if let Some(c) = t.column_mut(i) {
-            c.set_padding((0, 2));
-        }
-    }
-    for r in rows {
-        t.add_row(r);
-    }
-    for line in t.lines() {
-        out.push_str(indent);
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-}
-
 fn mode_str(m: DistributionMode) -> &'static str {
     match m {
         DistributionMode::SplitDistribute => "SPLIT_DISTRIBUTE",
         DistributionMode::Union => "UNION",
         DistributionMode::Broadcast => "BROADCAST",
     }
-}
-
-fn or_dash<T: ToString>(v: Option<T>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// `list --json` of a Flink directory.
@@ -124,34 +99,29 @@ impl Output {
             return out;
         }
         let _ = writeln!(out, "Flink checkpoints of {location}");
-        let rows = entries
-            .iter()
-            .map(|e| {
-                vec![
-                    e.kind.as_str().to_owned(),
-                    or_dash(e.id),
-                    or_dash(e.version.map(|v| format!("v{v}"))),
-                    match e.incremental {
-                        Some(true) => "incremental",
-                        Some(false) => "full",
-                        None => "-",
-                    }
-                    .to_owned(),
-                    human_size(e.size_bytes),
-                    or_dash(e.written_bytes.map(human_size)),
-                    e.status.as_str().to_owned(),
-                    self.present(&e.dir),
-                ]
-            })
-            .collect();
-        table(
-            &[
-                "KIND", "ID", "FORMAT", "TYPE", "SIZE", "WRITTEN", "STATUS", "DIR",
-            ],
-            rows,
-            &mut out,
-            "",
-        );
+        let mut t = Table::new(&[
+            ("KIND", false),
+            ("ID", false),
+            ("FORMAT", false),
+            ("TYPE", false),
+            ("SIZE", false),
+            ("WRITTEN", false),
+            ("STATUS", false),
+            ("DIR", false),
+        ]);
+        for e in entries {
+            t.row(vec![
+                e.kind.as_str().to_owned(),
+                or_dash(e.id),
+                or_dash(e.version.map(|v| format!("v{v}"))),
+                snapshot_type(e.incremental).to_owned(),
+                human_size(e.size_bytes),
+                or_dash(e.written_bytes.map(human_size)),
+                e.status.as_str().to_owned(),
+                self.present(&e.dir),
+            ]);
+        }
+        t.render(&mut out, "");
         for e in entries {
             if let Some(why) = &e.status_detail {
                 let _ = writeln!(out, "{} is corrupt: {why}", self.present(&e.dir));
@@ -224,9 +194,7 @@ impl Output {
                     human_size(st.state_size_bytes)
                 );
                 for h in &st.keyed {
-                    let kg = h
-                        .key_groups
-                        .map_or_else(|| "-".to_owned(), |(a, b)| format!("{a}..={b}"));
+                    let kg = key_group_range(h.key_groups);
                     let _ = writeln!(
                         out,
                         "    {} keyed {} key groups {kg}: {}",
@@ -276,18 +244,15 @@ impl Output {
         }
         if !d.files.is_empty() {
             let _ = writeln!(out, "\nfiles:");
-            let rows = d
-                .files
-                .iter()
-                .map(|f| {
-                    vec![
-                        f.min_size_bytes.to_string(),
-                        if f.shared { "shared" } else { "exclusive" }.to_owned(),
-                        self.present(&f.path),
-                    ]
-                })
-                .collect();
-            table(&["BYTES", "SCOPE", "PATH"], rows, &mut out, "  ");
+            let mut t = Table::new(&[("BYTES", false), ("SCOPE", false), ("PATH", false)]);
+            for f in &d.files {
+                t.row(vec![
+                    f.min_size_bytes.to_string(),
+                    if f.shared { "shared" } else { "exclusive" }.to_owned(),
+                    self.present(&f.path),
+                ]);
+            }
+            t.render(&mut out, "  ");
         }
         out
     }
@@ -318,40 +283,32 @@ impl Output {
             r.problems.len(),
             r.files_checked
         );
-        let rows = r
-            .problems
-            .iter()
-            .map(|p| {
-                let by: Vec<String> = p
-                    .referenced_by
-                    .iter()
-                    .map(|b| format!("chk {} ({})", b.checkpoint_id, self.present(&b.dir)))
-                    .collect();
-                vec![
-                    p.kind.as_str().to_owned(),
-                    self.present(&p.path),
-                    or_dash(p.expected_min_size_bytes),
-                    if by.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        by.join(", ")
-                    },
-                    p.detail.clone(),
-                ]
-            })
-            .collect();
-        table(
-            &[
-                "PROBLEM",
-                "PATH",
-                "EXPECTED BYTES",
-                "REFERENCED BY",
-                "DETAIL",
-            ],
-            rows,
-            &mut out,
-            "  ",
-        );
+        let mut t = Table::new(&[
+            ("PROBLEM", false),
+            ("PATH", false),
+            ("EXPECTED BYTES", false),
+            ("REFERENCED BY", false),
+            ("DETAIL", false),
+        ]);
+        for p in &r.problems {
+            let by: Vec<String> = p
+                .referenced_by
+                .iter()
+                .map(|b| format!("chk {} ({})", b.checkpoint_id, self.present(&b.dir)))
+                .collect();
+            t.row(vec![
+                p.kind.as_str().to_owned(),
+                self.present(&p.path),
+                or_dash(p.expected_min_size_bytes),
+                if by.is_empty() {
+                    "-".to_owned()
+                } else {
+                    by.join(", ")
+                },
+                p.detail.clone(),
+            ]);
+        }
+        t.render(&mut out, "  ");
         out
     }
 
@@ -372,18 +329,15 @@ impl Output {
         if r.candidates.is_empty() {
             let _ = writeln!(out, "nothing to collect");
         } else {
-            let rows = r
-                .candidates
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.size_bytes.to_string(),
-                        c.reason.as_str().to_owned(),
-                        self.present(&c.path),
-                    ]
-                })
-                .collect();
-            table(&["BYTES", "REASON", "PATH"], rows, &mut out, "  ");
+            let mut t = Table::new(&[("BYTES", false), ("REASON", false), ("PATH", false)]);
+            for c in &r.candidates {
+                t.row(vec![
+                    c.size_bytes.to_string(),
+                    c.reason.as_str().to_owned(),
+                    self.present(&c.path),
+                ]);
+            }
+            t.render(&mut out, "  ");
             let _ = writeln!(
                 out,
                 "{} file(s), {}",
@@ -424,22 +378,22 @@ impl Output {
         for op in &d.operators_only_b {
             let _ = writeln!(out, "operator only in b: {op}");
         }
-        let mut rows = Vec::new();
+        let mut t = Table::new(&[("IN", false), ("BYTES", false), ("PATH", false)]);
         for (what, files) in [
             ("both", &d.files_common),
             ("only a", &d.files_only_a),
             ("only b", &d.files_only_b),
         ] {
             for f in files {
-                rows.push(vec![
+                t.row(vec![
                     what.to_owned(),
                     f.size_bytes.to_string(),
                     self.present(&f.path),
                 ]);
             }
         }
-        if !rows.is_empty() {
-            table(&["IN", "BYTES", "PATH"], rows, &mut out, "  ");
+        if !t.is_empty() {
+            t.render(&mut out, "  ");
         }
         let _ = writeln!(
             out,

@@ -28,16 +28,36 @@ fn size_change(a: u64, b: u64) -> String {
     )
 }
 
+/// `-` for `None`, the value otherwise.
+pub(crate) fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// The TYPE column of `list`: whether a snapshot is incremental, where known.
+pub(crate) fn snapshot_type(incremental: Option<bool>) -> &'static str {
+    match incremental {
+        Some(true) => "incremental",
+        Some(false) => "full",
+        None => "-",
+    }
+}
+
+/// A key group range `a..=b`, or `-`.
+pub(crate) fn key_group_range(key_groups: Option<(u32, u32)>) -> String {
+    or_dash(key_groups.map(|(a, b)| format!("{a}..={b}")))
+}
+
 /// A plain table (whitespace-separated columns, a header row) on `comfy-table`: two spaces
-/// between columns, numbers right-aligned, no trailing spaces.
-struct Table {
+/// between columns, the columns marked so right-aligned, no trailing spaces. Every human
+/// table of the tool, Cornerstone's and Flink's.
+pub(crate) struct Table {
     inner: comfy_table::Table,
     rows: usize,
 }
 
 impl Table {
     /// A table with `columns`: (header, right-aligned).
-    fn new(columns: &[(&'static str, bool)]) -> Self {
+    pub(crate) fn new(columns: &[(&'static str, bool)]) -> Self {
         use comfy_table::{CellAlignment, ContentArrangement, presets};
         let mut inner = comfy_table::Table::new();
         inner
@@ -55,17 +75,17 @@ impl Table {
         Table { inner, rows: 0 }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.inner.add_row(cells);
         self.rows += 1;
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows == 0
     }
 
     /// Appends the table to `out`, each line after `indent`.
-    fn render(&self, out: &mut String, indent: &str) {
+    pub(crate) fn render(&self, out: &mut String, indent: &str) {
         for line in self.inner.lines() {
             out.push_str(indent);
             out.push_str(line.trim_end());
@@ -95,23 +115,15 @@ impl Output {
         for e in entries {
             t.row(vec![
                 e.kind.as_str().to_owned(),
-                e.id.map_or_else(|| "-".to_owned(), |id| id.0.to_string()),
-                e.completed_timestamp_ms
-                    .map_or_else(|| "-".to_owned(), rfc3339),
-                e.duration_ms().map_or_else(
-                    || "-".to_owned(),
-                    |ms| {
-                        humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
-                    },
+                or_dash(e.id.map(|id| id.0)),
+                or_dash(e.completed_timestamp_ms.map(rfc3339)),
+                or_dash(
+                    e.duration_ms()
+                        .map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms))),
                 ),
-                match e.incremental {
-                    Some(true) => "incremental",
-                    Some(false) => "full",
-                    None => "-",
-                }
-                .to_owned(),
+                snapshot_type(e.incremental).to_owned(),
                 human_size(e.size_bytes),
-                e.written_bytes.map_or_else(|| "-".to_owned(), human_size),
+                or_dash(e.written_bytes.map(human_size)),
                 e.status.as_str().to_owned(),
                 self.loc(&e.dir),
             ]);
@@ -185,7 +197,6 @@ impl Output {
                     ("VALUE", false),
                     ("TTL", false),
                 ]);
-                let or_dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_owned());
                 for st in &op.states {
                     let value = match &st.user_key_type {
                         Some(uk) => format!("{uk} -> {}", st.value_type),
@@ -194,8 +205,8 @@ impl Output {
                     t.row(vec![
                         st.name.clone(),
                         st.kind.clone(),
-                        or_dash(&st.key_type),
-                        or_dash(&st.namespace_type),
+                        or_dash(st.key_type.as_ref()),
+                        or_dash(st.namespace_type.as_ref()),
                         value,
                         if st.ttl { "yes" } else { "-" }.to_owned(),
                     ]);
@@ -211,9 +222,7 @@ impl Output {
             ]);
             for st in &op.subtasks {
                 for h in &st.handles {
-                    let kg = h
-                        .key_groups
-                        .map_or_else(|| "-".to_owned(), |(a, b)| format!("{a}..={b}"));
+                    let kg = key_group_range(h.key_groups);
                     // The states themselves are in the table above.
                     let states = if h.state_names.is_empty() {
                         "-".to_owned()
