@@ -6,10 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cornerstone_backend_api::migration::Migration;
-use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
+use cornerstone_backend_api::spi::format::Reader;
+use cornerstone_backend_api::spi::keyed_format::{
+    KeyedSnapshotHeader, Record, read_fields, read_key_groups,
+};
 use cornerstone_backend_api::{
     Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateKind, StateMeta,
 };
+use integer_encoding::VarInt;
 
 use crate::parallel;
 
@@ -22,94 +26,67 @@ pub(super) struct RawRecord<'a> {
     pub(super) value: &'a [u8],
 }
 
-/// Where one record's parts are in [`RawGroup::bytes`]: they follow each other in the order
-/// key, namespace, user key, value.
-#[derive(Clone, Copy)]
-struct RawSpan {
-    start: usize,
-    key: u32,
-    namespace: u32,
-    /// `u32::MAX` for records without a user key.
-    user_key: u32,
-    value: u32,
-}
-
-/// The restored records of one key group, still serialized, in one buffer (a restore
-/// allocates per key group, not per record).
+/// The restored records of one state in one key group, still serialized, in one buffer (a
+/// restore allocates per key group, not per record): each record as its fields with their
+/// varint lengths ([`Record::encoded`], copied whole from a version-2 stream).
 #[derive(Clone, Default)]
 pub(super) struct RawGroup {
     bytes: Vec<u8>,
-    spans: Vec<RawSpan>,
+    records: usize,
+    /// Whether the records have a user key (map state).
+    user_keys: bool,
 }
 
 impl RawGroup {
-    fn push(&mut self, record: &Record<'_>) -> Result<()> {
-        let len = |part: &[u8]| {
-            u32::try_from(part.len())
-                .ok()
-                .filter(|&n| n != u32::MAX)
-                .ok_or_else(|| {
-                    Error::corrupted("restored record part over 4 GiB")
-                        .with_context("key_group", record.key_group)
-                })
-        };
-        let span = RawSpan {
-            start: self.bytes.len(),
-            key: len(record.key)?,
-            namespace: len(record.namespace)?,
-            user_key: match record.user_key {
-                Some(uk) => len(uk)?,
-                None => u32::MAX,
-            },
-            value: len(record.value)?,
-        };
-        self.bytes.extend_from_slice(record.key);
-        self.bytes.extend_from_slice(record.namespace);
-        if let Some(uk) = record.user_key {
-            self.bytes.extend_from_slice(uk);
+    fn push(&mut self, record: &Record<'_>) {
+        self.user_keys = record.user_key.is_some();
+        match record.encoded {
+            Some(encoded) => self.bytes.extend_from_slice(encoded),
+            // A version-1 record: its fields written with varint lengths.
+            None => {
+                let parts = [Some(record.key), Some(record.namespace), record.user_key];
+                for part in parts.into_iter().flatten().chain([record.value]) {
+                    let mut len = [0u8; 10];
+                    let n = part.len().encode_var(&mut len);
+                    self.bytes.extend_from_slice(&len[..n]);
+                    self.bytes.extend_from_slice(part);
+                }
+            }
         }
-        self.bytes.extend_from_slice(record.value);
-        self.spans.push(span);
-        Ok(())
+        self.records += 1;
     }
 
     pub(super) fn len(&self) -> usize {
-        self.spans.len()
+        self.records
     }
 
     /// Moves the records of `other` after those of `self`.
     fn append(&mut self, mut other: RawGroup) {
-        if self.spans.is_empty() {
+        if self.records == 0 {
             *self = other;
             return;
         }
-        let shift = self.bytes.len();
         self.bytes.append(&mut other.bytes);
-        self.spans
-            .extend(other.spans.into_iter().map(|span| RawSpan {
-                start: span.start + shift,
-                ..span
-            }));
+        self.records += other.records;
     }
 
-    pub(super) fn records(&self) -> impl Iterator<Item = RawRecord<'_>> {
-        self.spans.iter().map(|span| {
-            let mut at = span.start;
-            let mut take = |n: u32| {
-                let part = &self.bytes[at..at + n as usize];
-                at += n as usize;
-                part
-            };
-            let key = take(span.key);
-            let namespace = take(span.namespace);
-            let user_key = (span.user_key != u32::MAX).then(|| take(span.user_key));
-            let value = take(span.value);
-            RawRecord {
-                key,
-                namespace,
-                user_key,
-                value,
+    /// The records, read back from the buffer (which held whole records when it was
+    /// filled, so an error here means memory was damaged, and is reported, not ignored).
+    pub(super) fn records(&self) -> impl Iterator<Item = Result<RawRecord<'_>>> {
+        let mut r = Reader::new(&self.bytes, "restored records").with_key("buffer");
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if r.is_empty() || failed {
+                return None;
             }
+            let fields = read_fields(&mut r, self.user_keys);
+            failed = fields.is_err();
+            Some(fields.map(|f| RawRecord {
+                key: f.key,
+                namespace: f.namespace,
+                user_key: f.user_key,
+                value: f.value,
+            }))
         })
     }
 }
@@ -177,7 +154,8 @@ fn read_part(
             return Err(Error::corrupted("snapshot record out of place")
                 .with_context("key_group", record.key_group));
         };
-        state_groups[index].push(&record)
+        state_groups[index].push(&record);
+        Ok(())
     };
     let header = read_key_groups(handle, params.reader.as_deref(), part, &mut visit)?;
     Ok(header.map(|h| (h, local)))
@@ -310,7 +288,8 @@ impl<G: Send, F: Fn(&mut G, RawRecord<'_>) -> Result<()> + Sync> Fill<'_, G, F> 
         for (offset, (group, records)) in targets.iter_mut().zip(sources).enumerate() {
             let key_group = self.first_key_group + (first + offset) as u32;
             (self.reserve)(group, records.len());
-            for mut record in records.records() {
+            for record in records.records() {
+                let mut record = record?;
                 if let Some(m) = self.migration {
                     migrated = if self.state.kind == StateKind::List {
                         m.list(record.value)

@@ -31,6 +31,7 @@ impl Captured for RawCapture {
         _now: u64,
     ) -> Result<()> {
         for r in self.0[index].records() {
+            let r = r?;
             writer.raw_record(state, r.key, r.namespace, r.user_key, r.value)?;
         }
         Ok(())

@@ -84,19 +84,26 @@ impl<'a> Reader<'a> {
     ///
     /// # Errors
     /// [`ErrorKind::Corrupted`] naming `field` when fewer bytes are left.
+    #[inline]
     pub fn bytes(&mut self, len: u64, field: &'static str) -> Result<&'a [u8]> {
-        let n = usize::try_from(len)
-            .ok()
-            .filter(|&n| n <= self.remaining())
-            .ok_or_else(|| {
-                self.error("a length runs past the end of its frame")
-                    .with_context("field", field)
-                    .with_context("length", len)
-                    .with_context("remaining", self.remaining())
-            })?;
-        let out = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        Ok(out)
+        let at = self.at;
+        let end = usize::try_from(len).ok().and_then(|n| at.checked_add(n));
+        match end.and_then(|end| self.bytes.get(at..end)) {
+            Some(out) => {
+                self.at += out.len();
+                Ok(out)
+            }
+            None => Err(self.past_end(len, field)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn past_end(&self, len: u64, field: &'static str) -> Error {
+        self.error("a length runs past the end of its frame")
+            .with_context("field", field)
+            .with_context("length", len)
+            .with_context("remaining", self.remaining())
     }
 
     /// The next `N` bytes.
@@ -270,7 +277,21 @@ impl<'a> Reader<'a> {
     ///
     /// # Errors
     /// [`ErrorKind::Corrupted`] for a truncated or overlong varint, or one above `max`.
+    #[inline]
     pub fn varint(&mut self, max: u64, field: &'static str) -> Result<u64> {
+        // One byte (below 128) is the common case: record lengths, state indexes.
+        match self.bytes.get(self.at) {
+            Some(&b) if b < 0x80 && u64::from(b) <= max => {
+                self.at += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(max, field),
+        }
+    }
+
+    /// [`varint`](Self::varint) of more than one byte, and its errors.
+    #[inline(never)]
+    fn varint_long(&mut self, max: u64, field: &'static str) -> Result<u64> {
         let at = self.clone();
         let Some((n, len)) = u64::decode_var(&self.bytes[self.at..]) else {
             return Err(at.error("a bad varint").with_context("field", field));
@@ -284,6 +305,11 @@ impl<'a> Reader<'a> {
                 .with_context("max", max));
         }
         Ok(n)
+    }
+
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.at..]
     }
 
     /// Checks that every byte was read.
@@ -336,4 +362,49 @@ pub fn magic_and_version(
         );
     }
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn varints_of_one_and_more_bytes_are_bounded() {
+        // 5, 127, 128 (two bytes), 300 (two bytes), 7 above its max, a truncated varint.
+        let bytes = [5, 127, 0x80, 0x01, 0xac, 0x02, 7, 0x80];
+        let mut r = Reader::new(&bytes, "f");
+        assert_eq!(r.varint(5, "a").unwrap(), 5);
+        assert_eq!(r.varint(127, "b").unwrap(), 127);
+        assert_eq!(r.varint(128, "c").unwrap(), 128);
+        assert_eq!(r.offset(), 4);
+        let e = r.clone().varint(299, "d").unwrap_err();
+        assert!(e.to_string().contains("out of bounds"), "{e}");
+        assert!(e.to_string().contains("max=299"), "{e}");
+        assert_eq!(r.varint(300, "d").unwrap(), 300);
+        let e = r.varint(6, "e").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupted);
+        assert!(e.to_string().contains("value=7"), "{e}");
+        assert!(e.to_string().contains("offset=6"), "{e}");
+        let mut r = Reader::new(&bytes[7..], "f");
+        let e = r.varint(u64::MAX, "f").unwrap_err();
+        assert!(e.to_string().contains("bad varint"), "{e}");
+    }
+
+    #[test]
+    fn bytes_stop_at_the_end_of_the_frame() {
+        let bytes = [1, 2, 3];
+        let mut r = Reader::new(&bytes, "f").at_offset(10);
+        assert_eq!(r.bytes(2, "a").unwrap(), &[1, 2]);
+        assert_eq!(r.rest(), &[3]);
+        for len in [2, u64::MAX] {
+            let e = r.bytes(len, "b").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupted);
+            let text = e.to_string();
+            assert!(text.contains("field=b") && text.contains("offset=12"), "{text}");
+            assert!(text.contains("remaining=1"), "{text}");
+        }
+        assert_eq!(r.bytes(1, "c").unwrap(), &[3]);
+        assert!(r.is_empty());
+    }
 }

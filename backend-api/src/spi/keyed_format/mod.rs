@@ -30,7 +30,7 @@ pub use header::{
     BLOCK_TARGET_SIZE, Compression, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN, MAX_HEADER_LEN,
     MIN_VERSION, VERSION,
 };
-pub use reader::{Record, read_header, read_key_groups};
+pub use reader::{Fields, Record, read_fields, read_header, read_key_groups};
 pub use writer::KeyedSnapshotWriter;
 
 #[cfg(test)]

@@ -29,6 +29,68 @@ pub struct Record<'a> {
     pub user_key: Option<&'a [u8]>,
     /// Serialized value (a list state's value is its serialized `Vec`).
     pub value: &'a [u8],
+    /// The record's fields as the stream stores them after the state index: key,
+    /// namespace, user key (map state) and value, each after its length as a varint
+    /// ([`read_fields`] reads them back). `None` for a record of a version-1 stream, whose
+    /// lengths are fixed-size.
+    pub encoded: Option<&'a [u8]>,
+}
+
+/// The fields of one record.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    /// Serialized key.
+    pub key: &'a [u8],
+    /// Serialized namespace.
+    pub namespace: &'a [u8],
+    /// Serialized map key (map state only).
+    pub user_key: Option<&'a [u8]>,
+    /// Serialized value.
+    pub value: &'a [u8],
+}
+
+/// Reads the fields of one record as [`Record::encoded`] holds them (each after its
+/// length as a varint; a user key when `has_user_key`).
+///
+/// # Errors
+/// [`crate::ErrorKind::Corrupted`] naming the field when a length is bad or runs past the
+/// end.
+#[inline]
+pub fn read_fields<'a>(r: &mut Reader<'a>, has_user_key: bool) -> Result<Fields<'a>> {
+    read_versioned_fields(r, 2, has_user_key)
+}
+
+/// The fields of one record of a stream of `version` (lengths are varints from version 2,
+/// u32s before).
+#[inline]
+fn read_versioned_fields<'a>(
+    r: &mut Reader<'a>,
+    version: u16,
+    has_user_key: bool,
+) -> Result<Fields<'a>> {
+    #[inline]
+    fn field<'a>(r: &mut Reader<'a>, version: u16, what: &'static str) -> Result<&'a [u8]> {
+        let len = if version >= 2 {
+            r.varint(u64::from(u32::MAX), what)?
+        } else {
+            u64::from(r.u32(what)?)
+        };
+        r.bytes(len, what)
+    }
+    let key = field(r, version, "key")?;
+    let namespace = field(r, version, "namespace")?;
+    let user_key = if has_user_key {
+        Some(field(r, version, "user key")?)
+    } else {
+        None
+    };
+    let value = field(r, version, "value")?;
+    Ok(Fields {
+        key,
+        namespace,
+        user_key,
+        value,
+    })
 }
 
 impl Record<'_> {
@@ -240,15 +302,6 @@ fn parse_records(
     mut r: Reader<'_>,
     visit: &mut dyn FnMut(&KeyedSnapshotHeader, Record<'_>) -> Result<()>,
 ) -> Result<()> {
-    /// A field: its length (a varint in version 2, a u32 in version 1) and its bytes.
-    fn field<'a>(r: &mut Reader<'a>, version: u16, what: &'static str) -> Result<&'a [u8]> {
-        let len = if version >= 2 {
-            r.varint(u64::from(u32::MAX), what)?
-        } else {
-            u64::from(r.u32(what)?)
-        };
-        r.bytes(len, what)
-    }
     while !r.is_empty() {
         let at = r.clone();
         let state = if version >= 2 {
@@ -261,23 +314,19 @@ fn parse_records(
                 .error("snapshot record names an unknown state")
                 .with_context("state", state));
         };
-        let key = field(&mut r, version, "key")?;
-        let namespace = field(&mut r, version, "namespace")?;
-        let user_key = if meta.kind == StateKind::Map {
-            Some(field(&mut r, version, "user key")?)
-        } else {
-            None
-        };
-        let value = field(&mut r, version, "value")?;
+        let before = r.rest();
+        let fields = read_versioned_fields(&mut r, version, meta.kind == StateKind::Map)?;
+        let encoded = (version >= 2).then(|| &before[..before.len() - r.remaining()]);
         visit(
             header,
             Record {
                 key_group,
                 state,
-                key,
-                namespace,
-                user_key,
-                value,
+                key: fields.key,
+                namespace: fields.namespace,
+                user_key: fields.user_key,
+                value: fields.value,
+                encoded,
             },
         )
         .map_err(|e| at.locate(e))?;
