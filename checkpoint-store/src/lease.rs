@@ -43,8 +43,9 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
-use parking_lot::Mutex;
 
 use crate::layout;
 use crate::store::{CheckpointStore, Created};
@@ -148,13 +149,19 @@ fn parse_u64(digits: &str) -> Option<u64> {
 /// Reads the lease state of a job directory (no lease files: the default).
 ///
 /// # Errors
-/// Storage errors while listing.
+/// Storage errors while listing; [`ErrorKind::Unsupported`] inside a tokio runtime (see
+/// [`CheckpointStore`]'s "Blocking").
 pub fn read_state(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> {
+    store.block_on(read_state_async(store, job_dir))
+}
+
+/// [`read_state`], async.
+pub(crate) async fn read_state_async(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> {
     // A file deleted between the listing and its read (a superseded reservation, a pruned
     // view) means the lease moved on meanwhile: list again.
     let mut attempts = 0;
     loop {
-        match read_state_once(store, job_dir) {
+        match read_state_once(store, job_dir).await {
             Err(e) if e.kind() == ErrorKind::NotFound && attempts < MAX_ATTEMPTS => attempts += 1,
             other => return other,
         }
@@ -164,11 +171,11 @@ pub fn read_state(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> 
 /// One listing of `_lease/`: its epochs and reservations by name; the views read; the
 /// modification times of the newest epoch file and the newest reservation only (every older
 /// one is older activity), so the cost does not grow with the number of epochs.
-fn read_state_once(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> {
+async fn read_state_once(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState> {
     let mut state = LeaseState::default();
     let mut newest_epoch_file = None::<String>;
     let mut newest_ids = None::<((u64, u64), String)>;
-    for e in store.list(&lease_dir(job_dir), false)? {
+    for e in store.list_async(&lease_dir(job_dir), false).await? {
         if e.is_dir {
             continue;
         }
@@ -179,7 +186,7 @@ fn read_state_once(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState>
                 newest_epoch_file = Some(e.path.clone());
             }
         } else if let Some(epoch) = name.strip_prefix(VIEW_PREFIX).and_then(parse_u64) {
-            let bytes = store.read_small(&e.path, MAX_VIEW_FILE)?;
+            let bytes = store.read_small_async(&e.path, MAX_VIEW_FILE).await?;
             state.views.push(parse_view(&e.path, epoch, &bytes)?);
         } else if let Some(key) = name
             .strip_prefix(IDS_PREFIX)
@@ -196,7 +203,7 @@ fn read_state_once(store: &CheckpointStore, job_dir: &str) -> Result<LeaseState>
         .iter()
         .chain(newest_ids.as_ref().map(|(_, p)| p))
     {
-        if let Some(ms) = store.modified_ms(path)? {
+        if let Some(ms) = store.modified_ms_async(path).await? {
             state.last_activity_ms = Some(state.last_activity_ms.map_or(ms, |m| m.max(ms)));
         }
     }
@@ -212,39 +219,47 @@ pub(crate) struct Lease {
     epoch: u64,
     /// The first id of this epoch: every id below it was reserved by an older one.
     start_id: u64,
-    reserved_below: Mutex<u64>,
+    /// Every id below this is reserved by this epoch (or an older one).
+    reserved_below: AtomicU64,
+    /// Held by a reservation across its storage I/O: reservations run one at a time.
+    reserving: tokio::sync::Mutex<()>,
 }
 
 impl Lease {
     /// Takes the lease of `job_dir` with a new epoch, fencing every earlier writer. Ids at
     /// or above the returned lease's [`first_id`](Self::first_id) were never reserved;
     /// `min_first_id` raises that floor (the highest `chk-N/` on storage plus one).
-    pub(crate) fn acquire(
+    pub(crate) async fn acquire(
         store: &CheckpointStore,
         job_dir: &str,
         min_first_id: u64,
         owner: &str,
     ) -> Result<Lease> {
         for _ in 0..MAX_ATTEMPTS {
-            let state = read_state(store, job_dir)?;
+            let state = read_state_async(store, job_dir).await?;
             let epoch = state.epoch.checked_add(1).ok_or_else(|| {
                 Error::corrupted("lease epoch overflows").with_context("path", lease_dir(job_dir))
             })?;
             let first_id = state.reserved_below.max(min_first_id);
             let record = format!("epoch={epoch}\nfirst_id={first_id}\nowner={owner}\n");
-            match store.create_new(&epoch_path(job_dir, epoch), record.into_bytes())? {
+            match store
+                .create_new_async(&epoch_path(job_dir, epoch), record.into_bytes())
+                .await?
+            {
                 Created::Created => {
                     // A fenced writer may have reserved an id between the read above and the
                     // epoch's creation; it checks the lease after reserving, so it either
                     // saw this epoch (and stopped) or reserved before it: read again.
-                    let first_id = first_id.max(read_state(store, job_dir)?.reserved_below);
+                    let first_id =
+                        first_id.max(read_state_async(store, job_dir).await?.reserved_below);
                     tracing::info!(job_dir, epoch, first_id, "took the job directory's lease");
                     return Ok(Lease {
                         store: store.clone(),
                         job_dir: job_dir.to_owned(),
                         epoch,
                         start_id: first_id,
-                        reserved_below: Mutex::new(first_id),
+                        reserved_below: AtomicU64::new(first_id),
+                        reserving: tokio::sync::Mutex::new(()),
                     });
                 }
                 // Another writer took this epoch first: try the next one.
@@ -266,13 +281,13 @@ impl Lease {
 
     /// The lowest id this writer has not reserved yet.
     pub(crate) fn first_id(&self) -> u64 {
-        *self.reserved_below.lock()
+        self.reserved_below.load(Ordering::SeqCst)
     }
 
     /// Fails with [`ErrorKind::Fenced`] when a newer epoch holds the lease.
-    pub(crate) fn check(&self, what: &str) -> Result<()> {
+    pub(crate) async fn check(&self, what: &str) -> Result<()> {
         let next = epoch_path(&self.job_dir, self.epoch + 1);
-        if self.store.exists(&next)? {
+        if self.store.exists_async(&next).await? {
             return Err(Error::new(
                 ErrorKind::Fenced,
                 "another writer took over the job directory; this writer must stop",
@@ -288,11 +303,15 @@ impl Lease {
     /// the `chk-N/` with a `_metadata` (see the module docs). Then the views of older epochs
     /// are redundant once the caller has dealt with the checkpoints they make late
     /// ([`prune_views`](Self::prune_views)).
-    pub(crate) fn publish_view(&self, present: &BTreeSet<u64>) -> Result<()> {
+    pub(crate) async fn publish_view(&self, present: &BTreeSet<u64>) -> Result<()> {
         let ids: Vec<String> = present.iter().map(u64::to_string).collect();
         let record = format!("first_id={}\npresent={}\n", self.start_id, ids.join(","));
         let path = view_path(&self.job_dir, self.epoch);
-        match self.store.create_new(&path, record.into_bytes())? {
+        match self
+            .store
+            .create_new_async(&path, record.into_bytes())
+            .await?
+        {
             Created::Created => Ok(()),
             Created::Existed => {
                 Err(Error::internal("this epoch's view exists already").with_context("path", path))
@@ -304,36 +323,41 @@ impl Lease {
     /// writer, and every later publication by a fenced writer is late by this writer's view.
     /// `state` is the lease state the caller classified the job with. Best effort: a view
     /// left behind only costs a read.
-    pub(crate) fn prune_views(&self, state: &LeaseState) {
+    pub(crate) async fn prune_views(&self, state: &LeaseState) {
         for v in state.views.iter().filter(|v| v.epoch < self.epoch) {
-            let _ = self.store.delete(&view_path(&self.job_dir, v.epoch));
+            let _ = self
+                .store
+                .delete_async(&view_path(&self.job_dir, v.epoch))
+                .await;
         }
     }
 
     /// Reserves checkpoint id `id` (and every id below it) before anything is written for
     /// it, so that no later writer uses it again.
-    pub(crate) fn reserve(&self, id: CheckpointId) -> Result<()> {
-        let mut below = self.reserved_below.lock();
+    pub(crate) async fn reserve(&self, id: CheckpointId) -> Result<()> {
+        let _reserving = self.reserving.lock().await;
+        let below = self.reserved_below.load(Ordering::SeqCst);
         // A fenced writer begins nothing, also with an id it reserved before.
-        self.check("begin a checkpoint")?;
-        if id.get() < *below {
+        self.check("begin a checkpoint").await?;
+        if id.get() < below {
             return Ok(());
         }
         let new_below = id.get().checked_add(1).ok_or_else(|| {
             Error::invalid_input("checkpoint id overflows").with_context("checkpoint", id)
         })?;
         let path = ids_path(&self.job_dir, self.epoch, new_below);
-        self.store.create_new(&path, Vec::new())?;
+        self.store.create_new_async(&path, Vec::new()).await?;
         // After the reservation, not only before: a newer epoch that this check does not
         // see yet reads the reservations after creating its epoch, so it starts above it.
-        self.check("reserve a checkpoint id")?;
+        self.check("reserve a checkpoint id").await?;
         // The previous reservation of this epoch is superseded (the highest one counts).
-        if *below > 0 {
+        if below > 0 {
             let _ = self
                 .store
-                .delete(&ids_path(&self.job_dir, self.epoch, *below));
+                .delete_async(&ids_path(&self.job_dir, self.epoch, below))
+                .await;
         }
-        *below = new_below;
+        self.reserved_below.store(new_below, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -46,6 +46,10 @@
 //! - [`CheckpointStore`]: the operator, the stream factory ([`StoreStreamFactory`]) and the
 //!   state reader ([`StoreStateReader`]);
 //! - [`CompletedCheckpointStore`]: commit, retention, cleanup policies, savepoints, restore;
+//! - [`nonblocking`]: the same operations as `async` methods for any tokio runtime. The
+//!   store's storage operations are implemented once, `async`; the blocking API is a thin
+//!   layer over them for threads outside any tokio runtime (see [`CheckpointStore`]'s
+//!   "Blocking");
 //! - [`status`]: the one classification of a `chk-N/` directory (complete, in progress,
 //!   abandoned, corrupt, newer format) that every reader and deleter uses;
 //! - [`lease`]: one writer per job directory (epochs that fence older writers) and

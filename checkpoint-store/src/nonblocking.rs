@@ -1,16 +1,23 @@
 //! The checkpoint store from async code.
 //!
-//! [`CompletedCheckpointStore`] is a blocking API: it drives OpenDAL on a runtime of its
-//! own, so calling it on a tokio worker thread would block that worker, and on a
-//! current-thread runtime it cannot run at all (tokio refuses to block inside an
-//! asynchronous context). [`AsyncCheckpointStore`] offers the same operations as `async`
-//! methods that run the blocking implementation on tokio's blocking pool, as `tokio::fs`
-//! does for files: they can be awaited on any tokio runtime, multi-threaded or
-//! current-thread, without stalling it.
+//! The store's storage operations are implemented once, `async`, over OpenDAL's async
+//! operator (the async core); [`CompletedCheckpointStore`] and the other blocking types are
+//! a thin layer over that core, which block the calling thread until it is done (see
+//! [`CheckpointStore`]'s "Blocking"). [`AsyncCheckpointStore`] offers the same operations as
+//! `async` methods that run the core directly, with no thread blocked: each operation runs
+//! as a task on the small tokio runtime the store shares with every store of the process
+//! (where OpenDAL's connections live), and the caller awaits it from any tokio runtime,
+//! multi-threaded or current-thread. Dropping such a future does not stop the operation: a
+//! commit or deletion that started runs to its end, as it would in the blocking API.
+//!
+//! Inside a tokio runtime the blocking methods refuse to run: they return
+//! [`ErrorKind::Unsupported`] naming this type, rather than stalling the runtime or
+//! panicking.
 //!
 //! State streams ([`PendingCheckpoint::stream_factory`]) are written with
-//! [`std::io::Write`]: write them where blocking is allowed, e.g. in the snapshot's
-//! asynchronous phase run with `tokio::task::spawn_blocking`.
+//! [`std::io::Write`] and read with [`std::io::Read`]: write and read them where blocking is
+//! allowed, e.g. in the snapshot's asynchronous phase run with
+//! `tokio::task::spawn_blocking`, never on a runtime's worker thread.
 //!
 //! ```
 //! use cornerstone_backend_api::CheckpointId;
@@ -30,23 +37,22 @@
 //! })
 //! # }
 //! ```
+//!
+//! [`ErrorKind::Unsupported`]: cornerstone_backend_api::ErrorKind::Unsupported
 
-use cornerstone_backend_api::{CheckpointId, Error, Result};
+use cornerstone_backend_api::{CheckpointId, Result};
 
 use crate::completed::{
     CheckpointConfig, ClaimMode, CompletedCheckpoint, CompletedCheckpointStore, JobStatus,
     PendingCheckpoint,
 };
-use crate::store::{CheckpointStore, StoreStateReader};
+use crate::store::{CheckpointStore, StoreStateReader, spawn_io};
 
-/// Runs `f` on tokio's blocking pool and awaits it.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        Error::internal("a checkpoint storage task did not finish").with_context("cause", e)
-    })?
-}
-
-/// [`CompletedCheckpointStore`] with `async` methods, usable on any tokio runtime.
+/// [`CompletedCheckpointStore`] with `async` methods, usable on any tokio runtime: the
+/// store's async core, with no thread blocked (see the [module](self) docs).
+///
+/// Clones share the same state, and so do the blocking store behind it
+/// ([`blocking`](Self::blocking)) and its clones.
 #[derive(Debug, Clone)]
 pub struct AsyncCheckpointStore {
     store: CheckpointStore,
@@ -65,12 +71,15 @@ impl AsyncCheckpointStore {
     ) -> Result<Self> {
         let job_id = job_id.into();
         let opened = store.clone();
-        let inner =
-            blocking(move || CompletedCheckpointStore::open(&opened, &job_id, config)).await?;
+        let inner = spawn_io(async move {
+            CompletedCheckpointStore::open_async(&opened, &job_id, config).await
+        })
+        .await?;
         Ok(AsyncCheckpointStore { store, inner })
     }
 
-    /// The blocking store behind this one (for code that runs where blocking is allowed).
+    /// The blocking store behind this one, sharing its state (for code that runs on a
+    /// thread outside any tokio runtime, and for the methods that do no storage I/O).
     pub fn blocking(&self) -> &CompletedCheckpointStore {
         &self.inner
     }
@@ -81,10 +90,10 @@ impl AsyncCheckpointStore {
     /// As [`CompletedCheckpointStore::begin_checkpoint`].
     pub async fn begin_checkpoint(&self, id: CheckpointId) -> Result<PendingCheckpoint> {
         let job = self.inner.clone();
-        blocking(move || job.begin_checkpoint(id)).await
+        spawn_io(async move { job.begin_checkpoint_async(id).await }).await
     }
 
-    /// [`CompletedCheckpointStore::begin_savepoint`].
+    /// [`CompletedCheckpointStore::begin_savepoint`] (no storage access).
     ///
     /// # Errors
     /// As [`CompletedCheckpointStore::begin_savepoint`].
@@ -93,9 +102,7 @@ impl AsyncCheckpointStore {
         id: CheckpointId,
         savepoint_parent: impl Into<String>,
     ) -> Result<PendingCheckpoint> {
-        let job = self.inner.clone();
-        let parent = savepoint_parent.into();
-        blocking(move || job.begin_savepoint(id, &parent)).await
+        self.inner.begin_savepoint(id, &savepoint_parent.into())
     }
 
     /// [`PendingCheckpoint::commit`].
@@ -103,7 +110,7 @@ impl AsyncCheckpointStore {
     /// # Errors
     /// As [`PendingCheckpoint::commit`].
     pub async fn commit(&self, pending: PendingCheckpoint) -> Result<CompletedCheckpoint> {
-        blocking(move || pending.commit()).await
+        spawn_io(pending.commit_async()).await
     }
 
     /// [`PendingCheckpoint::abort`].
@@ -111,7 +118,7 @@ impl AsyncCheckpointStore {
     /// # Errors
     /// As [`PendingCheckpoint::abort`].
     pub async fn abort(&self, pending: PendingCheckpoint) -> Result<()> {
-        blocking(move || pending.abort()).await
+        spawn_io(pending.abort_async()).await
     }
 
     /// [`CompletedCheckpointStore::latest`] (in memory: no storage access).
@@ -127,7 +134,7 @@ impl AsyncCheckpointStore {
     pub async fn resolve(&self, path: impl Into<String>) -> Result<CompletedCheckpoint> {
         let store = self.store.clone();
         let path = path.into();
-        blocking(move || store.resolve(&path)).await
+        spawn_io(async move { store.resolve_async(&path).await }).await
     }
 
     /// [`CompletedCheckpointStore::restore`].
@@ -140,7 +147,7 @@ impl AsyncCheckpointStore {
         mode: ClaimMode,
     ) -> Result<StoreStateReader> {
         let job = self.inner.clone();
-        blocking(move || job.restore(&point, mode)).await
+        spawn_io(async move { job.restore_async(&point, mode).await }).await
     }
 
     /// [`CompletedCheckpointStore::settle_doubtful`].
@@ -149,7 +156,16 @@ impl AsyncCheckpointStore {
     /// As [`CompletedCheckpointStore::settle_doubtful`].
     pub async fn settle_doubtful(&self) -> Result<()> {
         let job = self.inner.clone();
-        blocking(move || job.settle_doubtful()).await
+        spawn_io(async move { job.settle_doubtful_async().await }).await
+    }
+
+    /// [`CompletedCheckpointStore::check_lease`].
+    ///
+    /// # Errors
+    /// As [`CompletedCheckpointStore::check_lease`].
+    pub async fn check_lease(&self) -> Result<()> {
+        let job = self.inner.clone();
+        spawn_io(async move { job.check_lease_async().await }).await
     }
 
     /// [`CompletedCheckpointStore::terminate`].
@@ -158,6 +174,6 @@ impl AsyncCheckpointStore {
     /// As [`CompletedCheckpointStore::terminate`].
     pub async fn terminate(&self, status: JobStatus) -> Result<()> {
         let job = self.inner.clone();
-        blocking(move || job.terminate(status)).await
+        spawn_io(async move { job.terminate_async(status).await }).await
     }
 }

@@ -103,11 +103,13 @@ impl AgeGuard {
 
 /// Reads and decodes a `_metadata` (at most [`MAX_METADATA_FILE`] bytes) and works out its
 /// base directory.
-pub(crate) fn load_completed(
+pub(crate) async fn load_completed(
     store: &CheckpointStore,
     metadata_path: &str,
 ) -> Result<CompletedCheckpoint> {
-    let bytes = store.read_small(metadata_path, MAX_METADATA_FILE)?;
+    let bytes = store
+        .read_small_async(metadata_path, MAX_METADATA_FILE)
+        .await?;
     let metadata = codec::decode(&bytes).map_err(|e| e.with_context("path", metadata_path))?;
     let dir = layout::parent_dir(metadata_path);
     let base_dir = match metadata.kind {
@@ -125,15 +127,27 @@ pub(crate) fn load_completed(
 /// without `_metadata` is [`InProgress`](CheckpointDirStatus::InProgress) (nothing is listed).
 ///
 /// # Errors
-/// Storage errors other than a missing `_metadata` (transient ones included).
+/// Storage errors other than a missing `_metadata` (transient ones included);
+/// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s
+/// "Blocking").
 pub fn classify(
     store: &CheckpointStore,
     dir: &str,
     id: CheckpointId,
     age: Option<AgeGuard>,
 ) -> Result<CheckpointDirStatus> {
+    store.block_on(classify_async(store, dir, id, age))
+}
+
+/// [`classify`], async.
+pub(crate) async fn classify_async(
+    store: &CheckpointStore,
+    dir: &str,
+    id: CheckpointId,
+    age: Option<AgeGuard>,
+) -> Result<CheckpointDirStatus> {
     let meta = layout::metadata_path(dir);
-    match metadata_status(store, &meta)? {
+    match metadata_status_async(store, &meta).await? {
         Some(CheckpointDirStatus::Complete(done))
             if done.metadata.kind != SnapshotKind::Checkpoint =>
         {
@@ -160,11 +174,11 @@ pub fn classify(
             }
             let mut newest = None::<u64>;
             let mut unknown = false;
-            for e in store.list(dir, true)? {
+            for e in store.list_async(dir, true).await? {
                 if e.is_dir {
                     continue;
                 }
-                match store.modified_ms(&e.path) {
+                match store.modified_ms_async(&e.path).await {
                     Ok(Some(ms)) => newest = Some(newest.map_or(ms, |n| n.max(ms))),
                     Ok(None) => unknown = true,
                     // Deleted since the listing (its writer cleaned up): not a sign of life.
@@ -191,7 +205,15 @@ pub(crate) fn metadata_status(
     store: &CheckpointStore,
     meta: &str,
 ) -> Result<Option<CheckpointDirStatus>> {
-    match load_completed(store, meta) {
+    store.block_on(metadata_status_async(store, meta))
+}
+
+/// [`metadata_status`], async.
+pub(crate) async fn metadata_status_async(
+    store: &CheckpointStore,
+    meta: &str,
+) -> Result<Option<CheckpointDirStatus>> {
+    match load_completed(store, meta).await {
         Ok(done) => Ok(Some(CheckpointDirStatus::Complete(done))),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) if e.kind() == ErrorKind::Unsupported => {
@@ -211,25 +233,34 @@ pub fn classify_job(
     job_dir: &str,
     age: Option<AgeGuard>,
 ) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
+    store.block_on(classify_job_async(store, job_dir, age))
+}
+
+/// [`classify_job`], async.
+pub(crate) async fn classify_job_async(
+    store: &CheckpointStore,
+    job_dir: &str,
+    age: Option<AgeGuard>,
+) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
     let job_dir = layout::normalize_dir(job_dir)?;
-    let lease = crate::lease::read_state(store, &job_dir)?;
-    let dirs = crate::completed::checkpoint_dirs(store, &job_dir)?;
-    classify_listed(store, dirs, age, &lease)
+    let lease = crate::lease::read_state_async(store, &job_dir).await?;
+    let dirs = crate::completed::checkpoint_dirs_async(store, &job_dir).await?;
+    classify_listed(store, dirs, age, &lease).await
 }
 
 /// [`classify_job`] of directories the caller listed, with the job's lease state it read.
-pub(crate) fn classify_listed(
+pub(crate) async fn classify_listed(
     store: &CheckpointStore,
     dirs: Vec<(CheckpointId, String)>,
     age: Option<AgeGuard>,
     lease: &crate::lease::LeaseState,
 ) -> Result<Vec<(CheckpointId, String, CheckpointDirStatus)>> {
-    dirs.into_iter()
-        .map(|(id, dir)| {
-            let status = with_lease(classify(store, &dir, id, age)?, id, lease);
-            Ok((id, dir, status))
-        })
-        .collect()
+    let mut classified = Vec::with_capacity(dirs.len());
+    for (id, dir) in dirs {
+        let status = with_lease(classify_async(store, &dir, id, age).await?, id, lease);
+        classified.push((id, dir, status));
+    }
+    Ok(classified)
 }
 
 /// A complete checkpoint that the job's lease views make late is

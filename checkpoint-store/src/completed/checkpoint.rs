@@ -47,8 +47,17 @@ pub(crate) fn checkpoint_dirs(
     store: &CheckpointStore,
     job_dir: &str,
 ) -> Result<Vec<(CheckpointId, String)>> {
+    store.block_on(checkpoint_dirs_async(store, job_dir))
+}
+
+/// [`checkpoint_dirs`], async.
+pub(crate) async fn checkpoint_dirs_async(
+    store: &CheckpointStore,
+    job_dir: &str,
+) -> Result<Vec<(CheckpointId, String)>> {
     let mut dirs: Vec<(CheckpointId, String)> = store
-        .list(job_dir, false)?
+        .list_async(job_dir, false)
+        .await?
         .into_iter()
         .filter_map(|e| {
             let name = layout::file_name(&e.path);
@@ -71,10 +80,21 @@ pub(crate) fn sync_job_dirs(
     job_dir: &str,
     dirs: &[(CheckpointId, String)],
 ) -> Result<()> {
+    store.block_on(sync_job_dirs_async(store, job_dir, dirs))
+}
+
+/// [`sync_job_dirs`], async.
+pub(crate) async fn sync_job_dirs_async(
+    store: &CheckpointStore,
+    job_dir: &str,
+    dirs: &[(CheckpointId, String)],
+) -> Result<()> {
     let shared = layout::shared_dir(job_dir);
-    store.sync_dirs(
-        dirs.iter()
-            .map(|(_, d)| d.as_str())
-            .chain([shared.as_str(), job_dir]),
-    )
+    store
+        .sync_dirs_async(
+            dirs.iter()
+                .map(|(_, d)| d.as_str())
+                .chain([shared.as_str(), job_dir]),
+        )
+        .await
 }

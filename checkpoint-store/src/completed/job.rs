@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result};
 use parking_lot::Mutex;
 
-use super::checkpoint::{CompletedCheckpoint, checkpoint_dirs, sync_job_dirs};
+use super::checkpoint::{CompletedCheckpoint, checkpoint_dirs_async, sync_job_dirs_async};
 use super::config::{CheckpointConfig, JobStatus};
 use super::retention::{Retained, State, delete_files, resolve_doubtful, unpublish};
 use crate::layout;
@@ -24,8 +24,9 @@ pub(super) struct JobInner {
     pub(super) lease: Lease,
     /// Held by whatever changes the retained checkpoints together with storage (a commit
     /// and its subsumption, settling doubtful commits, a Claim restore, termination), for
-    /// the whole of that storage I/O: such changes run one at a time.
-    pub(super) writer: Mutex<()>,
+    /// the whole of that storage I/O: such changes run one at a time. An async mutex: it is
+    /// held across the awaits of that I/O.
+    pub(super) writer: tokio::sync::Mutex<()>,
     /// The retained checkpoints and their bookkeeping, only ever held for in-memory steps,
     /// never across storage I/O: readers ([`CompletedCheckpointStore::latest`], `Debug`)
     /// never wait for storage.
@@ -72,13 +73,25 @@ impl CompletedCheckpointStore {
     /// [`ErrorKind::Unsupported`] naming the file when a `_metadata` newer than every
     /// complete checkpoint is unreadable (unless
     /// [`fallback_on_unreadable`](CheckpointConfig::fallback_on_unreadable)); storage errors
-    /// while listing or reading, transient ones included.
+    /// while listing or reading, transient ones included; [`ErrorKind::Unsupported`] inside a
+    /// tokio runtime (see [`CheckpointStore`]'s "Blocking"; use
+    /// [`AsyncCheckpointStore`](crate::nonblocking::AsyncCheckpointStore) there).
     pub fn open(store: &CheckpointStore, job_id: &str, config: CheckpointConfig) -> Result<Self> {
+        store.block_on(Self::open_async(store, job_id, config))
+    }
+
+    /// [`open`](Self::open), async.
+    pub(crate) async fn open_async(
+        store: &CheckpointStore,
+        job_id: &str,
+        config: CheckpointConfig,
+    ) -> Result<Self> {
         let job_dir = layout::job_dir(job_id)?;
         // The lease first, then the checkpoints: a writer fenced by this epoch can publish
         // nothing after the listing below without finding out (it re-checks after
         // publishing), so this writer knows every checkpoint it could subsume.
-        let highest_dir = checkpoint_dirs(store, &job_dir)?
+        let highest_dir = checkpoint_dirs_async(store, &job_dir)
+            .await?
             .last()
             .map_or(0, |(id, _)| id.get());
         let first_id = highest_dir.checked_add(1).ok_or_else(|| {
@@ -89,11 +102,11 @@ impl CompletedCheckpointStore {
             std::process::id(),
             config.clock.now_millis()
         );
-        let lease = Lease::acquire(store, &job_dir, first_id, &owner)?;
-        let dirs = checkpoint_dirs(store, &job_dir)?;
-        sync_job_dirs(store, &job_dir, &dirs)?;
-        let lease_state = crate::lease::read_state(store, &job_dir)?;
-        let classified = status::classify_listed(store, dirs, None, &lease_state)?;
+        let lease = Lease::acquire(store, &job_dir, first_id, &owner).await?;
+        let dirs = checkpoint_dirs_async(store, &job_dir).await?;
+        sync_job_dirs_async(store, &job_dir, &dirs).await?;
+        let lease_state = crate::lease::read_state_async(store, &job_dir).await?;
+        let classified = status::classify_listed(store, dirs, None, &lease_state).await?;
         let mut retained = Vec::new();
         let keep_shared = classified.iter().any(|(_, _, st)| st.is_unreadable());
         for (id, dir, st) in &classified {
@@ -131,14 +144,14 @@ impl CompletedCheckpointStore {
             })
             .map(|(id, _, _)| id.get())
             .collect();
-        lease.publish_view(&present)?;
+        lease.publish_view(&present).await?;
         for (_, _, st) in &classified {
             if let CheckpointDirStatus::Fenced(done) = st {
                 tracing::warn!(path = %done.metadata_path, "deleting the _metadata of a checkpoint a fenced writer published after a newer writer took over; it was never reported complete");
-                unpublish(store, done)?;
+                unpublish(store, done).await?;
             }
         }
-        lease.prune_views(&lease_state);
+        lease.prune_views(&lease_state).await;
         Ok(CompletedCheckpointStore {
             inner: Arc::new(JobInner {
                 store: store.clone(),
@@ -146,7 +159,7 @@ impl CompletedCheckpointStore {
                 job_dir,
                 config,
                 lease,
-                writer: Mutex::new(()),
+                writer: tokio::sync::Mutex::new(()),
                 state: Mutex::new(State {
                     retained,
                     keep_shared,
@@ -175,12 +188,18 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::OutcomeUnknown`] naming the `_metadata` that storage still cannot
-    /// read; [`ErrorKind::Fenced`].
+    /// read; [`ErrorKind::Fenced`]; [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking").
     pub fn settle_doubtful(&self) -> Result<()> {
-        let _writer = self.inner.writer.lock();
-        self.inner.lease.check("settle doubtful commits")?;
-        resolve_doubtful(&self.inner.store, &self.inner.state);
-        match self.inner.state.lock().doubtful.first() {
+        self.inner.store.block_on(self.settle_doubtful_async())
+    }
+
+    /// [`settle_doubtful`](Self::settle_doubtful), async.
+    pub(crate) async fn settle_doubtful_async(&self) -> Result<()> {
+        let _writer = self.inner.writer.lock().await;
+        self.inner.lease.check("settle doubtful commits").await?;
+        resolve_doubtful(&self.inner.store, &self.inner.state).await;
+        let state = self.inner.state.lock();
+        match state.doubtful.first() {
             Some(d) => Err(Error::new(
                 ErrorKind::OutcomeUnknown,
                 "storage cannot tell yet whether a checkpoint completed",
@@ -193,9 +212,14 @@ impl CompletedCheckpointStore {
     /// Fails with [`ErrorKind::Fenced`] when another writer took the job directory's lease.
     ///
     /// # Errors
-    /// [`ErrorKind::Fenced`]; storage errors.
+    /// [`ErrorKind::Fenced`]; storage errors; [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking").
     pub fn check_lease(&self) -> Result<()> {
-        self.inner.lease.check("check the lease")
+        self.inner.store.block_on(self.check_lease_async())
+    }
+
+    /// [`check_lease`](Self::check_lease), async.
+    pub(crate) async fn check_lease_async(&self) -> Result<()> {
+        self.inner.lease.check("check the lease").await
     }
 
     /// The job directory (`<job-id>/`).
@@ -249,23 +273,30 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::Fenced`]; storage errors of the deletion (what is left is garbage for
-    /// `gc`).
+    /// `gc`); [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s
+    /// "Blocking").
     ///
     /// [`CleanupPolicy::deletes_on`]: super::CleanupPolicy::deletes_on
     pub fn terminate(&self, status: JobStatus) -> Result<()> {
+        self.inner.store.block_on(self.terminate_async(status))
+    }
+
+    /// [`terminate`](Self::terminate), async.
+    pub(crate) async fn terminate_async(&self, status: JobStatus) -> Result<()> {
         let inner = &self.inner;
-        let _writer = inner.writer.lock();
+        let _writer = inner.writer.lock().await;
         inner.state.lock().terminated = true;
         if !inner.config.cleanup.deletes_on(status) {
             return Ok(());
         }
-        inner.lease.check("clean up on termination")?;
-        let mut state = inner.state.lock();
-        let mut retained = std::mem::take(&mut state.retained);
-        retained.append(&mut state.discarding);
-        let doubtful = std::mem::take(&mut state.doubtful);
-        drop(state);
-        let classified = status::classify_job(&inner.store, &inner.job_dir, None)?;
+        inner.lease.check("clean up on termination").await?;
+        let (retained, doubtful) = {
+            let mut state = inner.state.lock();
+            let mut retained = std::mem::take(&mut state.retained);
+            retained.append(&mut state.discarding);
+            (retained, std::mem::take(&mut state.doubtful))
+        };
+        let classified = status::classify_job_async(&inner.store, &inner.job_dir, None).await?;
         let retained_dirs: BTreeSet<String> = retained.iter().map(|r| r.done.dir()).collect();
         // Anything on storage this job cannot account for may reference shared files.
         let unreadable = classified.iter().any(|(_, dir, st)| {
@@ -279,18 +310,15 @@ impl CompletedCheckpointStore {
             .map(|(p, _)| p)
             .collect();
         for r in &retained {
-            inner.store.delete(&r.done.metadata_path)?;
+            inner.store.delete_async(&r.done.metadata_path).await?;
         }
-        inner.store.sync_dirs(
-            retained
-                .iter()
-                .map(|r| r.done.dir())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str),
-        )?;
+        let retained_dir_list: Vec<String> = retained.iter().map(|r| r.done.dir()).collect();
+        inner
+            .store
+            .sync_dirs_async(retained_dir_list.iter().map(String::as_str))
+            .await?;
         for r in &retained {
-            delete_files(&inner.store, &r.done, &keep, !r.foreign, unreadable)?;
+            delete_files(&inner.store, &r.done, &keep, !r.foreign, unreadable).await?;
         }
         for (_, dir, st) in classified {
             match st {
@@ -304,25 +332,25 @@ impl CompletedCheckpointStore {
                 CheckpointDirStatus::InProgress
                 | CheckpointDirStatus::Abandoned
                 | CheckpointDirStatus::Fenced(_) => {
-                    for e in inner.store.list(&dir, true)? {
+                    for e in inner.store.list_async(&dir, true).await? {
                         if !e.is_dir && !keep.contains(&e.path) {
-                            inner.store.delete(&e.path)?;
+                            inner.store.delete_async(&e.path).await?;
                         }
                     }
-                    inner.store.delete_dir_if_empty(&dir);
+                    inner.store.delete_dir_if_empty_async(&dir).await;
                 }
             }
         }
         let shared = layout::shared_dir(&inner.job_dir);
         if !unreadable {
-            for e in inner.store.list(&shared, true)? {
+            for e in inner.store.list_async(&shared, true).await? {
                 if !e.is_dir && !keep.contains(&e.path) {
-                    inner.store.delete(&e.path)?;
+                    inner.store.delete_async(&e.path).await?;
                 }
             }
-            inner.store.delete_dir_if_empty(&shared);
+            inner.store.delete_dir_if_empty_async(&shared).await;
         }
-        inner.store.delete_dir_if_empty(&inner.job_dir);
+        inner.store.delete_dir_if_empty_async(&inner.job_dir).await;
         Ok(())
     }
 }

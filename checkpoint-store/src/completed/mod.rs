@@ -16,7 +16,7 @@ mod restore;
 mod retention;
 
 pub use checkpoint::CompletedCheckpoint;
-pub(crate) use checkpoint::{checkpoint_dirs, sync_job_dirs};
+pub(crate) use checkpoint::{checkpoint_dirs, checkpoint_dirs_async, sync_job_dirs};
 pub use config::{CheckpointConfig, ClaimMode, CleanupPolicy, JobStatus};
 pub use job::CompletedCheckpointStore;
 pub use pending::PendingCheckpoint;

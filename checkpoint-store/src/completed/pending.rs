@@ -11,7 +11,7 @@ use cornerstone_backend_api::{CheckpointId, Error, ErrorKind, Result, StateScope
 use super::checkpoint::CompletedCheckpoint;
 use super::job::CompletedCheckpointStore;
 #[cfg(feature = "failpoints")]
-use super::retention::kill_point;
+use super::retention::fail_point;
 use super::retention::{Retained, delete_files, live_files, resolve_doubtful, unpublish};
 use crate::codec;
 use crate::layout;
@@ -19,7 +19,7 @@ use crate::metadata::{
     CheckpointMetadata, FORMAT_VERSION, OperatorSpec, OperatorState, SnapshotKind,
 };
 use crate::status;
-use crate::store::{CheckpointStore, StoreStreamFactory, random_name};
+use crate::store::{CheckpointStore, StoreStreamFactory, in_runtime, random_name};
 
 impl CompletedCheckpointStore {
     /// Starts checkpoint `id`, which must be above every retained checkpoint.
@@ -27,8 +27,17 @@ impl CompletedCheckpointStore {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a non-increasing id; [`ErrorKind::AlreadyExists`] when
     /// `chk-N/_metadata` exists; [`ErrorKind::Closed`] after [`terminate`](Self::terminate);
-    /// [`ErrorKind::Fenced`] when another writer took the job directory's lease.
+    /// [`ErrorKind::Fenced`] when another writer took the job directory's lease;
+    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking").
     pub fn begin_checkpoint(&self, id: CheckpointId) -> Result<PendingCheckpoint> {
+        self.inner.store.block_on(self.begin_checkpoint_async(id))
+    }
+
+    /// [`begin_checkpoint`](Self::begin_checkpoint), async.
+    pub(crate) async fn begin_checkpoint_async(
+        &self,
+        id: CheckpointId,
+    ) -> Result<PendingCheckpoint> {
         let inner = &self.inner;
         {
             let state = inner.state.lock();
@@ -49,8 +58,12 @@ impl CompletedCheckpointStore {
         }
         let dir = layout::checkpoint_dir(&inner.job_dir, id);
         // Reserved before anything is written for it: no later writer reuses the id.
-        inner.lease.reserve(id)?;
-        if inner.store.exists(&layout::metadata_path(&dir))? {
+        inner.lease.reserve(id).await?;
+        if inner
+            .store
+            .exists_async(&layout::metadata_path(&dir))
+            .await?
+        {
             return Err(
                 Error::new(ErrorKind::AlreadyExists, "checkpoint is already complete")
                     .with_context("checkpoint", id)
@@ -123,11 +136,16 @@ enum ReadBack {
     Unknown(Error),
 }
 
-fn read_back(store: &CheckpointStore, path: &str, written: &[u8]) -> ReadBack {
-    match store.read_small(path, status::MAX_METADATA_FILE) {
+async fn read_back(store: &CheckpointStore, path: &str, written: &[u8]) -> ReadBack {
+    match store
+        .read_small_async(path, status::MAX_METADATA_FILE)
+        .await
+    {
         // The failed commit may have failed at the directory sync after the write: a
         // `_metadata` that is there but could vanish at a power cut is not complete yet.
-        Ok(bytes) if bytes == written => match store.sync_dirs([layout::parent_dir(path).as_str()])
+        Ok(bytes) if bytes == written => match store
+            .sync_dirs_async([layout::parent_dir(path).as_str()])
+            .await
         {
             Ok(()) => ReadBack::Ours,
             Err(e) => ReadBack::Unknown(e),
@@ -246,21 +264,29 @@ impl PendingCheckpoint {
     /// file of a `NoClaim` restore), or an id not above the latest retained checkpoint;
     /// [`ErrorKind::Fenced`] when another writer took the lease (nothing is deleted; when
     /// that is found after `_metadata` was published, the checkpoint stays on storage);
-    /// [`ErrorKind::OutcomeUnknown`]; storage and encoding errors.
-    pub fn commit(mut self) -> Result<CompletedCheckpoint> {
+    /// [`ErrorKind::OutcomeUnknown`]; storage and encoding errors;
+    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking"):
+    /// the checkpoint is then aborted, as when it is dropped.
+    pub fn commit(self) -> Result<CompletedCheckpoint> {
+        let store = self.job.inner.store.clone();
+        store.block_on(self.commit_async())
+    }
+
+    /// [`commit`](Self::commit), async.
+    pub(crate) async fn commit_async(mut self) -> Result<CompletedCheckpoint> {
         self.finished = true;
-        match self.try_commit() {
+        match self.try_commit().await {
             Ok(done) => Ok(done),
             Err(Failure::Clean(e)) => {
                 let live = live_files(&self.job.inner.state.lock());
-                let _ = self.cleanup_written(&live);
+                let _ = self.cleanup().cleanup_written(&live).await;
                 Err(e.with_context("checkpoint", self.id))
             }
             Err(Failure::Keep(e)) => Err(e.with_context("checkpoint", self.id)),
         }
     }
 
-    fn try_commit(&mut self) -> std::result::Result<CompletedCheckpoint, Failure> {
+    async fn try_commit(&mut self) -> std::result::Result<CompletedCheckpoint, Failure> {
         let inner = self.job.inner.clone();
         let metadata = CheckpointMetadata {
             format_version: FORMAT_VERSION,
@@ -286,7 +312,7 @@ impl PendingCheckpoint {
 
         // One commit (or other change of the retained checkpoints) at a time; `state` is only
         // held for the in-memory steps below, never across storage I/O.
-        let _writer = inner.writer.lock();
+        let _writer = inner.writer.lock().await;
         if inner.state.lock().terminated {
             return Err(Failure::Clean(Error::new(
                 ErrorKind::Closed,
@@ -294,29 +320,30 @@ impl PendingCheckpoint {
             )));
         }
         // A fenced writer deletes nothing, not even its own files.
-        inner.lease.check("commit").map_err(Failure::Keep)?;
-        resolve_doubtful(&inner.store, &inner.state);
-        let state = inner.state.lock();
-        if self.kind == SnapshotKind::Checkpoint
-            && let Some(latest) = state.retained.iter().map(|r| r.done.id()).max()
-            && self.id <= latest
-        {
-            return Err(Failure::Clean(
-                Error::invalid_input(
-                    "checkpoint is not newer than the latest completed one (it was subsumed)",
-                )
-                .with_context("latest", latest),
-            ));
-        }
-        let owned_live: BTreeSet<String> = state
-            .retained
-            .iter()
-            .filter(|r| !r.foreign)
-            .flat_map(|r| r.done.file_paths())
-            .filter(|(_, scope)| *scope == StateScope::Shared)
-            .map(|(p, _)| p)
-            .collect();
-        drop(state);
+        inner.lease.check("commit").await.map_err(Failure::Keep)?;
+        resolve_doubtful(&inner.store, &inner.state).await;
+        let owned_live: BTreeSet<String> = {
+            let state = inner.state.lock();
+            if self.kind == SnapshotKind::Checkpoint
+                && let Some(latest) = state.retained.iter().map(|r| r.done.id()).max()
+                && self.id <= latest
+            {
+                return Err(Failure::Clean(
+                    Error::invalid_input(
+                        "checkpoint is not newer than the latest completed one (it was subsumed)",
+                    )
+                    .with_context("latest", latest),
+                ));
+            }
+            state
+                .retained
+                .iter()
+                .filter(|r| !r.foreign)
+                .flat_map(|r| r.done.file_paths())
+                .filter(|(_, scope)| *scope == StateScope::Shared)
+                .map(|(p, _)| p)
+                .collect()
+        };
         for (path, scope) in done.file_paths() {
             let ok = match scope {
                 StateScope::TaskOwned => self.kind == SnapshotKind::Checkpoint,
@@ -345,16 +372,19 @@ impl PendingCheckpoint {
             .collect();
         inner
             .store
-            .sync_dirs(dirs.iter().map(String::as_str))
+            .sync_dirs_async(dirs.iter().map(String::as_str))
+            .await
             .map_err(Failure::Clean)?;
 
         // Kill point: the files are written and synced, `_metadata` is not (`failpoints`).
         #[cfg(feature = "failpoints")]
-        fail::fail_point!("commit-before-metadata", |_| kill_point(
-            "commit-before-metadata"
-        ));
-        if let Err(e) = inner.store.commit_metadata(&self.dir, bytes.clone()) {
-            match read_back(&inner.store, &done.metadata_path, &bytes) {
+        fail_point("commit-before-metadata");
+        if let Err(e) = inner
+            .store
+            .commit_metadata_async(&self.dir, bytes.clone())
+            .await
+        {
+            match read_back(&inner.store, &done.metadata_path, &bytes).await {
                 ReadBack::Ours => {
                     tracing::warn!(path = %done.metadata_path, error = %e, "the _metadata write reported an error but took effect: the checkpoint is complete");
                 }
@@ -379,9 +409,7 @@ impl PendingCheckpoint {
         // Kill point: `_metadata` is published, the checkpoint not yet registered nor
         // anything subsumed (`failpoints`).
         #[cfg(feature = "failpoints")]
-        fail::fail_point!("commit-after-metadata", |_| kill_point(
-            "commit-after-metadata"
-        ));
+        fail_point("commit-after-metadata");
 
         if self.kind == SnapshotKind::Savepoint {
             return Ok(done);
@@ -396,7 +424,7 @@ impl PendingCheckpoint {
         }
         // Published: if another writer took over meanwhile, it may not have seen this
         // checkpoint, so nothing is deleted by this writer any more.
-        if let Err(e) = inner.lease.check("subsume after commit") {
+        if let Err(e) = inner.lease.check("subsume after commit").await {
             return Err(Failure::Keep(
                 e.with_context("committed", &done.metadata_path),
             ));
@@ -417,7 +445,7 @@ impl PendingCheckpoint {
         let mut unpublished = Vec::new();
         let mut still_published = Vec::new();
         for r in subsumed {
-            match unpublish(&inner.store, &r.done) {
+            match unpublish(&inner.store, &r.done).await {
                 Ok(()) => unpublished.push(r),
                 Err(e) => {
                     failures.push(e.to_string());
@@ -434,13 +462,15 @@ impl PendingCheckpoint {
         for w in &written {
             if !live.contains(w)
                 && !is_task_owned(&done.base_dir, w)
-                && let Err(e) = inner.store.delete(w)
+                && let Err(e) = inner.store.delete_async(w).await
             {
                 failures.push(e.to_string());
             }
         }
         for r in unpublished {
-            if let Err(e) = delete_files(&inner.store, &r.done, &live, !r.foreign, keep_shared) {
+            if let Err(e) =
+                delete_files(&inner.store, &r.done, &live, !r.foreign, keep_shared).await
+            {
                 failures.push(e.to_string());
             }
         }
@@ -454,20 +484,50 @@ impl PendingCheckpoint {
     /// checkpoint references) and its directory. A fenced writer deletes nothing.
     ///
     /// # Errors
-    /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`).
-    pub fn abort(mut self) -> Result<()> {
-        self.finished = true;
-        let _writer = self.job.inner.writer.lock();
-        let live = live_files(&self.job.inner.state.lock());
-        self.cleanup_written(&live)
+    /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`);
+    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking"):
+    /// the checkpoint's files are then deleted as when it is dropped.
+    pub fn abort(self) -> Result<()> {
+        let store = self.job.inner.store.clone();
+        store.block_on(self.abort_async())
     }
 
-    fn cleanup_written(&self, live: &BTreeSet<String>) -> Result<()> {
+    /// [`abort`](Self::abort), async.
+    pub(crate) async fn abort_async(mut self) -> Result<()> {
+        self.finished = true;
+        let _writer = self.job.inner.writer.lock().await;
+        let live = live_files(&self.job.inner.state.lock());
+        self.cleanup().cleanup_written(&live).await
+    }
+
+    /// What deleting this checkpoint's files needs, owned (a dropped checkpoint's cleanup
+    /// may run as a task of its own).
+    fn cleanup(&self) -> Cleanup {
+        Cleanup {
+            job: self.job.clone(),
+            factory: self.factory.clone(),
+            kind: self.kind,
+            dir: self.dir.clone(),
+        }
+    }
+}
+
+/// The files of an uncommitted checkpoint, to delete.
+struct Cleanup {
+    job: CompletedCheckpointStore,
+    factory: Arc<StoreStreamFactory>,
+    kind: SnapshotKind,
+    dir: String,
+}
+
+impl Cleanup {
+    async fn cleanup_written(&self, live: &BTreeSet<String>) -> Result<()> {
         let store = &self.job.inner.store;
         self.job
             .inner
             .lease
-            .check("delete an aborted checkpoint's files")?;
+            .check("delete an aborted checkpoint's files")
+            .await?;
         let base = self.factory.base_dir();
         let mut first_error = None;
         for w in self.factory.written() {
@@ -477,15 +537,16 @@ impl PendingCheckpoint {
             {
                 continue;
             }
-            if let Err(e) = store.delete(&path) {
+            if let Err(e) = store.delete_async(&path).await {
                 first_error.get_or_insert(e);
             }
         }
         if !store
-            .exists(&layout::metadata_path(&self.dir))
+            .exists_async(&layout::metadata_path(&self.dir))
+            .await
             .unwrap_or(true)
         {
-            store.delete_dir_if_empty(&self.dir);
+            store.delete_dir_if_empty_async(&self.dir).await;
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -505,11 +566,25 @@ fn is_task_owned(base: &str, path: &str) -> bool {
 }
 
 impl Drop for PendingCheckpoint {
+    /// Aborts an uncommitted checkpoint (without the job's writer lock, as it always did):
+    /// on the calling thread outside a tokio runtime; inside one, where a destructor cannot
+    /// wait, as a task on the shared I/O runtime that finishes later.
     fn drop(&mut self) {
         if !self.finished {
             self.finished = true;
             let live = live_files(&self.job.inner.state.lock());
-            let _ = self.cleanup_written(&live);
+            let cleanup = self.cleanup();
+            let task = async move {
+                let _ = cleanup.cleanup_written(&live).await;
+            };
+            if in_runtime() {
+                crate::store::spawn_detached(task);
+            } else {
+                let _ = self.job.inner.store.block_on(async {
+                    task.await;
+                    Ok(())
+                });
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use cornerstone_backend_api::{Error, ErrorKind, Result};
 
-use super::checkpoint::{CompletedCheckpoint, checkpoint_dirs};
+use super::checkpoint::{CompletedCheckpoint, checkpoint_dirs_async};
 use super::config::ClaimMode;
 use super::job::CompletedCheckpointStore;
 use super::retention::Retained;
@@ -23,25 +23,35 @@ impl CheckpointStore {
     /// checkpoint directories that exist); decoding errors of an explicitly named
     /// `_metadata`; [`ErrorKind::Corrupted`] or [`ErrorKind::Unsupported`] naming the file
     /// when the newest `_metadata` of a job directory is unreadable (it never falls back to
-    /// an older checkpoint silently); storage errors, transient ones included.
+    /// an older checkpoint silently); storage errors, transient ones included;
+    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see the type's "Blocking").
     pub fn resolve(&self, path: &str) -> Result<CompletedCheckpoint> {
+        self.block_on(self.resolve_async(path))
+    }
+
+    /// [`resolve`](Self::resolve), async.
+    pub(crate) async fn resolve_async(&self, path: &str) -> Result<CompletedCheckpoint> {
         let trimmed = path.trim_start_matches('/');
         if layout::file_name(trimmed) == layout::METADATA_FILE && !trimmed.ends_with('/') {
-            return load_completed(self, trimmed);
+            return load_completed(self, trimmed).await;
         }
         let dir = layout::normalize_dir(trimmed)?;
         let meta = layout::metadata_path(&dir);
-        if self.exists(&meta)? {
-            return load_completed(self, &meta);
+        if self.exists_async(&meta).await? {
+            return load_completed(self, &meta).await;
         }
-        let dirs = checkpoint_dirs(self, &dir)?;
+        let dirs = checkpoint_dirs_async(self, &dir).await?;
         let lease = if dirs.is_empty() {
             crate::lease::LeaseState::default()
         } else {
-            crate::lease::read_state(self, &dir)?
+            crate::lease::read_state_async(self, &dir).await?
         };
         for (id, chk) in dirs.iter().rev() {
-            let status = status::with_lease(status::classify(self, chk, *id, None)?, *id, &lease);
+            let status = status::with_lease(
+                status::classify_async(self, chk, *id, None).await?,
+                *id,
+                &lease,
+            );
             match status {
                 CheckpointDirStatus::Complete(done) => return Ok(done),
                 CheckpointDirStatus::InProgress
@@ -57,7 +67,7 @@ impl CheckpointStore {
         let dir_name = dir.trim_end_matches('/');
         let (parent, name) = dir_name.rsplit_once('/').unwrap_or(("", dir_name));
         if let Some(id) = layout::parse_checkpoint_dir(name) {
-            let siblings = checkpoint_dirs(self, &layout::normalize_dir(parent)?)?;
+            let siblings = checkpoint_dirs_async(self, &layout::normalize_dir(parent)?).await?;
             let names: Vec<String> = siblings
                 .iter()
                 .map(|(id, _)| layout::checkpoint_dir_name(*id))
@@ -105,8 +115,19 @@ impl CheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when the location is refused (the message says why);
-    /// storage errors.
+    /// storage errors; [`ErrorKind::Unsupported`] inside a tokio runtime (see the type's
+    /// "Blocking").
     pub fn dispose_savepoint(&self, path: &str, force: bool, dry_run: bool) -> Result<Vec<String>> {
+        self.block_on(self.dispose_savepoint_async(path, force, dry_run))
+    }
+
+    /// [`dispose_savepoint`](Self::dispose_savepoint), async.
+    async fn dispose_savepoint_async(
+        &self,
+        path: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Vec<String>> {
         let trimmed = path.trim_start_matches('/');
         let dir = if layout::file_name(trimmed) == layout::METADATA_FILE && !trimmed.ends_with('/')
         {
@@ -121,10 +142,10 @@ impl CheckpointStore {
             );
         }
         let meta = layout::metadata_path(&dir);
-        let loaded = load_completed(self, &meta);
+        let loaded = load_completed(self, &meta).await;
         if let Err(e) = &loaded
             && e.kind() == ErrorKind::NotFound
-            && self.list(&dir, false)?.is_empty()
+            && self.list_async(&dir, false).await?.is_empty()
         {
             return Err(Error::not_found(
                 "nothing to dispose of: no savepoint (nor any file) at this path",
@@ -161,7 +182,8 @@ impl CheckpointStore {
             Err(e) => return Err(e),
         }
         let mut files: Vec<String> = self
-            .list(&dir, true)?
+            .list_async(&dir, true)
+            .await?
             .into_iter()
             .filter(|e| !e.is_dir)
             .map(|e| e.path)
@@ -176,13 +198,13 @@ impl CheckpointStore {
             return Ok(files);
         }
         if files.first() == Some(&meta) {
-            self.delete(&meta)?;
-            self.sync_dirs([dir.as_str()])?;
+            self.delete_async(&meta).await?;
+            self.sync_dirs_async([dir.as_str()]).await?;
         }
         for f in files.iter().skip_while(|f| **f == meta) {
-            self.delete(f)?;
+            self.delete_async(f).await?;
         }
-        self.delete_dir_if_empty(&dir);
+        self.delete_dir_if_empty_async(&dir).await;
         Ok(files)
     }
 }
@@ -195,8 +217,18 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for `NoClaim` of a checkpoint inside this job's own
-    /// directory (its files are this job's: use `Claim`).
+    /// directory (its files are this job's: use `Claim`); [`ErrorKind::Unsupported`] inside a
+    /// tokio runtime (see [`CheckpointStore`]'s "Blocking").
     pub fn restore(
+        &self,
+        point: &CompletedCheckpoint,
+        mode: ClaimMode,
+    ) -> Result<StoreStateReader> {
+        self.inner.store.block_on(self.restore_async(point, mode))
+    }
+
+    /// [`restore`](Self::restore), async.
+    pub(crate) async fn restore_async(
         &self,
         point: &CompletedCheckpoint,
         mode: ClaimMode,
@@ -212,7 +244,7 @@ impl CompletedCheckpointStore {
                 .with_context("path", &point.metadata_path));
             }
             (ClaimMode::Claim, true, _) => {
-                let _writer = self.inner.writer.lock();
+                let _writer = self.inner.writer.lock().await;
                 let mut state = self.inner.state.lock();
                 if !state
                     .retained

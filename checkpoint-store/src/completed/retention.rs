@@ -40,18 +40,18 @@ pub(super) struct State {
 /// and its directory synced, so that no crash or power cut leaves a `_metadata` whose files
 /// are gone. Savepoints are never deleted. An error leaves the outcome unknown: the
 /// `_metadata` may still be there, and every file it references must stay.
-pub(super) fn unpublish(store: &CheckpointStore, done: &CompletedCheckpoint) -> Result<()> {
+pub(super) async fn unpublish(store: &CheckpointStore, done: &CompletedCheckpoint) -> Result<()> {
     if done.metadata.kind == SnapshotKind::Savepoint {
         return Ok(());
     }
-    store.delete(&done.metadata_path)?;
-    store.sync_dirs([done.dir().as_str()])
+    store.delete_async(&done.metadata_path).await?;
+    store.sync_dirs_async([done.dir().as_str()]).await
 }
 
 /// The second step, once [`unpublish`] succeeded: deletes the checkpoint's files that are
 /// not in `live` (never task-owned files, never savepoints' files), then the rest of its own
 /// `chk-N/`.
-pub(super) fn delete_files(
+pub(super) async fn delete_files(
     store: &CheckpointStore,
     done: &CompletedCheckpoint,
     live: &BTreeSet<String>,
@@ -63,28 +63,26 @@ pub(super) fn delete_files(
     }
     // Kill point: `_metadata` is deleted, every file is still there (`failpoints`).
     #[cfg(feature = "failpoints")]
-    fail::fail_point!("discard-after-metadata-delete", |_| kill_point(
-        "discard-after-metadata-delete"
-    ));
+    fail_point("discard-after-metadata-delete");
     for (path, scope) in done.file_paths() {
         if scope != StateScope::TaskOwned
             && !(keep_shared && scope == StateScope::Shared)
             && !live.contains(&path)
         {
-            store.delete(&path)?;
+            store.delete_async(&path).await?;
             // Kill point: after each file deleted (`1*return`: after the first one).
             #[cfg(feature = "failpoints")]
-            fail::fail_point!("discard-mid-files", |_| kill_point("discard-mid-files"));
+            fail_point("discard-mid-files");
         }
     }
     if own_dir {
         let dir = done.dir();
-        for e in store.list(&dir, true)? {
+        for e in store.list_async(&dir, true).await? {
             if !e.is_dir && !live.contains(&e.path) {
-                store.delete(&e.path)?;
+                store.delete_async(&e.path).await?;
             }
         }
-        store.delete_dir_if_empty(&dir);
+        store.delete_dir_if_empty_async(&dir).await;
     }
     Ok(())
 }
@@ -103,11 +101,37 @@ pub(super) fn live_files(state: &State) -> BTreeSet<String> {
         .collect()
 }
 
+/// The fail point `name` (feature `failpoints`): a kill point when the process's
+/// `FAILPOINTS` says `return` ([`kill_point`]), or whatever a test configured.
+///
+/// It runs inside the async core, on a thread that is in a tokio runtime, where the blocking
+/// API refuses to run; a test's callback (`fail::cfg_callback`) may call the blocking API
+/// (open a newer writer at the kill point), so a configured fail point is evaluated on a
+/// thread of its own, outside any runtime, while this one waits (a panic it raises goes on
+/// here).
+#[cfg(feature = "failpoints")]
+pub(super) fn fail_point(name: &'static str) {
+    if !fail::list()
+        .iter()
+        .any(|(configured, _)| configured == name)
+    {
+        return;
+    }
+    std::thread::scope(|s| {
+        let evaluated = s
+            .spawn(|| fail::fail_point!(name, |_| kill_point(name)))
+            .join();
+        if let Err(panic) = evaluated {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
 /// A kill point was reached (feature `failpoints`): says so on stderr and waits, doing
 /// nothing more, for the test to kill the process (`SIGKILL`: no destructor, no cleanup).
 /// The process's other threads go on meanwhile, as they would when a kill arrives.
 #[cfg(feature = "failpoints")]
-pub(super) fn kill_point(name: &str) -> ! {
+fn kill_point(name: &str) -> ! {
     eprintln!("kill point {name}: waiting to be killed");
     loop {
         std::thread::park();
@@ -119,7 +143,7 @@ pub(super) fn kill_point(name: &str) -> ! {
 /// `gc`, as this writer can no longer tell them from a retained checkpoint's), unreadable
 /// ones stay doubtful. Reads storage without holding `state`; the caller holds the job's
 /// writer lock, so nothing else changes the doubtful checkpoints meanwhile.
-pub(super) fn resolve_doubtful(store: &CheckpointStore, state: &Mutex<State>) {
+pub(super) async fn resolve_doubtful(store: &CheckpointStore, state: &Mutex<State>) {
     let doubtful = std::mem::take(&mut state.lock().doubtful);
     if doubtful.is_empty() {
         return;
@@ -127,7 +151,7 @@ pub(super) fn resolve_doubtful(store: &CheckpointStore, state: &Mutex<State>) {
     let mut complete = Vec::new();
     let mut still = Vec::new();
     for done in doubtful {
-        match load_completed(store, &done.metadata_path) {
+        match load_completed(store, &done.metadata_path).await {
             Ok(found) if found.metadata == done.metadata => {
                 tracing::info!(path = %done.metadata_path, "a checkpoint whose commit outcome was unknown is complete");
                 complete.push(found);

@@ -260,7 +260,12 @@ pub fn gc_delete(store: &CheckpointStore, report: &GcReport, options: &GcOptions
     let first_id = checkpoint_dirs(store, &report.job_dir)?
         .last()
         .map_or(1, |(id, _)| id.get().saturating_add(1));
-    let taken = lease::Lease::acquire(store, &report.job_dir, first_id, "cornerstone gc")?;
+    let taken = store.block_on(lease::Lease::acquire(
+        store,
+        &report.job_dir,
+        first_id,
+        "cornerstone gc",
+    ))?;
     crate::completed::sync_job_dirs(
         store,
         &report.job_dir,
@@ -276,7 +281,7 @@ pub fn gc_delete(store: &CheckpointStore, report: &GcReport, options: &GcOptions
             .iter()
             .map(|c| c.path.as_str())
             .filter(|p| still.contains(p)),
-        || taken.check("gc delete"),
+        || store.block_on(taken.check("gc delete")),
     )
 }
 

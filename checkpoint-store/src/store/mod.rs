@@ -1,9 +1,12 @@
-//! [`CheckpointStore`]: an OpenDAL operator and a tokio runtime that drives its blocking API,
-//! plus the stream factory and the state reader over it.
+//! [`CheckpointStore`]: an OpenDAL operator and the tokio runtime that drives it, plus the
+//! stream factory and the state reader over it.
 //!
 //! - this file: [`CheckpointStore`] and how it is opened (a local directory, a URL, any
 //!   OpenDAL operator), and [`DirSync`];
-//! - `ops`: the primitive operations, each mapped to our error once;
+//! - `runtime`: the shared I/O runtime, and how the blocking API (`block_on`) and the async
+//!   API (`spawn_io`) get onto it;
+//! - `ops`: the primitive operations, `async`, each mapped to our error once;
+//! - `blocking`: their blocking forms, thin layers over the `async` ones;
 //! - `stream`: the stream factory ([`StoreStreamFactory`]) and its output stream;
 //! - `reader`: the state reader ([`StoreStateReader`]).
 
@@ -15,9 +18,14 @@ use cornerstone_backend_api::{Error, Result};
 use crate::error::from_opendal;
 use crate::location::{self, StoragePolicy, with_query_options};
 
+mod blocking;
 mod ops;
 mod reader;
+mod runtime;
 mod stream;
+
+use runtime::io_runtime;
+pub(crate) use runtime::{in_runtime, spawn_detached, spawn_io};
 
 pub use reader::StoreStateReader;
 pub use stream::StoreStreamFactory;
@@ -28,6 +36,9 @@ pub const DEFAULT_INLINE_THRESHOLD: usize = 20 * 1024;
 pub const DEFAULT_WRITE_CHUNK_SIZE: usize = 1 << 20;
 
 struct Inner {
+    /// The blocking operator, for the state streams only: [`StoreStreamFactory`]'s output
+    /// stream ([`std::io::Write`]) and [`StoreStateReader`]'s readers ([`std::io::Read`]),
+    /// which backends use where blocking is allowed (also on a runtime's blocking pool).
     op: opendal::blocking::Operator,
     async_op: opendal::Operator,
     description: String,
@@ -83,40 +94,33 @@ impl DirSync for LocalDirSync {
     }
 }
 
-/// The tokio runtime that drives OpenDAL for every store of the process; never dropped.
-///
-/// One runtime for all stores, not one per store: OpenDAL's HTTP transport (S3) is
-/// process-wide and pools its connections, and each pooled connection is driven by a task on
-/// the runtime that opened it. With a runtime per store, dropping a store killed those tasks
-/// and the next store to reuse such a connection failed with "dispatch task is gone: runtime
-/// dropped the dispatch task".
-fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
-    static RUNTIME: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
-        std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("cornerstone-checkpoint-io")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| {
-            Error::internal("cannot start the checkpoint I/O runtime").with_context("cause", e)
-        })
-}
-
 /// Checkpoint storage on any OpenDAL service: the entry point of this crate.
 ///
 /// Every path that the store's methods take is relative to the root of the operator
 /// (`""` is the root itself). Clones share the operator.
 ///
 /// # Blocking
-/// The methods block the calling thread. They run OpenDAL on a small tokio runtime shared by
-/// every store of the process (two threads, started with the first store), so they must not
-/// be called from inside an async context (use `tokio::task::spawn_blocking`).
+/// The storage operations are implemented once, `async`, over OpenDAL's async operator, on a
+/// small tokio runtime shared by every store of the process (two threads, started with the
+/// first store). The async API ([`AsyncCheckpointStore`]) runs them as tasks on that
+/// runtime and can be awaited from any tokio runtime, multi-threaded or current-thread. The
+/// blocking methods (of this type, of [`CompletedCheckpointStore`] and of
+/// [`PendingCheckpoint`]) are a thin layer over the same code: they block the calling thread
+/// until the shared runtime has done the work. They are for threads outside any tokio
+/// runtime; inside one (on a worker, in `block_on`, and also on its blocking pool, which
+/// tokio does not let a library tell apart) they return [`ErrorKind::Unsupported`] instead
+/// of blocking (or panicking): use the async API there, or, from a blocking closure,
+/// `Handle::block_on` of an async method.
+///
+/// The state streams are the exception: [`StoreStreamFactory`]'s output stream and
+/// [`StoreStateReader`]'s readers are [`std::io::Write`] and [`std::io::Read`] for backends,
+/// which write and read them where blocking is allowed, including on a runtime's blocking
+/// pool (`tokio::task::spawn_blocking`); they must not be used on a runtime's worker thread.
+///
+/// [`AsyncCheckpointStore`]: crate::nonblocking::AsyncCheckpointStore
+/// [`CompletedCheckpointStore`]: crate::CompletedCheckpointStore
+/// [`PendingCheckpoint`]: crate::PendingCheckpoint
+/// [`ErrorKind::Unsupported`]: cornerstone_backend_api::ErrorKind::Unsupported
 #[derive(Clone)]
 pub struct CheckpointStore {
     inner: Arc<Inner>,

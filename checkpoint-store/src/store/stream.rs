@@ -1,5 +1,10 @@
 //! [`StoreStreamFactory`]: the stream factory of one checkpoint or savepoint, and the output
 //! stream that keeps small streams inline and uploads larger ones in chunks.
+//!
+//! The output stream is a [`std::io::Write`] for backends, so it writes through OpenDAL's
+//! blocking writer (over the shared I/O runtime): that writer works wherever blocking is
+//! allowed, a runtime's blocking pool included, where the blocking API's `block_on` refuses
+//! to run (it cannot tell a blocking-pool thread from a worker).
 
 use std::fmt;
 use std::io::Write;
@@ -118,7 +123,14 @@ impl StoreOutputStream {
                 rel: self.rel.clone(),
                 scope: self.scope,
             });
-            self.writer = Some(self.factory.store.writer(&self.full)?);
+            self.writer = Some(
+                self.factory
+                    .store
+                    .inner
+                    .op
+                    .writer(&self.full)
+                    .map_err(|e| from_opendal("open writer", &self.full, e))?,
+            );
         }
         if self.buf.is_empty() {
             return Ok(());
