@@ -10,9 +10,10 @@
 //! multi-threaded or current-thread. Dropping such a future does not stop the operation: a
 //! commit or deletion that started runs to its end, as it would in the blocking API.
 //!
-//! Inside a tokio runtime the blocking methods refuse to run: they return
-//! [`ErrorKind::Unsupported`] naming this type, rather than stalling the runtime or
-//! panicking.
+//! The blocking methods work inside a tokio runtime too (they never panic there): on its
+//! blocking pool (`tokio::task::spawn_blocking`) as any blocking call does, and on a worker
+//! thread by blocking that worker until the storage operation is done, which is what this
+//! type avoids.
 //!
 //! State streams ([`PendingCheckpoint::stream_factory`]) are written with
 //! [`std::io::Write`] and read with [`std::io::Read`]: write and read them where blocking is
@@ -37,8 +38,6 @@
 //! })
 //! # }
 //! ```
-//!
-//! [`ErrorKind::Unsupported`]: cornerstone_backend_api::ErrorKind::Unsupported
 
 use cornerstone_backend_api::{CheckpointId, Result};
 

@@ -73,9 +73,9 @@ impl CompletedCheckpointStore {
     /// [`ErrorKind::Unsupported`] naming the file when a `_metadata` newer than every
     /// complete checkpoint is unreadable (unless
     /// [`fallback_on_unreadable`](CheckpointConfig::fallback_on_unreadable)); storage errors
-    /// while listing or reading, transient ones included; [`ErrorKind::Unsupported`] inside a
-    /// tokio runtime (see [`CheckpointStore`]'s "Blocking"; use
-    /// [`AsyncCheckpointStore`](crate::nonblocking::AsyncCheckpointStore) there).
+    /// while listing or reading, transient ones included. Inside a tokio runtime, prefer
+    /// [`AsyncCheckpointStore`](crate::nonblocking::AsyncCheckpointStore) (see
+    /// [`CheckpointStore`]'s "Blocking").
     pub fn open(store: &CheckpointStore, job_id: &str, config: CheckpointConfig) -> Result<Self> {
         store.block_on(Self::open_async(store, job_id, config))
     }
@@ -188,7 +188,7 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::OutcomeUnknown`] naming the `_metadata` that storage still cannot
-    /// read; [`ErrorKind::Fenced`]; [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking").
+    /// read; [`ErrorKind::Fenced`].
     pub fn settle_doubtful(&self) -> Result<()> {
         self.inner.store.block_on(self.settle_doubtful_async())
     }
@@ -212,7 +212,7 @@ impl CompletedCheckpointStore {
     /// Fails with [`ErrorKind::Fenced`] when another writer took the job directory's lease.
     ///
     /// # Errors
-    /// [`ErrorKind::Fenced`]; storage errors; [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking").
+    /// [`ErrorKind::Fenced`]; storage errors.
     pub fn check_lease(&self) -> Result<()> {
         self.inner.store.block_on(self.check_lease_async())
     }
@@ -273,8 +273,7 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::Fenced`]; storage errors of the deletion (what is left is garbage for
-    /// `gc`); [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s
-    /// "Blocking").
+    /// `gc`).
     ///
     /// [`CleanupPolicy::deletes_on`]: super::CleanupPolicy::deletes_on
     pub fn terminate(&self, status: JobStatus) -> Result<()> {

@@ -23,8 +23,7 @@ impl CheckpointStore {
     /// checkpoint directories that exist); decoding errors of an explicitly named
     /// `_metadata`; [`ErrorKind::Corrupted`] or [`ErrorKind::Unsupported`] naming the file
     /// when the newest `_metadata` of a job directory is unreadable (it never falls back to
-    /// an older checkpoint silently); storage errors, transient ones included;
-    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see the type's "Blocking").
+    /// an older checkpoint silently); storage errors, transient ones included.
     pub fn resolve(&self, path: &str) -> Result<CompletedCheckpoint> {
         self.block_on(self.resolve_async(path))
     }
@@ -115,8 +114,7 @@ impl CheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when the location is refused (the message says why);
-    /// storage errors; [`ErrorKind::Unsupported`] inside a tokio runtime (see the type's
-    /// "Blocking").
+    /// storage errors.
     pub fn dispose_savepoint(&self, path: &str, force: bool, dry_run: bool) -> Result<Vec<String>> {
         self.block_on(self.dispose_savepoint_async(path, force, dry_run))
     }
@@ -217,8 +215,7 @@ impl CompletedCheckpointStore {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for `NoClaim` of a checkpoint inside this job's own
-    /// directory (its files are this job's: use `Claim`); [`ErrorKind::Unsupported`] inside a
-    /// tokio runtime (see [`CheckpointStore`]'s "Blocking").
+    /// directory (its files are this job's: use `Claim`); storage errors.
     pub fn restore(
         &self,
         point: &CompletedCheckpoint,

@@ -104,8 +104,7 @@ pub(super) fn live_files(state: &State) -> BTreeSet<String> {
 /// The fail point `name` (feature `failpoints`): a kill point when the process's
 /// `FAILPOINTS` says `return` ([`kill_point`]), or whatever a test configured.
 ///
-/// It runs inside the async core, on a thread that is in a tokio runtime, where the blocking
-/// API refuses to run; a test's callback (`fail::cfg_callback`) may call the blocking API
+/// It runs inside the async core, on a worker of the store's I/O runtime; a test's callback (`fail::cfg_callback`) may call the blocking API
 /// (open a newer writer at the kill point), so a configured fail point is evaluated on a
 /// thread of its own, outside any runtime, while this one waits (a panic it raises goes on
 /// here).

@@ -106,21 +106,20 @@ impl DirSync for LocalDirSync {
 /// runtime and can be awaited from any tokio runtime, multi-threaded or current-thread. The
 /// blocking methods (of this type, of [`CompletedCheckpointStore`] and of
 /// [`PendingCheckpoint`]) are a thin layer over the same code: they block the calling thread
-/// until the shared runtime has done the work. They are for threads outside any tokio
-/// runtime; inside one (on a worker, in `block_on`, and also on its blocking pool, which
-/// tokio does not let a library tell apart) they return [`ErrorKind::Unsupported`] instead
-/// of blocking (or panicking): use the async API there, or, from a blocking closure,
-/// `Handle::block_on` of an async method.
+/// until the shared runtime has done the work. They work on any thread and never panic:
+/// outside a tokio runtime they drive the shared runtime directly; inside one (where tokio
+/// refuses a nested `block_on`) a short-lived thread of their own drives it while the caller
+/// waits. On a runtime's blocking pool (`tokio::task::spawn_blocking`) that is the usual
+/// blocking call; on a worker thread it blocks the worker, which the async API avoids.
 ///
-/// The state streams are the exception: [`StoreStreamFactory`]'s output stream and
-/// [`StoreStateReader`]'s readers are [`std::io::Write`] and [`std::io::Read`] for backends,
-/// which write and read them where blocking is allowed, including on a runtime's blocking
-/// pool (`tokio::task::spawn_blocking`); they must not be used on a runtime's worker thread.
+/// The state streams are [`StoreStreamFactory`]'s output stream and [`StoreStateReader`]'s
+/// readers, [`std::io::Write`] and [`std::io::Read`] for backends, which write and read them
+/// where blocking is allowed, including on a runtime's blocking pool; they must not be used
+/// on a runtime's worker thread.
 ///
 /// [`AsyncCheckpointStore`]: crate::nonblocking::AsyncCheckpointStore
 /// [`CompletedCheckpointStore`]: crate::CompletedCheckpointStore
 /// [`PendingCheckpoint`]: crate::PendingCheckpoint
-/// [`ErrorKind::Unsupported`]: cornerstone_backend_api::ErrorKind::Unsupported
 #[derive(Clone)]
 pub struct CheckpointStore {
     inner: Arc<Inner>,

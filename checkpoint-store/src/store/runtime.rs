@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use cornerstone_backend_api::{Error, ErrorKind, Result};
+use cornerstone_backend_api::{Error, Result};
 
 use super::CheckpointStore;
 
@@ -36,34 +36,41 @@ pub(super) fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
         })
 }
 
-/// Whether the calling thread is inside a tokio runtime (where the blocking API refuses to
-/// run: it would stall the runtime's worker, or panic on a current-thread runtime).
+/// Whether the calling thread is inside a tokio runtime: on one of its workers, or on its
+/// blocking pool (tokio offers no way to tell the two apart).
 pub(crate) fn in_runtime() -> bool {
     tokio::runtime::Handle::try_current().is_ok()
 }
 
-/// The error of a blocking method called inside a tokio runtime.
-fn blocking_in_runtime() -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        "a blocking checkpoint-store method was called inside a tokio runtime, where it would \
-         block the runtime: use the async API instead (nonblocking::AsyncCheckpointStore), or \
-         call the blocking method from a thread outside any tokio runtime",
-    )
-}
-
 impl CheckpointStore {
-    /// Runs `fut` (a step of the async core) to completion on the calling thread, with the
-    /// shared I/O runtime driving it: what every blocking method is made of.
+    /// Runs `fut` (a step of the async core) to completion with the shared I/O runtime
+    /// driving it, blocking the calling thread: what every blocking method is made of.
+    ///
+    /// Inside a tokio runtime (where tokio refuses to start another runtime's `block_on`),
+    /// the future is driven from a short-lived thread of its own while the caller waits:
+    /// the blocking API then works on a runtime's blocking pool
+    /// (`tokio::task::spawn_blocking`), as any blocking call does, and on a worker thread
+    /// it blocks that worker (the async API, [`crate::nonblocking`], does not).
     ///
     /// # Errors
-    /// [`ErrorKind::Unsupported`] when called inside a tokio runtime (also on its blocking
-    /// pool: tokio offers no way to tell the two apart); whatever `fut` returns.
-    pub(crate) fn block_on<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        if in_runtime() {
-            return Err(blocking_in_runtime());
+    /// [`cornerstone_backend_api::ErrorKind::Internal`] when the runtime or the thread cannot be started; whatever
+    /// `fut` returns.
+    pub(crate) fn block_on<T: Send>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send,
+    ) -> Result<T> {
+        let runtime = io_runtime()?;
+        if !in_runtime() {
+            return runtime.block_on(fut);
         }
-        io_runtime()?.block_on(fut)
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("cornerstone-checkpoint-block-on".into())
+                .spawn_scoped(scope, || runtime.block_on(fut))
+                .map_err(|e| Error::io("start a thread for a blocking storage call", e))?
+                .join()
+                .map_err(|_| Error::internal("a blocking storage call panicked"))?
+        })
     }
 }
 
