@@ -339,6 +339,18 @@ impl Lease {
         let below = self.reserved_below.load(Ordering::SeqCst);
         // A fenced writer begins nothing, also with an id it reserved before.
         self.check("begin a checkpoint").await?;
+        if id.get() < self.start_id {
+            // Reserved by an older writer: a checkpoint of this writer there would be below
+            // its own view's first id and absent from it, i.e. taken for a fenced writer's
+            // late publication and deleted by the next writer.
+            return Err(Error::invalid_input(
+                "checkpoint id below this writer's first id: older writers of the job \
+                 reserved it (use next_checkpoint_id)",
+            )
+            .with_context("checkpoint", id)
+            .with_context("first_id", self.start_id)
+            .with_context("job_dir", &self.job_dir));
+        }
         if id.get() < below {
             return Ok(());
         }

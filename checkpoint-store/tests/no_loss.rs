@@ -248,6 +248,35 @@ fn a_second_writer_fences_the_first_and_nothing_is_lost() {
     assert_eq!(store.resolve("job").unwrap().id(), next);
 }
 
+/// A writer that begins a checkpoint with an id an older writer reserved (below its own
+/// first id) is refused. Before, B's commit of chk-1 succeeded, and the next writer, which
+/// read B's view (chk-1 below B's first id and absent when B listed the job), took it for a
+/// late publication of a fenced writer and deleted its `_metadata`: a checkpoint reported
+/// complete was lost.
+#[test]
+fn an_id_an_older_writer_reserved_is_refused_and_nothing_is_lost() {
+    let store = CheckpointStore::new(memory()).unwrap();
+    let a = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
+    let pending = a.begin_checkpoint(CheckpointId(1)).unwrap();
+    let b = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
+    assert_eq!(b.next_checkpoint_id(), CheckpointId(2));
+    let e = b.begin_checkpoint(CheckpointId(1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("checkpoint=1") && text.contains("first_id=2"),
+        "{text}"
+    );
+    // A is fenced: its checkpoint 1 never completes.
+    assert_eq!(pending.commit().unwrap_err().kind(), ErrorKind::Fenced);
+    // B's own ids work, and a later writer finds its checkpoint.
+    checkpoint(&b, 2, None).unwrap();
+    drop(b);
+    let c = CompletedCheckpointStore::open(&store, "job", files_config()).unwrap();
+    assert_eq!(c.latest().map(|c| c.id()), Some(CheckpointId(2)));
+    assert_every_checkpoint_verifies(&store, "job");
+}
+
 /// Defect 6: ids never repeat, not even that of an aborted checkpoint whose directory is
 /// gone.
 #[test]

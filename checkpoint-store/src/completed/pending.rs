@@ -22,13 +22,15 @@ use crate::status;
 use crate::store::{CheckpointStore, StoreStreamFactory, in_runtime, random_name};
 
 impl CompletedCheckpointStore {
-    /// Starts checkpoint `id`, which must be above every retained checkpoint.
+    /// Starts checkpoint `id`, which must be above every retained checkpoint and at least
+    /// [`next_checkpoint_id`](Self::next_checkpoint_id) at open: ids below it were reserved
+    /// by older writers of the job.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a non-increasing id; [`ErrorKind::AlreadyExists`] when
+    /// [`ErrorKind::InvalidInput`] for a non-increasing id or one an older writer reserved
+    /// (naming it and this writer's first id); [`ErrorKind::AlreadyExists`] when
     /// `chk-N/_metadata` exists; [`ErrorKind::Closed`] after [`terminate`](Self::terminate);
-    /// [`ErrorKind::Fenced`] when another writer took the job directory's lease;
-    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking").
+    /// [`ErrorKind::Fenced`] when another writer took the job directory's lease.
     pub fn begin_checkpoint(&self, id: CheckpointId) -> Result<PendingCheckpoint> {
         self.inner.store.block_on(self.begin_checkpoint_async(id))
     }
@@ -264,9 +266,7 @@ impl PendingCheckpoint {
     /// file of a `NoClaim` restore), or an id not above the latest retained checkpoint;
     /// [`ErrorKind::Fenced`] when another writer took the lease (nothing is deleted; when
     /// that is found after `_metadata` was published, the checkpoint stays on storage);
-    /// [`ErrorKind::OutcomeUnknown`]; storage and encoding errors;
-    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking"):
-    /// the checkpoint is then aborted, as when it is dropped.
+    /// [`ErrorKind::OutcomeUnknown`]; storage and encoding errors.
     pub fn commit(self) -> Result<CompletedCheckpoint> {
         let store = self.job.inner.store.clone();
         store.block_on(self.commit_async())
@@ -484,9 +484,7 @@ impl PendingCheckpoint {
     /// checkpoint references) and its directory. A fenced writer deletes nothing.
     ///
     /// # Errors
-    /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`);
-    /// [`ErrorKind::Unsupported`] inside a tokio runtime (see [`CheckpointStore`]'s "Blocking"):
-    /// the checkpoint's files are then deleted as when it is dropped.
+    /// [`ErrorKind::Fenced`]; storage errors (what is left is garbage for `gc`).
     pub fn abort(self) -> Result<()> {
         let store = self.job.inner.store.clone();
         store.block_on(self.abort_async())

@@ -296,3 +296,59 @@ impl StateBackend for HeapFactory {
         HeapKeyedStateBackend::open(params, self.0)
     }
 }
+
+/// Checks the outcome of two writers of job `job` racing to commit checkpoint `id` (each
+/// result is the winner's name, as written into its checkpoint's operator name, or the
+/// error): at most one completed it, the others failed with `AlreadyExists` (lost the
+/// `_metadata` race), `Fenced` (the other's lease) or `InvalidInput` (an id the other's
+/// lease reserved); the winner's checkpoint is on storage, whole; and a writer opening the
+/// job afterwards finds the newest checkpoint any race completed (`last_winner`, updated
+/// here): no checkpoint reported complete is lost.
+///
+/// # Panics
+/// When any of that does not hold.
+pub fn assert_race_outcome(
+    store: &cornerstone_checkpoint_store::CheckpointStore,
+    job: &str,
+    id: u64,
+    results: &[cornerstone_backend_api::Result<String>],
+    last_winner: &mut Option<u64>,
+) {
+    use cornerstone_backend_api::{CheckpointId, ErrorKind};
+    let winners: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert!(winners.len() <= 1, "chk-{id}: {results:?}");
+    for loser in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                loser.kind(),
+                ErrorKind::AlreadyExists | ErrorKind::Fenced | ErrorKind::InvalidInput
+            ),
+            "chk-{id}: {loser}"
+        );
+    }
+    if let Some(winner) = winners.first() {
+        let point = store
+            .resolve(&format!("{job}/chk-{id}"))
+            .unwrap_or_else(|e| panic!("chk-{id}: {e}"));
+        assert_eq!(&&point.metadata.operators[0].name, winner, "chk-{id}");
+        let report = cornerstone_checkpoint_store::inspect::verify(
+            store,
+            &format!("{job}/chk-{id}"),
+            |_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("chk-{id}: {e}"));
+        assert!(report.is_ok(), "chk-{id}: {report:?}");
+        *last_winner = Some(id);
+    }
+    let fresh = CompletedCheckpointStore::open(
+        store,
+        job,
+        cornerstone_checkpoint_store::CheckpointConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("after chk-{id}: {e}"));
+    assert_eq!(
+        fresh.latest().map(|c| c.id()),
+        last_winner.map(CheckpointId),
+        "after the race for chk-{id}: {results:?}"
+    );
+}
