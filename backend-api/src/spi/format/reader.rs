@@ -401,7 +401,10 @@ mod tests {
             let e = r.bytes(len, "b").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corrupted);
             let text = e.to_string();
-            assert!(text.contains("field=b") && text.contains("offset=12"), "{text}");
+            assert!(
+                text.contains("field=b") && text.contains("offset=12"),
+                "{text}"
+            );
             assert!(text.contains("remaining=1"), "{text}");
         }
         assert_eq!(r.bytes(1, "c").unwrap(), &[3]);
