@@ -231,20 +231,8 @@ fn restore_v2<F: StateBackend>(root: &Path, factory: &F) {
 
 /// The committed fixture, copied into a fresh directory.
 fn fixture() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(&committed(), dir.path());
+    cornerstone_testkit::store::copy_dir(&committed(), dir.path());
     dir
 }
 

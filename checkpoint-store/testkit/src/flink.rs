@@ -17,6 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::store::copy_dir;
+
 /// The scenarios of the fixtures, one directory each under [`fixtures`].
 pub const SCENARIOS: [&str; 5] = [
     "heap",
@@ -252,20 +254,6 @@ impl FixtureCopy {
         let mut out = BTreeSet::new();
         walk(&self.root, &mut out);
         out
-    }
-}
-
-/// Copies the directory `from` to `to`, recursively.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
     }
 }
 

@@ -25,6 +25,7 @@
 //! ```
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use cornerstone_backend_api::stream::stream_write_error;
@@ -230,4 +231,18 @@ pub fn put(store: &CheckpointStore, path: &str, bytes: Vec<u8>) {
 /// Deletes a file (via the OpenDAL operator).
 pub fn remove(store: &CheckpointStore, path: &str) {
     block_on(store.operator().delete(path));
+}
+
+/// Copies the directory `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
