@@ -266,22 +266,36 @@ pub fn gc_delete(store: &CheckpointStore, report: &GcReport, options: &GcOptions
         first_id,
         "cornerstone gc",
     ))?;
-    crate::completed::sync_job_dirs(
+    delete_still_candidates(
         store,
         &report.job_dir,
-        &checkpoint_dirs(store, &report.job_dir)?,
-    )?;
-    let fresh = gc_candidates(store, &report.job_dir, options)?;
-    let still: BTreeSet<&str> = fresh.candidates.iter().map(|c| c.path.as_str()).collect();
+        report.candidates.iter().map(|c| c.path.as_str()),
+        || {
+            let fresh = gc_candidates(store, &report.job_dir, options)?;
+            Ok(fresh.candidates.into_iter().map(|c| c.path).collect())
+        },
+        || store.block_on(taken.check("gc delete")),
+    )
+}
+
+/// The last step of `gc --delete`, for Cornerstone's and Flink's job directories: makes the
+/// job directory durable as it is listed, scans it again with `rescan` (a checkpoint may
+/// have completed since the report), and deletes the `candidates` of the report that the
+/// new scan still lists ([`delete_files`], `check` before each).
+pub(super) fn delete_still_candidates<'a>(
+    store: &CheckpointStore,
+    job_dir: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    rescan: impl FnOnce() -> Result<BTreeSet<String>>,
+    check: impl FnMut() -> Result<()>,
+) -> Result<usize> {
+    crate::completed::sync_job_dirs(store, job_dir, &checkpoint_dirs(store, job_dir)?)?;
+    let still = rescan()?;
     delete_files(
         store,
-        &report.job_dir,
-        report
-            .candidates
-            .iter()
-            .map(|c| c.path.as_str())
-            .filter(|p| still.contains(p)),
-        || store.block_on(taken.check("gc delete")),
+        job_dir,
+        candidates.into_iter().filter(|p| still.contains(*p)),
+        check,
     )
 }
 
@@ -289,7 +303,7 @@ pub fn gc_delete(store: &CheckpointStore, report: &GcReport, options: &GcOptions
 /// failed check stops the deletion), then the directories that became empty (never
 /// `shared/` or `taskowned/`). Returns how many files were deleted. The one deletion path
 /// of `gc`, for Cornerstone's and Flink's job directories.
-pub(super) fn delete_files<'a>(
+fn delete_files<'a>(
     store: &CheckpointStore,
     job_dir: &str,
     paths: impl IntoIterator<Item = &'a str>,

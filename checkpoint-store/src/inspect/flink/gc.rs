@@ -249,21 +249,14 @@ pub fn flink_gc_delete(
     if report.candidates.is_empty() {
         return Ok(0);
     }
-    crate::completed::sync_job_dirs(
+    crate::inspect::gc::delete_still_candidates(
         store,
         &report.job_dir,
-        &crate::completed::checkpoint_dirs(store, &report.job_dir)?,
-    )?;
-    let fresh = flink_gc_candidates(store, &report.job_dir, paths, options)?;
-    let still: BTreeSet<&str> = fresh.candidates.iter().map(|c| c.path.as_str()).collect();
-    crate::inspect::gc::delete_files(
-        store,
-        &report.job_dir,
-        report
-            .candidates
-            .iter()
-            .map(|c| c.path.as_str())
-            .filter(|p| still.contains(p)),
+        report.candidates.iter().map(|c| c.path.as_str()),
+        || {
+            let fresh = flink_gc_candidates(store, &report.job_dir, paths, options)?;
+            Ok(fresh.candidates.into_iter().map(|c| c.path).collect())
+        },
         || Ok(()),
     )
 }
