@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cornerstone_backend_api::migration::{Migrations, resolve};
 use cornerstone_backend_api::spi::codec;
-use cornerstone_backend_api::spi::keyed_format::Compression;
+use cornerstone_backend_api::spi::keyed_format::{Compression, Fields};
 use cornerstone_backend_api::spi::table::{ListTable, MapTable, TableOptions, ValueTable};
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
@@ -24,7 +24,7 @@ use cornerstone_backend_api::{
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
-use self::restore::{Fill, RawRecord, Restored, restore_handle};
+use self::restore::{Fill, Restored, restore_handle};
 use self::snapshot::{HeapSnapshot, RawCapture};
 use crate::access::{Binding, HeapThreading};
 use crate::restorable::Restorable;
@@ -202,7 +202,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         meta: StateMeta,
         migrations: &Migrations,
         create: impl FnOnce() -> T,
-        fill: impl Fn(&mut T::Group, RawRecord<'_>) -> Result<()> + Sync,
+        fill: impl Fn(&mut T::Group, Fields<'_>) -> Result<()> + Sync,
     ) -> Result<Arc<T>> {
         let mut states = self.states.lock();
         if let Some(entry) = states.get(&meta.name) {
@@ -310,7 +310,7 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
 /// Decodes a restored (key, namespace, value) record into its key group.
 fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
     group: &mut GroupMap<K, N, S>,
-    r: RawRecord<'_>,
+    r: Fields<'_>,
 ) -> Result<()> {
     group.insert(
         (codec::decode(r.key)?, codec::decode(r.namespace)?),
@@ -370,7 +370,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                 table: HeapTable::new(self.range, self.max_parallelism, self.binding),
                 filter: options.snapshot_filter,
             },
-            |group: &mut GroupMap<K, N, HashMap<UK, UV>>, r: RawRecord<'_>| {
+            |group: &mut GroupMap<K, N, HashMap<UK, UV>>, r: Fields<'_>| {
                 let Some(user_key) = r.user_key else {
                     return Err(Error::corrupted("map state record without a map key"));
                 };
@@ -391,7 +391,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &Migrations::default(),
             || HeapTimerQueue::new(self.range),
-            |group: &mut TimerGroup, r: RawRecord<'_>| {
+            |group: &mut TimerGroup, r: Fields<'_>| {
                 insert_record(group, r.key, r.namespace, r.value)
             },
         )?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cornerstone_backend_api::migration::Migration;
 use cornerstone_backend_api::spi::format::Reader;
 use cornerstone_backend_api::spi::keyed_format::{
-    KeyedSnapshotHeader, Record, read_fields, read_key_groups,
+    Fields, KeyedSnapshotHeader, Record, read_fields, read_key_groups,
 };
 use cornerstone_backend_api::{
     Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateKind, StateMeta,
@@ -16,15 +16,6 @@ use cornerstone_backend_api::{
 use integer_encoding::VarInt;
 
 use crate::parallel;
-
-/// One restored record, still serialized: slices of its key group's [`RawGroup`] bytes.
-#[derive(Clone, Copy)]
-pub(super) struct RawRecord<'a> {
-    pub(super) key: &'a [u8],
-    pub(super) namespace: &'a [u8],
-    pub(super) user_key: Option<&'a [u8]>,
-    pub(super) value: &'a [u8],
-}
 
 /// The restored records of one state in one key group, still serialized, in one buffer (a
 /// restore allocates per key group, not per record): each record as its fields with their
@@ -72,7 +63,7 @@ impl RawGroup {
 
     /// The records, read back from the buffer (which held whole records when it was
     /// filled, so an error here means memory was damaged, and is reported, not ignored).
-    pub(super) fn records(&self) -> impl Iterator<Item = Result<RawRecord<'_>>> {
+    pub(super) fn records(&self) -> impl Iterator<Item = Result<Fields<'_>>> {
         let mut r = Reader::new(&self.bytes, "restored records").with_key("buffer");
         let mut failed = false;
         std::iter::from_fn(move || {
@@ -81,12 +72,7 @@ impl RawGroup {
             }
             let fields = read_fields(&mut r, self.user_keys);
             failed = fields.is_err();
-            Some(fields.map(|f| RawRecord {
-                key: f.key,
-                namespace: f.namespace,
-                user_key: f.user_key,
-                value: f.value,
-            }))
+            Some(fields)
         })
     }
 }
@@ -250,7 +236,7 @@ pub(super) struct Fill<'a, G, F> {
     pub(super) fill: F,
 }
 
-impl<G: Send, F: Fn(&mut G, RawRecord<'_>) -> Result<()> + Sync> Fill<'_, G, F> {
+impl<G: Send, F: Fn(&mut G, Fields<'_>) -> Result<()> + Sync> Fill<'_, G, F> {
     /// Decodes `sources` (the restored records per key-group index) into `targets` (the
     /// table's key groups, same indexes), split by key-group ranges between up to
     /// `threads` threads when there are many records.
