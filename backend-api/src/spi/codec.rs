@@ -147,13 +147,23 @@ pub fn with_encoded<T: Serialize + ?Sized, R>(value: &T, f: impl FnOnce(&[u8]) -
     // Small keys (integers, short tuples and strings) on the stack; larger ones, or those
     // the slice encoder refuses, in the thread's scratch buffer.
     let mut stack = [0u8; 64];
-    if let Ok(len) = bincode::serde::encode_into_slice(value, &mut stack, CONFIG) {
-        return Ok(f(&stack[..len]));
+    match bincode::serde::encode_into_slice(value, &mut stack, CONFIG) {
+        Ok(len) => return Ok(f(&stack[..len])),
+        // Dropped out of line: the drop glue of `Result<usize, EncodeError>` is otherwise
+        // an out-of-line call on every access, a few percent of a state lookup.
+        Err(e) => discard(e),
     }
     with_scratch(|buf| {
         encode_into(value, buf)?;
         Ok(f(buf))
     })
+}
+
+/// Drops the slice encoder's error, off the hot path (the caller retries on the heap).
+#[cold]
+#[inline(never)]
+fn discard(e: bincode::error::EncodeError) {
+    drop(e);
 }
 
 #[cfg(test)]
