@@ -195,6 +195,53 @@ pub struct IncrementalStateHandle {
     pub meta: StreamStateHandle,
 }
 
+/// The streams one checkpoint wrote into a changelog chain: a full snapshot (the chain's
+/// base) or the changes since the checkpoint before (a delta), key-group indexed, in
+/// `shared/`, as parts of contiguous key groups written in parallel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChangelogSegment {
+    /// The checkpoint that wrote it.
+    pub checkpoint_id: CheckpointId,
+    /// Its streams (`CSKG`: full snapshots for a base, delta streams for a delta), with
+    /// disjoint key-group ranges.
+    pub parts: Vec<KeyGroupsStateHandle>,
+}
+
+impl ChangelogSegment {
+    /// The bytes of its streams.
+    pub fn size(&self) -> u64 {
+        self.parts.iter().map(|p| p.stream.size()).sum()
+    }
+}
+
+/// A changelog (incremental) snapshot of a heap backend: the latest materialized full
+/// snapshot and the deltas written since, oldest first. A restore reads the base and
+/// applies the deltas in order; each checkpoint uploads only its own delta and references
+/// the files of the checkpoints before, which stay alive while a retained checkpoint
+/// references them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChangelogStateHandle {
+    /// The key groups the snapshot holds.
+    pub range: KeyGroupRange,
+    /// The full snapshot the chain starts from.
+    pub base: ChangelogSegment,
+    /// The changes since, one segment per checkpoint, oldest first.
+    pub deltas: Vec<ChangelogSegment>,
+}
+
+impl ChangelogStateHandle {
+    /// The base, then the deltas, in the order a restore applies them.
+    pub fn segments(&self) -> impl Iterator<Item = &ChangelogSegment> {
+        std::iter::once(&self.base).chain(&self.deltas)
+    }
+
+    /// The segment this snapshot's checkpoint wrote: the last delta, or the base of a
+    /// materialization.
+    pub fn latest(&self) -> &ChangelogSegment {
+        self.deltas.last().unwrap_or(&self.base)
+    }
+}
+
 /// The keyed state of one subtask.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyedStateHandle {
@@ -202,6 +249,8 @@ pub enum KeyedStateHandle {
     KeyGroups(KeyGroupsStateHandle),
     /// An incremental native snapshot.
     Incremental(IncrementalStateHandle),
+    /// A changelog snapshot of a heap backend: a full snapshot and deltas.
+    Changelog(ChangelogStateHandle),
 }
 
 impl KeyedStateHandle {
@@ -210,6 +259,7 @@ impl KeyedStateHandle {
         match self {
             KeyedStateHandle::KeyGroups(h) => h.range,
             KeyedStateHandle::Incremental(h) => h.range,
+            KeyedStateHandle::Changelog(h) => h.range,
         }
     }
 
@@ -220,6 +270,10 @@ impl KeyedStateHandle {
             KeyedStateHandle::Incremental(h) => std::iter::once(&h.meta)
                 .chain(h.shared.iter().map(|f| &f.handle))
                 .chain(h.private.iter().map(|f| &f.handle))
+                .collect(),
+            KeyedStateHandle::Changelog(h) => h
+                .segments()
+                .flat_map(|s| s.parts.iter().map(|p| &p.stream))
                 .collect(),
         }
     }

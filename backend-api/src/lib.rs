@@ -101,9 +101,10 @@ pub use descriptor::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use handles::{
-    CheckpointId, ContentMismatch, Distribution, FileStateHandle, IncrementalStateHandle,
-    KeyGroupsStateHandle, KeyedStateHandle, NamedStateFile, OperatorStateHandle, OperatorStateMeta,
-    StateScope, StreamStateHandle, SubtaskState,
+    ChangelogSegment, ChangelogStateHandle, CheckpointId, ContentMismatch, Distribution,
+    FileStateHandle, IncrementalStateHandle, KeyGroupsStateHandle, KeyedStateHandle,
+    NamedStateFile, OperatorStateHandle, OperatorStateMeta, StateScope, StreamStateHandle,
+    SubtaskState,
 };
 pub use identity::StateType;
 pub use keygroup::{

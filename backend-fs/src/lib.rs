@@ -77,6 +77,9 @@ use cornerstone_backend_api::spi::keyed_format::Compression;
 use cornerstone_backend_api::{KeyedBackendParams, Result, StateBackend, StateKey};
 use cornerstone_backend_memory::{HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage};
 
+/// The options of changelog mode ([`FsStateBackend::incremental`]).
+pub use cornerstone_backend_memory::ChangelogOptions;
+
 /// Which threads may use a heap backend's states.
 pub use cornerstone_backend_memory::HeapThreading;
 
@@ -97,6 +100,7 @@ pub struct FsStateBackend {
     compression: Compression,
     threading: HeapThreading,
     io_threads: Option<usize>,
+    changelog: Option<ChangelogOptions>,
 }
 
 impl FsStateBackend {
@@ -130,15 +134,30 @@ impl FsStateBackend {
         self
     }
 
+    /// Incremental checkpoints (changelog mode): each checkpoint uploads the entries
+    /// changed since the last one confirmed complete (a delta, in the shared scope) and
+    /// references the full snapshot and deltas before it; a full snapshot starts a new
+    /// chain as `changelog` says. Savepoints stay full, self-contained snapshots. Every
+    /// write records its key in a change set until a checkpoint holding it is confirmed
+    /// ([`FsKeyedStateBackend::pending_changes`] counts them).
+    #[must_use]
+    pub fn incremental(mut self, changelog: ChangelogOptions) -> Self {
+        self.changelog = Some(changelog);
+        self
+    }
+
     /// The options of the heap backends this factory creates.
     pub fn options(&self) -> HeapBackendOptions {
-        let options = HeapBackendOptions::new(NAME, HeapSnapshotStorage::Streams)
+        let mut options = HeapBackendOptions::new(NAME, HeapSnapshotStorage::Streams)
             .with_compression(self.compression)
             .with_threading(self.threading);
-        match self.io_threads {
-            Some(threads) => options.with_io_threads(threads),
-            None => options,
+        if let Some(threads) = self.io_threads {
+            options = options.with_io_threads(threads);
         }
+        if let Some(changelog) = self.changelog {
+            options = options.with_changelog(changelog);
+        }
+        options
     }
 }
 

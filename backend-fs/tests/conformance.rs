@@ -1,7 +1,7 @@
 //! The conformance suite, run by the filesystem backend through the real checkpoint store
 //! (`cornerstone_testkit::harness::StoreHarness`): on the local filesystem once with every
 //! stream a file (uncompressed blocks) and once with the store's default inline threshold
-//! and zstd-compressed blocks; on OpenDAL's memory service with every stream a file; and a
+//! and zstd-compressed blocks; in changelog mode; on OpenDAL's memory service with every stream a file; and a
 //! representative subset on S3.
 
 mod files {
@@ -40,5 +40,17 @@ mod s3 {
         FsStateBackend::new(),
         0,
         module_path!()
+    ));
+}
+
+/// Changelog mode (incremental checkpoints), every stream a file: a checkpoint after one
+/// confirmed complete writes a delta over its chain, and a chain holds at most two deltas.
+mod changelog {
+    use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
+    use cornerstone_testkit::harness::StoreHarness;
+
+    cornerstone_backend_api::conformance_suite!(StoreHarness::local(
+        FsStateBackend::new().incremental(ChangelogOptions::new().max_deltas(2)),
+        0
     ));
 }

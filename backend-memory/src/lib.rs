@@ -51,6 +51,8 @@
 
 mod access;
 mod backend;
+mod capture;
+mod changelog;
 mod parallel;
 mod restorable;
 mod table;
@@ -58,6 +60,6 @@ mod timers;
 
 pub use access::HeapThreading;
 pub use backend::{
-    DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage,
-    MemoryStateBackend, NAME,
+    ChangelogOptions, DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapKeyedStateBackend,
+    HeapSnapshotStorage, MemoryStateBackend, NAME,
 };

@@ -9,11 +9,12 @@ use cornerstone_backend_api::keygroup::key_group_for_key;
 use cornerstone_backend_api::spi::keyed_format::KeyedSnapshotWriter;
 use cornerstone_backend_api::spi::table::{ListTable, MapTable, SnapshotFilter, ValueTable};
 use cornerstone_backend_api::{
-    CheckpointOutputStream, Error, KeyGroupRange, Result, StateKey, StateValue,
+    CheckpointId, CheckpointOutputStream, Error, KeyGroupRange, Result, StateKey, StateValue,
 };
 use hashbrown::{Equivalent, HashMap};
 
 use crate::access::{Binding, Guarded};
+use crate::changelog::{ChangeLog, Sealed};
 
 /// The map of one key group: (key, namespace) to the stored value.
 pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
@@ -22,7 +23,7 @@ pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
 pub(crate) type Groups<K, N, S> = Vec<Arc<GroupMap<K, N, S>>>;
 
 /// A borrowed (key, namespace) that looks up a `(K, N)` without cloning.
-struct Lookup<'a, K, N>(&'a K, &'a N);
+pub(crate) struct Lookup<'a, K, N>(pub(crate) &'a K, pub(crate) &'a N);
 
 impl<K: Hash, N: Hash> Hash for Lookup<'_, K, N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -37,6 +38,10 @@ impl<K: Eq, N: Eq> Equivalent<(K, N)> for Lookup<'_, K, N> {
         *self.0 == key.0 && *self.1 == key.1
     }
 }
+
+/// The key groups of a table and its changes not yet confirmed, as a changelog checkpoint
+/// captures them.
+pub(crate) type CapturedChanges<K, N, S> = (Groups<K, N, S>, Sealed<(K, N)>);
 
 /// The writer of a keyed snapshot, over a checkpoint stream.
 pub(crate) type SnapshotWriter = KeyedSnapshotWriter<Box<dyn CheckpointOutputStream>>;
@@ -55,20 +60,54 @@ pub(crate) trait Captured: Send + Sync {
         writer: &mut SnapshotWriter,
         now: u64,
     ) -> Result<()>;
+
+    /// The number of changes of the key group at `index` a delta holds (an upper bound).
+    fn changes(&self, index: usize) -> usize;
+
+    /// Writes the changes of the key group at `index` to a delta stream: for each changed
+    /// entry, its records or its removal.
+    ///
+    /// # Errors
+    /// [`cornerstone_backend_api::ErrorKind::Internal`] for a capture without changes.
+    fn write_changes(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        now: u64,
+    ) -> Result<()>;
 }
 
 /// What the backend keeps of each registered table.
 pub(crate) trait Registered: Send + Sync {
     /// The synchronous phase of a snapshot: clones one `Arc` per key group.
     fn capture(&self) -> Result<Box<dyn Captured>>;
+    /// The synchronous phase of a changelog checkpoint: seals the changes since the last
+    /// snapshot under `id` and captures the key groups with every change not yet confirmed.
+    fn capture_changes(&self, id: CheckpointId) -> Result<Box<dyn Captured>>;
+    /// Checkpoint `id` completed: the changes sealed up to it are confirmed.
+    fn confirm(&self, id: CheckpointId) -> Result<()>;
+    /// The changes recorded and not yet confirmed.
+    fn pending_changes(&self) -> Result<usize>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
-/// What a table's guard protects: the key-group maps and the incremental-cleanup cursor.
+/// What a table's guard protects: the key-group maps, the incremental-cleanup cursor and,
+/// in changelog mode, what changed.
 struct Core<K, N, S> {
     groups: Groups<K, N, S>,
     /// (key-group index, entries already visited in it) of incremental cleanup.
     cleanup_cursor: (usize, usize),
+    changes: Option<ChangeLog<(K, N)>>,
+}
+
+impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
+    #[inline]
+    fn record(&mut self, index: usize, key: &K, ns: &N) {
+        if let Some(changes) = &mut self.changes {
+            changes.record(index, &Lookup(key, ns), |l| (l.0.clone(), l.1.clone()));
+        }
+    }
 }
 
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
@@ -80,10 +119,18 @@ pub(crate) struct HeapTable<K, N, S> {
 }
 
 impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N, S> {
-    pub(crate) fn new(range: KeyGroupRange, max_parallelism: u32, binding: Binding) -> Self {
+    /// An empty table; `changelog` records what changes (changelog mode).
+    pub(crate) fn new(
+        range: KeyGroupRange,
+        max_parallelism: u32,
+        binding: Binding,
+        changelog: bool,
+    ) -> Self {
+        let groups = range.len() as usize;
         let core = Core {
-            groups: (0..range.len()).map(|_| Arc::new(HashMap::new())).collect(),
+            groups: (0..groups).map(|_| Arc::new(HashMap::new())).collect(),
             cleanup_cursor: (0, 0),
+            changes: changelog.then(|| ChangeLog::new(groups)),
         };
         HeapTable {
             core: Guarded::new(binding, core),
@@ -130,16 +177,18 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     }
 
     /// Runs `f` on the mutable map of the key group of `key`, copying it first if a snapshot
-    /// still holds it.
+    /// still holds it, and records the change of (`key`, `ns`).
     #[inline]
-    fn write<R>(&self, key: &K, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
+    fn write<R>(&self, key: &K, ns: &N, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
         let index = self.index(key)?;
-        self.core
-            .with(|core| f(Arc::make_mut(&mut core.groups[index])))
+        self.core.with(|core| {
+            core.record(index, key, ns);
+            f(Arc::make_mut(&mut core.groups[index]))
+        })
     }
 
     fn put(&self, key: &K, ns: &N, value: S) -> Result<()> {
-        self.write(key, |map| match map.get_mut(&Lookup(key, ns)) {
+        self.write(key, ns, |map| match map.get_mut(&Lookup(key, ns)) {
             Some(slot) => *slot = value,
             None => {
                 map.insert((key.clone(), ns.clone()), value);
@@ -150,17 +199,17 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     fn take(&self, key: &K, ns: &N) -> Result<Option<S>> {
         let index = self.index(key)?;
         self.core.with(|core| {
-            let group = &mut core.groups[index];
-            if !group.contains_key(&Lookup(key, ns)) {
+            if !core.groups[index].contains_key(&Lookup(key, ns)) {
                 return None; // no copy of a shared key group for a no-op
             }
-            Arc::make_mut(group).remove(&Lookup(key, ns))
+            core.record(index, key, ns);
+            Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns))
         })
     }
 
     /// Replaces the entry with `f(current)`; `None` removes it.
     fn update_with(&self, key: &K, ns: &N, f: impl FnOnce(Option<S>) -> Option<S>) -> Result<()> {
-        self.write(key, |map| {
+        self.write(key, ns, |map| {
             let old = map.remove(&Lookup(key, ns));
             if let Some(new) = f(old) {
                 map.insert((key.clone(), ns.clone()), new);
@@ -178,7 +227,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         f: impl FnOnce(&mut S),
         keep: impl FnOnce(&S) -> bool,
     ) -> Result<()> {
-        self.write(key, |map| {
+        self.write(key, ns, |map| {
             let remove = match map.get_mut(&Lookup(key, ns)) {
                 Some(slot) => {
                     f(slot);
@@ -216,6 +265,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             let Core {
                 groups,
                 cleanup_cursor: cursor,
+                changes,
             } = core;
             let mut left = budget;
             let mut groups_seen = 0;
@@ -235,6 +285,11 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                 }
                 left -= visited;
                 if !removed.is_empty() || !replaced.is_empty() {
+                    if let Some(changes) = changes {
+                        for k in removed.iter().chain(replaced.iter().map(|(k, _)| k)) {
+                            changes.record(index, k, Clone::clone);
+                        }
+                    }
                     let map = Arc::make_mut(group);
                     for k in &removed {
                         map.remove(k);
@@ -255,9 +310,36 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         })
     }
 
-    fn captured_groups(&self) -> Result<Groups<K, N, S>> {
+    pub(crate) fn captured_groups(&self) -> Result<Groups<K, N, S>> {
         self.core
             .with(|core| core.groups.iter().map(Arc::clone).collect())
+    }
+
+    /// The key groups and every change not yet confirmed, the current ones sealed under
+    /// `id`.
+    pub(crate) fn captured_changes(&self, id: CheckpointId) -> Result<CapturedChanges<K, N, S>> {
+        self.core.with(|core| {
+            let groups = core.groups.iter().map(Arc::clone).collect();
+            match &mut core.changes {
+                Some(changes) => Ok((groups, changes.seal(id))),
+                None => Err(Error::internal(
+                    "a changelog snapshot of a table that records no changes",
+                )),
+            }
+        })?
+    }
+
+    pub(crate) fn confirm(&self, id: CheckpointId) -> Result<()> {
+        self.core.with(|core| {
+            if let Some(changes) = &mut core.changes {
+                changes.confirm(id);
+            }
+        })
+    }
+
+    pub(crate) fn pending_changes(&self) -> Result<usize> {
+        self.core
+            .with(|core| core.changes.as_ref().map_or(0, ChangeLog::len))
     }
 }
 
@@ -266,25 +348,6 @@ pub(crate) enum Cleanup<S> {
     Keep,
     Remove,
     Replace(S),
-}
-
-macro_rules! registered {
-    ($ty:ident < $($g:ident),+ >, $capture:ident, $($bounds:tt)+) => {
-        impl<$($g),+> Registered for $ty<$($g),+>
-        where
-            $($bounds)+
-        {
-            fn capture(&self) -> Result<Box<dyn Captured>> {
-                Ok(Box::new($capture {
-                    groups: self.table.captured_groups()?,
-                    filter: self.filter.clone(),
-                }))
-            }
-            fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-                self
-            }
-        }
-    };
 }
 
 /// The heap [`ValueTable`].
@@ -324,33 +387,6 @@ impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, V, N> for HeapValueT
         })
     }
 }
-
-pub(crate) struct ValueCapture<K, N, V> {
-    groups: Groups<K, N, V>,
-    filter: Option<SnapshotFilter<V>>,
-}
-
-impl<K: StateKey, N: StateKey, V: StateValue> Captured for ValueCapture<K, N, V> {
-    fn entries(&self, index: usize) -> usize {
-        self.groups[index].len()
-    }
-
-    fn write_key_group(
-        &self,
-        index: usize,
-        state: u16,
-        writer: &mut SnapshotWriter,
-        now: u64,
-    ) -> Result<()> {
-        for ((k, n), v) in self.groups[index].iter() {
-            if self.filter.as_ref().is_none_or(|f| f(v, now)) {
-                writer.record(state, k, n, None::<&()>, v)?;
-            }
-        }
-        Ok(())
-    }
-}
-registered!(HeapValueTable<K, V, N>, ValueCapture, K: StateKey, N: StateKey, V: StateValue);
 
 /// The heap [`ListTable`]: a `Vec` per (key, namespace).
 pub(crate) struct HeapListTable<K, T, N> {
@@ -408,39 +444,6 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, T, N> for HeapListTab
         })
     }
 }
-
-pub(crate) struct ListCapture<K, N, T> {
-    groups: Groups<K, N, Vec<T>>,
-    filter: Option<SnapshotFilter<T>>,
-}
-
-impl<K: StateKey, N: StateKey, T: StateValue> Captured for ListCapture<K, N, T> {
-    fn entries(&self, index: usize) -> usize {
-        self.groups[index].len()
-    }
-
-    fn write_key_group(
-        &self,
-        index: usize,
-        state: u16,
-        writer: &mut SnapshotWriter,
-        now: u64,
-    ) -> Result<()> {
-        for ((k, n), list) in self.groups[index].iter() {
-            match &self.filter {
-                Some(f) if !list.iter().all(|v| f(v, now)) => {
-                    let live: Vec<&T> = list.iter().filter(|v| f(v, now)).collect();
-                    if !live.is_empty() {
-                        writer.record(state, k, n, None::<&()>, &live)?;
-                    }
-                }
-                _ => writer.record(state, k, n, None::<&()>, list)?,
-            }
-        }
-        Ok(())
-    }
-}
-registered!(HeapListTable<K, T, N>, ListCapture, K: StateKey, N: StateKey, T: StateValue);
 
 /// The heap [`MapTable`]: a hash map per (key, namespace).
 pub(crate) struct HeapMapTable<K, UK, UV, N> {
@@ -536,32 +539,3 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, UK, UV,
         })
     }
 }
-
-pub(crate) struct MapCapture<K, N, UK, UV> {
-    groups: Groups<K, N, HashMap<UK, UV>>,
-    filter: Option<SnapshotFilter<UV>>,
-}
-
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> Captured for MapCapture<K, N, UK, UV> {
-    fn entries(&self, index: usize) -> usize {
-        self.groups[index].len()
-    }
-
-    fn write_key_group(
-        &self,
-        index: usize,
-        state: u16,
-        writer: &mut SnapshotWriter,
-        now: u64,
-    ) -> Result<()> {
-        for ((k, n), map) in self.groups[index].iter() {
-            for (uk, uv) in map {
-                if self.filter.as_ref().is_none_or(|f| f(uv, now)) {
-                    writer.record(state, k, n, Some(uk), uv)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-registered!(HeapMapTable<K, UK, UV, N>, MapCapture, K: StateKey, N: StateKey, UK: StateKey, UV: StateValue);

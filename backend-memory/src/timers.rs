@@ -12,19 +12,32 @@ use std::sync::Arc;
 use cornerstone_backend_api::timer::{
     KeyGroupHeads, RawTimer, TimerEntry, TimerQueue, TimerVisit, decode_timestamp, encode_timestamp,
 };
-use cornerstone_backend_api::{Error, KeyGroupRange, Result};
+use cornerstone_backend_api::{CheckpointId, Error, KeyGroupRange, Result};
 use parking_lot::Mutex;
 
-use crate::restorable::Restorable;
+use crate::changelog::{ChangeLog, Sealed};
 use crate::table::{Captured, Registered, SnapshotWriter};
 
 /// The timers of one key group, in firing order.
 pub(crate) type Group = BTreeSet<(i64, TimerEntry)>;
 
+/// A timer: its timestamp and entry.
+type Timer = (i64, TimerEntry);
+
 struct Inner {
     groups: Vec<Arc<Group>>,
     heads: KeyGroupHeads,
     len: usize,
+    /// The timers added or removed (changelog mode).
+    changes: Option<ChangeLog<Timer>>,
+}
+
+impl Inner {
+    fn record(&mut self, index: usize, timer: &Timer) {
+        if let Some(changes) = &mut self.changes {
+            changes.record(index, timer, Clone::clone);
+        }
+    }
 }
 
 /// The heap [`TimerQueue`].
@@ -34,7 +47,8 @@ pub(crate) struct HeapTimerQueue {
 }
 
 impl HeapTimerQueue {
-    pub(crate) fn new(range: KeyGroupRange) -> Self {
+    /// An empty queue; `changelog` records what changes (changelog mode).
+    pub(crate) fn new(range: KeyGroupRange, changelog: bool) -> Self {
         let groups = range.len() as usize;
         HeapTimerQueue {
             range,
@@ -42,6 +56,7 @@ impl HeapTimerQueue {
                 groups: (0..groups).map(|_| Arc::new(Group::new())).collect(),
                 heads: KeyGroupHeads::new(groups),
                 len: 0,
+                changes: changelog.then(|| ChangeLog::new(groups)),
             }),
         }
     }
@@ -55,10 +70,8 @@ impl HeapTimerQueue {
     }
 }
 
-impl Restorable for HeapTimerQueue {
-    type Group = Group;
-
-    fn restoring_groups(&mut self) -> Vec<&mut Group> {
+impl HeapTimerQueue {
+    pub(crate) fn restoring_groups(&mut self) -> Vec<&mut Group> {
         self.inner
             .get_mut()
             .groups
@@ -67,7 +80,7 @@ impl Restorable for HeapTimerQueue {
             .collect()
     }
 
-    fn restored(&mut self) {
+    pub(crate) fn restored(&mut self) {
         let inner = self.inner.get_mut();
         inner.len = inner.groups.iter().map(|g| g.len()).sum();
         for index in 0..inner.groups.len() {
@@ -82,6 +95,7 @@ impl Inner {
     /// it) and moves the key group's head up if it is the first.
     fn insert(&mut self, index: usize, timer: (i64, TimerEntry)) {
         let timestamp = timer.0;
+        self.record(index, &timer);
         if let Some(group) = self.groups.get_mut(index)
             && Arc::make_mut(group).insert(timer)
         {
@@ -111,7 +125,12 @@ impl TimerQueue for HeapTimerQueue {
         let index = self.index(key_group)?;
         let timer = (timestamp, TimerEntry::from_bytes(entry));
         let mut inner = self.inner.lock();
-        let Inner { groups, heads, len } = &mut *inner;
+        let Inner {
+            groups,
+            heads,
+            len,
+            changes,
+        } = &mut *inner;
         let group = &mut groups[index];
         // One search when the group is not shared with a snapshot; a shared one is copied
         // only when the timer is there.
@@ -121,6 +140,9 @@ impl TimerQueue for HeapTimerQueue {
         };
         if !removed {
             return Ok(());
+        }
+        if let Some(changes) = changes {
+            changes.record(index, &timer, Clone::clone);
         }
         *len -= 1;
         if heads.head(index) == Some(timestamp) {
@@ -135,7 +157,12 @@ impl TimerQueue for HeapTimerQueue {
 
     fn poll(&self, up_to: i64) -> Result<Option<RawTimer>> {
         let mut inner = self.inner.lock();
-        let Inner { groups, heads, len } = &mut *inner;
+        let Inner {
+            groups,
+            heads,
+            len,
+            changes,
+        } = &mut *inner;
         let Some((head, index)) = heads.first() else {
             return Ok(None);
         };
@@ -146,6 +173,9 @@ impl TimerQueue for HeapTimerQueue {
         let Some((timestamp, entry)) = group.pop_first() else {
             return Err(Error::internal("timer queue head of an empty key group"));
         };
+        if let Some(changes) = changes {
+            changes.record(index, &(timestamp, entry.clone()), Clone::clone);
+        }
         *len -= 1;
         heads.set(index, group.first().map(|(ts, _)| *ts));
         Ok(Some(RawTimer {
@@ -172,8 +202,9 @@ impl TimerQueue for HeapTimerQueue {
     }
 }
 
-/// The timers a snapshot captured: the key groups' sets, shared until the next change.
-struct TimerCapture(Vec<Arc<Group>>);
+/// The timers a snapshot captured: the key groups' sets, shared until the next change, and
+/// the changes a delta writes (changelog checkpoints only).
+struct TimerCapture(Vec<Arc<Group>>, Option<Sealed<Timer>>);
 
 impl Captured for TimerCapture {
     fn entries(&self, index: usize) -> usize {
@@ -193,13 +224,64 @@ impl Captured for TimerCapture {
         }
         Ok(())
     }
+
+    fn changes(&self, index: usize) -> usize {
+        self.1.as_ref().map_or(0, |c| c.len(index))
+    }
+
+    /// A timer added since is written, one removed since is written as a removal of its
+    /// timestamp.
+    fn write_changes(
+        &self,
+        index: usize,
+        state: u16,
+        writer: &mut SnapshotWriter,
+        _now: u64,
+    ) -> Result<()> {
+        let Some(changes) = &self.1 else {
+            return Err(Error::internal("a delta of a capture without changes"));
+        };
+        let group = &self.0[index];
+        changes.for_each(index, |timer| {
+            let (key, namespace) = timer.1.split()?;
+            let timestamp = encode_timestamp(timer.0);
+            if group.contains(timer) {
+                writer.raw_record(state, key, namespace, None, &timestamp)
+            } else {
+                writer.raw_removal(state, key, namespace, None, &timestamp)
+            }
+        })
+    }
 }
 
 impl Registered for HeapTimerQueue {
     fn capture(&self) -> Result<Box<dyn Captured>> {
         Ok(Box::new(TimerCapture(
             self.inner.lock().groups.iter().map(Arc::clone).collect(),
+            None,
         )))
+    }
+
+    fn capture_changes(&self, id: CheckpointId) -> Result<Box<dyn Captured>> {
+        let mut inner = self.inner.lock();
+        let groups = inner.groups.iter().map(Arc::clone).collect();
+        let Some(changes) = &mut inner.changes else {
+            return Err(Error::internal(
+                "a changelog snapshot of a timer queue that records no changes",
+            ));
+        };
+        Ok(Box::new(TimerCapture(groups, Some(changes.seal(id)))))
+    }
+
+    fn confirm(&self, id: CheckpointId) -> Result<()> {
+        if let Some(changes) = &mut self.inner.lock().changes {
+            changes.confirm(id);
+        }
+        Ok(())
+    }
+
+    fn pending_changes(&self) -> Result<usize> {
+        Ok(self.inner.lock().changes.as_ref().map_or(0, ChangeLog::len))
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -221,6 +303,20 @@ pub(crate) fn insert_record(
     Ok(())
 }
 
+/// Removes the timer of a restored removal record from its key group's timers.
+pub(crate) fn remove_record(
+    group: &mut Group,
+    key: &[u8],
+    namespace: &[u8],
+    value: &[u8],
+) -> Result<()> {
+    group.remove(&(
+        decode_timestamp(value)?,
+        TimerEntry::from_parts(key, namespace),
+    ));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -234,7 +330,7 @@ mod tests {
     /// group's set only, and the capture keeps what it saw.
     #[test]
     fn capture_copies_nothing_and_a_change_copies_one_key_group() {
-        let queue = HeapTimerQueue::new(KeyGroupRange::new(0, 3));
+        let queue = HeapTimerQueue::new(KeyGroupRange::new(0, 3), false);
         for kg in 0..4u32 {
             for ts in 0..10i64 {
                 queue.add(kg, ts, &[1, kg as u8]).unwrap();

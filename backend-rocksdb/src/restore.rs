@@ -140,6 +140,29 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// Deletes `k` (a changelog's removal of a value, list or timer).
+    fn delete(&mut self, cf: &str, k: &[u8]) -> Result<()> {
+        let handle = self.inst.cf(cf)?;
+        self.batch.delete_cf(&handle, k);
+        Ok(())
+    }
+
+    /// Deletes every key that starts with `prefix` (a changelog's removal of a map).
+    fn delete_prefix(&mut self, cf: &str, prefix: &[u8]) -> Result<()> {
+        let handle = self.inst.cf(cf)?;
+        let mut end = prefix.to_vec();
+        // The first key after every key with the prefix: the prefix with its last byte
+        // below 0xff incremented (a prefix starts with the key group, never all 0xff).
+        while end.last() == Some(&0xff) {
+            end.pop();
+        }
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        self.batch.delete_range_cf(&handle, prefix, &end);
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
         self.inst
@@ -230,6 +253,19 @@ fn load(
             KeyedStateHandle::KeyGroups(h) => {
                 load_key_groups(h, params, key_type, &mut loader, &mut states, &mut stored)?;
             }
+            // A heap backend's changelog: its base, then each delta in order.
+            KeyedStateHandle::Changelog(h) => {
+                for part in h.segments().flat_map(|s| &s.parts) {
+                    load_key_groups(
+                        part,
+                        params,
+                        key_type,
+                        &mut loader,
+                        &mut states,
+                        &mut stored,
+                    )?;
+                }
+            }
             KeyedStateHandle::Incremental(h) => {
                 load_incremental(
                     n,
@@ -300,12 +336,23 @@ fn load_key_groups(
                 decode_timestamp(record.value)?,
                 entry.as_bytes(),
             );
+            if record.removed {
+                return loader.delete(cf, &key);
+            }
             return loader.put(cf, &key, &[]);
         }
         key.clear();
         push_key_group(&mut key, record.key_group, plen);
         push_field(&mut key, record.key);
         push_field(&mut key, record.namespace);
+        if record.removed {
+            // Of a map: all its entries, whose keys continue after the namespace.
+            return if *kind == StateKind::Map {
+                loader.delete_prefix(cf, &key)
+            } else {
+                loader.delete(cf, &key)
+            };
+        }
         if let Some(uk) = record.user_key {
             key.extend_from_slice(uk);
         }

@@ -120,6 +120,7 @@ pub fn snapshot_async<F: StateBackend>(c: &mut Criterion, name: &str, factory: &
             .iter()
             .map(|h| match h {
                 KeyedStateHandle::KeyGroups(h) => h.stream.size(),
+                KeyedStateHandle::Changelog(h) => h.latest().size(),
                 KeyedStateHandle::Incremental(_) => 0,
             })
             .sum();

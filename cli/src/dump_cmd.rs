@@ -1,16 +1,19 @@
 //! `cornerstone dump`: selects an operator's entries and writes them as JSON lines (the
 //! records are decoded by [`crate::dump`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
 
 use anyhow::{Context, Result};
 use cornerstone_backend_api::handles::{KeyGroupsStateHandle, OperatorStateHandle};
 use cornerstone_backend_api::spi::format::describe;
 use cornerstone_backend_api::spi::format::operator::OperatorStream;
-use cornerstone_backend_api::spi::keyed_format::read_key_groups;
+use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
 use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{Error, KeyGroupRange, KeyedStateHandle, StateReader};
+use cornerstone_backend_api::{
+    ChangelogStateHandle, Error, KeyGroupRange, KeyedStateHandle, StateKind, StateMeta, StateReader,
+};
+
 use cornerstone_checkpoint_store::CheckpointStore;
 
 use crate::{Progress, dump, output};
@@ -149,6 +152,9 @@ pub(crate) fn run_dump(
                 }
                 #[cfg(not(feature = "rocksdb"))]
                 KeyedStateHandle::Incremental(_) => {}
+                KeyedStateHandle::Changelog(h) => {
+                    dump_changelog(h, &reader, filter, subtask, &mut lines, &mut known_states)?;
+                }
             }
             progress.inc();
             if lines.full() {
@@ -212,8 +218,8 @@ fn canonical(
     )?;
     match handle {
         KeyedStateHandle::KeyGroups(h) => Ok((h, storage)),
-        KeyedStateHandle::Incremental(_) => {
-            Err(Error::internal("a canonical snapshot is incremental").into())
+        KeyedStateHandle::Incremental(_) | KeyedStateHandle::Changelog(_) => {
+            Err(Error::internal("a canonical snapshot is not a full one").into())
         }
     }
 }
@@ -234,33 +240,8 @@ fn dump_keyed(
         None => h.range,
     };
     let header = read_key_groups(h, Some(reader), range, &mut |header, rec| {
-        let meta = header.states.get(usize::from(rec.state)).ok_or_else(|| {
-            Error::corrupted("record refers to a state missing from the header")
-                .with_context("state_index", rec.state)
-                .with_context("key_group", rec.key_group)
-        })?;
-        if filter.state.is_some_and(|f| f != meta.name) {
-            return Ok(());
-        }
-        let value = dump::keyed_record(
-            subtask,
-            rec.key_group,
-            &header.key_type,
-            meta,
-            rec.key,
-            rec.namespace,
-            rec.user_key,
-            rec.value,
-        );
-        if filter.key.is_some_and(|k| value.get("key") != Some(k)) {
-            return Ok(());
-        }
-        if lines.emit(value) {
-            Ok(())
-        } else {
-            // Stops the read: stdout closed, or the limit reached.
-            Err(Error::corrupted("dump output stopped"))
-        }
+        let meta = state_of(header, &rec)?;
+        emit_record(filter, subtask, lines, &header.key_type, meta, &rec)
     });
     lines.check()?;
     if lines.full() {
@@ -268,6 +249,132 @@ fn dump_keyed(
     }
     if let Some(header) = header.with_context(|| format!("dump subtask {subtask}"))? {
         known_states.extend(header.states.iter().map(|s| s.name.clone()));
+    }
+    Ok(())
+}
+
+/// The meta of a record's state.
+fn state_of<'h>(header: &'h KeyedSnapshotHeader, rec: &Record<'_>) -> Result<&'h StateMeta, Error> {
+    header.states.get(usize::from(rec.state)).ok_or_else(|| {
+        Error::corrupted("record refers to a state missing from the header")
+            .with_context("state_index", rec.state)
+            .with_context("key_group", rec.key_group)
+    })
+}
+
+/// Writes one record if the filter selects it; an error stops the read (stdout closed, or
+/// the limit reached).
+fn emit_record(
+    filter: &DumpFilter<'_>,
+    subtask: u32,
+    lines: &mut Lines,
+    key_type: &str,
+    meta: &StateMeta,
+    rec: &Record<'_>,
+) -> Result<(), Error> {
+    if filter.state.is_some_and(|f| f != meta.name) {
+        return Ok(());
+    }
+    let value = dump::keyed_record(
+        subtask,
+        rec.key_group,
+        key_type,
+        meta,
+        rec.key,
+        rec.namespace,
+        rec.user_key,
+        rec.value,
+    );
+    if filter.key.is_some_and(|k| value.get("key") != Some(k)) {
+        return Ok(());
+    }
+    if lines.emit(value) {
+        Ok(())
+    } else {
+        Err(Error::corrupted("dump output stopped"))
+    }
+}
+
+/// One record of a changelog, owned.
+struct Owned {
+    meta: StateMeta,
+    key_type: String,
+    key: Vec<u8>,
+    namespace: Vec<u8>,
+    user_key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+/// Writes the selected entries of a changelog snapshot: key group by key group, the base's
+/// records with the deltas applied in order (a removal deletes the (key, namespace)'s
+/// records, of a timers state the one timer; a value or list replaces the one before).
+fn dump_changelog(
+    h: &ChangelogStateHandle,
+    reader: &dyn StateReader,
+    filter: &DumpFilter<'_>,
+    subtask: u32,
+    lines: &mut Lines,
+    known_states: &mut BTreeSet<String>,
+) -> Result<()> {
+    let range = match filter.key_group {
+        Some(kg) if h.range.contains(kg) => KeyGroupRange::new(kg, kg),
+        Some(_) => return Ok(()),
+        None => h.range,
+    };
+    for kg in range.iter() {
+        let mut live: Vec<Option<Owned>> = Vec::new();
+        let mut by_key: HashMap<(String, Vec<u8>, Vec<u8>), Vec<usize>> = HashMap::new();
+        for part in h.segments().flat_map(|s| &s.parts) {
+            let one = KeyGroupRange::new(kg, kg);
+            let header = read_key_groups(part, Some(reader), one, &mut |header, rec| {
+                let meta = state_of(header, &rec)?;
+                let key = (meta.name.clone(), rec.key.to_vec(), rec.namespace.to_vec());
+                let at = by_key.entry(key).or_default();
+                let replaces = !matches!(meta.kind, StateKind::Map | StateKind::Timers);
+                at.retain(|&i| {
+                    let gone = (rec.removed || replaces)
+                        && (meta.kind != StateKind::Timers
+                            || live[i].as_ref().is_some_and(|l| l.value == rec.value));
+                    if gone {
+                        live[i] = None;
+                    }
+                    !gone
+                });
+                if !rec.removed {
+                    at.push(live.len());
+                    live.push(Some(Owned {
+                        meta: meta.clone(),
+                        key_type: header.key_type.clone(),
+                        key: rec.key.to_vec(),
+                        namespace: rec.namespace.to_vec(),
+                        user_key: rec.user_key.map(<[u8]>::to_vec),
+                        value: rec.value.to_vec(),
+                    }));
+                }
+                Ok(())
+            })
+            .with_context(|| format!("dump subtask {subtask}"))?;
+            if let Some(header) = header {
+                known_states.extend(header.states.iter().map(|s| s.name.clone()));
+            }
+        }
+        for r in live.into_iter().flatten() {
+            let rec = Record {
+                key_group: kg,
+                state: 0,
+                key: &r.key,
+                namespace: &r.namespace,
+                user_key: r.user_key.as_deref(),
+                value: &r.value,
+                removed: false,
+                encoded: None,
+            };
+            let emitted = emit_record(filter, subtask, lines, &r.key_type, &r.meta, &rec);
+            if emitted.is_err() {
+                lines.check()?;
+                return Ok(());
+            }
+        }
     }
     Ok(())
 }

@@ -428,6 +428,10 @@ pub(crate) fn keyed_streams_mut(handle: &mut KeyedStateHandle) -> Vec<&mut Strea
             .chain(h.shared.iter_mut().map(|f| &mut f.handle))
             .chain(h.private.iter_mut().map(|f| &mut f.handle))
             .collect(),
+        KeyedStateHandle::Changelog(h) => std::iter::once(&mut h.base)
+            .chain(h.deltas.iter_mut())
+            .flat_map(|s| s.parts.iter_mut().map(|p| &mut p.stream))
+            .collect(),
     }
 }
 

@@ -4,7 +4,9 @@ mod options;
 mod restore;
 mod snapshot;
 
-pub use options::{DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapSnapshotStorage, NAME};
+pub use options::{
+    ChangelogOptions, DEFAULT_MAX_STATE_SIZE, HeapBackendOptions, HeapSnapshotStorage, NAME,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,20 +20,43 @@ use cornerstone_backend_api::spi::table::{ListTable, MapTable, TableOptions, Val
 use cornerstone_backend_api::timer::{TimerQueue, check_queue_meta};
 use cornerstone_backend_api::{
     AsyncSnapshot, CheckpointId, CheckpointableBackend, Error, ErrorKind, KeyGroupRange,
-    KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result, SharedClock, StateBackend,
-    StateKey, StateMeta, StateValue,
+    KeyGroupsStateHandle, KeyedBackendParams, KeyedStateBackend, KeyedStateHandle, Result,
+    SharedClock, StateBackend, StateKey, StateMeta, StateValue,
 };
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use self::restore::{Fill, Restored, restore_handle};
-use self::snapshot::{HeapSnapshot, RawCapture};
+use self::snapshot::{Chains, HeapSnapshot, Mode, RawCapture};
 use crate::access::{Binding, HeapThreading};
 use crate::restorable::Restorable;
 use crate::table::{
     Captured, GroupMap, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered,
 };
 use crate::timers::{Group as TimerGroup, HeapTimerQueue, insert_record};
+
+/// The handles a restore reads, in order: full snapshots, and a changelog's base then its
+/// deltas.
+fn restored_streams(restore: &[KeyedStateHandle]) -> Result<Vec<&KeyGroupsStateHandle>> {
+    let mut handles = Vec::new();
+    for handle in restore {
+        match handle {
+            KeyedStateHandle::KeyGroups(h) => handles.push(h),
+            KeyedStateHandle::Changelog(h) => {
+                handles.extend(h.segments().flat_map(|s| &s.parts));
+            }
+            KeyedStateHandle::Incremental(h) => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "a heap backend cannot restore an incremental snapshot; restore it with the \
+                     backend that wrote it, or take a savepoint (full snapshot) first",
+                )
+                .with_context("backend", &h.backend_id));
+            }
+        }
+    }
+    Ok(handles)
+}
 
 /// The memory state backend: working state as typed objects on the heap, snapshots inline
 /// in checkpoint metadata, each capped at `max_state_size` (Flink's `MemoryStateBackend`,
@@ -131,6 +156,8 @@ pub struct HeapKeyedStateBackend<K> {
     clock: SharedClock,
     states: Mutex<BTreeMap<String, Entry>>,
     restored: Mutex<BTreeMap<String, Restored>>,
+    /// The changelog chains (changelog mode).
+    chains: Option<Arc<Mutex<Chains>>>,
     _key: PhantomData<fn() -> K>,
 }
 
@@ -154,22 +181,20 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
     /// read and decoding errors naming the file and key group.
     pub fn open(params: KeyedBackendParams, options: HeapBackendOptions) -> Result<Self> {
         params.validate()?;
+        if options.changelog.is_some()
+            && matches!(options.storage, HeapSnapshotStorage::Inline { .. })
+        {
+            return Err(Error::invalid_input(
+                "changelog mode writes deltas into the shared scope and needs snapshot streams, \
+                 not inline snapshots",
+            )
+            .with_context("backend", options.name));
+        }
         let range = params.key_group_range;
         let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
         // The state names the restored snapshots hold, before renames and drops.
         let mut stored = BTreeSet::new();
-        for handle in &params.restore {
-            let handle = match handle {
-                KeyedStateHandle::KeyGroups(h) => h,
-                KeyedStateHandle::Incremental(h) => {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "a heap backend cannot restore an incremental snapshot; restore it with the \
-                         backend that wrote it, or take a savepoint (full snapshot) first",
-                    )
-                    .with_context("backend", &h.backend_id));
-                }
-            };
+        for handle in restored_streams(&params.restore)? {
             restore_handle(
                 handle,
                 &params,
@@ -190,8 +215,80 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
             clock: params.clock,
             states: Mutex::new(BTreeMap::new()),
             restored: Mutex::new(restored),
+            // A restored chain is not extended: the first checkpoint materializes.
+            chains: options.changelog.map(|_| Arc::default()),
             _key: PhantomData,
         })
+    }
+
+    /// The changes recorded in changelog mode and not yet in a checkpoint confirmed
+    /// complete: (key, namespace)s of tables and timers, each counted once per checkpoint
+    /// that sealed it. Each costs about the size of its key and namespace plus a hash-table
+    /// slot until it is confirmed. `0` when changelog mode is off.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when a state is used from another thread than its owner.
+    pub fn pending_changes(&self) -> Result<usize> {
+        let tables: Vec<Arc<dyn Registered>> = self
+            .states
+            .lock()
+            .values()
+            .map(|e| Arc::clone(&e.table))
+            .collect();
+        tables.iter().map(|t| t.pending_changes()).sum()
+    }
+
+    fn take_snapshot(
+        &self,
+        checkpoint_id: CheckpointId,
+        changelog: bool,
+    ) -> Result<Box<dyn AsyncSnapshot>> {
+        let chains = self.chains.as_ref().filter(|_| changelog);
+        let mut states: Vec<(StateMeta, Box<dyn Captured>)> = self
+            .states
+            .lock()
+            .values()
+            .map(|e| {
+                let captured = match chains {
+                    Some(_) => e.table.capture_changes(checkpoint_id)?,
+                    None => e.table.capture()?,
+                };
+                Ok((e.meta.clone(), captured))
+            })
+            .collect::<Result<_>>()?;
+        let restored = self.restored.lock();
+        for r in restored.values() {
+            let captured = RawCapture(Arc::clone(&r.groups), r.meta.kind);
+            states.push((r.meta.clone(), Box::new(captured)));
+        }
+        drop(restored);
+        if states.len() > usize::from(u16::MAX) {
+            return Err(
+                Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
+                    .with_context("states", states.len()),
+            );
+        }
+        states.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let mode = match (chains, self.options.changelog) {
+            (Some(chains), Some(options)) => Mode::Changelog {
+                over: chains
+                    .lock()
+                    .confirmed
+                    .clone()
+                    .filter(|chain| !options.materializes_after(chain)),
+                chains: Arc::clone(chains),
+            },
+            _ => Mode::Full,
+        };
+        Ok(Box::new(HeapSnapshot {
+            checkpoint_id,
+            options: self.options,
+            range: self.range,
+            now: self.clock.now_millis(),
+            key_type: K::type_identity(),
+            states,
+            mode,
+        }))
     }
 
     /// Registers (or returns) the table of `meta.name`, created by `create` and filled
@@ -225,6 +322,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
                 migration: migration.as_ref(),
                 first_key_group: self.range.first(),
                 reserve: T::reserve,
+                remove: T::remove,
                 fill,
             };
             how.run(table.restoring_groups(), &r.groups, self.options.io_threads)?;
@@ -268,41 +366,52 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
         metas
     }
 
+    /// In changelog mode, a delta over the last chain confirmed complete, or a
+    /// materialization ([`ChangelogOptions`]); otherwise a full snapshot.
     fn snapshot(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
-        let mut states: Vec<(StateMeta, Box<dyn Captured>)> = self
+        self.take_snapshot(checkpoint_id, true)
+    }
+
+    /// A full snapshot in the savepoint's own scope, also in changelog mode (which it
+    /// leaves as it is).
+    fn savepoint(&self, checkpoint_id: CheckpointId) -> Result<Box<dyn AsyncSnapshot>> {
+        self.take_snapshot(checkpoint_id, false)
+    }
+
+    /// In changelog mode, the chain the checkpoint wrote becomes the one the next delta
+    /// extends, and the changes it holds are released; a confirmation of a checkpoint
+    /// older than the chain's, or of one this backend wrote no chain for, changes nothing.
+    fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()> {
+        let Some(chains) = &self.chains else {
+            // Heap snapshots hold nothing after they are written.
+            return Ok(());
+        };
+        {
+            let mut chains = chains.lock();
+            let newer = chains
+                .confirmed
+                .as_ref()
+                .is_none_or(|c| c.latest().checkpoint_id < checkpoint_id);
+            let Some(chain) = chains.written.remove(&checkpoint_id).filter(|_| newer) else {
+                return Ok(());
+            };
+            chains.confirmed = Some(chain);
+            chains.written.retain(|id, _| *id > checkpoint_id);
+        }
+        let tables: Vec<Arc<dyn Registered>> = self
             .states
             .lock()
             .values()
-            .map(|e| Ok((e.meta.clone(), e.table.capture()?)))
-            .collect::<Result<_>>()?;
-        let restored = self.restored.lock();
-        for r in restored.values() {
-            states.push((r.meta.clone(), Box::new(RawCapture(Arc::clone(&r.groups)))));
-        }
-        drop(restored);
-        if states.len() > usize::from(u16::MAX) {
-            return Err(
-                Error::new(ErrorKind::LimitExceeded, "too many states in one backend")
-                    .with_context("states", states.len()),
-            );
-        }
-        states.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        Ok(Box::new(HeapSnapshot {
-            checkpoint_id,
-            options: self.options,
-            range: self.range,
-            now: self.clock.now_millis(),
-            key_type: K::type_identity(),
-            states,
-        }))
+            .map(|e| Arc::clone(&e.table))
+            .collect();
+        tables.iter().try_for_each(|t| t.confirm(checkpoint_id))
     }
 
-    fn notify_checkpoint_complete(&self, _checkpoint_id: CheckpointId) -> Result<()> {
-        // Heap snapshots hold nothing after they are written.
-        Ok(())
-    }
-
-    fn notify_checkpoint_aborted(&self, _checkpoint_id: CheckpointId) -> Result<()> {
+    /// The checkpoint's chain is dropped; its changes stay for the next delta.
+    fn notify_checkpoint_aborted(&self, checkpoint_id: CheckpointId) -> Result<()> {
+        if let Some(chains) = &self.chains {
+            chains.lock().written.remove(&checkpoint_id);
+        }
         Ok(())
     }
 }
@@ -329,7 +438,12 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &options.migrations,
             || HeapValueTable {
-                table: HeapTable::<K, N, V>::new(self.range, self.max_parallelism, self.binding),
+                table: HeapTable::<K, N, V>::new(
+                    self.range,
+                    self.max_parallelism,
+                    self.binding,
+                    self.chains.is_some(),
+                ),
                 filter: options.snapshot_filter,
             },
             insert_decoded::<K, N, V>,
@@ -350,6 +464,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
                     self.range,
                     self.max_parallelism,
                     self.binding,
+                    self.chains.is_some(),
                 ),
                 filter: options.snapshot_filter,
             },
@@ -367,7 +482,12 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             meta,
             &options.migrations,
             || HeapMapTable {
-                table: HeapTable::new(self.range, self.max_parallelism, self.binding),
+                table: HeapTable::new(
+                    self.range,
+                    self.max_parallelism,
+                    self.binding,
+                    self.chains.is_some(),
+                ),
                 filter: options.snapshot_filter,
             },
             |group: &mut GroupMap<K, N, HashMap<UK, UV>>, r: Fields<'_>| {
@@ -390,7 +510,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         let queue = self.register(
             meta,
             &Migrations::default(),
-            || HeapTimerQueue::new(self.range),
+            || HeapTimerQueue::new(self.range, self.chains.is_some()),
             |group: &mut TimerGroup, r: Fields<'_>| {
                 insert_record(group, r.key, r.namespace, r.value)
             },

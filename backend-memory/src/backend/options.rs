@@ -1,6 +1,7 @@
 //! The options of heap backends: their name, where snapshots go, block compression.
 
 use cornerstone_backend_api::spi::keyed_format::Compression;
+use cornerstone_backend_api::{ChangelogSegment, ChangelogStateHandle};
 
 use crate::access::HeapThreading;
 
@@ -25,6 +26,77 @@ pub enum HeapSnapshotStorage {
     /// [`create`](cornerstone_backend_api::CheckpointStreamFactory::create) (files, or inline
     /// below the storage's own threshold), several parts written in parallel.
     Streams,
+}
+
+/// Changelog mode of a heap backend (incremental checkpoints): what changed since the last
+/// checkpoint is recorded per key group, a checkpoint uploads only those changes (a delta)
+/// into the shared scope, and a full snapshot (a materialization) starts a new chain now
+/// and then.
+///
+/// A checkpoint materializes when there is no confirmed chain to extend (the first one,
+/// after a restore, or while none has been confirmed complete), when the chain already
+/// holds [`max_deltas`](Self::max_deltas) deltas, or when its deltas add up to more than
+/// [`max_delta_percent`](Self::max_delta_percent) of its base's bytes; a restore reads the
+/// base and applies at most that many deltas.
+///
+/// ```
+/// use cornerstone_backend_memory::ChangelogOptions;
+///
+/// let options = ChangelogOptions::new().max_deltas(20).max_delta_percent(100);
+/// assert_eq!((options.deltas(), options.delta_percent()), (20, 100));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangelogOptions {
+    max_deltas: u32,
+    max_delta_percent: u32,
+}
+
+impl Default for ChangelogOptions {
+    fn default() -> Self {
+        ChangelogOptions {
+            max_deltas: 10,
+            max_delta_percent: 50,
+        }
+    }
+}
+
+impl ChangelogOptions {
+    /// At most 10 deltas per chain, whose bytes stay under 50% of the base's.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Materializes once a chain holds `deltas` deltas (at least 1).
+    #[must_use]
+    pub fn max_deltas(mut self, deltas: u32) -> Self {
+        self.max_deltas = deltas.max(1);
+        self
+    }
+
+    /// Materializes once a chain's deltas add up to more than `percent` of its base's bytes.
+    #[must_use]
+    pub fn max_delta_percent(mut self, percent: u32) -> Self {
+        self.max_delta_percent = percent;
+        self
+    }
+
+    /// The most deltas of a chain.
+    pub fn deltas(&self) -> u32 {
+        self.max_deltas
+    }
+
+    /// The most bytes of a chain's deltas, in percent of its base's.
+    pub fn delta_percent(&self) -> u32 {
+        self.max_delta_percent
+    }
+
+    /// Whether a checkpoint after `chain` materializes instead of extending it.
+    pub(crate) fn materializes_after(&self, chain: &ChangelogStateHandle) -> bool {
+        let base = chain.base.size();
+        let deltas: u64 = chain.deltas.iter().map(ChangelogSegment::size).sum();
+        chain.deltas.len() >= self.max_deltas as usize
+            || u128::from(deltas) * 100 > u128::from(base) * u128::from(self.max_delta_percent)
+    }
 }
 
 /// How a heap backend is configured: its name in metadata, where snapshots go, block
@@ -52,6 +124,7 @@ pub struct HeapBackendOptions {
     pub(crate) compression: Compression,
     pub(crate) threading: HeapThreading,
     pub(crate) io_threads: usize,
+    pub(crate) changelog: Option<ChangelogOptions>,
 }
 
 impl HeapBackendOptions {
@@ -64,7 +137,23 @@ impl HeapBackendOptions {
             compression: Compression::None,
             threading: HeapThreading::default(),
             io_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            changelog: None,
         }
+    }
+
+    /// Turns changelog mode (incremental checkpoints) on. Checkpoints write deltas into
+    /// the shared scope, so it needs [`HeapSnapshotStorage::Streams`]: a backend with
+    /// inline snapshots refuses it when it opens. Savepoints stay full, self-contained
+    /// snapshots.
+    #[must_use]
+    pub fn with_changelog(mut self, changelog: ChangelogOptions) -> Self {
+        self.changelog = Some(changelog);
+        self
+    }
+
+    /// Changelog mode, when it is on.
+    pub fn changelog(&self) -> Option<ChangelogOptions> {
+        self.changelog
     }
 
     /// Compresses snapshot blocks with `compression`.

@@ -20,17 +20,25 @@ use crate::parallel;
 /// The restored records of one state in one key group, still serialized, in one buffer (a
 /// restore allocates per key group, not per record): each record as its fields with their
 /// varint lengths ([`Record::encoded`], copied whole from a version-2 stream).
+///
+/// Records of a changelog's deltas follow those of its base, in the order they apply; the
+/// removals among them are listed by their positions.
 #[derive(Clone, Default)]
 pub(super) struct RawGroup {
     bytes: Vec<u8>,
     records: usize,
     /// Whether the records have a user key (map state).
     user_keys: bool,
+    /// The positions (ascending) of the records that are removals.
+    removals: Vec<usize>,
 }
 
 impl RawGroup {
     fn push(&mut self, record: &Record<'_>) {
         self.user_keys = record.user_key.is_some();
+        if record.removed {
+            self.removals.push(self.records);
+        }
         match record.encoded {
             Some(encoded) => self.bytes.extend_from_slice(encoded),
             // A version-1 record: its fields written with varint lengths.
@@ -57,22 +65,35 @@ impl RawGroup {
             *self = other;
             return;
         }
+        let shift = self.records;
+        self.removals
+            .extend(other.removals.iter().map(|at| at + shift));
         self.bytes.append(&mut other.bytes);
         self.records += other.records;
     }
 
+    /// Whether any record is a removal (records of a changelog's deltas).
+    pub(super) fn has_removals(&self) -> bool {
+        !self.removals.is_empty()
+    }
+
     /// The records, read back from the buffer (which held whole records when it was
-    /// filled, so an error here means memory was damaged, and is reported, not ignored).
-    pub(super) fn records(&self) -> impl Iterator<Item = Result<Fields<'_>>> {
+    /// filled, so an error here means memory was damaged, and is reported, not ignored),
+    /// each with whether it is a removal.
+    pub(super) fn records(&self) -> impl Iterator<Item = Result<(Fields<'_>, bool)>> {
         let mut r = Reader::new(&self.bytes, "restored records").with_key("buffer");
         let mut failed = false;
+        let mut at = 0;
+        let mut removals = self.removals.iter().copied().peekable();
         std::iter::from_fn(move || {
             if r.is_empty() || failed {
                 return None;
             }
             let fields = read_fields(&mut r, self.user_keys);
             failed = fields.is_err();
-            Some(fields)
+            let removed = removals.next_if_eq(&at).is_some();
+            at += 1;
+            Some(fields.map(|f| (f, removed)))
         })
     }
 }
@@ -227,12 +248,13 @@ const MIN_RECORDS_PER_THREAD: u64 = 64 * 1024;
 
 /// How the restored records of one state are decoded into a table's key groups: `fill`
 /// decodes one record into its key group, after the value is migrated when `migration`
-/// says so.
+/// says so; `remove` applies a removal (of a changelog's delta).
 pub(super) struct Fill<'a, G, F> {
     pub(super) state: &'a StateMeta,
     pub(super) migration: Option<&'a Migration>,
     pub(super) first_key_group: u32,
     pub(super) reserve: fn(&mut G, usize),
+    pub(super) remove: fn(&mut G, Fields<'_>) -> Result<()>,
     pub(super) fill: F,
 }
 
@@ -275,7 +297,14 @@ impl<G: Send, F: Fn(&mut G, Fields<'_>) -> Result<()> + Sync> Fill<'_, G, F> {
             let key_group = self.first_key_group + (first + offset) as u32;
             (self.reserve)(group, records.len());
             for record in records.records() {
-                let mut record = record?;
+                let (mut record, removed) = record?;
+                if removed {
+                    (self.remove)(group, record).map_err(|e| {
+                        e.with_context("state", &self.state.name)
+                            .with_context("key_group", key_group)
+                    })?;
+                    continue;
+                }
                 if let Some(m) = self.migration {
                     migrated = if self.state.kind == StateKind::List {
                         m.list(record.value)

@@ -138,6 +138,19 @@ fn keyed_state_names(reader: &StoreStateReader, handle: &KeyedStateHandle) -> Ve
             Err(e) => vec![format!("<header unreadable: {}>", e.kind())],
         },
         KeyedStateHandle::Incremental(_) => Vec::new(),
+        // Every segment may name states the ones before it do not (registered since).
+        KeyedStateHandle::Changelog(h) => {
+            let mut names: Vec<String> = Vec::new();
+            for part in h.segments().filter_map(|s| s.parts.first()) {
+                let full = KeyedStateHandle::KeyGroups(part.clone());
+                for name in keyed_state_names(reader, &full) {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+            names
+        }
     }
 }
 
@@ -174,6 +187,14 @@ fn operator_states(
                     if let Ok(header) = read_header(h, Some(reader)) {
                         keyed(&mut states, &header.key_type, header.states);
                         seen_full = true;
+                    }
+                }
+                KeyedStateHandle::Changelog(h) if !seen_full => {
+                    for part in h.segments().filter_map(|s| s.parts.first()) {
+                        if let Ok(header) = read_header(part, Some(reader)) {
+                            keyed(&mut states, &header.key_type, header.states);
+                            seen_full = true;
+                        }
                     }
                 }
                 KeyedStateHandle::Incremental(h) if !seen_incremental => {
@@ -246,6 +267,7 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
                             kind: match k {
                                 KeyedStateHandle::KeyGroups(_) => "keyed",
                                 KeyedStateHandle::Incremental(_) => "incremental",
+                                KeyedStateHandle::Changelog(_) => "changelog",
                             },
                             key_groups: k
                                 .key_group_range()

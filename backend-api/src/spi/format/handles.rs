@@ -19,9 +19,9 @@ use super::{Reader, put_bool, put_bytes, put_count, put_str, put_u32, put_u64};
 use crate::descriptor::{StateKind, StateMeta};
 use crate::error::Result;
 use crate::handles::{
-    CheckpointId, Distribution, FileStateHandle, IncrementalStateHandle, KeyGroupsStateHandle,
-    KeyedStateHandle, NamedStateFile, OperatorStateHandle, OperatorStateMeta, StateScope,
-    StreamStateHandle, SubtaskState,
+    ChangelogSegment, ChangelogStateHandle, CheckpointId, Distribution, FileStateHandle,
+    IncrementalStateHandle, KeyGroupsStateHandle, KeyedStateHandle, NamedStateFile,
+    OperatorStateHandle, OperatorStateMeta, StateScope, StreamStateHandle, SubtaskState,
 };
 use crate::keygroup::KeyGroupRange;
 
@@ -31,6 +31,10 @@ const MIN_STREAM: usize = 4 + 8;
 const MIN_KEYED: usize = 4 + 8 + 8 + MIN_STREAM;
 /// The smallest encoding of an [`OperatorStateHandle`].
 const MIN_OPERATOR: usize = 8 + MIN_STREAM;
+/// The smallest encoding of a [`KeyGroupsStateHandle`].
+const MIN_KEY_GROUPS: usize = 8 + 8 + MIN_STREAM;
+/// The smallest encoding of a [`ChangelogSegment`].
+const MIN_SEGMENT: usize = 8 + 8;
 /// The smallest encoding of a [`NamedStateFile`].
 const MIN_NAMED: usize = 8 + MIN_STREAM;
 /// The smallest encoding of a [`StateMeta`].
@@ -121,22 +125,53 @@ fn named(r: &mut Reader<'_>) -> Result<NamedStateFile> {
     })
 }
 
+fn put_key_groups(out: &mut Vec<u8>, h: &KeyGroupsStateHandle) {
+    let KeyGroupsStateHandle {
+        range,
+        offsets,
+        stream,
+    } = h;
+    put_key_group_range(out, *range);
+    put_count(out, offsets.len());
+    for &o in offsets {
+        put_u64(out, o);
+    }
+    put_stream(out, stream);
+}
+
+fn key_groups(r: &mut Reader<'_>) -> Result<KeyGroupsStateHandle> {
+    Ok(KeyGroupsStateHandle {
+        range: key_group_range(r)?,
+        offsets: r.seq(8, "key-group offsets", |r| r.u64("key-group offset"))?,
+        stream: stream(r)?,
+    })
+}
+
+fn put_segment(out: &mut Vec<u8>, segment: &ChangelogSegment) {
+    let ChangelogSegment {
+        checkpoint_id,
+        parts,
+    } = segment;
+    put_u64(out, checkpoint_id.0);
+    put_count(out, parts.len());
+    for p in parts {
+        put_key_groups(out, p);
+    }
+}
+
+fn segment(r: &mut Reader<'_>) -> Result<ChangelogSegment> {
+    Ok(ChangelogSegment {
+        checkpoint_id: CheckpointId(r.u64("segment checkpoint id")?),
+        parts: r.seq(MIN_KEY_GROUPS, "segment parts", key_groups)?,
+    })
+}
+
 /// Encodes a [`KeyedStateHandle`].
 pub fn put_keyed(out: &mut Vec<u8>, handle: &KeyedStateHandle) {
     match handle {
         KeyedStateHandle::KeyGroups(h) => {
             put_u32(out, 0);
-            let KeyGroupsStateHandle {
-                range,
-                offsets,
-                stream,
-            } = h;
-            put_key_group_range(out, *range);
-            put_count(out, offsets.len());
-            for &o in offsets {
-                put_u64(out, o);
-            }
-            put_stream(out, stream);
+            put_key_groups(out, h);
         }
         KeyedStateHandle::Incremental(h) => {
             put_u32(out, 1);
@@ -159,6 +194,20 @@ pub fn put_keyed(out: &mut Vec<u8>, handle: &KeyedStateHandle) {
             }
             put_stream(out, meta);
         }
+        KeyedStateHandle::Changelog(h) => {
+            put_u32(out, 2);
+            let ChangelogStateHandle {
+                range,
+                base,
+                deltas,
+            } = h;
+            put_key_group_range(out, *range);
+            put_segment(out, base);
+            put_count(out, deltas.len());
+            for d in deltas {
+                put_segment(out, d);
+            }
+        }
     }
 }
 
@@ -167,11 +216,12 @@ pub fn put_keyed(out: &mut Vec<u8>, handle: &KeyedStateHandle) {
 /// # Errors
 /// [`crate::ErrorKind::Corrupted`] naming the field and offset.
 pub fn keyed(r: &mut Reader<'_>) -> Result<KeyedStateHandle> {
-    Ok(match r.variant("keyed state handle", 2)? {
-        0 => KeyedStateHandle::KeyGroups(KeyGroupsStateHandle {
+    Ok(match r.variant("keyed state handle", 3)? {
+        0 => KeyedStateHandle::KeyGroups(key_groups(r)?),
+        2 => KeyedStateHandle::Changelog(ChangelogStateHandle {
             range: key_group_range(r)?,
-            offsets: r.seq(8, "key-group offsets", |r| r.u64("key-group offset"))?,
-            stream: stream(r)?,
+            base: segment(r)?,
+            deltas: r.seq(MIN_SEGMENT, "changelog deltas", segment)?,
         }),
         _ => KeyedStateHandle::Incremental(IncrementalStateHandle {
             range: key_group_range(r)?,
@@ -365,6 +415,25 @@ mod tests {
                         handle: StreamStateHandle::Inline(b"M".to_vec()),
                     }],
                     meta: file("taskowned/m", StateScope::TaskOwned),
+                }),
+                KeyedStateHandle::Changelog(ChangelogStateHandle {
+                    range: KeyGroupRange::new(0, 1),
+                    base: ChangelogSegment {
+                        checkpoint_id: CheckpointId(4),
+                        parts: vec![KeyGroupsStateHandle {
+                            range: KeyGroupRange::new(0, 1),
+                            offsets: vec![7, 9],
+                            stream: file("shared/base", StateScope::Shared),
+                        }],
+                    },
+                    deltas: vec![ChangelogSegment {
+                        checkpoint_id: CheckpointId(5),
+                        parts: vec![KeyGroupsStateHandle {
+                            range: KeyGroupRange::new(0, 1),
+                            offsets: vec![7, 7],
+                            stream: StreamStateHandle::Inline(b"delta".to_vec()),
+                        }],
+                    }],
                 }),
             ],
             operator: vec![OperatorStateHandle {

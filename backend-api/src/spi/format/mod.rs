@@ -3,7 +3,7 @@
 //!
 //! | magic  | what                                   | versions read | written | module |
 //! |--------|----------------------------------------|---------------|---------|--------|
-//! | `CSKG` | full keyed snapshot (every backend)    | 1, 2          | 2       | [`crate::spi::keyed_format`] |
+//! | `CSKG` | keyed snapshot (every backend): full, or a changelog delta | 1, 2, 3 | 2 (full), 3 (delta) | [`crate::spi::keyed_format`] |
 //! | `CSOP` | operator state of one subtask          | 1             | 1       | [`operator`] |
 //! | `CSRI` | meta stream of a RocksDB incremental snapshot | 1      | 1       | [`incremental`] |
 //! | `CSMD` | `_metadata` of a checkpoint or savepoint | 1           | 1       | `cornerstone_checkpoint_store::codec`, with [`handles`] |

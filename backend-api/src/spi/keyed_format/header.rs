@@ -9,8 +9,11 @@ use crate::spi::format::{self, Reader, handles};
 
 /// The magic number of the stream.
 pub const MAGIC: [u8; 4] = *b"CSKG";
-/// The format version written.
+/// The format version of full snapshots.
 pub const VERSION: u16 = 2;
+/// The format version of delta streams (a changelog checkpoint's changes): version 2 with
+/// one more bit in each record's state index, which says whether the record is a removal.
+pub const DELTA_VERSION: u16 = 3;
 /// The oldest format version read.
 pub const MIN_VERSION: u16 = 1;
 /// A block is closed once its records reach this size.

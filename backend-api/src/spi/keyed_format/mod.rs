@@ -8,10 +8,19 @@
 //! stored  = records, zstd-compressed when flags & 1
 //! record  = state | key | namespace | [user key, map state only] | value
 //!           (a timers state's value is the timestamp, a big-endian i64)
+//!           version 3 (delta streams): as version 2, with the state index shifted left
+//!             by one and its low bit set on a removal
 //!           version 2: the state index and each field's length are LEB128 varints
 //!           version 1: the state index a u16, each field's length a u32
 //!           (each field is followed by its serialized bytes)
 //! ```
+//!
+//! A **delta stream** (version 3, [`KeyedSnapshotWriter::delta`]) holds the changes of one
+//! changelog checkpoint, applied in order over a full snapshot and the deltas before it: a
+//! removal deletes the (key, namespace) of its state (for a timers state, the one timer of
+//! its timestamp); any other record is written as in a full snapshot (a value or list
+//! replaces the (key, namespace)'s, a map record puts one map entry: a changed map comes as
+//! its removal, then its entries).
 //!
 //! Version 2 (written since the filesystem backend) cuts a `ValueState<u64>` record of 16
 //! payload bytes from 30 to 20 bytes; version 1 streams stay readable.
@@ -27,8 +36,8 @@ mod reader;
 mod writer;
 
 pub use header::{
-    BLOCK_TARGET_SIZE, Compression, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN, MAX_HEADER_LEN,
-    MIN_VERSION, VERSION,
+    BLOCK_TARGET_SIZE, Compression, DELTA_VERSION, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN,
+    MAX_HEADER_LEN, MIN_VERSION, VERSION,
 };
 pub use reader::{Fields, Record, read_fields, read_header, read_key_groups};
 pub use writer::KeyedSnapshotWriter;

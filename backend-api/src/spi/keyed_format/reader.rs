@@ -4,8 +4,8 @@
 use std::io::Read;
 
 use super::header::{
-    BLOCK_HEADER_LEN, FLAG_ZSTD, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN, MAX_HEADER_LEN,
-    MIN_VERSION, PREAMBLE_LEN, VERSION, decode_header,
+    BLOCK_HEADER_LEN, DELTA_VERSION, FLAG_ZSTD, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN,
+    MAX_HEADER_LEN, MIN_VERSION, PREAMBLE_LEN, decode_header,
 };
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
@@ -29,6 +29,9 @@ pub struct Record<'a> {
     pub user_key: Option<&'a [u8]>,
     /// Serialized value (a list state's value is its serialized `Vec`).
     pub value: &'a [u8],
+    /// Whether the record removes its (key, namespace) (of a timers state: its one timer)
+    /// instead of writing it: only in a delta stream.
+    pub removed: bool,
     /// The record's fields as the stream stores them after the state index: key,
     /// namespace, user key (map state) and value, each after its length as a varint
     /// ([`read_fields`] reads them back). `None` for a record of a version-1 stream, whose
@@ -161,7 +164,7 @@ fn read_versioned_header(
     let version = format::magic_and_version(
         &mut p,
         MAGIC,
-        MIN_VERSION..=VERSION,
+        MIN_VERSION..=DELTA_VERSION,
         "keyed snapshot (CSKG)",
     )?;
     let len = u64::from(p.u32("header length")?);
@@ -304,10 +307,13 @@ fn parse_records(
 ) -> Result<()> {
     while !r.is_empty() {
         let at = r.clone();
-        let state = if version >= 2 {
-            r.varint(u64::from(u16::MAX), "state index")? as u16
+        let (state, removed) = if version >= DELTA_VERSION {
+            let tagged = r.varint((u64::from(u16::MAX) << 1) | 1, "state index")?;
+            ((tagged >> 1) as u16, tagged & 1 == 1)
+        } else if version >= 2 {
+            (r.varint(u64::from(u16::MAX), "state index")? as u16, false)
         } else {
-            r.u16("state index")?
+            (r.u16("state index")?, false)
         };
         let Some(meta) = header.states.get(usize::from(state)) else {
             return Err(at
@@ -326,6 +332,7 @@ fn parse_records(
                 namespace: fields.namespace,
                 user_key: fields.user_key,
                 value: fields.value,
+                removed,
                 encoded,
             },
         )

@@ -6,8 +6,8 @@ use integer_encoding::VarInt;
 use serde::Serialize;
 
 use super::header::{
-    BLOCK_HEADER_LEN, BLOCK_TARGET_SIZE, Compression, FLAG_ZSTD, KeyedSnapshotHeader, MAGIC,
-    MAX_HEADER_LEN, PREAMBLE_LEN, VERSION, encode_header,
+    BLOCK_HEADER_LEN, BLOCK_TARGET_SIZE, Compression, DELTA_VERSION, FLAG_ZSTD,
+    KeyedSnapshotHeader, MAGIC, MAX_HEADER_LEN, PREAMBLE_LEN, VERSION, encode_header,
 };
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
@@ -26,6 +26,8 @@ pub struct KeyedSnapshotWriter<W: Write> {
     block: Vec<u8>,
     compressed: Vec<u8>,
     compression: Compression,
+    /// A delta stream ([`DELTA_VERSION`]): record indexes carry the removal bit.
+    delta: bool,
 }
 
 fn write_all<W: Write>(out: &mut W, bytes: &[u8], position: &mut u64) -> Result<()> {
@@ -36,15 +38,39 @@ fn write_all<W: Write>(out: &mut W, bytes: &[u8], position: &mut u64) -> Result<
 }
 
 impl<W: Write> KeyedSnapshotWriter<W> {
-    /// Starts a stream for the key groups of `range`, writing the header.
+    /// Starts a full snapshot stream for the key groups of `range`, writing the header.
     ///
     /// # Errors
     /// Write errors of `out`.
     pub fn new(
+        out: W,
+        header: &KeyedSnapshotHeader,
+        range: KeyGroupRange,
+        compression: Compression,
+    ) -> Result<Self> {
+        Self::start(out, header, range, compression, false)
+    }
+
+    /// Starts a delta stream ([`DELTA_VERSION`]) for the key groups of `range`: records
+    /// and [removals](Self::removal), applied in order over the snapshot before.
+    ///
+    /// # Errors
+    /// Write errors of `out`.
+    pub fn delta(
+        out: W,
+        header: &KeyedSnapshotHeader,
+        range: KeyGroupRange,
+        compression: Compression,
+    ) -> Result<Self> {
+        Self::start(out, header, range, compression, true)
+    }
+
+    fn start(
         mut out: W,
         header: &KeyedSnapshotHeader,
         range: KeyGroupRange,
         compression: Compression,
+        delta: bool,
     ) -> Result<Self> {
         let header_bytes = encode_header(header);
         let header_len = u32::try_from(header_bytes.len())
@@ -57,7 +83,8 @@ impl<W: Write> KeyedSnapshotWriter<W> {
             })?;
         let mut preamble = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         preamble.extend_from_slice(&MAGIC);
-        preamble.extend_from_slice(&VERSION.to_be_bytes());
+        let version = if delta { DELTA_VERSION } else { VERSION };
+        preamble.extend_from_slice(&version.to_be_bytes());
         preamble.extend_from_slice(&header_len.to_be_bytes());
         preamble.extend_from_slice(&crc32fast::hash(&header_bytes).to_be_bytes());
         preamble.extend_from_slice(&header_bytes);
@@ -73,6 +100,7 @@ impl<W: Write> KeyedSnapshotWriter<W> {
             block: Vec::new(),
             compressed: Vec::new(),
             compression,
+            delta,
         })
     }
 
@@ -120,7 +148,7 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         codec::encode_len_prefixed(value, &mut self.block).map(|_| ())
     }
 
-    fn start_record(&mut self, state: u16, has_user_key: bool) -> Result<()> {
+    fn start_record(&mut self, state: u16, has_user_key: bool, removed: bool) -> Result<()> {
         if self.current.is_none() {
             return Err(Error::internal("record written before begin_key_group"));
         }
@@ -138,7 +166,15 @@ impl<W: Write> KeyedSnapshotWriter<W> {
                     .with_context("state", state));
             }
         }
-        self.varint(u64::from(state));
+        if self.delta {
+            self.varint((u64::from(state) << 1) | u64::from(removed));
+        } else if removed {
+            return Err(Error::internal(
+                "a removal written to a full snapshot stream",
+            ));
+        } else {
+            self.varint(u64::from(state));
+        }
         Ok(())
     }
 
@@ -160,13 +196,35 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         U: Serialize + ?Sized,
         V: Serialize + ?Sized,
     {
-        self.start_record(state, user_key.is_some())?;
+        self.start_record(state, user_key.is_some(), false)?;
         self.encoded_field(key)?;
         self.encoded_field(ns)?;
         if let Some(uk) = user_key {
             self.encoded_field(uk)?;
         }
         self.encoded_field(value)?;
+        self.maybe_flush()
+    }
+
+    /// Writes the removal of (`key`, `ns`) of a table state to a delta stream (a map
+    /// state's record has an empty user key, every record an empty value).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Internal`] on a full snapshot stream; serialization and write
+    /// errors.
+    pub fn removal<K, N>(&mut self, state: u16, key: &K, ns: &N) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        N: Serialize + ?Sized,
+    {
+        let is_map = self.kinds.get(state as usize) == Some(&StateKind::Map);
+        self.start_record(state, is_map, true)?;
+        self.encoded_field(key)?;
+        self.encoded_field(ns)?;
+        if is_map {
+            self.field(&[]);
+        }
+        self.field(&[]);
         self.maybe_flush()
     }
 
@@ -182,7 +240,35 @@ impl<W: Write> KeyedSnapshotWriter<W> {
         user_key: Option<&[u8]>,
         value: &[u8],
     ) -> Result<()> {
-        self.start_record(state, user_key.is_some())?;
+        self.raw(state, key, ns, user_key, value, false)
+    }
+
+    /// Writes the removal of one record of already serialized fields to a delta stream (a
+    /// timers state's value is the timestamp of the timer removed).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Internal`] on a full snapshot stream; write errors.
+    pub fn raw_removal(
+        &mut self,
+        state: u16,
+        key: &[u8],
+        ns: &[u8],
+        user_key: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<()> {
+        self.raw(state, key, ns, user_key, value, true)
+    }
+
+    fn raw(
+        &mut self,
+        state: u16,
+        key: &[u8],
+        ns: &[u8],
+        user_key: Option<&[u8]>,
+        value: &[u8],
+        removed: bool,
+    ) -> Result<()> {
+        self.start_record(state, user_key.is_some(), removed)?;
         self.field(key);
         self.field(ns);
         if let Some(uk) = user_key {

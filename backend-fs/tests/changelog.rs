@@ -1,0 +1,408 @@
+//! Changelog mode (incremental checkpoints) of the filesystem backend through the real
+//! checkpoint store on the local filesystem: a materialization, then deltas of the changed
+//! entries only (updates, removals, map entries, list appends), an aborted checkpoint whose
+//! changes the next delta carries, a chain kept alive by retention after its first
+//! checkpoint is pruned, restores (whole and rescaled) equal to a model, and a new
+//! materialization once the chain is long.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::{
+    ChangelogStateHandle, CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams,
+    KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, MapStateDescriptor, StateBackend,
+    StateReader, StateScope, ValueStateDescriptor,
+};
+use cornerstone_backend_fs::{ChangelogOptions, FsKeyedStateBackend, FsStateBackend};
+use cornerstone_checkpoint_store::{
+    CheckpointConfig, CheckpointStore, CompletedCheckpoint, CompletedCheckpointStore, OperatorSpec,
+};
+
+const MAX_P: u32 = 128;
+const KEYS: u64 = 20_000;
+
+fn factory() -> FsStateBackend {
+    FsStateBackend::new().incremental(ChangelogOptions::new().max_deltas(3))
+}
+
+/// The expected state: value, list and map per key.
+#[derive(Default, Clone, PartialEq, Debug)]
+struct Model {
+    values: BTreeMap<u64, u64>,
+    lists: BTreeMap<u64, Vec<u64>>,
+    maps: BTreeMap<u64, BTreeMap<u32, u64>>,
+}
+
+struct Job {
+    store: CheckpointStore,
+    checkpoints: CompletedCheckpointStore,
+    backend: FsKeyedStateBackend<u64>,
+}
+
+impl Job {
+    /// Checkpoint `id`: the snapshot written and committed; `confirm` notifies the backend.
+    fn checkpoint(&self, id: u64, confirm: bool) -> (CompletedCheckpoint, ChangelogStateHandle) {
+        let id = CheckpointId(id);
+        let snapshot = self.backend.snapshot(id).unwrap();
+        let mut pending = self.checkpoints.begin_checkpoint(id).unwrap();
+        let state = snapshot.write(&*pending.stream_factory()).unwrap();
+        let spec = OperatorSpec::new("op", "Op", 1, MAX_P);
+        pending.add_subtask_state(&spec, 0, state).unwrap();
+        let done = pending.commit().unwrap();
+        if confirm {
+            self.backend.notify_checkpoint_complete(id).unwrap();
+        }
+        let handle = changelog(&done);
+        (done, handle)
+    }
+}
+
+fn changelog(done: &CompletedCheckpoint) -> ChangelogStateHandle {
+    match &done.metadata.operators[0].subtasks[&0].keyed[..] {
+        [KeyedStateHandle::Changelog(h)] => h.clone(),
+        other => panic!("a changelog handle expected, found {other:?}"),
+    }
+}
+
+fn apply(
+    backend: &FsKeyedStateBackend<u64>,
+    model: &mut Model,
+    change: impl Fn(u64) -> Op,
+    keys: impl Iterator<Item = u64>,
+) {
+    let values = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    let lists = backend
+        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
+        .unwrap();
+    let maps = backend
+        .map_state::<u32, u64, ()>(&MapStateDescriptor::new("m"))
+        .unwrap();
+    for key in keys {
+        match change(key) {
+            Op::Put(v) => {
+                values.update(&key, &(), v).unwrap();
+                model.values.insert(key, v);
+            }
+            Op::Remove => {
+                values.clear(&key, &()).unwrap();
+                model.values.remove(&key);
+                maps.clear(&key, &()).unwrap();
+                model.maps.remove(&key);
+            }
+            Op::Append(v) => {
+                lists.add(&key, &(), v).unwrap();
+                model.lists.entry(key).or_default().push(v);
+            }
+            Op::MapPut(uk, v) => {
+                maps.put(&key, &(), uk, v).unwrap();
+                model.maps.entry(key).or_default().insert(uk, v);
+            }
+            Op::MapRemove(uk) => {
+                maps.remove(&key, &(), &uk).unwrap();
+                if let Some(m) = model.maps.get_mut(&key) {
+                    m.remove(&uk);
+                    if m.is_empty() {
+                        model.maps.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Op {
+    Put(u64),
+    Remove,
+    Append(u64),
+    MapPut(u32, u64),
+    MapRemove(u32),
+}
+
+/// The state of every key of `range` restored from `done` into a fresh backend.
+fn restore(store: &CheckpointStore, done: &CompletedCheckpoint, range: KeyGroupRange) -> Model {
+    let handles = done.metadata.operators[0].subtasks[&0].keyed.clone();
+    let reader: Arc<dyn StateReader> = Arc::new(store.reader(&done.base_dir));
+    let backend = factory()
+        .create_keyed_backend::<u64>(
+            KeyedBackendParams::new(MAX_P, range).restore(handles, Some(reader)),
+        )
+        .unwrap();
+    let values = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    let lists = backend
+        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
+        .unwrap();
+    let maps = backend
+        .map_state::<u32, u64, ()>(&MapStateDescriptor::new("m"))
+        .unwrap();
+    let mut model = Model::default();
+    for key in 0..KEYS {
+        if !range.contains(key_group_for_key(&key, MAX_P).unwrap()) {
+            continue;
+        }
+        if let Some(v) = values.get(&key, &()).unwrap() {
+            model.values.insert(key, v);
+        }
+        let list = lists.get(&key, &()).unwrap();
+        if !list.is_empty() {
+            model.lists.insert(key, list);
+        }
+        let entries: BTreeMap<u32, u64> = maps.entries(&key, &()).unwrap().into_iter().collect();
+        if !entries.is_empty() {
+            model.maps.insert(key, entries);
+        }
+    }
+    model
+}
+
+/// `model` restricted to the keys of `range`.
+fn within(model: &Model, range: KeyGroupRange) -> Model {
+    let keep = |k: &u64| range.contains(key_group_for_key(k, MAX_P).unwrap());
+    Model {
+        values: model
+            .values
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (*k, *v))
+            .collect(),
+        lists: model
+            .lists
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect(),
+        maps: model
+            .maps
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect(),
+    }
+}
+
+fn shared_paths(h: &ChangelogStateHandle) -> BTreeSet<String> {
+    h.segments()
+        .flat_map(|s| &s.parts)
+        .filter_map(|p| p.stream.file())
+        .map(|f| {
+            assert_eq!(f.scope, StateScope::Shared, "{}", f.path);
+            f.path.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn deltas_hold_only_the_changes_and_restore_to_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every stream a file, so that sizes and liveness are those of files.
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let config = CheckpointConfig::default().inline_threshold(0);
+    let checkpoints = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    let backend = factory()
+        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
+        .unwrap();
+    let job = Job {
+        store: store.clone(),
+        checkpoints,
+        backend,
+    };
+    let mut model = Model::default();
+    apply(&job.backend, &mut model, Op::Put, 0..KEYS);
+    apply(&job.backend, &mut model, Op::Append, 0..KEYS);
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::MapPut((k % 3) as u32, k),
+        0..KEYS,
+    );
+    apply(&job.backend, &mut model, |k| Op::MapPut(7, k), 0..KEYS);
+
+    // 1: no chain yet, a materialization.
+    let (_, first) = job.checkpoint(1, true);
+    assert!(first.deltas.is_empty());
+    let base_bytes = first.base.size();
+
+    // 2: 1% of the keys changed, in every way.
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 1_000_000),
+        (0..KEYS).step_by(400),
+    );
+    apply(
+        &job.backend,
+        &mut model,
+        |_| Op::Remove,
+        (1..KEYS).step_by(401),
+    );
+    apply(&job.backend, &mut model, Op::Append, (2..KEYS).step_by(402));
+    apply(
+        &job.backend,
+        &mut model,
+        |_| Op::MapRemove(7),
+        (3..KEYS).step_by(403),
+    );
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::MapPut(9, k),
+        (4..KEYS).step_by(404),
+    );
+    let (_, second) = job.checkpoint(2, true);
+    assert_eq!(second.base, first.base, "the delta extends the chain");
+    assert_eq!(second.deltas.len(), 1);
+    let delta = second.deltas[0].size();
+    assert!(
+        delta * 20 < base_bytes,
+        "a delta of ~1% of the keys is {delta} bytes, the full snapshot {base_bytes}"
+    );
+
+    // 3 is written and committed, but never confirmed to the backend (an abort it heard
+    // of): its changes are carried by 4's delta, which extends 2's chain.
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 2_000_000),
+        (5..KEYS).step_by(500),
+    );
+    let (_, third) = job.checkpoint(3, false);
+    job.backend
+        .notify_checkpoint_aborted(CheckpointId(3))
+        .unwrap();
+    assert_eq!(third.deltas.len(), 2);
+    apply(&job.backend, &mut model, Op::Append, (6..KEYS).step_by(600));
+    let (fourth_done, fourth) = job.checkpoint(4, true);
+    assert_eq!(
+        fourth
+            .deltas
+            .iter()
+            .map(|d| d.checkpoint_id.0)
+            .collect::<Vec<_>>(),
+        [2, 4],
+        "3's delta is not in the chain"
+    );
+    assert_eq!(
+        restore(&store, &fourth_done, KeyGroupRange::all(MAX_P)),
+        model
+    );
+
+    // 5 holds a third delta; checkpoints 1 to 4 are pruned (one retained), but the chain's
+    // files stay alive: 5 references them.
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 3_000_000),
+        (7..KEYS).step_by(700),
+    );
+    let (fifth_done, fifth) = job.checkpoint(5, true);
+    assert_eq!(fifth.deltas.len(), 3);
+    assert_eq!(job.checkpoints.checkpoint_ids(), [CheckpointId(5)]);
+    for path in shared_paths(&fifth) {
+        assert!(
+            dir.path().join("job").join(&path).is_file(),
+            "{path} is gone"
+        );
+    }
+    assert_eq!(
+        restore(&store, &fifth_done, KeyGroupRange::all(MAX_P)),
+        model
+    );
+    // A rescaled restore reads each key group range of base and deltas it owns.
+    for index in 0..3 {
+        let range = KeyGroupRange::for_subtask(MAX_P, 3, index).unwrap();
+        assert_eq!(restore(&store, &fifth_done, range), within(&model, range));
+    }
+
+    // 6: the chain holds three deltas, the most: a new materialization, and once it is
+    // retained alone, the old chain's files are deleted.
+    apply(
+        &job.backend,
+        &mut model,
+        |_| Op::Remove,
+        (8..KEYS).step_by(800),
+    );
+    let (sixth_done, sixth) = job.checkpoint(6, true);
+    assert!(sixth.deltas.is_empty());
+    assert_eq!(sixth.base.checkpoint_id, CheckpointId(6));
+    assert_eq!(
+        restore(&store, &sixth_done, KeyGroupRange::all(MAX_P)),
+        model
+    );
+    for path in shared_paths(&fifth) {
+        assert!(
+            !dir.path().join("job").join(&path).exists(),
+            "{path} is kept"
+        );
+    }
+    assert_eq!(job.backend.pending_changes().unwrap(), 0);
+    apply(&job.backend, &mut model, Op::Put, 0..10);
+    assert_eq!(job.backend.pending_changes().unwrap(), 10);
+    drop(job.store);
+}
+
+/// Savepoints stay full, self-contained snapshots, and leave the changes to the next delta.
+#[test]
+fn a_savepoint_is_full_and_the_next_delta_still_holds_the_changes() {
+    let backend = factory()
+        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
+        .unwrap();
+    let storage = cornerstone_backend_api::spi::MemoryCheckpointStorage::new();
+    let values = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    values.update(&1, &(), 1).unwrap();
+    let first = backend.snapshot(CheckpointId(1)).unwrap();
+    first
+        .write(&storage.stream_factory(CheckpointId(1)))
+        .unwrap();
+    backend.notify_checkpoint_complete(CheckpointId(1)).unwrap();
+    values.update(&2, &(), 2).unwrap();
+    let savepoint = backend.savepoint(CheckpointId(2)).unwrap();
+    let written = savepoint
+        .write(&storage.stream_factory(CheckpointId(2)))
+        .unwrap();
+    assert!(matches!(
+        written.keyed[..],
+        [KeyedStateHandle::KeyGroups(_)]
+    ));
+    assert_eq!(backend.pending_changes().unwrap(), 1);
+    let third = backend.snapshot(CheckpointId(3)).unwrap();
+    let written = third
+        .write(&storage.stream_factory(CheckpointId(3)))
+        .unwrap();
+    let [KeyedStateHandle::Changelog(chain)] = &written.keyed[..] else {
+        panic!("a changelog handle expected");
+    };
+    assert_eq!(chain.deltas.len(), 1);
+    let restored = factory()
+        .create_keyed_backend::<u64>(
+            KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P))
+                .restore(written.keyed.clone(), Some(Arc::new(storage.clone()))),
+        )
+        .unwrap();
+    let values = restored
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    assert_eq!(values.get(&1, &()).unwrap(), Some(1));
+    assert_eq!(values.get(&2, &()).unwrap(), Some(2));
+}
+
+/// The memory backend's inline snapshots cannot hold a chain: refused when it opens.
+#[test]
+fn changelog_mode_needs_snapshot_streams() {
+    let options = cornerstone_backend_memory::MemoryStateBackend::new()
+        .options()
+        .with_changelog(ChangelogOptions::new());
+    let err = cornerstone_backend_memory::HeapKeyedStateBackend::<u64>::open(
+        KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)),
+        options,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("changelog mode"), "{err}");
+}
