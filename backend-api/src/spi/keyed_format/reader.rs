@@ -216,6 +216,23 @@ pub fn read_key_groups(
                 .with_context("key_groups", handle.range.len()),
         );
     }
+    // Offsets ascend and stay inside the stream: a stream cut at a key group's start would
+    // otherwise read as one whose later key groups are empty.
+    let size = handle.stream.size();
+    if let Some(at) = handle
+        .offsets
+        .windows(2)
+        .position(|w| w[0] > w[1])
+        .or_else(|| handle.offsets.iter().position(|&o| o > size))
+    {
+        return Err(
+            Error::corrupted("keyed state handle offsets are inconsistent")
+                .with_context("path", path)
+                .with_context("key_group", handle.range.first() + at as u32)
+                .with_context("offset", handle.offsets[at])
+                .with_context("size", size),
+        );
+    }
     let (version, header) = read_versioned_header(handle, reader)?;
     let index = |kg: u32| (kg - handle.range.first()) as usize;
     let start = handle.offsets[index(wanted.first())];
