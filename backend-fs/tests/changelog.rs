@@ -406,3 +406,70 @@ fn changelog_mode_needs_snapshot_streams() {
     .unwrap_err();
     assert!(err.to_string().contains("changelog mode"), "{err}");
 }
+
+/// `list` calls a delta incremental and a materialization full, `show` gives each chain
+/// (its base, length and the bytes uploaded), and `verify` checks every file of the chain:
+/// a base file lost under a delta is reported.
+#[test]
+fn inspection_shows_the_chain_and_verify_checks_all_of_it() {
+    use cornerstone_checkpoint_store::inspect::{ProblemKind, list, show, verify};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let config = CheckpointConfig::default()
+        .inline_threshold(0)
+        .num_retained(2);
+    let checkpoints = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+    let backend = factory()
+        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
+        .unwrap();
+    let job = Job {
+        store: store.clone(),
+        checkpoints,
+        backend,
+    };
+    let mut model = Model::default();
+    apply(&job.backend, &mut model, Op::Put, 0..KEYS);
+    let (_, first) = job.checkpoint(1, true);
+    apply(&job.backend, &mut model, Op::Append, 0..100);
+    let (_, second) = job.checkpoint(2, true);
+
+    let listed = list(&store, "job").unwrap();
+    let kinds: Vec<_> = listed.iter().map(|s| (s.id, s.incremental)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some(CheckpointId(1)), Some(false)),
+            (Some(CheckpointId(2)), Some(true))
+        ]
+    );
+    // What 2 wrote is its delta: the base is shared with 1.
+    assert_eq!(listed[1].written_bytes, Some(second.latest().size()));
+
+    let details = show(&store, "job/chk-2").unwrap();
+    let handle = &details.operators[0].subtasks[0].handles[0];
+    assert_eq!(handle.kind, "changelog");
+    let chain = handle.chain.unwrap();
+    assert_eq!(
+        (chain.base_checkpoint, chain.deltas, chain.uploaded_bytes),
+        (CheckpointId(1), 1, second.latest().size())
+    );
+    assert_eq!(
+        chain.chain_bytes,
+        first.base.size() + second.latest().size()
+    );
+    assert_eq!(handle.state_names, ["l", "m", "v"]);
+
+    assert!(verify(&store, "job/chk-2", |_, _| {}).unwrap().is_ok());
+    let base = first.base.parts[0].stream.file().unwrap().path.clone();
+    std::fs::remove_file(dir.path().join("job").join(&base)).unwrap();
+    let report = verify(&store, "job/chk-2", |_, _| {}).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].kind, ProblemKind::MissingFile);
+    assert!(
+        report.problems[0].path.ends_with(&base),
+        "{:?}",
+        report.problems
+    );
+    drop(job);
+}

@@ -43,14 +43,30 @@ mod s3 {
     ));
 }
 
-/// Changelog mode (incremental checkpoints), every stream a file: a checkpoint after one
-/// confirmed complete writes a delta over its chain, and a chain holds at most two deltas.
+/// Changelog mode (incremental checkpoints), every stream a file, each checkpoint of a case
+/// confirmed once written: a checkpoint writes a delta over the one before, a chain holds
+/// at most two deltas, and the cases restore chains (rescaled, with TTL, with timers).
 mod changelog {
     use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
     use cornerstone_testkit::harness::StoreHarness;
 
+    cornerstone_backend_api::conformance_suite!(
+        StoreHarness::local(
+            FsStateBackend::new().incremental(ChangelogOptions::new().max_deltas(2)),
+            0
+        )
+        .with_confirmed_checkpoints(true)
+    );
+}
+
+/// Changelog mode with the store's default inline threshold (small deltas inline in
+/// `_metadata`), checkpoints not confirmed: every checkpoint materializes.
+mod changelog_unconfirmed {
+    use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
+    use cornerstone_testkit::harness::StoreHarness;
+
     cornerstone_backend_api::conformance_suite!(StoreHarness::local(
-        FsStateBackend::new().incremental(ChangelogOptions::new().max_deltas(2)),
-        0
+        FsStateBackend::new().incremental(ChangelogOptions::new()),
+        20 * 1024
     ));
 }

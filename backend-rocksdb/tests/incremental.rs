@@ -11,7 +11,10 @@ use cornerstone_backend_api::{
     KeyedStateHandle, ListStateDescriptor, MapStateDescriptor, StateBackend, StateReader,
     StateScope, TimeDomain, ValueStateDescriptor,
 };
-use cornerstone_backend_memory::MemoryStateBackend;
+use cornerstone_backend_memory::{
+    ChangelogOptions, HeapBackendOptions, HeapKeyedStateBackend, HeapSnapshotStorage,
+    MemoryStateBackend,
+};
 use cornerstone_backend_rocksdb::{RocksDbKeyedStateBackend, RocksDbStateBackend};
 use cornerstone_checkpoint_store::OperatorSpec;
 use cornerstone_checkpoint_store::{
@@ -275,6 +278,121 @@ fn check<B: KeyedStateBackendExt<u64>>(backend: &B) {
         assert_eq!(timers, expected, "{domain:?} timers");
         assert_eq!(t.next_timer(domain).unwrap(), Some(expected[0].0));
     }
+}
+
+/// Everything a backend filled by [`fill`] (and changed since) holds: values, lists, maps
+/// and timers of both domains, sorted.
+type Contents = (
+    Vec<(u64, u64, u64)>,
+    Vec<(u64, Vec<String>)>,
+    Vec<(u64, Vec<(u32, u64)>)>,
+    Vec<(bool, i64, u64, u64)>,
+);
+
+fn contents<B: KeyedStateBackendExt<u64>>(backend: &B) -> Contents {
+    let v = backend.value_state::<u64, u64>(&value_d()).unwrap();
+    let l = backend.list_state::<String, ()>(&list_d()).unwrap();
+    let m = backend.map_state::<u32, u64, ()>(&map_d()).unwrap();
+    let (mut values, mut lists, mut maps) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..500u64 {
+        for ns in 0..3 {
+            if let Some(value) = v.get(&k, &ns).unwrap() {
+                values.push((k, ns, value));
+            }
+        }
+        let list = l.get(&k, &()).unwrap();
+        if !list.is_empty() {
+            lists.push((k, list));
+        }
+        let mut entries = m.entries(&k, &()).unwrap();
+        entries.sort_unstable();
+        if !entries.is_empty() {
+            maps.push((k, entries));
+        }
+    }
+    let t = backend.timer_service::<u64>("window").unwrap();
+    let mut timers = Vec::new();
+    for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
+        t.for_each_timer(domain, &mut |timer| {
+            let event = domain == TimeDomain::EventTime;
+            timers.push((event, timer.timestamp, timer.key, timer.namespace));
+            Ok(true)
+        })
+        .unwrap();
+    }
+    timers.sort_unstable();
+    (values, lists, maps, timers)
+}
+
+/// A heap backend's changelog (a full snapshot, then deltas of updates, removals, maps
+/// changed entry by entry and cleared, list appends, timers deleted and added) restores
+/// into the RocksDB backend to the same state as into a heap backend, which is the state
+/// the chain was written from: the format says what a delta is, not who wrote it.
+#[test]
+fn a_heap_changelog_restores_into_rocksdb() {
+    let work = tempfile::tempdir().unwrap();
+    let options = HeapBackendOptions::new("fs", HeapSnapshotStorage::Streams)
+        .with_changelog(ChangelogOptions::new());
+    let storage = MemoryCheckpointStorage::new();
+    let reader: Arc<dyn StateReader> = Arc::new(storage.clone());
+    let heap = HeapKeyedStateBackend::<u64>::open(params(), options).unwrap();
+    fill(&heap);
+    let write = |id: u64| {
+        let id = CheckpointId(id);
+        let state = heap
+            .snapshot(id)
+            .unwrap()
+            .write(&storage.stream_factory(id))
+            .unwrap();
+        heap.notify_checkpoint_complete(id).unwrap();
+        state.keyed
+    };
+    write(1);
+    let v = heap.value_state::<u64, u64>(&value_d()).unwrap();
+    let l = heap.list_state::<String, ()>(&list_d()).unwrap();
+    let m = heap.map_state::<u32, u64, ()>(&map_d()).unwrap();
+    let t = heap.timer_service::<u64>("window").unwrap();
+    for k in (0..500u64).step_by(7) {
+        v.update(&k, &(k % 3), k * 10).unwrap();
+    }
+    for k in (1..500u64).step_by(11) {
+        v.clear(&k, &(k % 3)).unwrap();
+        l.clear(&k, &()).unwrap();
+        m.clear(&k, &()).unwrap();
+    }
+    for k in (2..500u64).step_by(13) {
+        m.remove(&k, &(), &1).unwrap();
+        m.put(&k, &(), 9, k).unwrap();
+        l.add(&k, &(), format!("c{k}")).unwrap();
+    }
+    for k in (3..500u64).step_by(17) {
+        t.delete_event_time_timer(&k, &(k % 3), k as i64 - 250)
+            .unwrap();
+        t.register_event_time_timer(&k, &(k % 3), 5_000 + k as i64)
+            .unwrap();
+    }
+    write(2);
+    for k in (4..500u64).step_by(19) {
+        v.update(&k, &(k % 3), 1).unwrap();
+        m.remove(&k, &(), &1).unwrap();
+        m.remove(&k, &(), &2).unwrap();
+    }
+    let handles = write(3);
+    match &handles[..] {
+        [KeyedStateHandle::Changelog(h)] => assert_eq!(h.deltas.len(), 2),
+        other => panic!("a changelog handle expected, got {other:?}"),
+    }
+    let expected = contents(&heap);
+    let into_heap = HeapKeyedStateBackend::<u64>::open(
+        params().restore(handles.clone(), Some(reader.clone())),
+        options,
+    )
+    .unwrap();
+    assert_eq!(contents(&into_heap), expected);
+    let into_rocks = factory(work.path())
+        .create_keyed_backend::<u64>(params().restore(handles, Some(reader)))
+        .unwrap();
+    assert_eq!(contents(&into_rocks), expected);
 }
 
 /// A full snapshot of the RocksDB backend restores into the heap backend, and a heap

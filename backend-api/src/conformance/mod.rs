@@ -241,6 +241,14 @@ pub trait Harness {
     fn full_snapshot_ttl_cleanup(&self) -> bool {
         true
     }
+
+    /// Whether the cases confirm each checkpoint they take to its backend once it is
+    /// written (`notify_checkpoint_complete`, as a coordinator does after a commit), so that
+    /// a backend with incremental checkpoints writes later ones over earlier ones and the
+    /// cases restore chains (default `false`: every checkpoint stands alone).
+    fn confirms_checkpoints(&self) -> bool {
+        false
+    }
 }
 
 /// A harness over a factory that stores snapshot files in a [`MemoryCheckpointStorage`].
@@ -325,7 +333,13 @@ pub(crate) fn checkpoint<H: Harness, B: CheckpointableBackend + ?Sized>(
     let snapshot = backend
         .snapshot(CheckpointId(id))
         .expect("synchronous phase of a snapshot");
-    write_snapshot(h, snapshot, id)
+    let state = write_snapshot(h, snapshot, id);
+    if h.confirms_checkpoints() {
+        backend
+            .notify_checkpoint_complete(CheckpointId(id))
+            .expect("confirm a checkpoint");
+    }
+    state
 }
 
 /// Runs the asynchronous phase of a snapshot into the harness's storage.

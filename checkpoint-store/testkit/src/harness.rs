@@ -54,6 +54,7 @@ pub struct StoreHarness<F> {
     factory: F,
     incremental_ttl_cleanup: bool,
     full_snapshot_ttl_cleanup: bool,
+    confirms_checkpoints: bool,
     /// Kept for the life of the harness (a backend's working directory).
     kept: Vec<Box<dyn Any + Send + Sync>>,
     storage: TestStore,
@@ -67,6 +68,7 @@ impl<F: fmt::Debug> fmt::Debug for StoreHarness<F> {
             .field("store", &self.storage.store)
             .field("incremental_ttl_cleanup", &self.incremental_ttl_cleanup)
             .field("full_snapshot_ttl_cleanup", &self.full_snapshot_ttl_cleanup)
+            .field("confirms_checkpoints", &self.confirms_checkpoints)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +90,7 @@ impl<F> StoreHarness<F> {
             pending: Mutex::new(Vec::new()),
             incremental_ttl_cleanup: true,
             full_snapshot_ttl_cleanup: true,
+            confirms_checkpoints: false,
             kept: Vec::new(),
         }
     }
@@ -119,6 +122,14 @@ impl<F> StoreHarness<F> {
     #[must_use]
     pub fn with_full_snapshot_ttl_cleanup(mut self, yes: bool) -> Self {
         self.full_snapshot_ttl_cleanup = yes;
+        self
+    }
+
+    /// Sets what [`Harness::confirms_checkpoints`] answers (`false` unless set): `true`
+    /// makes a backend with incremental checkpoints write chains in the cases.
+    #[must_use]
+    pub fn with_confirmed_checkpoints(mut self, yes: bool) -> Self {
+        self.confirms_checkpoints = yes;
         self
     }
 
@@ -176,6 +187,10 @@ impl<F: StateBackend + Clone> Harness for StoreHarness<F> {
 
     fn full_snapshot_ttl_cleanup(&self) -> bool {
         self.full_snapshot_ttl_cleanup
+    }
+
+    fn confirms_checkpoints(&self) -> bool {
+        self.confirms_checkpoints
     }
 }
 
