@@ -238,7 +238,16 @@ impl Output {
                                 String::new()
                             },
                             if first {
-                                h.kind.to_owned()
+                                match h.chain {
+                                    Some(c) => format!(
+                                        "changelog: base chk-{} + {} deltas, uploaded {} of {}",
+                                        c.base_checkpoint,
+                                        c.deltas,
+                                        human_size(c.uploaded_bytes),
+                                        human_size(c.chain_bytes)
+                                    ),
+                                    None => h.kind.to_owned(),
+                                }
                             } else {
                                 String::new()
                             },

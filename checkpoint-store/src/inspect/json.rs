@@ -149,21 +149,37 @@ impl Serialize for StreamLocation {
     }
 }
 
-/// `{kind, key_groups: [first, last] or null, state_names, streams}`.
+/// `{kind, key_groups: [first, last] or null, state_names, streams}`, and of a changelog
+/// handle `chain: {base_checkpoint, deltas, uploaded_bytes, chain_bytes}`.
 impl Serialize for HandleSummary {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Chain {
+            base_checkpoint: u64,
+            deltas: usize,
+            uploaded_bytes: u64,
+            chain_bytes: u64,
+        }
         #[derive(Serialize)]
         struct View<'a> {
             kind: &'a str,
             key_groups: Option<[u32; 2]>,
             state_names: &'a [String],
             streams: &'a [StreamLocation],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            chain: Option<Chain>,
         }
         View {
             kind: self.kind,
             key_groups: self.key_groups.map(|(a, b)| [a, b]),
             state_names: &self.state_names,
             streams: &self.streams,
+            chain: self.chain.map(|c| Chain {
+                base_checkpoint: c.base_checkpoint.0,
+                deltas: c.deltas,
+                uploaded_bytes: c.uploaded_bytes,
+                chain_bytes: c.chain_bytes,
+            }),
         }
         .serialize(s)
     }

@@ -60,7 +60,7 @@ pub struct ListedSnapshot {
     /// in the directory.
     pub size_bytes: u64,
     /// For complete ones: whether keyed state is incremental (native snapshots that share
-    /// files with earlier checkpoints) rather than full.
+    /// files with earlier checkpoints, or a heap changelog's delta) rather than full.
     pub incremental: Option<bool>,
     /// For complete checkpoints: what this one wrote, its state size minus the files it
     /// shares with the complete checkpoint listed before it.
@@ -163,9 +163,12 @@ fn describe(
             entry.size_bytes = m.state_size();
             entry.incremental = Some(m.operators.iter().any(|op| {
                 op.subtasks.values().any(|st| {
-                    st.keyed
-                        .iter()
-                        .any(|k| matches!(k, KeyedStateHandle::Incremental(_)))
+                    st.keyed.iter().any(|k| match k {
+                        KeyedStateHandle::Incremental(_) => true,
+                        // A materialization is a full snapshot; a delta is incremental.
+                        KeyedStateHandle::Changelog(h) => !h.deltas.is_empty(),
+                        KeyedStateHandle::KeyGroups(_) => false,
+                    })
                 })
             }));
             files = Some(

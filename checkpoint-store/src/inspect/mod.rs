@@ -29,7 +29,7 @@ pub use flink::{
 pub use gc::{GcCandidate, GcKept, GcOptions, GcReason, GcReport, gc_candidates, gc_delete};
 pub use list::{ListedSnapshot, SnapshotStatus, list};
 pub use show::{
-    HandleSummary, OperatorSummary, SnapshotDetails, StateSummary, StreamLocation, SubtaskSummary,
-    show,
+    ChainSummary, HandleSummary, OperatorSummary, SnapshotDetails, StateSummary, StreamLocation,
+    SubtaskSummary, show,
 };
 pub use verify::{Problem, ProblemKind, VerifyReport, verify};

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use cornerstone_backend_api::spi::format::{self, incremental};
 use cornerstone_backend_api::spi::keyed_format::read_header;
 use cornerstone_backend_api::stream::read_stream;
-use cornerstone_backend_api::{KeyedStateHandle, Result, StateMeta, StateScope, StreamStateHandle};
+use cornerstone_backend_api::{
+    ChangelogSegment, ChangelogStateHandle, CheckpointId, KeyedStateHandle, Result, StateMeta,
+    StateScope, StreamStateHandle,
+};
 
 use crate::completed::CompletedCheckpoint;
 use crate::layout;
@@ -36,8 +39,10 @@ pub enum StreamLocation {
 /// One state handle of a subtask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandleSummary {
-    /// `"keyed"`, `"incremental"` or `"operator"`.
+    /// `"keyed"`, `"incremental"`, `"changelog"` or `"operator"`.
     pub kind: &'static str,
+    /// Of a changelog handle: its chain.
+    pub chain: Option<ChainSummary>,
     /// The key groups of a keyed handle (inclusive), `None` for operator state or an
     /// empty range.
     pub key_groups: Option<(u32, u32)>,
@@ -45,6 +50,31 @@ pub struct HandleSummary {
     pub state_names: Vec<String>,
     /// The streams it references.
     pub streams: Vec<StreamLocation>,
+}
+
+/// The chain of a changelog handle (a heap backend's incremental checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// The checkpoint that wrote its full snapshot (the base).
+    pub base_checkpoint: CheckpointId,
+    /// The deltas after the base (0: this checkpoint wrote a full snapshot).
+    pub deltas: usize,
+    /// The bytes this checkpoint uploaded: its delta, or the base it materialized.
+    pub uploaded_bytes: u64,
+    /// The bytes of the whole chain, which a restore reads.
+    pub chain_bytes: u64,
+}
+
+impl ChainSummary {
+    /// The chain of `h`.
+    pub fn of(h: &ChangelogStateHandle) -> Self {
+        ChainSummary {
+            base_checkpoint: h.base.checkpoint_id,
+            deltas: h.deltas.len(),
+            uploaded_bytes: h.latest().size(),
+            chain_bytes: h.segments().map(ChangelogSegment::size).sum(),
+        }
+    }
 }
 
 /// One subtask of an operator.
@@ -269,6 +299,10 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
                                 KeyedStateHandle::Incremental(_) => "incremental",
                                 KeyedStateHandle::Changelog(_) => "changelog",
                             },
+                            chain: match k {
+                                KeyedStateHandle::Changelog(h) => Some(ChainSummary::of(h)),
+                                _ => None,
+                            },
                             key_groups: k
                                 .key_group_range()
                                 .as_inclusive()
@@ -278,6 +312,7 @@ pub fn show(store: &CheckpointStore, path: &str) -> Result<SnapshotDetails> {
                         })
                         .chain(st.operator.iter().map(|o| HandleSummary {
                             kind: "operator",
+                            chain: None,
                             key_groups: None,
                             state_names: o.states.keys().cloned().collect(),
                             streams: vec![locate(&base, &o.stream)],
