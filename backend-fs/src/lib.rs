@@ -69,6 +69,23 @@
 //!   checkpoint store supports; a large file is read in parts, on several threads. A
 //!   damaged block is reported with its file and key group.
 //!
+//! # Incremental checkpoints (changelog mode)
+//! [`FsStateBackend::incremental`] turns on Flink's changelog idea for the heap tables: each
+//! write also records its (key, namespace) (a timer: the timer) in a change set of its key
+//! group, and a checkpoint writes only what changed since the last checkpoint confirmed
+//! complete (`notify_checkpoint_complete`): a **delta** of the changed entries and the
+//! removals (`CSKG` version 3) into the shared scope (`shared/`). Its handle
+//! (`KeyedStateHandle::Changelog`) lists the chain's **base**, a full snapshot in `shared/`,
+//! and every delta since, in order; the retention of the checkpoint store keeps each file
+//! alive while a retained checkpoint references it. A checkpoint **materializes** (writes
+//! a new base) when there is no confirmed chain, or the chain's deltas reach
+//! [`ChangelogOptions::max_deltas`] or outgrow [`ChangelogOptions::max_delta_percent`] of
+//! its base. The synchronous phase seals the change sets (a move, no copy); the changes of
+//! a checkpoint that fails or is aborted stay for the next delta. A restore (any backend,
+//! RocksDB included, rescaled or not) reads the base and applies the deltas in order, each
+//! as range reads of the key groups it owns. Savepoints stay full, self-contained
+//! snapshots in the savepoint's own directory.
+//!
 //! [`AsyncSnapshot::write`]: cornerstone_backend_api::AsyncSnapshot::write
 //! [`CheckpointStreamFactory`]: cornerstone_backend_api::CheckpointStreamFactory
 //! [`CheckpointableBackend::snapshot`]: cornerstone_backend_api::CheckpointableBackend::snapshot

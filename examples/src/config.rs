@@ -66,6 +66,10 @@ pub struct JobConfig {
     pub dir: PathBuf,
     /// The counter's keyed state backend.
     pub backend: BackendChoice,
+    /// Incremental checkpoints of the fs backend (its changelog mode: each checkpoint
+    /// uploads the entries changed since the last one). RocksDB checkpoints are always
+    /// incremental; the memory backend has none (its snapshots are inline).
+    pub incremental: bool,
     /// Exactly-once (aligned) or at-least-once barriers.
     pub mode: CheckpointingMode,
     /// Source splits per input (the parallelism of each source).
@@ -122,6 +126,7 @@ impl JobConfig {
         JobConfig {
             dir: dir.into(),
             backend: BackendChoice::Fs,
+            incremental: false,
             mode: CheckpointingMode::ExactlyOnce,
             splits_per_input: 2,
             counters: 2,

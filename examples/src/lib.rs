@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cornerstone_backend_api::{Error, ErrorKind, Result, SharedClock, StateBackend};
-use cornerstone_backend_fs::FsStateBackend;
+use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_checkpoint_store::{CheckpointStore, JobStatus};
 use cornerstone_coordinator::{CheckpointCoordinator, RestartDecision, TaskId};
@@ -76,7 +76,16 @@ pub fn run_job(config: &JobConfig) -> Result<JobReport> {
 /// As [`run_job_with`].
 pub fn run_job_on(config: &JobConfig, store: &CheckpointStore) -> Result<JobReport> {
     match config.backend {
+        BackendChoice::Fs if config.incremental => run_job_with(
+            config,
+            store,
+            FsStateBackend::new().incremental(ChangelogOptions::new()),
+        ),
         BackendChoice::Fs => run_job_with(config, store, FsStateBackend::new()),
+        BackendChoice::Memory if config.incremental => Err(Error::invalid_input(
+            "the memory backend has no incremental checkpoints (its snapshots are inline in \
+             _metadata): use --backend fs --incremental",
+        )),
         BackendChoice::Memory => run_job_with(config, store, MemoryStateBackend::new()),
         #[cfg(feature = "rocksdb")]
         BackendChoice::RocksDb => run_job_with(

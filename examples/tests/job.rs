@@ -59,6 +59,41 @@ fn exactly_once_on_the_memory_backend_too() {
     }
 }
 
+#[test]
+fn exactly_once_with_incremental_fs_checkpoints() {
+    let mut restored = 0;
+    for seed in [200, 201, 202, 203] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = JobConfig {
+            seed,
+            failures: 3,
+            incremental: true,
+            ..JobConfig::small(dir.path())
+        };
+        let report = run_job(&config).unwrap();
+        assert!(report.output.exactly_once(), "seed {seed}:\n{report}");
+        assert!(report.stats.completed > 0, "{report}");
+        restored += report.stats.restored;
+    }
+    assert!(restored >= 4, "only {restored} restores from a checkpoint");
+}
+
+#[test]
+fn the_memory_backend_refuses_incremental_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JobConfig {
+        backend: BackendChoice::Memory,
+        incremental: true,
+        ..JobConfig::small(dir.path())
+    };
+    let err = run_job(&config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains("--backend fs --incremental"),
+        "{err}"
+    );
+}
+
 #[cfg(feature = "rocksdb")]
 #[test]
 fn exactly_once_on_the_rocksdb_backend_too() {

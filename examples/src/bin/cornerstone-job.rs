@@ -1,7 +1,8 @@
 //! The README's main job: an exactly-once windowed count with injected failures, restarts
 //! from checkpoints in a local checkpoint store, and a check of the sink's output.
 //!
-//! `cornerstone-job [--dir DIR] [--backend fs|memory] [--mode exactly-once|at-least-once]
+//! `cornerstone-job [--dir DIR] [--backend fs|memory|rocksdb] [--incremental]
+//! [--mode exactly-once|at-least-once]
 //! [--seed N] [--failures N] [--resume] ...` (see `--help`).
 
 use std::io::Write;
@@ -47,6 +48,11 @@ struct Args {
     /// The keyed state backend of the windowed count.
     #[arg(long, value_enum, default_value = "fs")]
     backend: Backend,
+    /// Incremental checkpoints with the fs backend (its changelog mode: a checkpoint
+    /// uploads the entries changed since the last one, over a full snapshot taken now and
+    /// then). RocksDB checkpoints are always incremental; the memory backend has none.
+    #[arg(long)]
+    incremental: bool,
     /// The checkpointing mode.
     #[arg(long, value_enum, default_value = "exactly-once")]
     mode: Mode,
@@ -107,6 +113,7 @@ fn main() -> ExitCode {
             Backend::Memory => BackendChoice::Memory,
             Backend::Rocksdb => BackendChoice::RocksDb,
         },
+        incremental: args.incremental,
         mode: match args.mode {
             Mode::ExactlyOnce => CheckpointingMode::ExactlyOnce,
             Mode::AtLeastOnce => CheckpointingMode::AtLeastOnce,
