@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Heap and raw: the Rust heap in use after populating minus before (`peak_alloc`), per
-//! key. RocksDB keeps its data in C++ memory (memtables, block cache) and on disk, which the
+//! key. The change set of the fs backend's changelog mode: the heap grown per changed key
+//! when every key changes after a checkpoint. RocksDB keeps its data in C++ memory (memtables, block cache) and on disk, which the
 //! Rust allocator does not see: the resident set size grows by (`VmRSS` after minus before)
 //! and the bytes of its working directory (SST and log files) are reported per key
 //! instead. Without `--bench` (`cargo test`) it runs 10k keys as a smoke test.
@@ -63,8 +64,40 @@ fn main() {
     );
     drop((state, backend));
 
+    change_set(&key_list, &label);
+
     #[cfg(feature = "rocksdb")]
     rocksdb(&key_list, &label);
+}
+
+/// The change set of the fs backend's changelog mode: every key updated once after a
+/// checkpoint confirmed complete (which leaves the key groups unshared, so the updates copy
+/// nothing), the heap grown per changed key.
+fn change_set(key_list: &[u64], label: &str) {
+    use cornerstone_backend_api::spi::MemoryCheckpointStorage;
+    use cornerstone_backend_api::{CheckpointId, CheckpointableBackend};
+    use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
+
+    let factory = FsStateBackend::new().incremental(ChangelogOptions::new());
+    let backend = keyed_backend(&factory).expect("create the backend");
+    let state = populate_values(&backend, key_list).expect("populate value state");
+    let storage = MemoryCheckpointStorage::new();
+    let id = CheckpointId(1);
+    let snapshot = backend.snapshot(id).expect("snapshot");
+    snapshot
+        .write(&storage.stream_factory(id))
+        .expect("write the snapshot");
+    backend.notify_checkpoint_complete(id).expect("confirm");
+    let before = heap_bytes();
+    for &key in key_list {
+        state.update(&key, &(), key + 1).expect("update");
+    }
+    let grown = heap_bytes() - before;
+    let changed = backend.pending_changes().expect("pending changes");
+    println!(
+        "state_memory/fs_changelog/{label}: the change set of {changed} changed keys: {}",
+        per_key(grown, changed as u64)
+    );
 }
 
 /// The resident set size (`VmRSS`) in bytes, if the kernel reports it.

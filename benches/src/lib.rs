@@ -27,6 +27,9 @@
 //! - [`snapshot_sync`]: the synchronous phase of a snapshot and the first write after it
 //!   (copy-on-write); [`snapshot_async`]: the asynchronous write of the snapshot;
 //!   [`raw_snapshot_baselines`]: cloning and serializing a plain map of the same size;
+//! - [`incremental::incremental_checkpoints`]: checkpoints after a share of the keys
+//!   changed (bytes uploaded and time) and restores of the chain, for incremental
+//!   checkpoints (the fs backend's changelog mode, RocksDB) beside full ones;
 //! - [`timer_ops`]: registering, deleting and firing 100k keys × 10 event-time timers
 //!   (namespace `u64`) through a backend's timer service; [`raw_heap_timer_ops`]: the same
 //!   on a `BinaryHeap` + `HashSet` ([`timers`] module).
@@ -40,6 +43,7 @@
 //! [`StateBackend`]: cornerstone_backend_api::StateBackend
 //! [`Throughput::Elements`]: criterion::Throughput::Elements
 
+pub mod incremental;
 mod snapshot;
 mod state;
 pub mod storage;
