@@ -161,7 +161,10 @@ pub fn incremental_checkpoints<F: StateBackend>(
     dir: &Path,
 ) {
     let label = count_label(keys);
-    let mut disk = DiskStore::new(dir).expect("open the checkpoint store");
+    // A store of its own, so that the jobs of several backends in one directory differ.
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).expect("create the store's directory");
+    let mut disk = DiskStore::new(&dir).expect("open the checkpoint store");
     let store = disk.store().clone();
     let mut job = Churned::new(factory, &store, &format!("{name}-chain"), keys).expect("populate");
     job.checkpoint().expect("the first checkpoint");
