@@ -1,7 +1,8 @@
 //! Incremental checkpoints of the fs backend (its changelog mode) beside full ones and, with
 //! the `rocksdb` feature, RocksDB's incremental checkpoints, in one run: 10M
 //! `ValueState<u64>` keys, 1% of them updated (uniformly at random) between checkpoints.
-//! Then the state operations with changelog mode on and off, for its cost per write.
+//! The cost of changelog mode per state operation is in the `state_ops` bench
+//! (`fs_changelog` beside `memory`, the same heap tables without it).
 //!
 //! ```sh
 //! cargo bench -p cornerstone-benches --bench changelog                      # fs
@@ -12,8 +13,8 @@
 //! system's temporary directory), which should be on the disk to measure.
 
 use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
+use cornerstone_benches::criterion_config;
 use cornerstone_benches::incremental::incremental_checkpoints;
-use cornerstone_benches::{criterion_config, state_ops};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const KEYS: u64 = 10_000_000;
@@ -56,15 +57,9 @@ fn rocksdb(c: &mut Criterion) {
     let _ = c;
 }
 
-/// The state operations with changelog mode off and on: what recording each change costs.
-fn ops(c: &mut Criterion) {
-    state_ops(c, "fs", &FsStateBackend::new());
-    state_ops(c, "fs_changelog", &changelog());
-}
-
 criterion_group! {
     name = benches;
     config = criterion_config();
-    targets = fs, rocksdb, ops
+    targets = fs, rocksdb
 }
 criterion_main!(benches);

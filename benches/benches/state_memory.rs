@@ -10,10 +10,11 @@
 //!
 //! Heap and raw: the Rust heap in use after populating minus before (`peak_alloc`), per
 //! key. The change set of the fs backend's changelog mode: the heap grown per changed key
-//! when every key changes after a checkpoint. RocksDB keeps its data in C++ memory (memtables, block cache) and on disk, which the
-//! Rust allocator does not see: the resident set size grows by (`VmRSS` after minus before)
-//! and the bytes of its working directory (SST and log files) are reported per key
-//! instead. Without `--bench` (`cargo test`) it runs 10k keys as a smoke test.
+//! when every key changes after a checkpoint. RocksDB keeps its data in C++ memory
+//! (memtables, block cache) and on disk, which the Rust allocator does not see: the
+//! resident set size grows by (`VmRSS` after minus before) and the bytes of its working
+//! directory (SST and log files) are reported per key instead. Without `--bench` (`cargo
+//! test`) it runs 10k keys as a smoke test.
 
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_benches::{count_label, keyed_backend, populate_values, shuffled_keys};
