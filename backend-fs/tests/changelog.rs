@@ -43,6 +43,20 @@ struct Job {
 }
 
 impl Job {
+    /// Job `job` of a store on `dir`, and a backend of [`factory`] owning every key group.
+    fn open(dir: &std::path::Path, config: CheckpointConfig) -> Self {
+        let store = CheckpointStore::local(dir).unwrap();
+        let checkpoints = CompletedCheckpointStore::open(&store, "job", config).unwrap();
+        let backend = factory()
+            .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
+            .unwrap();
+        Job {
+            store,
+            checkpoints,
+            backend,
+        }
+    }
+
     /// Checkpoint `id`: the snapshot written and committed; `confirm` notifies the backend.
     fn checkpoint(&self, id: u64, confirm: bool) -> (CompletedCheckpoint, ChangelogStateHandle) {
         let id = CheckpointId(id);
@@ -201,17 +215,8 @@ fn shared_paths(h: &ChangelogStateHandle) -> BTreeSet<String> {
 fn deltas_hold_only_the_changes_and_restore_to_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     // Every stream a file, so that sizes and liveness are those of files.
-    let store = CheckpointStore::local(dir.path()).unwrap();
-    let config = CheckpointConfig::default().inline_threshold(0);
-    let checkpoints = CompletedCheckpointStore::open(&store, "job", config).unwrap();
-    let backend = factory()
-        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
-        .unwrap();
-    let job = Job {
-        store: store.clone(),
-        checkpoints,
-        backend,
-    };
+    let job = Job::open(dir.path(), CheckpointConfig::default().inline_threshold(0));
+    let store = job.store.clone();
     let mut model = Model::default();
     apply(&job.backend, &mut model, Op::Put, 0..KEYS);
     apply(&job.backend, &mut model, Op::Append, 0..KEYS);
@@ -343,7 +348,6 @@ fn deltas_hold_only_the_changes_and_restore_to_the_same_state() {
     assert_eq!(job.backend.pending_changes().unwrap(), 0);
     apply(&job.backend, &mut model, Op::Put, 0..10);
     assert_eq!(job.backend.pending_changes().unwrap(), 10);
-    drop(job.store);
 }
 
 /// Savepoints stay full, self-contained snapshots, and leave the changes to the next delta.
@@ -415,19 +419,11 @@ fn inspection_shows_the_chain_and_verify_checks_all_of_it() {
     use cornerstone_checkpoint_store::inspect::{ProblemKind, list, show, verify};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::local(dir.path()).unwrap();
     let config = CheckpointConfig::default()
         .inline_threshold(0)
         .num_retained(2);
-    let checkpoints = CompletedCheckpointStore::open(&store, "job", config).unwrap();
-    let backend = factory()
-        .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
-        .unwrap();
-    let job = Job {
-        store: store.clone(),
-        checkpoints,
-        backend,
-    };
+    let job = Job::open(dir.path(), config);
+    let store = job.store.clone();
     let mut model = Model::default();
     apply(&job.backend, &mut model, Op::Put, 0..KEYS);
     let (_, first) = job.checkpoint(1, true);
@@ -471,5 +467,4 @@ fn inspection_shows_the_chain_and_verify_checks_all_of_it() {
         "{:?}",
         report.problems
     );
-    drop(job);
 }

@@ -32,6 +32,16 @@ impl DumpFilter<'_> {
     fn keyed_only(&self) -> bool {
         self.key_group.is_some() || self.key.is_some()
     }
+
+    /// The key groups of `range` to read: the one asked for (`None` when `range` does not
+    /// hold it), or all.
+    fn key_groups_in(&self, range: KeyGroupRange) -> Option<KeyGroupRange> {
+        match self.key_group {
+            Some(kg) if range.contains(kg) => Some(KeyGroupRange::new(kg, kg)),
+            Some(_) => None,
+            None => Some(range),
+        }
+    }
 }
 
 /// The JSON lines written so far, up to the limit.
@@ -234,10 +244,8 @@ fn dump_keyed(
     lines: &mut Lines,
     known_states: &mut BTreeSet<String>,
 ) -> Result<()> {
-    let range = match filter.key_group {
-        Some(kg) if h.range.contains(kg) => KeyGroupRange::new(kg, kg),
-        Some(_) => return Ok(()),
-        None => h.range,
+    let Some(range) = filter.key_groups_in(h.range) else {
+        return Ok(());
     };
     let header = read_key_groups(h, Some(reader), range, &mut |header, rec| {
         let meta = state_of(header, &rec)?;
@@ -316,10 +324,8 @@ fn dump_changelog(
     lines: &mut Lines,
     known_states: &mut BTreeSet<String>,
 ) -> Result<()> {
-    let range = match filter.key_group {
-        Some(kg) if h.range.contains(kg) => KeyGroupRange::new(kg, kg),
-        Some(_) => return Ok(()),
-        None => h.range,
+    let Some(range) = filter.key_groups_in(h.range) else {
+        return Ok(());
     };
     for kg in range.iter() {
         let mut live: Vec<Option<Owned>> = Vec::new();

@@ -229,13 +229,16 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when a state is used from another thread than its owner.
     pub fn pending_changes(&self) -> Result<usize> {
-        let tables: Vec<Arc<dyn Registered>> = self
-            .states
+        self.tables().iter().map(|t| t.pending_changes()).sum()
+    }
+
+    /// Every registered table (taken out of the lock, which their calls do not hold).
+    fn tables(&self) -> Vec<Arc<dyn Registered>> {
+        self.states
             .lock()
             .values()
             .map(|e| Arc::clone(&e.table))
-            .collect();
-        tables.iter().map(|t| t.pending_changes()).sum()
+            .collect()
     }
 
     fn take_snapshot(
@@ -398,13 +401,9 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
             chains.confirmed = Some(chain);
             chains.written.retain(|id, _| *id > checkpoint_id);
         }
-        let tables: Vec<Arc<dyn Registered>> = self
-            .states
-            .lock()
-            .values()
-            .map(|e| Arc::clone(&e.table))
-            .collect();
-        tables.iter().try_for_each(|t| t.confirm(checkpoint_id))
+        self.tables()
+            .iter()
+            .try_for_each(|t| t.confirm(checkpoint_id))
     }
 
     /// The checkpoint's chain is dropped; its changes stay for the next delta.
