@@ -1,17 +1,19 @@
 //! `cornerstone dump`: selects an operator's entries and writes them as JSON lines (the
 //! records are decoded by [`crate::dump`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 
 use anyhow::{Context, Result};
 use cornerstone_backend_api::handles::{KeyGroupsStateHandle, OperatorStateHandle};
 use cornerstone_backend_api::spi::format::describe;
 use cornerstone_backend_api::spi::format::operator::OperatorStream;
-use cornerstone_backend_api::spi::keyed_format::{KeyedSnapshotHeader, Record, read_key_groups};
+use cornerstone_backend_api::spi::keyed_format::{
+    ChangelogRecord, KeyedSnapshotHeader, Record, live_records, read_key_groups,
+};
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
-    ChangelogStateHandle, Error, KeyGroupRange, KeyedStateHandle, StateKind, StateMeta, StateReader,
+    ChangelogStateHandle, Error, KeyGroupRange, KeyedStateHandle, StateMeta, StateReader,
 };
 
 use cornerstone_checkpoint_store::CheckpointStore;
@@ -311,11 +313,11 @@ struct Owned {
     namespace: Vec<u8>,
     user_key: Option<Vec<u8>>,
     value: Vec<u8>,
+    removed: bool,
 }
 
-/// Writes the selected entries of a changelog snapshot: key group by key group, the base's
-/// records with the deltas applied in order (a removal deletes the (key, namespace)'s
-/// records, of a timers state the one timer; a value or list replaces the one before).
+/// Writes the selected entries of a changelog snapshot: key group by key group, the records
+/// its base and deltas leave, applied in order ([`live_records`]).
 fn dump_changelog(
     h: &ChangelogStateHandle,
     reader: &dyn StateReader,
@@ -328,35 +330,19 @@ fn dump_changelog(
         return Ok(());
     };
     for kg in range.iter() {
-        let mut live: Vec<Option<Owned>> = Vec::new();
-        let mut by_key: HashMap<(String, Vec<u8>, Vec<u8>), Vec<usize>> = HashMap::new();
+        let mut records: Vec<Owned> = Vec::new();
         for part in h.segments().flat_map(|s| &s.parts) {
             let one = KeyGroupRange::new(kg, kg);
             let header = read_key_groups(part, Some(reader), one, &mut |header, rec| {
-                let meta = state_of(header, &rec)?;
-                let key = (meta.name.clone(), rec.key.to_vec(), rec.namespace.to_vec());
-                let at = by_key.entry(key).or_default();
-                let replaces = !matches!(meta.kind, StateKind::Map | StateKind::Timers);
-                at.retain(|&i| {
-                    let gone = (rec.removed || replaces)
-                        && (meta.kind != StateKind::Timers
-                            || live[i].as_ref().is_some_and(|l| l.value == rec.value));
-                    if gone {
-                        live[i] = None;
-                    }
-                    !gone
+                records.push(Owned {
+                    meta: state_of(header, &rec)?.clone(),
+                    key_type: header.key_type.clone(),
+                    key: rec.key.to_vec(),
+                    namespace: rec.namespace.to_vec(),
+                    user_key: rec.user_key.map(<[u8]>::to_vec),
+                    value: rec.value.to_vec(),
+                    removed: rec.removed,
                 });
-                if !rec.removed {
-                    at.push(live.len());
-                    live.push(Some(Owned {
-                        meta: meta.clone(),
-                        key_type: header.key_type.clone(),
-                        key: rec.key.to_vec(),
-                        namespace: rec.namespace.to_vec(),
-                        user_key: rec.user_key.map(<[u8]>::to_vec),
-                        value: rec.value.to_vec(),
-                    }));
-                }
                 Ok(())
             })
             .with_context(|| format!("dump subtask {subtask}"))?;
@@ -364,7 +350,16 @@ fn dump_changelog(
                 known_states.extend(header.states.iter().map(|s| s.name.clone()));
             }
         }
-        for r in live.into_iter().flatten() {
+        // States by name: their indexes differ from one stream's header to the next.
+        let live = live_records(records.iter().map(|r| ChangelogRecord {
+            state: r.meta.name.as_str(),
+            kind: r.meta.kind,
+            key: &r.key,
+            namespace: &r.namespace,
+            value: &r.value,
+            removed: r.removed,
+        }));
+        for (r, _) in records.iter().zip(live).filter(|(_, live)| *live) {
             let rec = Record {
                 key_group: kg,
                 state: 0,

@@ -6,14 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use cornerstone_backend_api::spi::keyed_format::{
-    Fields, KeyedSnapshotHeader, KeyedSnapshotWriter,
+    ChangelogRecord, Fields, KeyedSnapshotHeader, KeyedSnapshotWriter, live_records,
 };
 use cornerstone_backend_api::{
     AsyncSnapshot, ChangelogSegment, ChangelogStateHandle, CheckpointId, CheckpointStreamFactory,
     KeyGroupRange, KeyGroupsStateHandle, KeyedStateHandle, Result, StateKind, StateMeta,
     StateScope, SubtaskState,
 };
-use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use super::options::{HeapBackendOptions, HeapSnapshotStorage};
@@ -21,8 +20,8 @@ use super::restore::RawGroup;
 use crate::parallel;
 use crate::table::{Captured, SnapshotWriter};
 
-/// A restored state that was not registered again: written back as it was read (its
-/// records with the removals of a changelog's deltas applied). It never changes, so a
+/// A restored state that was not registered again: written back as it was read (the
+/// records a changelog's deltas leave, [`live_records`]). It never changes, so a
 /// delta holds nothing of it.
 pub(super) struct RawCapture(pub(super) Arc<Vec<RawGroup>>, pub(super) StateKind);
 
@@ -46,30 +45,20 @@ impl Captured for RawCapture {
             }
             return Ok(());
         }
-        // The records a removal after them leaves: a removal deletes the (key, namespace)'s
-        // records, of a timers state the one timer of its timestamp. A value or list
-        // written twice is written twice, and restores as the later one.
-        let mut live: Vec<Option<Fields<'_>>> = Vec::new();
-        let mut by_key: HashMap<(&[u8], &[u8]), Vec<usize>> = HashMap::new();
-        for r in group.records() {
-            let (r, removed) = r?;
-            let at = by_key.entry((r.key, r.namespace)).or_default();
-            if removed {
-                at.retain(|&i| {
-                    let gone =
-                        self.1 != StateKind::Timers || live[i].is_some_and(|l| l.value == r.value);
-                    if gone {
-                        live[i] = None;
-                    }
-                    !gone
-                });
-            } else {
-                at.push(live.len());
-                live.push(Some(r));
+        // What the removals (and replacements) after them leave.
+        let records: Vec<(Fields<'_>, bool)> = group.records().collect::<Result<_>>()?;
+        let live = live_records(records.iter().map(|(r, removed)| ChangelogRecord {
+            state: (),
+            kind: self.1,
+            key: r.key,
+            namespace: r.namespace,
+            value: r.value,
+            removed: *removed,
+        }));
+        for ((r, _), live) in records.iter().zip(live) {
+            if live {
+                writer.raw_record(state, r.key, r.namespace, r.user_key, r.value)?;
             }
-        }
-        for r in live.into_iter().flatten() {
-            writer.raw_record(state, r.key, r.namespace, r.user_key, r.value)?;
         }
         Ok(())
     }

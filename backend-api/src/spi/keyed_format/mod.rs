@@ -31,10 +31,12 @@
 //! sub-range reads one contiguous byte range. All integers are big-endian. The full layout,
 //! the limits and the compatibility rules are in `docs/format.md` in the repository.
 
+mod changes;
 mod header;
 mod reader;
 mod writer;
 
+pub use changes::{ChangelogRecord, live_records};
 pub use header::{
     BLOCK_TARGET_SIZE, Compression, DELTA_VERSION, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN,
     MAX_HEADER_LEN, MIN_VERSION, VERSION,
