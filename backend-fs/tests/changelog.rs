@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
 use cornerstone_backend_api::{
     ChangelogStateHandle, CheckpointId, CheckpointableBackend, KeyGroupRange, KeyedBackendParams,
-    KeyedStateBackendExt, KeyedStateHandle, ListStateDescriptor, MapStateDescriptor, StateBackend,
-    StateReader, StateScope, ValueStateDescriptor,
+    KeyedStateBackendExt, KeyedStateHandle, ListState, ListStateDescriptor, MapState,
+    MapStateDescriptor, StateBackend, StateReader, StateScope, ValueState, ValueStateDescriptor,
 };
 use cornerstone_backend_fs::{ChangelogOptions, FsKeyedStateBackend, FsStateBackend};
 use cornerstone_checkpoint_store::{
@@ -87,15 +88,7 @@ fn apply(
     change: impl Fn(u64) -> Op,
     keys: impl Iterator<Item = u64>,
 ) {
-    let values = backend
-        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
-        .unwrap();
-    let lists = backend
-        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
-        .unwrap();
-    let maps = backend
-        .map_state::<u32, u64, ()>(&MapStateDescriptor::new("m"))
-        .unwrap();
+    let (values, lists, maps) = states(backend);
     for key in keys {
         match change(key) {
             Op::Put(v) => {
@@ -129,6 +122,24 @@ fn apply(
     }
 }
 
+/// The states the tests write: value `v`, list `l` and map `m`.
+type States = (
+    ValueState<u64, u64, ()>,
+    ListState<u64, u64, ()>,
+    MapState<u64, u32, u64, ()>,
+);
+
+/// The tests' [`States`] of `backend`.
+fn states(backend: &FsKeyedStateBackend<u64>) -> States {
+    (
+        backend
+            .value_state(&ValueStateDescriptor::new("v"))
+            .unwrap(),
+        backend.list_state(&ListStateDescriptor::new("l")).unwrap(),
+        backend.map_state(&MapStateDescriptor::new("m")).unwrap(),
+    )
+}
+
 enum Op {
     Put(u64),
     Remove,
@@ -141,20 +152,25 @@ enum Op {
 fn restore(store: &CheckpointStore, done: &CompletedCheckpoint, range: KeyGroupRange) -> Model {
     let handles = done.metadata.operators[0].subtasks[&0].keyed.clone();
     let reader: Arc<dyn StateReader> = Arc::new(store.reader(&done.base_dir));
-    let backend = factory()
+    read_back(&restored(handles, reader, range), range)
+}
+
+/// A backend owning `range`, restored from `handles`, its states not registered.
+fn restored(
+    handles: Vec<KeyedStateHandle>,
+    reader: Arc<dyn StateReader>,
+    range: KeyGroupRange,
+) -> FsKeyedStateBackend<u64> {
+    factory()
         .create_keyed_backend::<u64>(
             KeyedBackendParams::new(MAX_P, range).restore(handles, Some(reader)),
         )
-        .unwrap();
-    let values = backend
-        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
-        .unwrap();
-    let lists = backend
-        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
-        .unwrap();
-    let maps = backend
-        .map_state::<u32, u64, ()>(&MapStateDescriptor::new("m"))
-        .unwrap();
+        .unwrap()
+}
+
+/// The state of every key of `range` in `backend`.
+fn read_back(backend: &FsKeyedStateBackend<u64>, range: KeyGroupRange) -> Model {
+    let (values, lists, maps) = states(backend);
     let mut model = Model::default();
     for key in 0..KEYS {
         if !range.contains(key_group_for_key(&key, MAX_P).unwrap()) {
@@ -318,6 +334,21 @@ fn deltas_hold_only_the_changes_and_restore_to_the_same_state() {
         restore(&store, &fifth_done, KeyGroupRange::all(MAX_P)),
         model
     );
+    // Restored and left unregistered, the chain's states are written back by the next
+    // checkpoint (a materialization) as the deltas leave them.
+    let all = KeyGroupRange::all(MAX_P);
+    let reader: Arc<dyn StateReader> = Arc::new(store.reader(&fifth_done.base_dir));
+    let handles = fifth_done.metadata.operators[0].subtasks[&0].keyed.clone();
+    let unregistered = restored(handles, reader, all);
+    let storage = MemoryCheckpointStorage::new();
+    let id = CheckpointId(100);
+    let written = unregistered
+        .snapshot(id)
+        .unwrap()
+        .write(&storage.stream_factory(id))
+        .unwrap();
+    let again = restored(written.keyed, Arc::new(storage), all);
+    assert_eq!(read_back(&again, all), model);
     // A rescaled restore reads each key group range of base and deltas it owns.
     for index in 0..3 {
         let range = KeyGroupRange::for_subtask(MAX_P, 3, index).unwrap();
@@ -356,7 +387,7 @@ fn a_savepoint_is_full_and_the_next_delta_still_holds_the_changes() {
     let backend = factory()
         .create_keyed_backend::<u64>(KeyedBackendParams::new(MAX_P, KeyGroupRange::all(MAX_P)))
         .unwrap();
-    let storage = cornerstone_backend_api::spi::MemoryCheckpointStorage::new();
+    let storage = MemoryCheckpointStorage::new();
     let values = backend
         .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
         .unwrap();
