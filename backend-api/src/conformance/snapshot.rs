@@ -415,6 +415,73 @@ pub fn snapshot_excludes_later_map_puts<H: Harness>(h: &H) {
     assert_eq!(m.get(&5, &(), &1).unwrap().as_deref(), Some("new"));
 }
 
+/// A series of checkpoints with the same keys written between each two (updated, removed,
+/// written again): each one restores to the state at its own synchronous phase. (An
+/// incremental backend writes the later ones over the earlier: a key written in several
+/// intervals is in each of their changes.)
+pub fn checkpoint_series_restores_each_state<H: Harness>(h: &H) {
+    let clock = clock();
+    let backend = fresh::<H, u64>(h, &clock);
+    let vd = ValueStateDescriptor::<u64>::new("v");
+    let ld = ListStateDescriptor::<u64>::new("l");
+    let md = MapStateDescriptor::<u64, u64>::new("m");
+    let v = backend.value_state::<u64, ()>(&vd).unwrap();
+    let l = backend.list_state::<u64, ()>(&ld).unwrap();
+    let m = backend.map_state::<u64, u64, ()>(&md).unwrap();
+    // What round `n` leaves of key `k`: written in every round, removed in round 3 when
+    // `k` is odd (and written again in round 4).
+    let present = |k: u64, n: u64| n != 3 || k.is_multiple_of(2);
+    let mut states = Vec::new();
+    for n in 1..=5u64 {
+        for k in 0..200u64 {
+            if present(k, n) {
+                v.update(&k, &(), k * 10 + n).unwrap();
+                l.add(&k, &(), n).unwrap();
+                m.put(&k, &(), n % 2, n).unwrap();
+            } else {
+                v.clear(&k, &()).unwrap();
+                l.clear(&k, &()).unwrap();
+                m.clear(&k, &()).unwrap();
+            }
+        }
+        states.push((n, checkpoint(h, &backend, n)));
+    }
+    for (n, state) in &states {
+        let restored = restore_same(h, &clock, &backend, state);
+        let rv = restored.value_state::<u64, ()>(&vd).unwrap();
+        let rl = restored.list_state::<u64, ()>(&ld).unwrap();
+        let rm = restored.map_state::<u64, u64, ()>(&md).unwrap();
+        for k in 0..200u64 {
+            let value = present(k, *n).then_some(k * 10 + n);
+            assert_eq!(rv.get(&k, &()).unwrap(), value, "checkpoint {n}, key {k}");
+            // The list and map kept since the last removal (round 3, odd keys).
+            let since = if *n >= 4 && !k.is_multiple_of(2) {
+                4
+            } else {
+                1
+            };
+            let list: Vec<u64> = if present(k, *n) {
+                (since..=*n).collect()
+            } else {
+                vec![]
+            };
+            assert_eq!(rl.get(&k, &()).unwrap(), list, "checkpoint {n}, key {k}");
+            let mut entries: Vec<(u64, u64)> = Vec::new();
+            if present(k, *n) {
+                entries.push((n % 2, *n));
+                if *n > since {
+                    entries.push(((n - 1) % 2, n - 1));
+                }
+            }
+            assert_eq!(
+                sorted(rm.entries(&k, &()).unwrap()),
+                sorted(entries),
+                "checkpoint {n}, key {k}"
+            );
+        }
+    }
+}
+
 /// Two snapshots can be outstanding at once, and be written in either order.
 pub fn two_snapshots_outstanding<H: Harness>(h: &H) {
     let clock = clock();

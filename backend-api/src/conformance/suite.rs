@@ -91,6 +91,7 @@ macro_rules! conformance_suite {
             snapshot_excludes_later_deletes,
             snapshot_excludes_later_list_adds,
             snapshot_excludes_later_map_puts,
+            checkpoint_series_restores_each_state,
             two_snapshots_outstanding,
             async_phase_on_another_thread,
             snapshot_while_another_is_blocked_in_io,
