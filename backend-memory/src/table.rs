@@ -14,13 +14,13 @@ use cornerstone_backend_api::{
 use hashbrown::{Equivalent, HashMap};
 
 use crate::access::{Binding, Guarded};
-use crate::changelog::{ChangeLog, Sealed};
+use crate::changelog::{ChangeLog, Mark, Sealed};
 
-/// The map of one key group: (key, namespace) to the stored value.
-pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
+/// The map of one key group: (key, namespace) to the stored value and its [`Mark`].
+pub(crate) type GroupMap<K, N, S, M> = HashMap<(K, N), (S, M)>;
 
 /// The maps of every key group of a table, as a snapshot captures them.
-pub(crate) type Groups<K, N, S> = Vec<Arc<GroupMap<K, N, S>>>;
+pub(crate) type Groups<K, N, S, M> = Vec<Arc<GroupMap<K, N, S, M>>>;
 
 /// A borrowed (key, namespace) that looks up a `(K, N)` without cloning.
 pub(crate) struct Lookup<'a, K, N>(pub(crate) &'a K, pub(crate) &'a N);
@@ -41,7 +41,7 @@ impl<K: Eq, N: Eq> Equivalent<(K, N)> for Lookup<'_, K, N> {
 
 /// The key groups of a table and its changes not yet confirmed, as a changelog checkpoint
 /// captures them.
-pub(crate) type CapturedChanges<K, N, S> = (Groups<K, N, S>, Sealed<(K, N)>);
+pub(crate) type CapturedChanges<K, N, S, M> = (Groups<K, N, S, M>, Sealed<(K, N)>);
 
 /// The writer of a keyed snapshot, over a checkpoint stream.
 pub(crate) type SnapshotWriter = KeyedSnapshotWriter<Box<dyn CheckpointOutputStream>>;
@@ -94,14 +94,14 @@ pub(crate) trait Registered: Send + Sync {
 
 /// What a table's guard protects: the key-group maps, the incremental-cleanup cursor and,
 /// in changelog mode, what changed.
-struct Core<K, N, S> {
-    groups: Groups<K, N, S>,
+struct Core<K, N, S, M> {
+    groups: Groups<K, N, S, M>,
     /// (key-group index, entries already visited in it) of incremental cleanup.
     cleanup_cursor: (usize, usize),
     changes: Option<ChangeLog<(K, N)>>,
 }
 
-impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
+impl<K: StateKey, N: StateKey, S, M> Core<K, N, S, M> {
     #[inline]
     fn record(&mut self, index: usize, key: &K, ns: &N) {
         if let Some(changes) = &mut self.changes {
@@ -111,26 +111,23 @@ impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
 }
 
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
-/// backend's [`Binding`] (owned by the task thread, or shared under a lock).
-pub(crate) struct HeapTable<K, N, S> {
-    core: Guarded<Core<K, N, S>>,
+/// backend's [`Binding`] (owned by the task thread, or shared under a lock); `M` is what a
+/// slot keeps beside its value, which says whether the table records changes (changelog
+/// mode).
+pub(crate) struct HeapTable<K, N, S, M> {
+    core: Guarded<Core<K, N, S, M>>,
     range: KeyGroupRange,
     max_parallelism: u32,
 }
 
-impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N, S> {
-    /// An empty table; `changelog` records what changes (changelog mode).
-    pub(crate) fn new(
-        range: KeyGroupRange,
-        max_parallelism: u32,
-        binding: Binding,
-        changelog: bool,
-    ) -> Self {
+impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTable<K, N, S, M> {
+    /// An empty table (which records what changes if its mark does).
+    pub(crate) fn new(range: KeyGroupRange, max_parallelism: u32, binding: Binding) -> Self {
         let groups = range.len() as usize;
         let core = Core {
             groups: (0..groups).map(|_| Arc::new(HashMap::new())).collect(),
             cleanup_cursor: (0, 0),
-            changes: changelog.then(|| ChangeLog::new(groups)),
+            changes: M::RECORDS.then(|| ChangeLog::new(groups)),
         };
         HeapTable {
             core: Guarded::new(binding, core),
@@ -152,7 +149,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
 
     /// The maps of every key group, unshared, while the table is filled from a restore
     /// (before anyone else holds it).
-    pub(crate) fn restoring_groups(&mut self) -> Vec<&mut GroupMap<K, N, S>> {
+    pub(crate) fn restoring_groups(&mut self) -> Vec<&mut GroupMap<K, N, S, M>> {
         self.core
             .get_mut()
             .groups
@@ -165,7 +162,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     fn read<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
         self.core
-            .with(|core| f(core.groups[index].get(&Lookup(key, ns))))
+            .with(|core| f(core.groups[index].get(&Lookup(key, ns)).map(|(s, _)| s)))
     }
 
     /// Reads without holding the guard while `f` runs, so `f` may use the state again
@@ -173,25 +170,37 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     fn read_unlocked<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
         let group = self.core.with(|core| Arc::clone(&core.groups[index]))?;
-        Ok(f(group.get(&Lookup(key, ns))))
+        Ok(f(group.get(&Lookup(key, ns)).map(|(s, _)| s)))
     }
 
-    /// Runs `f` on the mutable map of the key group of `key`, copying it first if a snapshot
-    /// still holds it, and records the change of (`key`, `ns`).
+    /// Runs `f` on the mutable map of the key group of `key` (copying it first if a snapshot
+    /// still holds it) with the current epoch, and records the change of (`key`, `ns`) if
+    /// `f` says it is not recorded yet (its slot was not marked with the epoch).
     #[inline]
-    fn write<R>(&self, key: &K, ns: &N, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
+    fn write(
+        &self,
+        key: &K,
+        ns: &N,
+        f: impl FnOnce(&mut GroupMap<K, N, S, M>, u64) -> bool,
+    ) -> Result<()> {
         let index = self.index(key)?;
         self.core.with(|core| {
-            core.record(index, key, ns);
-            f(Arc::make_mut(&mut core.groups[index]))
+            let epoch = core.changes.as_ref().map_or(0, ChangeLog::epoch);
+            if f(Arc::make_mut(&mut core.groups[index]), epoch) {
+                core.record(index, key, ns);
+            }
         })
     }
 
     fn put(&self, key: &K, ns: &N, value: S) -> Result<()> {
-        self.write(key, ns, |map| match map.get_mut(&Lookup(key, ns)) {
-            Some(slot) => *slot = value,
+        self.write(key, ns, |map, epoch| match map.get_mut(&Lookup(key, ns)) {
+            Some((slot, mark)) => {
+                *slot = value;
+                mark.mark(epoch)
+            }
             None => {
-                map.insert((key.clone(), ns.clone()), value);
+                map.insert((key.clone(), ns.clone()), (value, M::marked(epoch)));
+                M::RECORDS
             }
         })
     }
@@ -202,17 +211,31 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             if !core.groups[index].contains_key(&Lookup(key, ns)) {
                 return None; // no copy of a shared key group for a no-op
             }
-            core.record(index, key, ns);
-            Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns))
+            let epoch = core.changes.as_ref().map_or(0, ChangeLog::epoch);
+            let (value, mut mark) =
+                Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns))?;
+            if mark.mark(epoch) {
+                core.record(index, key, ns);
+            }
+            Some(value)
         })
     }
 
     /// Replaces the entry with `f(current)`; `None` removes it.
     fn update_with(&self, key: &K, ns: &N, f: impl FnOnce(Option<S>) -> Option<S>) -> Result<()> {
-        self.write(key, ns, |map| {
-            let old = map.remove(&Lookup(key, ns));
-            if let Some(new) = f(old) {
-                map.insert((key.clone(), ns.clone()), new);
+        self.write(key, ns, |map, epoch| {
+            let (old, mark) = match map.remove(&Lookup(key, ns)) {
+                Some((value, mark)) => (Some(value), Some(mark)),
+                None => (None, None),
+            };
+            let new = f(old);
+            let inserted = new.is_some();
+            if let Some(new) = new {
+                map.insert((key.clone(), ns.clone()), (new, M::marked(epoch)));
+            }
+            match mark {
+                Some(mut mark) => mark.mark(epoch),
+                None => inserted && M::RECORDS,
             }
         })
     }
@@ -227,24 +250,26 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         f: impl FnOnce(&mut S),
         keep: impl FnOnce(&S) -> bool,
     ) -> Result<()> {
-        self.write(key, ns, |map| {
-            let remove = match map.get_mut(&Lookup(key, ns)) {
-                Some(slot) => {
+        self.write(key, ns, |map, epoch| {
+            let (remove, record) = match map.get_mut(&Lookup(key, ns)) {
+                Some((slot, mark)) => {
                     f(slot);
-                    !keep(slot)
+                    (!keep(slot), mark.mark(epoch))
                 }
                 None => {
                     let mut value = init();
                     f(&mut value);
-                    if keep(&value) {
-                        map.insert((key.clone(), ns.clone()), value);
+                    let kept = keep(&value);
+                    if kept {
+                        map.insert((key.clone(), ns.clone()), (value, M::marked(epoch)));
                     }
-                    false
+                    (false, kept && M::RECORDS)
                 }
             };
             if remove {
                 map.remove(&Lookup(key, ns));
             }
+            record
         })
     }
 
@@ -275,7 +300,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                 let mut removed: Vec<(K, N)> = Vec::new();
                 let mut replaced: Vec<((K, N), S)> = Vec::new();
                 let mut visited = 0;
-                for (k, v) in group.iter().skip(skip).take(left) {
+                for (k, (v, _)) in group.iter().skip(skip).take(left) {
                     visited += 1;
                     match check(v) {
                         Cleanup::Keep => {}
@@ -295,7 +320,9 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                         map.remove(k);
                     }
                     for (k, v) in replaced {
-                        map.insert(k, v);
+                        if let Some((slot, _)) = map.get_mut(&k) {
+                            *slot = v;
+                        }
                     }
                 }
                 // Removed entries no longer take a place before the cursor.
@@ -310,14 +337,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         })
     }
 
-    pub(crate) fn captured_groups(&self) -> Result<Groups<K, N, S>> {
+    pub(crate) fn captured_groups(&self) -> Result<Groups<K, N, S, M>> {
         self.core
             .with(|core| core.groups.iter().map(Arc::clone).collect())
     }
 
     /// The key groups and every change not yet confirmed, the current ones sealed under
     /// `id`.
-    pub(crate) fn captured_changes(&self, id: CheckpointId) -> Result<CapturedChanges<K, N, S>> {
+    pub(crate) fn captured_changes(&self, id: CheckpointId) -> Result<CapturedChanges<K, N, S, M>> {
         self.core.with(|core| {
             let groups = core.groups.iter().map(Arc::clone).collect();
             match &mut core.changes {
@@ -351,12 +378,14 @@ pub(crate) enum Cleanup<S> {
 }
 
 /// The heap [`ValueTable`].
-pub(crate) struct HeapValueTable<K, V, N> {
-    pub(crate) table: HeapTable<K, N, V>,
+pub(crate) struct HeapValueTable<K, V, N, M> {
+    pub(crate) table: HeapTable<K, N, V, M>,
     pub(crate) filter: Option<SnapshotFilter<V>>,
 }
 
-impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, V, N> for HeapValueTable<K, V, N> {
+impl<K: StateKey, N: StateKey, V: StateValue, M: Mark> ValueTable<K, V, N>
+    for HeapValueTable<K, V, N, M>
+{
     #[inline]
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
         self.table.read(key, ns, |v| v.cloned())
@@ -389,13 +418,15 @@ impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, V, N> for HeapValueT
 }
 
 /// The heap [`ListTable`]: a `Vec` per (key, namespace).
-pub(crate) struct HeapListTable<K, T, N> {
-    pub(crate) table: HeapTable<K, N, Vec<T>>,
+pub(crate) struct HeapListTable<K, T, N, M> {
+    pub(crate) table: HeapTable<K, N, Vec<T>, M>,
     /// Applies to each element.
     pub(crate) filter: Option<SnapshotFilter<T>>,
 }
 
-impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, T, N> for HeapListTable<K, T, N> {
+impl<K: StateKey, N: StateKey, T: StateValue, M: Mark> ListTable<K, T, N>
+    for HeapListTable<K, T, N, M>
+{
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         self.table.read(key, ns, |v| v.cloned())
     }
@@ -446,14 +477,14 @@ impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, T, N> for HeapListTab
 }
 
 /// The heap [`MapTable`]: a hash map per (key, namespace).
-pub(crate) struct HeapMapTable<K, UK, UV, N> {
-    pub(crate) table: HeapTable<K, N, HashMap<UK, UV>>,
+pub(crate) struct HeapMapTable<K, UK, UV, N, M> {
+    pub(crate) table: HeapTable<K, N, HashMap<UK, UV>, M>,
     /// Applies to each map value.
     pub(crate) filter: Option<SnapshotFilter<UV>>,
 }
 
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, UK, UV, N>
-    for HeapMapTable<K, UK, UV, N>
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue, M: Mark> MapTable<K, UK, UV, N>
+    for HeapMapTable<K, UK, UV, N, M>
 {
     fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
         self.table
