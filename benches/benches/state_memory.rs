@@ -65,21 +65,23 @@ fn main() {
     );
     drop((state, backend));
 
-    change_set(&key_list, &label);
+    changelog(&key_list, &label, raw_bytes);
 
     #[cfg(feature = "rocksdb")]
     rocksdb(&key_list, &label);
 }
 
-/// The change set of the fs backend's changelog mode: every key updated once after a
+/// The fs backend's changelog mode: the state itself (its slots also carry the epoch of
+/// their last recorded change), then its change set: every key updated once after a
 /// checkpoint confirmed complete (which leaves the key groups unshared, so the updates copy
 /// nothing), the heap grown per changed key.
-fn change_set(key_list: &[u64], label: &str) {
+fn changelog(key_list: &[u64], label: &str, raw_bytes: f64) {
     use cornerstone_backend_api::spi::MemoryCheckpointStorage;
     use cornerstone_backend_api::{CheckpointId, CheckpointableBackend};
     use cornerstone_backend_fs::{ChangelogOptions, FsStateBackend};
 
     let factory = FsStateBackend::new().incremental(ChangelogOptions::new());
+    let before = heap_bytes();
     let backend = keyed_backend(&factory).expect("create the backend");
     let state = populate_values(&backend, key_list).expect("populate value state");
     let storage = MemoryCheckpointStorage::new();
@@ -89,6 +91,15 @@ fn change_set(key_list: &[u64], label: &str) {
         .write(&storage.stream_factory(id))
         .expect("write the snapshot");
     backend.notify_checkpoint_complete(id).expect("confirm");
+    // The confirmation dropped the changes of the populating; the snapshot is not needed.
+    drop(storage);
+    let keys = key_list.len() as u64;
+    let state_bytes = heap_bytes() - before;
+    println!(
+        "state_memory/fs_changelog/{label}: the state: {} ({:.2}x raw)",
+        per_key(state_bytes, keys),
+        state_bytes / raw_bytes
+    );
     let before = heap_bytes();
     for &key in key_list {
         state.update(&key, &(), key + 1).expect("update");
