@@ -11,6 +11,7 @@ use crate::backend::{CheckpointableBackend, KeyedStateBackendExt};
 use crate::descriptor::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use crate::error::ErrorKind;
 use crate::handles::CheckpointId;
+use crate::state::{ListState, MapState, ValueState};
 
 /// Value state (with and without namespaces) survives a snapshot and restore; the
 /// restored backend is writable and can be snapshotted again.
@@ -320,16 +321,33 @@ pub fn snapshot_excludes_later_updates<H: Harness>(h: &H) {
     assert_eq!(v.state_keys(&()).unwrap().len(), 1_100);
 }
 
+/// A value, a list and a map state of `u64` keys, values and map keys.
+type ThreeStates = (
+    ValueState<u64, u64>,
+    ListState<u64, u64>,
+    MapState<u64, u64, u64>,
+);
+
+/// The states `v` (value), `l` (list) and `m` (map) of `u64` keys, values and map keys,
+/// without namespace, registered in `backend`.
+fn value_list_map<B: KeyedStateBackendExt<u64> + ?Sized>(backend: &B) -> ThreeStates {
+    let v = backend
+        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
+        .unwrap();
+    let l = backend
+        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
+        .unwrap();
+    let m = backend
+        .map_state::<u64, u64, ()>(&MapStateDescriptor::new("m"))
+        .unwrap();
+    (v, l, m)
+}
+
 /// Deletes made after the synchronous phase are not in the snapshot.
 pub fn snapshot_excludes_later_deletes<H: Harness>(h: &H) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
-    let vd = ValueStateDescriptor::<u64>::new("v");
-    let ld = ListStateDescriptor::<u64>::new("l");
-    let md = MapStateDescriptor::<u64, u64>::new("m");
-    let v = backend.value_state::<u64, ()>(&vd).unwrap();
-    let l = backend.list_state::<u64, ()>(&ld).unwrap();
-    let m = backend.map_state::<u64, u64, ()>(&md).unwrap();
+    let (v, l, m) = value_list_map(&backend);
     for k in 0..500u64 {
         v.update(&k, &(), k).unwrap();
         l.add(&k, &(), k).unwrap();
@@ -349,9 +367,7 @@ pub fn snapshot_excludes_later_deletes<H: Harness>(h: &H) {
     assert!(v.state_keys(&()).unwrap().is_empty());
     let state = write_snapshot(h, snapshot, 1);
     let restored = restore_same(h, &clock, &backend, &state);
-    let rv = restored.value_state::<u64, ()>(&vd).unwrap();
-    let rl = restored.list_state::<u64, ()>(&ld).unwrap();
-    let rm = restored.map_state::<u64, u64, ()>(&md).unwrap();
+    let (rv, rl, rm) = value_list_map(&restored);
     for k in 0..500u64 {
         assert_eq!(rv.get(&k, &()).unwrap(), Some(k));
         assert_eq!(rl.get(&k, &()).unwrap(), [k]);
@@ -422,12 +438,7 @@ pub fn snapshot_excludes_later_map_puts<H: Harness>(h: &H) {
 pub fn checkpoint_series_restores_each_state<H: Harness>(h: &H) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
-    let vd = ValueStateDescriptor::<u64>::new("v");
-    let ld = ListStateDescriptor::<u64>::new("l");
-    let md = MapStateDescriptor::<u64, u64>::new("m");
-    let v = backend.value_state::<u64, ()>(&vd).unwrap();
-    let l = backend.list_state::<u64, ()>(&ld).unwrap();
-    let m = backend.map_state::<u64, u64, ()>(&md).unwrap();
+    let (v, l, m) = value_list_map(&backend);
     // What round `n` leaves of key `k`: written in every round, removed in round 3 when
     // `k` is odd (and written again in round 4).
     let present = |k: u64, n: u64| n != 3 || k.is_multiple_of(2);
@@ -448,9 +459,7 @@ pub fn checkpoint_series_restores_each_state<H: Harness>(h: &H) {
     }
     for (n, state) in &states {
         let restored = restore_same(h, &clock, &backend, state);
-        let rv = restored.value_state::<u64, ()>(&vd).unwrap();
-        let rl = restored.list_state::<u64, ()>(&ld).unwrap();
-        let rm = restored.map_state::<u64, u64, ()>(&md).unwrap();
+        let (rv, rl, rm) = value_list_map(&restored);
         for k in 0..200u64 {
             let value = present(k, *n).then_some(k * 10 + n);
             assert_eq!(rv.get(&k, &()).unwrap(), value, "checkpoint {n}, key {k}");
