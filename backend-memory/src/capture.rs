@@ -9,7 +9,7 @@ use cornerstone_backend_api::spi::table::SnapshotFilter;
 use cornerstone_backend_api::{CheckpointId, Error, Result, StateKey, StateValue};
 use hashbrown::HashMap;
 
-use crate::changelog::{Mark, Sealed};
+use crate::changelog::Sealed;
 use crate::table::{
     Captured, Groups, HeapListTable, HeapMapTable, HeapValueTable, Lookup, Registered,
     SnapshotWriter,
@@ -21,8 +21,8 @@ type WriteEntry<K, N, S, F> =
     fn(Option<&SnapshotFilter<F>>, u16, &K, &N, &S, &mut SnapshotWriter, u64) -> Result<bool>;
 
 /// A table's key groups as a snapshot captured them.
-pub(crate) struct TableCapture<K, N, S, M, F> {
-    groups: Groups<K, N, S, M>,
+pub(crate) struct TableCapture<K, N, S, F> {
+    groups: Groups<K, N, S>,
     filter: Option<SnapshotFilter<F>>,
     /// The changes a delta writes (changelog checkpoints only).
     changes: Option<Sealed<(K, N)>>,
@@ -31,12 +31,11 @@ pub(crate) struct TableCapture<K, N, S, M, F> {
     map: bool,
 }
 
-impl<K, N, S, M, F> Captured for TableCapture<K, N, S, M, F>
+impl<K, N, S, F> Captured for TableCapture<K, N, S, F>
 where
     K: StateKey,
     N: StateKey,
     S: Send + Sync + 'static,
-    M: Mark,
     F: 'static,
 {
     fn entries(&self, index: usize) -> usize {
@@ -50,7 +49,7 @@ where
         writer: &mut SnapshotWriter,
         now: u64,
     ) -> Result<()> {
-        for ((k, n), (stored, _)) in self.groups[index].iter() {
+        for ((k, n), stored) in self.groups[index].iter() {
             (self.write)(self.filter.as_ref(), state, k, n, stored, writer, now)?;
         }
         Ok(())
@@ -72,7 +71,7 @@ where
         };
         let group = &self.groups[index];
         changes.for_each(index, |(k, n)| {
-            let Some((stored, _)) = group.get(&Lookup(k, n)) else {
+            let Some(stored) = group.get(&Lookup(k, n)) else {
                 return writer.removal(state, k, n);
             };
             if self.map {
@@ -183,21 +182,11 @@ macro_rules! registered {
     };
 }
 
+registered!(HeapValueTable<K, V, N>, write_value::<K, N, V>, false, K: StateKey, N: StateKey, V: StateValue);
+registered!(HeapListTable<K, T, N>, write_list::<K, N, T>, false, K: StateKey, N: StateKey, T: StateValue);
 registered!(
-    HeapValueTable<K, V, N, M>,
-    write_value::<K, N, V>,
-    false,
-    K: StateKey, N: StateKey, V: StateValue, M: Mark
-);
-registered!(
-    HeapListTable<K, T, N, M>,
-    write_list::<K, N, T>,
-    false,
-    K: StateKey, N: StateKey, T: StateValue, M: Mark
-);
-registered!(
-    HeapMapTable<K, UK, UV, N, M>,
+    HeapMapTable<K, UK, UV, N>,
     write_map::<K, N, UK, UV>,
     true,
-    K: StateKey, N: StateKey, UK: StateKey, UV: StateValue, M: Mark
+    K: StateKey, N: StateKey, UK: StateKey, UV: StateValue
 );

@@ -8,11 +8,6 @@
 //! the checkpoint's id. Sealed sets are kept until a checkpoint at or after them is
 //! confirmed complete: a delta holds every change since the last confirmed checkpoint, so a
 //! failed or aborted checkpoint loses nothing.
-//!
-//! A table's slot also keeps the epoch (the number of seals so far) of the set that last
-//! recorded it ([`Mark`]), so that a write to an entry the current set already holds finds
-//! that out in the slot it writes and does not probe the set: only the first write of an
-//! entry between two checkpoints (and every insertion or removal) pays for the set.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -23,59 +18,10 @@ use hashbrown::{Equivalent, HashSet};
 /// The change sets of every key group (by index in the backend's range).
 type Sets<T> = Vec<HashSet<T>>;
 
-/// What a table's slot keeps beside its value: nothing for a table that records no
-/// changes, or the epoch of the current change set when that set holds the slot's entry.
-///
-/// The invariant the tables keep: a slot marked with the log's current epoch is in the
-/// current set. The converse need not hold (a restored or cleaned-up slot is recorded
-/// without a mark, and only records again on its next write).
-pub(crate) trait Mark: Copy + Default + Send + Sync + 'static {
-    /// Whether the tables of this mark record changes.
-    const RECORDS: bool;
-
-    /// Marks the slot changed in `epoch`; whether it was not yet, so that its change is
-    /// still to be recorded.
-    fn mark(&mut self, epoch: u64) -> bool;
-
-    /// The mark of a slot created in `epoch` (and recorded in its set).
-    #[inline]
-    fn marked(epoch: u64) -> Self {
-        let mut mark = Self::default();
-        mark.mark(epoch);
-        mark
-    }
-}
-
-/// The slots of a table that records no changes carry nothing.
-impl Mark for () {
-    const RECORDS: bool = false;
-
-    #[inline]
-    fn mark(&mut self, _epoch: u64) -> bool {
-        false
-    }
-}
-
-/// The epoch of the change set that last recorded the slot (0: none since it was
-/// restored). 64 bits: the epoch advances once per checkpoint and never wraps.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Epoch(u64);
-
-impl Mark for Epoch {
-    const RECORDS: bool = true;
-
-    #[inline]
-    fn mark(&mut self, epoch: u64) -> bool {
-        std::mem::replace(&mut self.0, epoch) != epoch
-    }
-}
-
 /// What a table (or timer queue) changed, since the last snapshot and in the snapshots not
 /// yet confirmed.
 pub(crate) struct ChangeLog<T> {
     current: Sets<T>,
-    /// The epoch of `current`: one more than the number of seals (so never a default mark).
-    epoch: u64,
     sealed: Vec<(CheckpointId, Arc<Sets<T>>)>,
 }
 
@@ -84,15 +30,8 @@ impl<T: Hash + Eq> ChangeLog<T> {
     pub(crate) fn new(groups: usize) -> Self {
         ChangeLog {
             current: (0..groups).map(|_| HashSet::new()).collect(),
-            epoch: 1,
             sealed: Vec::new(),
         }
-    }
-
-    /// The epoch of the current sets, which a slot they hold is marked with.
-    #[inline]
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch
     }
 
     /// Records a change of `item` in the key group at `index` (`make` builds the owned item
@@ -116,7 +55,6 @@ impl<T: Hash + Eq> ChangeLog<T> {
             (0..groups).map(|_| HashSet::new()).collect(),
         );
         self.sealed.push((id, Arc::new(sets)));
-        self.epoch += 1;
         Sealed(self.sealed.iter().map(|(_, s)| Arc::clone(s)).collect())
     }
 

@@ -6,7 +6,6 @@ use cornerstone_backend_api::spi::keyed_format::Fields;
 use cornerstone_backend_api::{Result, StateKey, StateValue};
 use hashbrown::HashMap;
 
-use crate::changelog::Mark;
 use crate::table::{GroupMap, HeapListTable, HeapMapTable, HeapValueTable};
 use crate::timers::{Group as TimerGroup, HeapTimerQueue, remove_record};
 
@@ -74,24 +73,14 @@ impl Restorable for HeapTimerQueue {
     }
 }
 
-restorable!(
-    HeapValueTable<K, V, N, M>,
-    GroupMap<K, N, V, M>,
-    true,
-    K: StateKey, N: StateKey, V: StateValue, M: Mark
-);
+restorable!(HeapValueTable<K, V, N>, GroupMap<K, N, V>, true, K: StateKey, N: StateKey, V: StateValue);
 
-restorable!(
-    HeapListTable<K, T, N, M>,
-    GroupMap<K, N, Vec<T>, M>,
-    true,
-    K: StateKey, N: StateKey, T: StateValue, M: Mark
-);
+restorable!(HeapListTable<K, T, N>, GroupMap<K, N, Vec<T>>, true, K: StateKey, N: StateKey, T: StateValue);
 
 // Map records are entries: their number says nothing of the number of maps.
 restorable!(
-    HeapMapTable<K, UK, UV, N, M>,
-    GroupMap<K, N, HashMap<UK, UV>, M>,
+    HeapMapTable<K, UK, UV, N>,
+    GroupMap<K, N, HashMap<UK, UV>>,
     false,
-    K: StateKey, N: StateKey, UK: StateKey, UV: StateValue, M: Mark
+    K: StateKey, N: StateKey, UK: StateKey, UV: StateValue
 );

@@ -14,13 +14,13 @@ use cornerstone_backend_api::{
 use hashbrown::{Equivalent, HashMap};
 
 use crate::access::{Binding, Guarded};
-use crate::changelog::{ChangeLog, Mark, Sealed};
+use crate::changelog::{ChangeLog, Sealed};
 
-/// The map of one key group: (key, namespace) to the stored value and its [`Mark`].
-pub(crate) type GroupMap<K, N, S, M> = HashMap<(K, N), (S, M)>;
+/// The map of one key group: (key, namespace) to the stored value.
+pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
 
 /// The maps of every key group of a table, as a snapshot captures them.
-pub(crate) type Groups<K, N, S, M> = Vec<Arc<GroupMap<K, N, S, M>>>;
+pub(crate) type Groups<K, N, S> = Vec<Arc<GroupMap<K, N, S>>>;
 
 /// A borrowed (key, namespace) that looks up a `(K, N)` without cloning.
 pub(crate) struct Lookup<'a, K, N>(pub(crate) &'a K, pub(crate) &'a N);
@@ -41,7 +41,7 @@ impl<K: Eq, N: Eq> Equivalent<(K, N)> for Lookup<'_, K, N> {
 
 /// The key groups of a table and its changes not yet confirmed, as a changelog checkpoint
 /// captures them.
-pub(crate) type CapturedChanges<K, N, S, M> = (Groups<K, N, S, M>, Sealed<(K, N)>);
+pub(crate) type CapturedChanges<K, N, S> = (Groups<K, N, S>, Sealed<(K, N)>);
 
 /// The writer of a keyed snapshot, over a checkpoint stream.
 pub(crate) type SnapshotWriter = KeyedSnapshotWriter<Box<dyn CheckpointOutputStream>>;
@@ -94,14 +94,14 @@ pub(crate) trait Registered: Send + Sync {
 
 /// What a table's guard protects: the key-group maps, the incremental-cleanup cursor and,
 /// in changelog mode, what changed.
-struct Core<K, N, S, M> {
-    groups: Groups<K, N, S, M>,
+struct Core<K, N, S> {
+    groups: Groups<K, N, S>,
     /// (key-group index, entries already visited in it) of incremental cleanup.
     cleanup_cursor: (usize, usize),
     changes: Option<ChangeLog<(K, N)>>,
 }
 
-impl<K: StateKey, N: StateKey, S, M> Core<K, N, S, M> {
+impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
     #[inline]
     fn record(&mut self, index: usize, key: &K, ns: &N) {
         if let Some(changes) = &mut self.changes {
@@ -111,23 +111,26 @@ impl<K: StateKey, N: StateKey, S, M> Core<K, N, S, M> {
 }
 
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
-/// backend's [`Binding`] (owned by the task thread, or shared under a lock); `M` is what a
-/// slot keeps beside its value, which says whether the table records changes (changelog
-/// mode).
-pub(crate) struct HeapTable<K, N, S, M> {
-    core: Guarded<Core<K, N, S, M>>,
+/// backend's [`Binding`] (owned by the task thread, or shared under a lock).
+pub(crate) struct HeapTable<K, N, S> {
+    core: Guarded<Core<K, N, S>>,
     range: KeyGroupRange,
     max_parallelism: u32,
 }
 
-impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTable<K, N, S, M> {
-    /// An empty table (which records what changes if its mark does).
-    pub(crate) fn new(range: KeyGroupRange, max_parallelism: u32, binding: Binding) -> Self {
+impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N, S> {
+    /// An empty table; `changelog` records what changes (changelog mode).
+    pub(crate) fn new(
+        range: KeyGroupRange,
+        max_parallelism: u32,
+        binding: Binding,
+        changelog: bool,
+    ) -> Self {
         let groups = range.len() as usize;
         let core = Core {
             groups: (0..groups).map(|_| Arc::new(HashMap::new())).collect(),
             cleanup_cursor: (0, 0),
-            changes: M::RECORDS.then(|| ChangeLog::new(groups)),
+            changes: changelog.then(|| ChangeLog::new(groups)),
         };
         HeapTable {
             core: Guarded::new(binding, core),
@@ -149,7 +152,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
 
     /// The maps of every key group, unshared, while the table is filled from a restore
     /// (before anyone else holds it).
-    pub(crate) fn restoring_groups(&mut self) -> Vec<&mut GroupMap<K, N, S, M>> {
+    pub(crate) fn restoring_groups(&mut self) -> Vec<&mut GroupMap<K, N, S>> {
         self.core
             .get_mut()
             .groups
@@ -162,7 +165,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
     fn read<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
         self.core
-            .with(|core| f(core.groups[index].get(&Lookup(key, ns)).map(|(s, _)| s)))
+            .with(|core| f(core.groups[index].get(&Lookup(key, ns))))
     }
 
     /// Reads without holding the guard while `f` runs, so `f` may use the state again
@@ -170,37 +173,25 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
     fn read_unlocked<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
         let group = self.core.with(|core| Arc::clone(&core.groups[index]))?;
-        Ok(f(group.get(&Lookup(key, ns)).map(|(s, _)| s)))
+        Ok(f(group.get(&Lookup(key, ns))))
     }
 
-    /// Runs `f` on the mutable map of the key group of `key` (copying it first if a snapshot
-    /// still holds it) with the current epoch, and records the change of (`key`, `ns`) if
-    /// `f` says it is not recorded yet (its slot was not marked with the epoch).
+    /// Runs `f` on the mutable map of the key group of `key`, copying it first if a snapshot
+    /// still holds it, and records the change of (`key`, `ns`).
     #[inline]
-    fn write(
-        &self,
-        key: &K,
-        ns: &N,
-        f: impl FnOnce(&mut GroupMap<K, N, S, M>, u64) -> bool,
-    ) -> Result<()> {
+    fn write<R>(&self, key: &K, ns: &N, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
         let index = self.index(key)?;
         self.core.with(|core| {
-            let epoch = core.changes.as_ref().map_or(0, ChangeLog::epoch);
-            if f(Arc::make_mut(&mut core.groups[index]), epoch) {
-                core.record(index, key, ns);
-            }
+            core.record(index, key, ns);
+            f(Arc::make_mut(&mut core.groups[index]))
         })
     }
 
     fn put(&self, key: &K, ns: &N, value: S) -> Result<()> {
-        self.write(key, ns, |map, epoch| match map.get_mut(&Lookup(key, ns)) {
-            Some((slot, mark)) => {
-                *slot = value;
-                mark.mark(epoch)
-            }
+        self.write(key, ns, |map| match map.get_mut(&Lookup(key, ns)) {
+            Some(slot) => *slot = value,
             None => {
-                map.insert((key.clone(), ns.clone()), (value, M::marked(epoch)));
-                M::RECORDS
+                map.insert((key.clone(), ns.clone()), value);
             }
         })
     }
@@ -211,31 +202,17 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
             if !core.groups[index].contains_key(&Lookup(key, ns)) {
                 return None; // no copy of a shared key group for a no-op
             }
-            let epoch = core.changes.as_ref().map_or(0, ChangeLog::epoch);
-            let (value, mut mark) =
-                Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns))?;
-            if mark.mark(epoch) {
-                core.record(index, key, ns);
-            }
-            Some(value)
+            core.record(index, key, ns);
+            Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns))
         })
     }
 
     /// Replaces the entry with `f(current)`; `None` removes it.
     fn update_with(&self, key: &K, ns: &N, f: impl FnOnce(Option<S>) -> Option<S>) -> Result<()> {
-        self.write(key, ns, |map, epoch| {
-            let (old, mark) = match map.remove(&Lookup(key, ns)) {
-                Some((value, mark)) => (Some(value), Some(mark)),
-                None => (None, None),
-            };
-            let new = f(old);
-            let inserted = new.is_some();
-            if let Some(new) = new {
-                map.insert((key.clone(), ns.clone()), (new, M::marked(epoch)));
-            }
-            match mark {
-                Some(mut mark) => mark.mark(epoch),
-                None => inserted && M::RECORDS,
+        self.write(key, ns, |map| {
+            let old = map.remove(&Lookup(key, ns));
+            if let Some(new) = f(old) {
+                map.insert((key.clone(), ns.clone()), new);
             }
         })
     }
@@ -250,26 +227,24 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
         f: impl FnOnce(&mut S),
         keep: impl FnOnce(&S) -> bool,
     ) -> Result<()> {
-        self.write(key, ns, |map, epoch| {
-            let (remove, record) = match map.get_mut(&Lookup(key, ns)) {
-                Some((slot, mark)) => {
+        self.write(key, ns, |map| {
+            let remove = match map.get_mut(&Lookup(key, ns)) {
+                Some(slot) => {
                     f(slot);
-                    (!keep(slot), mark.mark(epoch))
+                    !keep(slot)
                 }
                 None => {
                     let mut value = init();
                     f(&mut value);
-                    let kept = keep(&value);
-                    if kept {
-                        map.insert((key.clone(), ns.clone()), (value, M::marked(epoch)));
+                    if keep(&value) {
+                        map.insert((key.clone(), ns.clone()), value);
                     }
-                    (false, kept && M::RECORDS)
+                    false
                 }
             };
             if remove {
                 map.remove(&Lookup(key, ns));
             }
-            record
         })
     }
 
@@ -300,7 +275,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
                 let mut removed: Vec<(K, N)> = Vec::new();
                 let mut replaced: Vec<((K, N), S)> = Vec::new();
                 let mut visited = 0;
-                for (k, (v, _)) in group.iter().skip(skip).take(left) {
+                for (k, v) in group.iter().skip(skip).take(left) {
                     visited += 1;
                     match check(v) {
                         Cleanup::Keep => {}
@@ -320,9 +295,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
                         map.remove(k);
                     }
                     for (k, v) in replaced {
-                        if let Some((slot, _)) = map.get_mut(&k) {
-                            *slot = v;
-                        }
+                        map.insert(k, v);
                     }
                 }
                 // Removed entries no longer take a place before the cursor.
@@ -337,14 +310,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static, M: Mark> HeapTa
         })
     }
 
-    pub(crate) fn captured_groups(&self) -> Result<Groups<K, N, S, M>> {
+    pub(crate) fn captured_groups(&self) -> Result<Groups<K, N, S>> {
         self.core
             .with(|core| core.groups.iter().map(Arc::clone).collect())
     }
 
     /// The key groups and every change not yet confirmed, the current ones sealed under
     /// `id`.
-    pub(crate) fn captured_changes(&self, id: CheckpointId) -> Result<CapturedChanges<K, N, S, M>> {
+    pub(crate) fn captured_changes(&self, id: CheckpointId) -> Result<CapturedChanges<K, N, S>> {
         self.core.with(|core| {
             let groups = core.groups.iter().map(Arc::clone).collect();
             match &mut core.changes {
@@ -378,14 +351,12 @@ pub(crate) enum Cleanup<S> {
 }
 
 /// The heap [`ValueTable`].
-pub(crate) struct HeapValueTable<K, V, N, M> {
-    pub(crate) table: HeapTable<K, N, V, M>,
+pub(crate) struct HeapValueTable<K, V, N> {
+    pub(crate) table: HeapTable<K, N, V>,
     pub(crate) filter: Option<SnapshotFilter<V>>,
 }
 
-impl<K: StateKey, N: StateKey, V: StateValue, M: Mark> ValueTable<K, V, N>
-    for HeapValueTable<K, V, N, M>
-{
+impl<K: StateKey, N: StateKey, V: StateValue> ValueTable<K, V, N> for HeapValueTable<K, V, N> {
     #[inline]
     fn get(&self, key: &K, ns: &N) -> Result<Option<V>> {
         self.table.read(key, ns, |v| v.cloned())
@@ -418,15 +389,13 @@ impl<K: StateKey, N: StateKey, V: StateValue, M: Mark> ValueTable<K, V, N>
 }
 
 /// The heap [`ListTable`]: a `Vec` per (key, namespace).
-pub(crate) struct HeapListTable<K, T, N, M> {
-    pub(crate) table: HeapTable<K, N, Vec<T>, M>,
+pub(crate) struct HeapListTable<K, T, N> {
+    pub(crate) table: HeapTable<K, N, Vec<T>>,
     /// Applies to each element.
     pub(crate) filter: Option<SnapshotFilter<T>>,
 }
 
-impl<K: StateKey, N: StateKey, T: StateValue, M: Mark> ListTable<K, T, N>
-    for HeapListTable<K, T, N, M>
-{
+impl<K: StateKey, N: StateKey, T: StateValue> ListTable<K, T, N> for HeapListTable<K, T, N> {
     fn get(&self, key: &K, ns: &N) -> Result<Option<Vec<T>>> {
         self.table.read(key, ns, |v| v.cloned())
     }
@@ -477,14 +446,14 @@ impl<K: StateKey, N: StateKey, T: StateValue, M: Mark> ListTable<K, T, N>
 }
 
 /// The heap [`MapTable`]: a hash map per (key, namespace).
-pub(crate) struct HeapMapTable<K, UK, UV, N, M> {
-    pub(crate) table: HeapTable<K, N, HashMap<UK, UV>, M>,
+pub(crate) struct HeapMapTable<K, UK, UV, N> {
+    pub(crate) table: HeapTable<K, N, HashMap<UK, UV>>,
     /// Applies to each map value.
     pub(crate) filter: Option<SnapshotFilter<UV>>,
 }
 
-impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue, M: Mark> MapTable<K, UK, UV, N>
-    for HeapMapTable<K, UK, UV, N, M>
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue> MapTable<K, UK, UV, N>
+    for HeapMapTable<K, UK, UV, N>
 {
     fn get(&self, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
         self.table

@@ -29,7 +29,6 @@ use parking_lot::Mutex;
 use self::restore::{Fill, Restored, restore_handle};
 use self::snapshot::{Chains, HeapSnapshot, Mode, RawCapture};
 use crate::access::{Binding, HeapThreading};
-use crate::changelog::{Epoch, Mark};
 use crate::restorable::Restorable;
 use crate::table::{
     Captured, GroupMap, HeapListTable, HeapMapTable, HeapTable, HeapValueTable, Registered,
@@ -417,99 +416,15 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
 }
 
 /// Decodes a restored (key, namespace, value) record into its key group.
-fn insert_decoded<K: StateKey, N: StateKey, S: StateValue, M: Mark>(
-    group: &mut GroupMap<K, N, S, M>,
+fn insert_decoded<K: StateKey, N: StateKey, S: StateValue>(
+    group: &mut GroupMap<K, N, S>,
     r: Fields<'_>,
 ) -> Result<()> {
     group.insert(
         (codec::decode(r.key)?, codec::decode(r.namespace)?),
-        (codec::decode(r.value)?, M::default()),
+        codec::decode(r.value)?,
     );
     Ok(())
-}
-
-/// Decodes a restored map entry record into its key group.
-fn insert_map_entry<K: StateKey, N: StateKey, UK: StateKey, UV: StateValue, M: Mark>(
-    group: &mut GroupMap<K, N, HashMap<UK, UV>, M>,
-    r: Fields<'_>,
-) -> Result<()> {
-    let Some(user_key) = r.user_key else {
-        return Err(Error::corrupted("map state record without a map key"));
-    };
-    let key: K = codec::decode(r.key)?;
-    let ns: N = codec::decode(r.namespace)?;
-    let uk: UK = codec::decode(user_key)?;
-    let uv: UV = codec::decode(r.value)?;
-    group
-        .entry((key, ns))
-        .or_insert_with(|| (HashMap::new(), M::default()))
-        .0
-        .insert(uk, uv);
-    Ok(())
-}
-
-impl<K: StateKey> HeapKeyedStateBackend<K> {
-    /// Registers a value table whose slots carry `M` (what changelog mode records).
-    fn marked_value_table<V: StateValue, N: StateKey, M: Mark>(
-        &self,
-        meta: StateMeta,
-        options: TableOptions<V>,
-    ) -> Result<Arc<dyn ValueTable<K, V, N>>> {
-        let table = self.register(
-            meta,
-            &options.migrations,
-            || HeapValueTable {
-                table: HeapTable::<K, N, V, M>::new(self.range, self.max_parallelism, self.binding),
-                filter: options.snapshot_filter,
-            },
-            insert_decoded::<K, N, V, M>,
-        )?;
-        Ok(table)
-    }
-
-    /// Registers a list table whose slots carry `M`.
-    fn marked_list_table<T: StateValue, N: StateKey, M: Mark>(
-        &self,
-        meta: StateMeta,
-        options: TableOptions<T>,
-    ) -> Result<Arc<dyn ListTable<K, T, N>>> {
-        let table = self.register(
-            meta,
-            &options.migrations,
-            || HeapListTable {
-                table: HeapTable::<K, N, Vec<T>, M>::new(
-                    self.range,
-                    self.max_parallelism,
-                    self.binding,
-                ),
-                filter: options.snapshot_filter,
-            },
-            insert_decoded::<K, N, Vec<T>, M>,
-        )?;
-        Ok(table)
-    }
-
-    /// Registers a map table whose slots carry `M`.
-    fn marked_map_table<UK: StateKey, UV: StateValue, N: StateKey, M: Mark>(
-        &self,
-        meta: StateMeta,
-        options: TableOptions<UV>,
-    ) -> Result<Arc<dyn MapTable<K, UK, UV, N>>> {
-        let table = self.register(
-            meta,
-            &options.migrations,
-            || HeapMapTable {
-                table: HeapTable::<K, N, HashMap<UK, UV>, M>::new(
-                    self.range,
-                    self.max_parallelism,
-                    self.binding,
-                ),
-                filter: options.snapshot_filter,
-            },
-            insert_map_entry::<K, N, UK, UV, M>,
-        )?;
-        Ok(table)
-    }
 }
 
 impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
@@ -518,11 +433,21 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         meta: StateMeta,
         options: TableOptions<V>,
     ) -> Result<Arc<dyn ValueTable<K, V, N>>> {
-        if self.chains.is_some() {
-            self.marked_value_table::<V, N, Epoch>(meta, options)
-        } else {
-            self.marked_value_table::<V, N, ()>(meta, options)
-        }
+        let table = self.register(
+            meta,
+            &options.migrations,
+            || HeapValueTable {
+                table: HeapTable::<K, N, V>::new(
+                    self.range,
+                    self.max_parallelism,
+                    self.binding,
+                    self.chains.is_some(),
+                ),
+                filter: options.snapshot_filter,
+            },
+            insert_decoded::<K, N, V>,
+        )?;
+        Ok(table)
     }
 
     fn list_table<T: StateValue, N: StateKey>(
@@ -530,11 +455,21 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         meta: StateMeta,
         options: TableOptions<T>,
     ) -> Result<Arc<dyn ListTable<K, T, N>>> {
-        if self.chains.is_some() {
-            self.marked_list_table::<T, N, Epoch>(meta, options)
-        } else {
-            self.marked_list_table::<T, N, ()>(meta, options)
-        }
+        let table = self.register(
+            meta,
+            &options.migrations,
+            || HeapListTable {
+                table: HeapTable::<K, N, Vec<T>>::new(
+                    self.range,
+                    self.max_parallelism,
+                    self.binding,
+                    self.chains.is_some(),
+                ),
+                filter: options.snapshot_filter,
+            },
+            insert_decoded::<K, N, Vec<T>>,
+        )?;
+        Ok(table)
     }
 
     fn map_table<UK: StateKey, UV: StateValue, N: StateKey>(
@@ -542,11 +477,31 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         meta: StateMeta,
         options: TableOptions<UV>,
     ) -> Result<Arc<dyn MapTable<K, UK, UV, N>>> {
-        if self.chains.is_some() {
-            self.marked_map_table::<UK, UV, N, Epoch>(meta, options)
-        } else {
-            self.marked_map_table::<UK, UV, N, ()>(meta, options)
-        }
+        let table = self.register(
+            meta,
+            &options.migrations,
+            || HeapMapTable {
+                table: HeapTable::new(
+                    self.range,
+                    self.max_parallelism,
+                    self.binding,
+                    self.chains.is_some(),
+                ),
+                filter: options.snapshot_filter,
+            },
+            |group: &mut GroupMap<K, N, HashMap<UK, UV>>, r: Fields<'_>| {
+                let Some(user_key) = r.user_key else {
+                    return Err(Error::corrupted("map state record without a map key"));
+                };
+                let key: K = codec::decode(r.key)?;
+                let ns: N = codec::decode(r.namespace)?;
+                let uk: UK = codec::decode(user_key)?;
+                let uv: UV = codec::decode(r.value)?;
+                group.entry((key, ns)).or_default().insert(uk, uv);
+                Ok(())
+            },
+        )?;
+        Ok(table)
     }
 
     fn timer_queue(&self, meta: StateMeta) -> Result<Arc<dyn TimerQueue>> {
