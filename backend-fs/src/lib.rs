@@ -81,10 +81,7 @@
 //! a new base) when there is no confirmed chain, or the chain's deltas reach
 //! [`ChangelogOptions::max_deltas`] or outgrow [`ChangelogOptions::max_delta_percent`] of
 //! its base. The synchronous phase seals the change sets (a move, no copy); the changes of
-//! a checkpoint that fails or is aborted stay for the next delta. Each entry's slot also
-//! keeps the epoch of the set that recorded it, so that only the first write of an entry
-//! between two checkpoints reaches the set: 8 bytes more per slot (a `u64` value state
-//! takes 52 instead of 36 bytes per key). A restore (any backend,
+//! a checkpoint that fails or is aborted stay for the next delta. A restore (any backend,
 //! RocksDB included, rescaled or not) reads the base and applies the deltas in order, each
 //! as range reads of the key groups it owns. Savepoints stay full, self-contained
 //! snapshots in the savepoint's own directory.

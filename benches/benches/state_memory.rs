@@ -71,10 +71,9 @@ fn main() {
     rocksdb(&key_list, &label);
 }
 
-/// The fs backend's changelog mode: the state itself (its slots also carry the epoch of
-/// their last recorded change), then its change set: every key updated once after a
-/// checkpoint confirmed complete (which leaves the key groups unshared, so the updates copy
-/// nothing), the heap grown per changed key.
+/// The fs backend's changelog mode: the state itself, then its change set: every key
+/// updated once after a checkpoint confirmed complete (which leaves the key groups
+/// unshared, so the updates copy nothing), the heap grown per changed key.
 fn changelog(key_list: &[u64], label: &str, raw_bytes: f64) {
     use cornerstone_backend_api::spi::MemoryCheckpointStorage;
     use cornerstone_backend_api::{CheckpointId, CheckpointableBackend};

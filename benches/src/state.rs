@@ -29,8 +29,9 @@ const MAP_OPS: usize = 1 << 20;
 
 /// The per-state-operation workloads on one backend, named `name` in the bench ids:
 ///
-/// - `value_get`, `value_update`: `ValueState<u64>` over [`VALUE_KEYS`] populated keys,
-///   visited in a shuffled order;
+/// - `value_get`, `value_update`, `value_get_update` (a get, then an update of the same
+///   key, as most keyed operators do): `ValueState<u64>` over [`VALUE_KEYS`] populated
+///   keys, visited in a shuffled order;
 /// - `list_add`: appends to lists of [`LIST_KEYS`] keys, cleared (untimed) once they
 ///   hold [`LIST_LEN`] elements on average;
 /// - `list_get` (a copy as a `Vec`, then summed), `list_for_each` (summed in place, one
@@ -84,6 +85,19 @@ fn value_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
             let key = cycle.next_item();
             n += 1;
             state.update(&key, &(), n).expect("value_update");
+        });
+    });
+    group.finish();
+
+    // The pattern of most keyed operators: read a key's value, write the next one.
+    let mut group = per_op_group(c, "value_get_update");
+    group.bench_function(format!("{name}/{label}"), |b| {
+        let (_, state) = &*setup;
+        let mut cycle = Cycle::new(&keys);
+        b.iter(|| {
+            let key = cycle.next_item();
+            let next = state.get(&key, &()).expect("value_get").unwrap_or(0) + 1;
+            state.update(&key, &(), next).expect("value_update");
         });
     });
     group.finish();
