@@ -81,7 +81,10 @@
 //! a new base) when there is no confirmed chain, or the chain's deltas reach
 //! [`ChangelogOptions::max_deltas`] or outgrow [`ChangelogOptions::max_delta_percent`] of
 //! its base. The synchronous phase seals the change sets (a move, no copy); the changes of
-//! a checkpoint that fails or is aborted stay for the next delta. A restore (any backend,
+//! a checkpoint that fails or is aborted stay for the next delta. A key group whose set
+//! reaches half its entries between two checkpoints is **whole**: its updates are no longer
+//! recorded one by one (removals still are) and the delta writes all its entries, so a
+//! much-changed group costs a write what it costs without changelog mode. A restore (any backend,
 //! RocksDB included, rescaled or not) reads the base and applies the deltas in order, each
 //! as range reads of the key groups it owns. Savepoints stay full, self-contained
 //! snapshots in the savepoint's own directory.

@@ -382,6 +382,70 @@ fn deltas_hold_only_the_changes_and_restore_to_the_same_state() {
 }
 
 /// Savepoints stay full, self-contained snapshots, and leave the changes to the next delta.
+/// A key group whose entries mostly changed since the last checkpoint is written whole by
+/// the delta (updates beyond half its entries are not recorded one by one), and the
+/// removals in it still are: the restore, whole or rescaled, is the state.
+#[test]
+fn much_changed_key_groups_are_written_whole_with_their_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job::open(dir.path(), CheckpointConfig::default());
+    let mut model = Model::default();
+    apply(&job.backend, &mut model, Op::Put, 0..KEYS);
+    apply(&job.backend, &mut model, Op::Append, 0..KEYS / 2);
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::MapPut((k % 3) as u32, k),
+        0..KEYS,
+    );
+    let (_, first) = job.checkpoint(1, true);
+    assert!(first.deltas.is_empty());
+
+    // Every key changed: every 7th removed (value and map), the others updated, and a map
+    // entry of every 5th removed.
+    let change = |k: u64| {
+        if k.is_multiple_of(7) {
+            Op::Remove
+        } else {
+            Op::Put(k + 1)
+        }
+    };
+    apply(&job.backend, &mut model, change, 0..KEYS);
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::MapRemove((k % 3) as u32),
+        (0..KEYS).step_by(5),
+    );
+    apply(&job.backend, &mut model, |k| Op::MapPut(1, k + 2), 0..KEYS);
+    // One by one, the values and maps would hold 2 * KEYS changes.
+    let pending = job.backend.pending_changes().unwrap();
+    assert!(
+        pending < (2 * KEYS * 3 / 4) as usize,
+        "{pending} changes recorded"
+    );
+    let (done, second) = job.checkpoint(2, true);
+    assert_eq!(second.deltas.len(), 1, "a delta, not a materialization");
+    let all = KeyGroupRange::all(MAX_P);
+    assert_eq!(restore(&job.store, &done, all), model);
+    let half = KeyGroupRange::new(0, MAX_P / 2 - 1);
+    assert_eq!(restore(&job.store, &done, half), within(&model, half));
+
+    // That delta outgrew half the base: the next checkpoint materializes. The interval
+    // after it records one by one again.
+    let (_, third) = job.checkpoint(3, true);
+    assert!(third.deltas.is_empty());
+    apply(&job.backend, &mut model, Op::Put, (0..KEYS).step_by(100));
+    assert_eq!(
+        job.backend.pending_changes().unwrap(),
+        (KEYS / 100) as usize
+    );
+    let (done, fourth) = job.checkpoint(4, true);
+    assert_eq!(fourth.deltas.len(), 1);
+    assert!(fourth.deltas[0].size() * 20 < second.deltas[0].size());
+    assert_eq!(restore(&job.store, &done, all), model);
+}
+
 #[test]
 fn a_savepoint_is_full_and_the_next_delta_still_holds_the_changes() {
     let backend = factory()

@@ -56,7 +56,14 @@ where
     }
 
     fn changes(&self, index: usize) -> usize {
-        self.changes.as_ref().map_or(0, |c| c.len(index))
+        self.changes.as_ref().map_or(0, |c| {
+            let whole = if c.whole(index) {
+                self.groups[index].len()
+            } else {
+                0
+            };
+            whole + c.len(index)
+        })
     }
 
     fn write_changes(
@@ -70,20 +77,46 @@ where
             return Err(Error::internal("a delta of a capture without changes"));
         };
         let group = &self.groups[index];
-        changes.for_each(index, |(k, n)| {
-            let Some(stored) = group.get(&Lookup(k, n)) else {
-                return writer.removal(state, k, n);
-            };
-            if self.map {
-                writer.removal(state, k, n)?;
+        if changes.whole(index) {
+            // Every entry, then the removals among the items recorded.
+            for ((k, n), stored) in group.iter() {
+                self.write_changed(state, k, n, stored, writer, now)?;
             }
-            let wrote = (self.write)(self.filter.as_ref(), state, k, n, stored, writer, now)?;
-            if !wrote && !self.map {
-                // Everything it holds has expired: gone, as a full snapshot would have it.
-                writer.removal(state, k, n)?;
-            }
-            Ok(())
+            return changes.for_each(index, |(k, n)| {
+                if group.contains_key(&Lookup(k, n)) {
+                    return Ok(());
+                }
+                writer.removal(state, k, n)
+            });
+        }
+        changes.for_each(index, |(k, n)| match group.get(&Lookup(k, n)) {
+            Some(stored) => self.write_changed(state, k, n, stored, writer, now),
+            None => writer.removal(state, k, n),
         })
+    }
+}
+
+impl<K: StateKey, N: StateKey, S, F> TableCapture<K, N, S, F> {
+    /// Writes a changed entry to a delta: its records (a map's after a removal of the
+    /// entries it had), or a removal when everything it holds has expired.
+    fn write_changed(
+        &self,
+        state: u16,
+        k: &K,
+        n: &N,
+        stored: &S,
+        writer: &mut SnapshotWriter,
+        now: u64,
+    ) -> Result<()> {
+        if self.map {
+            writer.removal(state, k, n)?;
+        }
+        let wrote = (self.write)(self.filter.as_ref(), state, k, n, stored, writer, now)?;
+        if !wrote && !self.map {
+            // Everything it holds has expired: gone, as a full snapshot would have it.
+            writer.removal(state, k, n)?;
+        }
+        Ok(())
     }
 }
 

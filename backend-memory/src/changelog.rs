@@ -8,6 +8,13 @@
 //! the checkpoint's id. Sealed sets are kept until a checkpoint at or after them is
 //! confirmed complete: a delta holds every change since the last confirmed checkpoint, so a
 //! failed or aborted checkpoint loses nothing.
+//!
+//! A key group whose entries changed for the most part is **whole**: once a table's set of
+//! it holds as many keys as half the entries, updates of its entries are no longer
+//! recorded (only removals are), and a delta writes every entry of the group, then the
+//! removals. A write to a much-changed group thus costs what it costs without changelog
+//! mode, and the set stays at most half the group's size, while a delta over a whole group
+//! is at most twice what the keys would have written.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -15,8 +22,34 @@ use std::sync::Arc;
 use cornerstone_backend_api::{CheckpointId, Result};
 use hashbrown::{Equivalent, HashSet};
 
+/// What changed in one key group during one interval between two checkpoints.
+struct Changes<T> {
+    /// The items changed (once the group is whole: also every item removed since).
+    keys: HashSet<T>,
+    /// Whether every entry of the group is to be written (see the module docs).
+    whole: bool,
+}
+
+impl<T> Default for Changes<T> {
+    fn default() -> Self {
+        Changes {
+            keys: HashSet::new(),
+            whole: false,
+        }
+    }
+}
+
 /// The change sets of every key group (by index in the backend's range).
-type Sets<T> = Vec<HashSet<T>>;
+type Sets<T> = Vec<Changes<T>>;
+
+/// What a write left of the entry it changed.
+#[derive(Clone, Copy)]
+pub(crate) enum Left {
+    /// The entry is there (inserted or updated), in a key group that now has `entries`.
+    Present { entries: usize },
+    /// The entry was removed.
+    Removed,
+}
 
 /// What a table (or timer queue) changed, since the last snapshot and in the snapshots not
 /// yet confirmed.
@@ -29,20 +62,50 @@ impl<T: Hash + Eq> ChangeLog<T> {
     /// An empty log of `groups` key groups.
     pub(crate) fn new(groups: usize) -> Self {
         ChangeLog {
-            current: (0..groups).map(|_| HashSet::new()).collect(),
+            current: (0..groups).map(|_| Changes::default()).collect(),
             sealed: Vec::new(),
         }
     }
 
     /// Records a change of `item` in the key group at `index` (`make` builds the owned item
-    /// the first time it changes).
+    /// the first time it changes): a timer, which is never part of a whole group.
     #[inline]
     pub(crate) fn record<Q>(&mut self, index: usize, item: &Q, make: impl FnOnce(&Q) -> T)
     where
         Q: Hash + Equivalent<T> + ?Sized,
     {
-        if let Some(set) = self.current.get_mut(index) {
-            set.get_or_insert_with(item, make);
+        if let Some(changes) = self.current.get_mut(index) {
+            changes.keys.get_or_insert_with(item, make);
+        }
+    }
+
+    /// Records a write of the table entry `item` in the key group at `index`, which `left`
+    /// it as it says: nothing for a present entry of a whole group, which becomes whole
+    /// when its set reaches half its entries.
+    #[inline]
+    pub(crate) fn record_entry<Q>(
+        &mut self,
+        index: usize,
+        item: &Q,
+        make: impl FnOnce(&Q) -> T,
+        left: Left,
+    ) where
+        Q: Hash + Equivalent<T> + ?Sized,
+    {
+        let Some(changes) = self.current.get_mut(index) else {
+            return;
+        };
+        match left {
+            Left::Present { .. } if changes.whole => {}
+            Left::Present { entries } => {
+                changes.keys.get_or_insert_with(item, make);
+                if changes.keys.len() >= entries.div_ceil(2) {
+                    changes.whole = true;
+                }
+            }
+            Left::Removed => {
+                changes.keys.get_or_insert_with(item, make);
+            }
         }
     }
 
@@ -52,7 +115,7 @@ impl<T: Hash + Eq> ChangeLog<T> {
         let groups = self.current.len();
         let sets = std::mem::replace(
             &mut self.current,
-            (0..groups).map(|_| HashSet::new()).collect(),
+            (0..groups).map(|_| Changes::default()).collect(),
         );
         self.sealed.push((id, Arc::new(sets)));
         Sealed(self.sealed.iter().map(|(_, s)| Arc::clone(s)).collect())
@@ -66,7 +129,7 @@ impl<T: Hash + Eq> ChangeLog<T> {
 
     /// The items recorded and not yet confirmed (counted once per set that holds them).
     pub(crate) fn len(&self) -> usize {
-        let count = |sets: &Sets<T>| sets.iter().map(HashSet::len).sum::<usize>();
+        let count = |sets: &Sets<T>| sets.iter().map(|c| c.keys.len()).sum::<usize>();
         count(&self.current) + self.sealed.iter().map(|(_, s)| count(s)).sum::<usize>()
     }
 }
@@ -75,18 +138,29 @@ impl<T: Hash + Eq> ChangeLog<T> {
 pub(crate) struct Sealed<T>(Vec<Arc<Sets<T>>>);
 
 impl<T: Hash + Eq> Sealed<T> {
-    /// The number of changes of the key group at `index` (an upper bound when several
-    /// sets hold the same item).
+    /// The number of items recorded in the key group at `index` (an upper bound when
+    /// several sets hold the same item).
     pub(crate) fn len(&self, index: usize) -> usize {
         self.0
             .iter()
-            .map(|sets| sets.get(index).map_or(0, HashSet::len))
+            .map(|sets| sets.get(index).map_or(0, |c| c.keys.len()))
             .sum()
     }
 
-    /// Visits every item changed in the key group at `index` once.
+    /// Whether the key group at `index` is whole in one of the sets: a delta writes every
+    /// entry of it, then the removals among the items recorded.
+    pub(crate) fn whole(&self, index: usize) -> bool {
+        self.0
+            .iter()
+            .any(|sets| sets.get(index).is_some_and(|c| c.whole))
+    }
+
+    /// Visits every item recorded in the key group at `index` once.
     pub(crate) fn for_each(&self, index: usize, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
-        let sets = self.0.iter().filter_map(|sets| sets.get(index));
+        let sets = self
+            .0
+            .iter()
+            .filter_map(|sets| sets.get(index).map(|c| &c.keys));
         if self.0.len() == 1 {
             for item in sets.flatten() {
                 f(item)?;
@@ -144,5 +218,38 @@ mod tests {
         // A late confirmation of an older checkpoint drops nothing newer.
         log.confirm(CheckpointId(1));
         assert_eq!(log.len(), 1);
+    }
+
+    /// A key group becomes whole when its set reaches half its entries: then updates of
+    /// present entries are not recorded, removals still are, and the next interval starts
+    /// over.
+    #[test]
+    fn a_group_becomes_whole_at_half_its_entries() {
+        let mut log = ChangeLog::<u32>::new(2);
+        let present = Left::Present { entries: 10 };
+        for key in 0..4 {
+            log.record_entry(0, &key, |x| *x, present);
+        }
+        log.record_entry(1, &0, |x| *x, Left::Present { entries: 1 });
+        let sealed = log.seal(CheckpointId(1));
+        assert!(!sealed.whole(0), "4 of 10 entries");
+        assert!(sealed.whole(1), "the one entry of a group of one");
+        for key in 0..5 {
+            log.record_entry(0, &key, |x| *x, present);
+        }
+        log.record_entry(0, &9, |x| *x, present);
+        log.record_entry(0, &7, |x| *x, Left::Removed);
+        let sealed = log.seal(CheckpointId(2));
+        assert!(sealed.whole(0));
+        assert_eq!(
+            changed(&sealed, 0),
+            vec![0, 1, 2, 3, 4, 7],
+            "the update of 9 came after the group was whole; the removal of 7 did not"
+        );
+        log.confirm(CheckpointId(2));
+        log.record_entry(0, &1, |x| *x, present);
+        let sealed = log.seal(CheckpointId(3));
+        assert!(!sealed.whole(0), "a new interval starts over");
+        assert_eq!(changed(&sealed, 0), vec![1]);
     }
 }

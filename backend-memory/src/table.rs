@@ -14,7 +14,7 @@ use cornerstone_backend_api::{
 use hashbrown::{Equivalent, HashMap};
 
 use crate::access::{Binding, Guarded};
-use crate::changelog::{ChangeLog, Sealed};
+use crate::changelog::{ChangeLog, Left, Sealed};
 
 /// The map of one key group: (key, namespace) to the stored value.
 pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
@@ -102,12 +102,29 @@ struct Core<K, N, S> {
 }
 
 impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
+    /// Records the write of (`key`, `ns`) in the key group at `index`, which `left` it as it
+    /// says (nothing without changelog mode).
     #[inline]
-    fn record(&mut self, index: usize, key: &K, ns: &N) {
+    fn record(&mut self, index: usize, key: &K, ns: &N, left: Left) {
         if let Some(changes) = &mut self.changes {
-            changes.record(index, &Lookup(key, ns), |l| (l.0.clone(), l.1.clone()));
+            changes.record_entry(
+                index,
+                &Lookup(key, ns),
+                |l| (l.0.clone(), l.1.clone()),
+                left,
+            );
         }
     }
+}
+
+/// What a write did to its entry: recorded in changelog mode.
+enum Wrote {
+    /// Nothing (an absent entry stays absent).
+    Nothing,
+    /// The entry is there, inserted or changed.
+    Present,
+    /// The entry was removed.
+    Removed,
 }
 
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
@@ -177,22 +194,35 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     }
 
     /// Runs `f` on the mutable map of the key group of `key`, copying it first if a snapshot
-    /// still holds it, and records the change of (`key`, `ns`).
+    /// still holds it, and records what it says it did to (`key`, `ns`).
     #[inline]
-    fn write<R>(&self, key: &K, ns: &N, f: impl FnOnce(&mut GroupMap<K, N, S>) -> R) -> Result<R> {
+    fn write(
+        &self,
+        key: &K,
+        ns: &N,
+        f: impl FnOnce(&mut GroupMap<K, N, S>) -> Wrote,
+    ) -> Result<()> {
         let index = self.index(key)?;
         self.core.with(|core| {
-            core.record(index, key, ns);
-            f(Arc::make_mut(&mut core.groups[index]))
+            let map = Arc::make_mut(&mut core.groups[index]);
+            let left = match f(map) {
+                Wrote::Nothing => return,
+                Wrote::Present => Left::Present { entries: map.len() },
+                Wrote::Removed => Left::Removed,
+            };
+            core.record(index, key, ns, left);
         })
     }
 
     fn put(&self, key: &K, ns: &N, value: S) -> Result<()> {
-        self.write(key, ns, |map| match map.get_mut(&Lookup(key, ns)) {
-            Some(slot) => *slot = value,
-            None => {
-                map.insert((key.clone(), ns.clone()), value);
+        self.write(key, ns, |map| {
+            match map.get_mut(&Lookup(key, ns)) {
+                Some(slot) => *slot = value,
+                None => {
+                    map.insert((key.clone(), ns.clone()), value);
+                }
             }
+            Wrote::Present
         })
     }
 
@@ -202,8 +232,9 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             if !core.groups[index].contains_key(&Lookup(key, ns)) {
                 return None; // no copy of a shared key group for a no-op
             }
-            core.record(index, key, ns);
-            Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns))
+            let taken = Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns));
+            core.record(index, key, ns, Left::Removed);
+            taken
         })
     }
 
@@ -211,8 +242,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     fn update_with(&self, key: &K, ns: &N, f: impl FnOnce(Option<S>) -> Option<S>) -> Result<()> {
         self.write(key, ns, |map| {
             let old = map.remove(&Lookup(key, ns));
-            if let Some(new) = f(old) {
-                map.insert((key.clone(), ns.clone()), new);
+            let was = old.is_some();
+            match f(old) {
+                Some(new) => {
+                    map.insert((key.clone(), ns.clone()), new);
+                    Wrote::Present
+                }
+                None if was => Wrote::Removed,
+                None => Wrote::Nothing,
             }
         })
     }
@@ -227,23 +264,25 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         f: impl FnOnce(&mut S),
         keep: impl FnOnce(&S) -> bool,
     ) -> Result<()> {
-        self.write(key, ns, |map| {
-            let remove = match map.get_mut(&Lookup(key, ns)) {
-                Some(slot) => {
-                    f(slot);
-                    !keep(slot)
+        self.write(key, ns, |map| match map.get_mut(&Lookup(key, ns)) {
+            Some(slot) => {
+                f(slot);
+                if keep(slot) {
+                    Wrote::Present
+                } else {
+                    map.remove(&Lookup(key, ns));
+                    Wrote::Removed
                 }
-                None => {
-                    let mut value = init();
-                    f(&mut value);
-                    if keep(&value) {
-                        map.insert((key.clone(), ns.clone()), value);
-                    }
-                    false
+            }
+            None => {
+                let mut value = init();
+                f(&mut value);
+                if keep(&value) {
+                    map.insert((key.clone(), ns.clone()), value);
+                    Wrote::Present
+                } else {
+                    Wrote::Nothing
                 }
-            };
-            if remove {
-                map.remove(&Lookup(key, ns));
             }
         })
     }
@@ -286,8 +325,13 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                 left -= visited;
                 if !removed.is_empty() || !replaced.is_empty() {
                     if let Some(changes) = changes {
-                        for k in removed.iter().chain(replaced.iter().map(|(k, _)| k)) {
-                            changes.record(index, k, Clone::clone);
+                        let entries = group.len() - removed.len();
+                        for k in &removed {
+                            changes.record_entry(index, k, Clone::clone, Left::Removed);
+                        }
+                        for (k, _) in &replaced {
+                            let left = Left::Present { entries };
+                            changes.record_entry(index, k, Clone::clone, left);
                         }
                     }
                     let map = Arc::make_mut(group);
