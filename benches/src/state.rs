@@ -4,7 +4,8 @@
 use std::cell::LazyCell;
 use std::hint::black_box;
 
-use cornerstone_backend_api::StateBackend;
+use cornerstone_backend_api::spi::MemoryCheckpointStorage;
+use cornerstone_backend_api::{CheckpointId, CheckpointableBackend, StateBackend};
 use criterion::Criterion;
 use hashbrown::HashMap;
 
@@ -31,7 +32,8 @@ const MAP_OPS: usize = 1 << 20;
 ///
 /// - `value_get`, `value_update`, `value_get_update` (a get, then an update of the same
 ///   key, as most keyed operators do): `ValueState<u64>` over [`VALUE_KEYS`] populated
-///   keys, visited in a shuffled order;
+///   keys, visited in a shuffled order; `value_update_checkpointed`: the updates with a
+///   checkpoint (untimed) after every quarter of the keys;
 /// - `list_add`: appends to lists of [`LIST_KEYS`] keys, cleared (untimed) once they
 ///   hold [`LIST_LEN`] elements on average;
 /// - `list_get` (a copy as a `Vec`, then summed), `list_for_each` (summed in place, one
@@ -85,6 +87,42 @@ fn value_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
             let key = cycle.next_item();
             n += 1;
             state.update(&key, &(), n).expect("value_update");
+        });
+    });
+    group.finish();
+
+    // Updates with a checkpoint (untimed) after every quarter of the keys: the change sets
+    // of changelog mode then stay below the half of a key group that makes it whole, so
+    // that each write is recorded one by one, its cost in a job checkpointing often.
+    let mut group = per_op_group(c, "value_update_checkpointed");
+    group.bench_function(format!("{name}/{label}"), |b| {
+        let (backend, state) = &*setup;
+        let storage = MemoryCheckpointStorage::new();
+        let mut cycle = Cycle::new(&keys);
+        let (mut done, mut n, mut id) = (0, 0u64, 0u64);
+        b.iter_custom(|iters| {
+            timed_in_chunks(
+                iters,
+                VALUE_KEYS / 4,
+                &mut done,
+                || {
+                    let key = cycle.next_item();
+                    n += 1;
+                    state.update(&key, &(), n).expect("value_update");
+                },
+                || {
+                    id += 1;
+                    let id = CheckpointId(id);
+                    let snapshot = backend.snapshot(id).expect("snapshot");
+                    snapshot
+                        .write(&storage.stream_factory(id))
+                        .expect("write the snapshot");
+                    backend.notify_checkpoint_complete(id).expect("confirm");
+                    for path in storage.paths() {
+                        storage.delete(&path);
+                    }
+                },
+            )
         });
     });
     group.finish();
