@@ -205,12 +205,7 @@ pub fn snapshot_roundtrip_string_keys_struct_values<H: Harness>(h: &H) {
 pub fn snapshot_roundtrip_many_keys<H: Harness>(h: &H) {
     let clock = clock();
     let backend = fresh::<H, u64>(h, &clock);
-    let v = backend
-        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
-        .unwrap();
-    let l = backend
-        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
-        .unwrap();
+    let (v, l, _) = value_list_map(&backend);
     const N: u64 = 5_000;
     for k in 0..N {
         v.update(&k, &(), k ^ 0xABCD).unwrap();
@@ -219,12 +214,7 @@ pub fn snapshot_roundtrip_many_keys<H: Harness>(h: &H) {
         }
     }
     let restored = roundtrip::<H, u64>(h, &backend, &clock, 1);
-    let rv = restored
-        .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
-        .unwrap();
-    let rl = restored
-        .list_state::<u64, ()>(&ListStateDescriptor::new("l"))
-        .unwrap();
+    let (rv, rl, _) = value_list_map(&restored);
     assert_eq!(
         sorted(rv.state_keys(&()).unwrap()),
         (0..N).collect::<Vec<_>>()
