@@ -117,14 +117,10 @@ impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
     }
 }
 
-/// What a write did to its entry: recorded in changelog mode.
-enum Wrote {
-    /// Nothing (an absent entry stays absent).
-    Nothing,
-    /// The entry is there, inserted or changed.
-    Present,
-    /// The entry was removed.
-    Removed,
+/// What a write that leaves its entry in `map` (inserted or changed) records.
+#[inline]
+fn present<K, N, S>(map: &GroupMap<K, N, S>) -> Option<Left> {
+    Some(Left::Present { entries: map.len() })
 }
 
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
@@ -194,23 +190,20 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     }
 
     /// Runs `f` on the mutable map of the key group of `key`, copying it first if a snapshot
-    /// still holds it, and records what it says it did to (`key`, `ns`).
+    /// still holds it, and records what it says it left of (`key`, `ns`) (`None`: nothing
+    /// changed).
     #[inline]
     fn write(
         &self,
         key: &K,
         ns: &N,
-        f: impl FnOnce(&mut GroupMap<K, N, S>) -> Wrote,
+        f: impl FnOnce(&mut GroupMap<K, N, S>) -> Option<Left>,
     ) -> Result<()> {
         let index = self.index(key)?;
         self.core.with(|core| {
-            let map = Arc::make_mut(&mut core.groups[index]);
-            let left = match f(map) {
-                Wrote::Nothing => return,
-                Wrote::Present => Left::Present { entries: map.len() },
-                Wrote::Removed => Left::Removed,
-            };
-            core.record(index, key, ns, left);
+            if let Some(left) = f(Arc::make_mut(&mut core.groups[index])) {
+                core.record(index, key, ns, left);
+            }
         })
     }
 
@@ -222,7 +215,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                     map.insert((key.clone(), ns.clone()), value);
                 }
             }
-            Wrote::Present
+            present(map)
         })
     }
 
@@ -246,10 +239,9 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             match f(old) {
                 Some(new) => {
                     map.insert((key.clone(), ns.clone()), new);
-                    Wrote::Present
+                    present(map)
                 }
-                None if was => Wrote::Removed,
-                None => Wrote::Nothing,
+                None => was.then_some(Left::Removed),
             }
         })
     }
@@ -268,10 +260,10 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             Some(slot) => {
                 f(slot);
                 if keep(slot) {
-                    Wrote::Present
+                    present(map)
                 } else {
                     map.remove(&Lookup(key, ns));
-                    Wrote::Removed
+                    Some(Left::Removed)
                 }
             }
             None => {
@@ -279,9 +271,9 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                 f(&mut value);
                 if keep(&value) {
                     map.insert((key.clone(), ns.clone()), value);
-                    Wrote::Present
+                    present(map)
                 } else {
-                    Wrote::Nothing
+                    None
                 }
             }
         })
