@@ -10,11 +10,11 @@
 //!
 //! Heap and raw: the Rust heap in use after populating minus before (`peak_alloc`), per
 //! key. The change set of the fs backend's changelog mode: the heap grown when every key
-//! changes after a checkpoint, per key recorded and per key changed. RocksDB keeps its data in C++ memory
-//! (memtables, block cache) and on disk, which the Rust allocator does not see: the
-//! resident set size grows by (`VmRSS` after minus before) and the bytes of its working
-//! directory (SST and log files) are reported per key instead. Without `--bench` (`cargo
-//! test`) it runs 10k keys as a smoke test.
+//! changes after a checkpoint, per key recorded and per key changed. RocksDB keeps its
+//! data in C++ memory (memtables, block cache) and on disk, which the Rust allocator does
+//! not see: the resident set size grows by (`VmRSS` after minus before) and the bytes of
+//! its working directory (SST and log files) are reported per key instead. Without
+//! `--bench` (`cargo test`) it runs 10k keys as a smoke test.
 
 use cornerstone_backend_memory::MemoryStateBackend;
 use cornerstone_benches::{count_label, keyed_backend, populate_values, shuffled_keys};
@@ -73,7 +73,8 @@ fn main() {
 
 /// The fs backend's changelog mode: the state itself, then its change set: every key
 /// updated once after a checkpoint confirmed complete (which leaves the key groups
-/// unshared, so the updates copy nothing), the heap grown per key recorded and per key changed.
+/// unshared, so the updates copy nothing), the heap grown per key recorded and per key
+/// changed.
 fn changelog(key_list: &[u64], label: &str, raw_bytes: f64) {
     use cornerstone_backend_api::spi::MemoryCheckpointStorage;
     use cornerstone_backend_api::{CheckpointId, CheckpointableBackend};

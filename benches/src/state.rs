@@ -4,14 +4,14 @@
 use std::cell::LazyCell;
 use std::hint::black_box;
 
+use cornerstone_backend_api::StateBackend;
 use cornerstone_backend_api::spi::MemoryCheckpointStorage;
-use cornerstone_backend_api::{CheckpointId, CheckpointableBackend, StateBackend};
 use criterion::Criterion;
 use hashbrown::HashMap;
 
 use crate::support::{
-    Cycle, ListBuild, SEED, count_label, key_group, keyed_backend, map_ops, per_op_group,
-    populate_lists, populate_maps, populate_values, shuffled_keys, timed_in_chunks,
+    Cycle, ListBuild, SEED, checkpoint_into, count_label, key_group, keyed_backend, map_ops,
+    per_op_group, populate_lists, populate_maps, populate_values, shuffled_keys, timed_in_chunks,
 };
 
 /// Keys of the value-state workloads.
@@ -116,12 +116,7 @@ fn value_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
                 },
                 || {
                     id += 1;
-                    let id = CheckpointId(id);
-                    let snapshot = backend.snapshot(id).expect("snapshot");
-                    snapshot
-                        .write(&storage.stream_factory(id))
-                        .expect("write the snapshot");
-                    backend.notify_checkpoint_complete(id).expect("confirm");
+                    checkpoint_into(backend, id, &storage);
                     for path in storage.paths() {
                         storage.delete(&path);
                     }
