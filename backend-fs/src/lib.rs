@@ -71,8 +71,8 @@
 //!
 //! # Incremental checkpoints (changelog mode)
 //! [`FsStateBackend::incremental`] turns on Flink's changelog idea for the heap tables: each
-//! write also records its (key, namespace) (a timer: the timer) in a change set of its key
-//! group, and a checkpoint writes only what changed since the last checkpoint confirmed
+//! write also appends its (key, namespace) (a timer: the timer) to a change log of its key
+//! group (repeats dropped as the log grows), and a checkpoint writes only what changed since the last checkpoint confirmed
 //! complete (`notify_checkpoint_complete`): a **delta** of the changed entries and the
 //! removals (`CSKG` version 3) into the shared scope (`shared/`). Its handle
 //! (`KeyedStateHandle::Changelog`) lists the chain's **base**, a full snapshot in `shared/`,
@@ -80,9 +80,9 @@
 //! alive while a retained checkpoint references it. A checkpoint **materializes** (writes
 //! a new base) when there is no confirmed chain, or the chain's deltas reach
 //! [`ChangelogOptions::max_deltas`] or outgrow [`ChangelogOptions::max_delta_percent`] of
-//! its base. The synchronous phase seals the change sets (a move, no copy); the changes of
-//! a checkpoint that fails or is aborted stay for the next delta. A key group whose set
-//! reaches half its entries between two checkpoints is **whole**: its updates are no longer
+//! its base. The synchronous phase seals the change logs (a move, no copy); the changes of
+//! a checkpoint that fails or is aborted stay for the next delta. A key group whose log
+//! holds half its entries between two checkpoints is **whole**: its updates are no longer
 //! recorded one by one (removals still are) and the delta writes all its entries, so a
 //! much-changed group costs a write what it costs without changelog mode. A restore (any backend,
 //! RocksDB included, rescaled or not) reads the base and applies the deltas in order, each
@@ -158,7 +158,7 @@ impl FsStateBackend {
     /// changed since the last one confirmed complete (a delta, in the shared scope) and
     /// references the full snapshot and deltas before it; a full snapshot starts a new
     /// chain as `changelog` says. Savepoints stay full, self-contained snapshots. Every
-    /// write records its key in a change set until a checkpoint holding it is confirmed
+    /// write records its key in a change log until a checkpoint holding it is confirmed
     /// ([`FsKeyedStateBackend::pending_changes`] counts them).
     #[must_use]
     pub fn incremental(mut self, changelog: ChangelogOptions) -> Self {

@@ -1,31 +1,42 @@
 //! Changelog mode: what each table and timer queue changed since the last snapshot, per key
 //! group, so that a checkpoint writes only the changes (a delta) over the last full snapshot.
 //!
-//! Every write records its (key, namespace) (a timer: the timer itself) in the current
-//! change set of its key group; the last write is what a delta holds, so a set of keys is
-//! enough, and the value is read from the snapshot's copy-on-write view when the delta is
-//! written. The synchronous phase of a snapshot seals the current sets (a move, no copy) under
-//! the checkpoint's id. Sealed sets are kept until a checkpoint at or after them is
-//! confirmed complete: a delta holds every change since the last confirmed checkpoint, so a
-//! failed or aborted checkpoint loses nothing.
+//! Every write appends its (key, namespace) (a timer: the timer itself) to the current
+//! change log of its key group: a push onto a vector, the cheapest record a write can make.
+//! The last write is what a delta holds, so repeats are dropped: by the asynchronous phase
+//! when it writes the delta, and by the writes themselves whenever a log doubled since it
+//! was last deduplicated (or reached half its group's entries), which keeps a log within
+//! twice its distinct items and costs a write a constant amortized share. The value is read
+//! from the snapshot's copy-on-write view when the delta is written. The synchronous phase
+//! of a snapshot seals the current logs (a move, no copy) under the checkpoint's id. Sealed
+//! logs are kept until a checkpoint at or after them is confirmed complete: a delta holds
+//! every change since the last confirmed checkpoint, so a failed or aborted checkpoint
+//! loses nothing.
 //!
-//! A key group whose entries changed for the most part is **whole**: once a table's set of
-//! it holds as many keys as half the entries, updates of its entries are no longer
+//! A key group whose entries changed for the most part is **whole**: once a table's log of
+//! it holds distinct keys for half the entries, updates of its entries are no longer
 //! recorded (only removals are), and a delta writes every entry of the group, then the
 //! removals. A write to a much-changed group thus costs what it costs without changelog
-//! mode, and the set stays at most half the group's size, while a delta over a whole group
-//! is at most twice what the keys would have written.
+//! mode, and the log stays within the group's size, while a delta over a whole group is at
+//! most twice what the keys would have written.
 
 use std::hash::Hash;
 use std::sync::Arc;
 
 use cornerstone_backend_api::{CheckpointId, Result};
-use hashbrown::{Equivalent, HashSet};
+use hashbrown::HashSet;
+
+/// The length below which a log is never deduplicated: a few repeats cost less than a pass.
+const MIN_DEDUP: usize = 32;
 
 /// What changed in one key group during one interval between two checkpoints.
 struct Changes<T> {
-    /// The items changed (once the group is whole: also every item removed since).
-    keys: HashSet<T>,
+    /// The items changed, in the order of their changes, with repeats (once the group is
+    /// whole: also every item removed since).
+    log: Vec<T>,
+    /// Twice what the last deduplication left: the length at which the log is deduplicated
+    /// next (at least [`MIN_DEDUP`], or for a table entry half its group's entries).
+    next_dedup: usize,
     /// Whether every entry of the group is to be written (see the module docs).
     whole: bool,
 }
@@ -33,13 +44,39 @@ struct Changes<T> {
 impl<T> Default for Changes<T> {
     fn default() -> Self {
         Changes {
-            keys: HashSet::new(),
+            log: Vec::new(),
+            next_dedup: 0,
             whole: false,
         }
     }
 }
 
-/// The change sets of every key group (by index in the backend's range).
+impl<T: Hash + Eq> Changes<T> {
+    /// Drops the repeats of the log (the order does not matter: each item's last write is
+    /// read from the table) and sets the next pass at twice what is left.
+    #[cold]
+    fn dedup(&mut self) {
+        let distinct: HashSet<T> = self.log.drain(..).collect();
+        self.log.extend(distinct);
+        self.next_dedup = 2 * self.log.len();
+    }
+
+    /// Appends `item`, deduplicating the log when it doubled since the last pass.
+    #[inline]
+    fn push(&mut self, item: T) {
+        self.log.push(item);
+        if self.log.len() >= self.next_dedup.max(MIN_DEDUP) {
+            self.dedup();
+        }
+    }
+
+    /// The number of distinct items in the log.
+    fn distinct(&self) -> usize {
+        self.log.iter().collect::<HashSet<&T>>().len()
+    }
+}
+
+/// The change logs of every key group (by index in the backend's range).
 type Sets<T> = Vec<Changes<T>>;
 
 /// What a write left of the entry it changed.
@@ -67,87 +104,81 @@ impl<T: Hash + Eq> ChangeLog<T> {
         }
     }
 
-    /// Records a change of `item` in the key group at `index` (`make` builds the owned item
-    /// the first time it changes): a timer, which is never part of a whole group.
+    /// Records a change of `item` in the key group at `index`: a timer, which is never part
+    /// of a whole group.
     #[inline]
-    pub(crate) fn record<Q>(&mut self, index: usize, item: &Q, make: impl FnOnce(&Q) -> T)
-    where
-        Q: Hash + Equivalent<T> + ?Sized,
-    {
+    pub(crate) fn record(&mut self, index: usize, item: T) {
         if let Some(changes) = self.current.get_mut(index) {
-            changes.keys.get_or_insert_with(item, make);
+            changes.push(item);
         }
     }
 
     /// Records a write of the table entry `item` in the key group at `index`, which `left`
     /// it as it says: nothing for a present entry of a whole group, which becomes whole
-    /// when its set reaches half its entries.
+    /// when its log holds distinct keys for half its entries.
     #[inline]
-    pub(crate) fn record_entry<Q>(
-        &mut self,
-        index: usize,
-        item: &Q,
-        make: impl FnOnce(&Q) -> T,
-        left: Left,
-    ) where
-        Q: Hash + Equivalent<T> + ?Sized,
-    {
+    pub(crate) fn record_entry(&mut self, index: usize, item: T, left: Left) {
         let Some(changes) = self.current.get_mut(index) else {
             return;
         };
         match left {
             Left::Present { .. } if changes.whole => {}
             Left::Present { entries } => {
-                changes.keys.get_or_insert_with(item, make);
-                if changes.keys.len() >= entries.div_ceil(2) {
-                    changes.whole = true;
+                changes.log.push(item);
+                let half = entries.div_ceil(2);
+                if changes.log.len() >= changes.next_dedup.max(half) {
+                    changes.dedup();
+                    changes.whole = changes.log.len() >= half;
                 }
             }
-            Left::Removed => {
-                changes.keys.get_or_insert_with(item, make);
-            }
+            Left::Removed => changes.push(item),
         }
     }
 
-    /// Seals the current sets under `id` and returns every set not yet confirmed, oldest
-    /// first: what a delta of checkpoint `id` holds.
+    /// Seals the current logs under `id` and returns every log not yet confirmed, oldest
+    /// first: what a delta of checkpoint `id` holds. Each new log starts with room for as
+    /// many changes as the one sealed, so that a steady job's writes do not grow it.
     pub(crate) fn seal(&mut self, id: CheckpointId) -> Sealed<T> {
-        let groups = self.current.len();
-        let sets = std::mem::replace(
-            &mut self.current,
-            (0..groups).map(|_| Changes::default()).collect(),
-        );
+        let next = self
+            .current
+            .iter()
+            .map(|c| Changes {
+                log: Vec::with_capacity(c.log.len()),
+                ..Changes::default()
+            })
+            .collect();
+        let sets = std::mem::replace(&mut self.current, next);
         self.sealed.push((id, Arc::new(sets)));
         Sealed(self.sealed.iter().map(|(_, s)| Arc::clone(s)).collect())
     }
 
-    /// Checkpoint `id` completed with a delta or full snapshot of its own: the sets sealed
+    /// Checkpoint `id` completed with a delta or full snapshot of its own: the logs sealed
     /// up to it are in the confirmed chain.
     pub(crate) fn confirm(&mut self, id: CheckpointId) {
         self.sealed.retain(|(sealed, _)| *sealed > id);
     }
 
-    /// The items recorded and not yet confirmed (counted once per set that holds them).
+    /// The items recorded and not yet confirmed (counted once per log that holds them).
     pub(crate) fn len(&self) -> usize {
-        let count = |sets: &Sets<T>| sets.iter().map(|c| c.keys.len()).sum::<usize>();
+        let count = |sets: &Sets<T>| sets.iter().map(Changes::distinct).sum::<usize>();
         count(&self.current) + self.sealed.iter().map(|(_, s)| count(s)).sum::<usize>()
     }
 }
 
-/// The change sets a delta writes.
+/// The change logs a delta writes.
 pub(crate) struct Sealed<T>(Vec<Arc<Sets<T>>>);
 
 impl<T: Hash + Eq> Sealed<T> {
-    /// The number of items recorded in the key group at `index` (an upper bound when
-    /// several sets hold the same item).
+    /// The number of items recorded in the key group at `index` (an upper bound: repeats
+    /// are counted).
     pub(crate) fn len(&self, index: usize) -> usize {
         self.0
             .iter()
-            .map(|sets| sets.get(index).map_or(0, |c| c.keys.len()))
+            .map(|sets| sets.get(index).map_or(0, |c| c.log.len()))
             .sum()
     }
 
-    /// Whether the key group at `index` is whole in one of the sets: a delta writes every
+    /// Whether the key group at `index` is whole in one of the logs: a delta writes every
     /// entry of it, then the removals among the items recorded.
     pub(crate) fn whole(&self, index: usize) -> bool {
         self.0
@@ -157,18 +188,12 @@ impl<T: Hash + Eq> Sealed<T> {
 
     /// Visits every item recorded in the key group at `index` once.
     pub(crate) fn for_each(&self, index: usize, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
-        let sets = self
+        let mut seen: HashSet<&T> = HashSet::with_capacity(self.len(index));
+        let logs = self
             .0
             .iter()
-            .filter_map(|sets| sets.get(index).map(|c| &c.keys));
-        if self.0.len() == 1 {
-            for item in sets.flatten() {
-                f(item)?;
-            }
-            return Ok(());
-        }
-        let mut seen: HashSet<&T> = HashSet::new();
-        for item in sets.flatten() {
+            .filter_map(|sets| sets.get(index).map(|c| &c.log));
+        for item in logs.flatten() {
             if seen.insert(item) {
                 f(item)?;
             }
@@ -199,25 +224,45 @@ mod tests {
     #[test]
     fn sets_are_kept_until_a_checkpoint_at_or_after_them_is_confirmed() {
         let mut log = ChangeLog::<u32>::new(2);
-        log.record(0, &1, |x| *x);
-        log.record(0, &1, |x| *x);
-        log.record(1, &7, |x| *x);
+        log.record(0, 1);
+        log.record(0, 1);
+        log.record(1, 7);
         let first = log.seal(CheckpointId(1));
         assert_eq!((changed(&first, 0), changed(&first, 1)), (vec![1], vec![7]));
         // Checkpoint 1 is not confirmed (it failed): checkpoint 2's delta holds both.
-        log.record(0, &2, |x| *x);
-        log.record(0, &1, |x| *x);
+        log.record(0, 2);
+        log.record(0, 1);
         let second = log.seal(CheckpointId(2));
         assert_eq!(changed(&second, 0), vec![1, 2]);
-        assert_eq!(second.len(0), 3, "an upper bound: 1 is in both sets");
+        assert_eq!(second.len(0), 4, "an upper bound: 1 is written three times");
         log.confirm(CheckpointId(2));
         assert_eq!(log.len(), 0);
-        log.record(1, &9, |x| *x);
+        log.record(1, 9);
         let third = log.seal(CheckpointId(3));
         assert_eq!((changed(&third, 0), changed(&third, 1)), (vec![], vec![9]));
         // A late confirmation of an older checkpoint drops nothing newer.
         log.confirm(CheckpointId(1));
         assert_eq!(log.len(), 1);
+    }
+
+    /// Repeats are dropped as a log grows: keys written over and over keep a log of a few
+    /// items (within half the group's entries, or [`MIN_DEDUP`] for timers), and do not
+    /// make their group whole.
+    #[test]
+    fn repeats_are_dropped_as_a_log_grows() {
+        let mut log = ChangeLog::<u32>::new(2);
+        let present = Left::Present { entries: 100 };
+        for i in 0..10_000 {
+            log.record_entry(0, i % 3, present);
+            log.record(1, i % 5);
+            assert!(log.current[0].log.len() < 50, "entries: {i} writes");
+            assert!(log.current[1].log.len() < MIN_DEDUP, "timers: {i} writes");
+        }
+        assert_eq!(log.len(), 8);
+        let sealed = log.seal(CheckpointId(1));
+        assert!(!sealed.whole(0), "3 of 100 entries changed");
+        assert_eq!(changed(&sealed, 0), vec![0, 1, 2]);
+        assert_eq!(changed(&sealed, 1), vec![0, 1, 2, 3, 4]);
     }
 
     /// A key group becomes whole when its set reaches half its entries: then updates of
@@ -228,17 +273,17 @@ mod tests {
         let mut log = ChangeLog::<u32>::new(2);
         let present = Left::Present { entries: 10 };
         for key in 0..4 {
-            log.record_entry(0, &key, |x| *x, present);
+            log.record_entry(0, key, present);
         }
-        log.record_entry(1, &0, |x| *x, Left::Present { entries: 1 });
+        log.record_entry(1, 0, Left::Present { entries: 1 });
         let sealed = log.seal(CheckpointId(1));
         assert!(!sealed.whole(0), "4 of 10 entries");
         assert!(sealed.whole(1), "the one entry of a group of one");
         for key in 0..5 {
-            log.record_entry(0, &key, |x| *x, present);
+            log.record_entry(0, key, present);
         }
-        log.record_entry(0, &9, |x| *x, present);
-        log.record_entry(0, &7, |x| *x, Left::Removed);
+        log.record_entry(0, 9, present);
+        log.record_entry(0, 7, Left::Removed);
         let sealed = log.seal(CheckpointId(2));
         assert!(sealed.whole(0));
         assert_eq!(
@@ -247,7 +292,7 @@ mod tests {
             "the update of 9 came after the group was whole; the removal of 7 did not"
         );
         log.confirm(CheckpointId(2));
-        log.record_entry(0, &1, |x| *x, present);
+        log.record_entry(0, 1, present);
         let sealed = log.seal(CheckpointId(3));
         assert!(!sealed.whole(0), "a new interval starts over");
         assert_eq!(changed(&sealed, 0), vec![1]);

@@ -35,7 +35,7 @@ struct Inner {
 impl Inner {
     fn record(&mut self, index: usize, timer: &Timer) {
         if let Some(changes) = &mut self.changes {
-            changes.record(index, timer, Clone::clone);
+            changes.record(index, timer.clone());
         }
     }
 }
@@ -142,7 +142,7 @@ impl TimerQueue for HeapTimerQueue {
             return Ok(());
         }
         if let Some(changes) = changes {
-            changes.record(index, &timer, Clone::clone);
+            changes.record(index, timer);
         }
         *len -= 1;
         if heads.head(index) == Some(timestamp) {
@@ -174,7 +174,7 @@ impl TimerQueue for HeapTimerQueue {
             return Err(Error::internal("timer queue head of an empty key group"));
         };
         if let Some(changes) = changes {
-            changes.record(index, &(timestamp, entry.clone()), Clone::clone);
+            changes.record(index, (timestamp, entry.clone()));
         }
         *len -= 1;
         heads.set(index, group.first().map(|(ts, _)| *ts));

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Heap and raw: the Rust heap in use after populating minus before (`peak_alloc`), per
-//! key. The change set of the fs backend's changelog mode: the heap grown when every key
+//! key. The change log of the fs backend's changelog mode: the heap grown when every key
 //! changes after a checkpoint, per key recorded and per key changed. RocksDB keeps its
 //! data in C++ memory (memtables, block cache) and on disk, which the Rust allocator does
 //! not see: the resident set size grows by (`VmRSS` after minus before) and the bytes of
@@ -71,7 +71,7 @@ fn main() {
     rocksdb(&key_list, &label);
 }
 
-/// The fs backend's changelog mode: the state itself, then its change set: every key
+/// The fs backend's changelog mode: the state itself, then its change log: every key
 /// updated once after a checkpoint confirmed complete (which leaves the key groups
 /// unshared, so the updates copy nothing), the heap grown per key recorded and per key
 /// changed.
@@ -106,10 +106,10 @@ fn changelog(key_list: &[u64], label: &str, raw_bytes: f64) {
     }
     let grown = heap_bytes() - before;
     // A key group stops recording updates once half its keys are recorded (it is then
-    // written whole): about half the keys are in the sets.
+    // written whole): about half the keys are in the logs.
     let recorded = backend.pending_changes().expect("pending changes");
     println!(
-        "state_memory/fs_changelog/{label}: the change set after every key changed: \
+        "state_memory/fs_changelog/{label}: the change log after every key changed: \
          {recorded} keys recorded, {} per recorded key, {} per changed key",
         per_key(grown, recorded as u64),
         per_key(grown, keys)

@@ -91,7 +91,7 @@ fn value_ops<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
     });
     group.finish();
 
-    // Updates with a checkpoint (untimed) after every quarter of the keys: the change sets
+    // Updates with a checkpoint (untimed) after every quarter of the keys: the change logs
     // of changelog mode then stay below the half of a key group that makes it whole, so
     // that each write is recorded one by one, its cost in a job checkpointing often. After
     // each checkpoint a walk over more memory than the caches hold leaves them as cold for
