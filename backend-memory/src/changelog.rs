@@ -113,25 +113,26 @@ impl<T: Hash + Eq> ChangeLog<T> {
         }
     }
 
-    /// Records a write of the table entry `item` in the key group at `index`, which `left`
-    /// it as it says: nothing for a present entry of a whole group, which becomes whole
-    /// when its log holds distinct keys for half its entries.
+    /// Records a write of a table entry in the key group at `index`, which `left` it as it
+    /// says: nothing for a present entry of a whole group (`item` builds the owned entry
+    /// only when it is recorded), which becomes whole when its log holds distinct keys for
+    /// half its entries.
     #[inline]
-    pub(crate) fn record_entry(&mut self, index: usize, item: T, left: Left) {
+    pub(crate) fn record_entry(&mut self, index: usize, left: Left, item: impl FnOnce() -> T) {
         let Some(changes) = self.current.get_mut(index) else {
             return;
         };
         match left {
             Left::Present { .. } if changes.whole => {}
             Left::Present { entries } => {
-                changes.log.push(item);
+                changes.log.push(item());
                 let half = entries.div_ceil(2);
                 if changes.log.len() >= changes.next_dedup.max(half) {
                     changes.dedup();
                     changes.whole = changes.log.len() >= half;
                 }
             }
-            Left::Removed => changes.push(item),
+            Left::Removed => changes.push(item()),
         }
     }
 
@@ -253,7 +254,7 @@ mod tests {
         let mut log = ChangeLog::<u32>::new(2);
         let present = Left::Present { entries: 100 };
         for i in 0..10_000 {
-            log.record_entry(0, i % 3, present);
+            log.record_entry(0, present, || i % 3);
             log.record(1, i % 5);
             assert!(log.current[0].log.len() < 50, "entries: {i} writes");
             assert!(log.current[1].log.len() < MIN_DEDUP, "timers: {i} writes");
@@ -273,17 +274,17 @@ mod tests {
         let mut log = ChangeLog::<u32>::new(2);
         let present = Left::Present { entries: 10 };
         for key in 0..4 {
-            log.record_entry(0, key, present);
+            log.record_entry(0, present, || key);
         }
-        log.record_entry(1, 0, Left::Present { entries: 1 });
+        log.record_entry(1, Left::Present { entries: 1 }, || 0);
         let sealed = log.seal(CheckpointId(1));
         assert!(!sealed.whole(0), "4 of 10 entries");
         assert!(sealed.whole(1), "the one entry of a group of one");
         for key in 0..5 {
-            log.record_entry(0, key, present);
+            log.record_entry(0, present, || key);
         }
-        log.record_entry(0, 9, present);
-        log.record_entry(0, 7, Left::Removed);
+        log.record_entry(0, present, || 9);
+        log.record_entry(0, Left::Removed, || 7);
         let sealed = log.seal(CheckpointId(2));
         assert!(sealed.whole(0));
         assert_eq!(
@@ -292,7 +293,7 @@ mod tests {
             "the update of 9 came after the group was whole; the removal of 7 did not"
         );
         log.confirm(CheckpointId(2));
-        log.record_entry(0, 1, present);
+        log.record_entry(0, present, || 1);
         let sealed = log.seal(CheckpointId(3));
         assert!(!sealed.whole(0), "a new interval starts over");
         assert_eq!(changed(&sealed, 0), vec![1]);

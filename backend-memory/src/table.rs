@@ -107,7 +107,7 @@ impl<K: StateKey, N: StateKey, S> Core<K, N, S> {
     #[inline]
     fn record(&mut self, index: usize, key: &K, ns: &N, left: Left) {
         if let Some(changes) = &mut self.changes {
-            changes.record_entry(index, (key.clone(), ns.clone()), left);
+            changes.record_entry(index, left, || (key.clone(), ns.clone()));
         }
     }
 }
@@ -314,11 +314,11 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                     if let Some(changes) = changes {
                         let entries = group.len() - removed.len();
                         for k in &removed {
-                            changes.record_entry(index, k.clone(), Left::Removed);
+                            changes.record_entry(index, Left::Removed, || k.clone());
                         }
                         for (k, _) in &replaced {
                             let left = Left::Present { entries };
-                            changes.record_entry(index, k.clone(), left);
+                            changes.record_entry(index, left, || k.clone());
                         }
                     }
                     let map = Arc::make_mut(group);
