@@ -83,6 +83,12 @@ pub trait CheckpointableBackend: Send + Sync + Debug {
 
     /// The checkpoint completed: the backend may release what it kept for it.
     ///
+    /// A confirmation may arrive late: after the synchronous phase of a newer checkpoint,
+    /// which the store retains instead once it completes, deleting the shared files only
+    /// the confirmed one referenced. An incremental backend must then not build its next
+    /// checkpoints on those files (the conformance case
+    /// `late_confirmation_references_no_file_the_newer_checkpoint_dropped`).
+    ///
     /// # Errors
     /// Engine errors.
     fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()>;

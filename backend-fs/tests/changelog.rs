@@ -446,6 +446,75 @@ fn much_changed_key_groups_are_written_whole_with_their_removals() {
     assert_eq!(restore(&job.store, &done, all), model);
 }
 
+/// A confirmation can reach the backend late: after a newer checkpoint was taken over the
+/// chain confirmed before, which holds the same changes and does not reference the
+/// confirmed checkpoint's delta, so the store deletes that delta when the newer one
+/// completes. The next delta keeps extending the chain confirmed before: it commits (a
+/// delta over the deleted one would be refused) and restores to the state.
+#[test]
+fn a_late_confirmation_leaves_the_next_delta_on_a_chain_the_store_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job::open(dir.path(), CheckpointConfig::default());
+    let mut model = Model::default();
+    apply(&job.backend, &mut model, Op::Put, 0..KEYS);
+    let (_, first) = job.checkpoint(1, true);
+    assert!(first.deltas.is_empty());
+
+    // Checkpoint 2 completes; its confirmation is on its way while checkpoint 3 is taken.
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 2),
+        (0..KEYS).step_by(10),
+    );
+    let (_, second) = job.checkpoint(2, false);
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 3),
+        (5..KEYS).step_by(10),
+    );
+    let (_, third) = job.checkpoint(3, false);
+    assert_eq!(third.base, first.base);
+    assert_eq!(third.deltas.len(), 1, "a delta over checkpoint 1's chain");
+    // Committing 3 subsumed 2 (one checkpoint retained) and deleted its delta; then 2's
+    // confirmation arrives, 3's is late.
+    for path in shared_paths(&second).difference(&shared_paths(&third)) {
+        assert!(
+            !dir.path().join("job").join(path).exists(),
+            "{path} is kept"
+        );
+    }
+    job.backend
+        .notify_checkpoint_complete(CheckpointId(2))
+        .unwrap();
+
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 4),
+        (7..KEYS).step_by(10),
+    );
+    let (done, fourth) = job.checkpoint(4, true);
+    assert_eq!(fourth.base, first.base);
+    assert_eq!(
+        fourth.deltas.len(),
+        1,
+        "a delta over checkpoint 1's chain again"
+    );
+    assert_eq!(restore(&job.store, &done, KeyGroupRange::all(MAX_P)), model);
+    // 4's confirmation arrived: the next delta extends its chain.
+    apply(
+        &job.backend,
+        &mut model,
+        |k| Op::Put(k + 5),
+        (3..KEYS).step_by(10),
+    );
+    let (done, fifth) = job.checkpoint(5, true);
+    assert_eq!(fifth.deltas[..1], fourth.deltas[..]);
+    assert_eq!(restore(&job.store, &done, KeyGroupRange::all(MAX_P)), model);
+}
+
 #[test]
 fn a_savepoint_is_full_and_the_next_delta_still_holds_the_changes() {
     let backend = factory()

@@ -229,7 +229,11 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             states,
         };
         if incremental {
-            let confirmed = self.uploads.lock().confirmed.clone();
+            let confirmed = {
+                let mut uploads = self.uploads.lock();
+                uploads.taken.insert(checkpoint_id);
+                uploads.confirmed.clone()
+            };
             Ok(Box::new(IncrementalSnapshot {
                 state,
                 backend_id: self.backend_id.clone(),
@@ -423,6 +427,17 @@ impl<K: StateKey> CheckpointableBackend for RocksDbKeyedStateBackend<K> {
 
     fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()> {
         let mut uploads = self.uploads.lock();
+        // Late (a newer checkpoint took the files confirmed before, uploading this one's
+        // again): the store deletes this one's uploads when the newer completes, so the
+        // next checkpoint keeps reusing the files confirmed before.
+        if uploads
+            .taken
+            .last()
+            .is_some_and(|last| *last > checkpoint_id)
+        {
+            return Ok(());
+        }
+        uploads.taken.retain(|id| *id > checkpoint_id);
         if let Some(files) = uploads.pending.remove(&checkpoint_id) {
             uploads.confirmed = files
                 .into_iter()
@@ -435,7 +450,9 @@ impl<K: StateKey> CheckpointableBackend for RocksDbKeyedStateBackend<K> {
     }
 
     fn notify_checkpoint_aborted(&self, checkpoint_id: CheckpointId) -> Result<()> {
-        self.uploads.lock().pending.remove(&checkpoint_id);
+        let mut uploads = self.uploads.lock();
+        uploads.pending.remove(&checkpoint_id);
+        uploads.taken.remove(&checkpoint_id);
         Ok(())
     }
 }

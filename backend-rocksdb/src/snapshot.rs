@@ -17,7 +17,7 @@ use cornerstone_backend_api::{
     StateScope, StreamStateHandle, SubtaskState,
 };
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tempfile::TempDir;
 
 use crate::config::NAME;
@@ -34,6 +34,9 @@ use crate::timers::timer_record;
 pub(crate) struct Uploads {
     pub(crate) confirmed: BTreeMap<String, StreamStateHandle>,
     pub(crate) pending: BTreeMap<CheckpointId, Vec<NamedStateFile>>,
+    /// The incremental checkpoints whose synchronous phase took `confirmed` as it was, not
+    /// yet confirmed nor aborted: a confirmation older than one of them is late.
+    pub(crate) taken: BTreeSet<CheckpointId>,
 }
 
 /// What the synchronous phase captured: a native checkpoint in a local directory and the

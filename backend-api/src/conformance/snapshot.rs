@@ -481,6 +481,60 @@ pub fn checkpoint_series_restores_each_state<H: Harness>(h: &H) {
     }
 }
 
+/// A confirmation can arrive late: checkpoint 2 completed, then 3 was taken before 2's
+/// confirmation reached the backend. Checkpoint 3 then holds 2's changes without
+/// referencing the files only 2 wrote, and the store deletes those once 3 completes
+/// (subsuming 2). So the checkpoint after the late confirmation references no file that 2
+/// referenced and 3 did not, and restores to the state.
+pub fn late_confirmation_references_no_file_the_newer_checkpoint_dropped<H: Harness>(h: &H) {
+    let clock = clock();
+    let backend = fresh::<H, u64>(h, &clock);
+    let (v, _, m) = value_list_map(&backend);
+    // All 400 keys in round 0, 8 of them in each later round (the later checkpoints are
+    // deltas where a backend writes them).
+    let write = |round: u64| {
+        let step = if round == 0 { 1 } else { 50 };
+        for k in (round * 7..400).step_by(step) {
+            v.update(&k, &(), k * 10 + round).unwrap();
+            m.put(&k, &(), round, k).unwrap();
+        }
+    };
+    write(0);
+    checkpoint(h, &backend, 1);
+    backend.notify_checkpoint_complete(CheckpointId(1)).unwrap();
+    write(1);
+    let second = write_snapshot(h, backend.snapshot(CheckpointId(2)).unwrap(), 2);
+    write(2);
+    let third = write_snapshot(h, backend.snapshot(CheckpointId(3)).unwrap(), 3);
+    backend.notify_checkpoint_complete(CheckpointId(2)).unwrap();
+    write(3);
+    let fourth = write_snapshot(h, backend.snapshot(CheckpointId(4)).unwrap(), 4);
+    let files = |state: &crate::handles::SubtaskState| -> std::collections::BTreeSet<String> {
+        state
+            .streams()
+            .into_iter()
+            .filter_map(|s| s.file().map(|f| f.path.clone()))
+            .collect()
+    };
+    let (second, third, fourth_files) = (files(&second), files(&third), files(&fourth));
+    for path in second.difference(&third) {
+        assert!(
+            !fourth_files.contains(path),
+            "checkpoint 4 references {path}, which only checkpoint 2 referenced"
+        );
+    }
+    let restored = restore_same(h, &clock, &backend, &fourth);
+    let (rv, _, rm) = value_list_map(&restored);
+    for k in 0..400u64 {
+        assert_eq!(rv.get(&k, &()).unwrap(), v.get(&k, &()).unwrap(), "key {k}");
+        assert_eq!(
+            sorted(rm.entries(&k, &()).unwrap()),
+            sorted(m.entries(&k, &()).unwrap()),
+            "key {k}"
+        );
+    }
+}
+
 /// Two snapshots can be outstanding at once, and be written in either order.
 pub fn two_snapshots_outstanding<H: Harness>(h: &H) {
     let clock = clock();

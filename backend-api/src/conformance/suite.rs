@@ -93,6 +93,7 @@ macro_rules! conformance_suite {
             snapshot_excludes_later_map_puts,
             checkpoint_series_restores_each_state,
             two_snapshots_outstanding,
+            late_confirmation_references_no_file_the_newer_checkpoint_dropped,
             async_phase_on_another_thread,
             snapshot_while_another_is_blocked_in_io,
             ten_async_phases_at_once,

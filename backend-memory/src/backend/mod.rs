@@ -273,14 +273,17 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         }
         states.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let mode = match (chains, self.options.changelog) {
-            (Some(chains), Some(options)) => Mode::Changelog {
-                over: chains
-                    .lock()
-                    .confirmed
-                    .clone()
-                    .filter(|chain| !options.materializes_after(chain)),
-                chains: Arc::clone(chains),
-            },
+            (Some(chains), Some(options)) => {
+                let mut locked = chains.lock();
+                locked.taken.insert(checkpoint_id);
+                Mode::Changelog {
+                    over: locked
+                        .confirmed
+                        .clone()
+                        .filter(|chain| !options.materializes_after(chain)),
+                    chains: Arc::clone(chains),
+                }
+            }
             _ => Mode::Full,
         };
         Ok(Box::new(HeapSnapshot {
@@ -382,8 +385,14 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
     }
 
     /// In changelog mode, the chain the checkpoint wrote becomes the one the next delta
-    /// extends, and the changes it holds are released; a confirmation of a checkpoint
-    /// older than the chain's, or of one this backend wrote no chain for, changes nothing.
+    /// extends, and the changes it holds are released. A confirmation changes nothing when
+    /// it is of a checkpoint older than the chain's, of one this backend wrote no chain
+    /// for, or when it arrives late: after the synchronous phase of a newer checkpoint,
+    /// which chose the chain confirmed before. That newer checkpoint holds the confirmed
+    /// one's changes and does not reference its delta, so the store deletes that delta
+    /// when it completes; the next delta therefore keeps extending the chain confirmed
+    /// before (and holds every change since), until the newer checkpoint is confirmed or
+    /// aborted.
     fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()> {
         let Some(chains) = &self.chains else {
             // Heap snapshots hold nothing after they are written.
@@ -395,11 +404,19 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
                 .confirmed
                 .as_ref()
                 .is_none_or(|c| c.latest().checkpoint_id < checkpoint_id);
-            let Some(chain) = chains.written.remove(&checkpoint_id).filter(|_| newer) else {
+            let late = chains
+                .taken
+                .last()
+                .is_some_and(|last| *last > checkpoint_id);
+            if !newer || late {
+                return Ok(());
+            }
+            let Some(chain) = chains.written.remove(&checkpoint_id) else {
                 return Ok(());
             };
             chains.confirmed = Some(chain);
             chains.written.retain(|id, _| *id > checkpoint_id);
+            chains.taken.retain(|id| *id > checkpoint_id);
         }
         self.tables()
             .iter()
@@ -409,7 +426,9 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
     /// The checkpoint's chain is dropped; its changes stay for the next delta.
     fn notify_checkpoint_aborted(&self, checkpoint_id: CheckpointId) -> Result<()> {
         if let Some(chains) = &self.chains {
-            chains.lock().written.remove(&checkpoint_id);
+            let mut chains = chains.lock();
+            chains.written.remove(&checkpoint_id);
+            chains.taken.remove(&checkpoint_id);
         }
         Ok(())
     }

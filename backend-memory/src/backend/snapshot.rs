@@ -1,7 +1,7 @@
 //! The asynchronous phase of heap snapshots: the captured tables written as a full, key-group
 //! indexed snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -84,6 +84,9 @@ impl Captured for RawCapture {
 pub(super) struct Chains {
     pub(super) confirmed: Option<ChangelogStateHandle>,
     pub(super) written: BTreeMap<CheckpointId, ChangelogStateHandle>,
+    /// The checkpoints whose synchronous phase chose their chain (over `confirmed` as it
+    /// was), not yet confirmed nor aborted: a confirmation older than one of them is late.
+    pub(super) taken: BTreeSet<CheckpointId>,
 }
 
 /// What a snapshot writes.
