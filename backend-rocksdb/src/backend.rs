@@ -430,14 +430,15 @@ impl<K: StateKey> CheckpointableBackend for RocksDbKeyedStateBackend<K> {
         // Late (a newer checkpoint took the files confirmed before, uploading this one's
         // again): the store deletes this one's uploads when the newer completes, so the
         // next checkpoint keeps reusing the files confirmed before.
-        if uploads
+        let late = uploads
             .taken
             .last()
-            .is_some_and(|last| *last > checkpoint_id)
-        {
+            .is_some_and(|last| *last > checkpoint_id);
+        uploads.taken.retain(|id| *id > checkpoint_id);
+        if late {
+            uploads.pending.retain(|id, _| *id > checkpoint_id);
             return Ok(());
         }
-        uploads.taken.retain(|id| *id > checkpoint_id);
         if let Some(files) = uploads.pending.remove(&checkpoint_id) {
             uploads.confirmed = files
                 .into_iter()

@@ -408,6 +408,11 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
                 .taken
                 .last()
                 .is_some_and(|last| *last > checkpoint_id);
+            if late {
+                // What was kept for it and older ones is not needed any more.
+                chains.written.retain(|id, _| *id > checkpoint_id);
+                chains.taken.retain(|id| *id > checkpoint_id);
+            }
             if !newer || late {
                 return Ok(());
             }
