@@ -70,24 +70,26 @@
 //!   damaged block is reported with its file and key group.
 //!
 //! # Incremental checkpoints (changelog mode)
-//! [`FsStateBackend::incremental`] turns on Flink's changelog idea for the heap tables: each
-//! write also appends its (key, namespace) (a timer: the timer) to a change log of its key
-//! group (repeats dropped as the log grows), and a checkpoint writes only what changed since the last checkpoint confirmed
-//! complete (`notify_checkpoint_complete`): a **delta** of the changed entries and the
-//! removals (`CSKG` version 3) into the shared scope (`shared/`). Its handle
-//! (`KeyedStateHandle::Changelog`) lists the chain's **base**, a full snapshot in `shared/`,
-//! and every delta since, in order; the retention of the checkpoint store keeps each file
-//! alive while a retained checkpoint references it. A checkpoint **materializes** (writes
-//! a new base) when there is no confirmed chain, or the chain's deltas reach
-//! [`ChangelogOptions::max_deltas`] or outgrow [`ChangelogOptions::max_delta_percent`] of
-//! its base. The synchronous phase seals the change logs (a move, no copy); the changes of
-//! a checkpoint that fails or is aborted stay for the next delta. A key group whose log
-//! holds half its entries between two checkpoints is **whole**: its updates are no longer
-//! recorded one by one (removals still are) and the delta writes all its entries, so a
-//! much-changed group costs a write what it costs without changelog mode. A restore (any backend,
-//! RocksDB included, rescaled or not) reads the base and applies the deltas in order, each
-//! as range reads of the key groups it owns. Savepoints stay full, self-contained
-//! snapshots in the savepoint's own directory.
+//! [`FsStateBackend::incremental`] turns on Flink's changelog idea for the heap tables:
+//! each write also appends its (key, namespace) (a timer: the timer) to a change log of its
+//! key group (repeats dropped as the log grows), and a checkpoint writes only what changed
+//! since the last checkpoint confirmed complete (`notify_checkpoint_complete`): a **delta**
+//! of the changed entries and the removals (`CSKG` version 3) into the shared scope
+//! (`shared/`). Its handle (`KeyedStateHandle::Changelog`) lists the chain's **base**, a
+//! full snapshot in `shared/`, and every delta since, in order; the retention of the
+//! checkpoint store keeps each file alive while a retained checkpoint references it. A
+//! checkpoint **materializes** (writes a new base) when there is no confirmed chain, or the
+//! chain's deltas reach [`ChangelogOptions::max_deltas`] or outgrow
+//! [`ChangelogOptions::max_delta_percent`] of its base. The synchronous phase seals the
+//! change logs (a move, no copy); the changes of a checkpoint that fails or is aborted stay
+//! for the next delta, and so do those of a checkpoint whose confirmation arrives after the
+//! next checkpoint's synchronous phase (the store deletes the late one's delta once it
+//! retains the next one instead). A key group whose log holds half its entries between two
+//! checkpoints is **whole**: its updates are no longer recorded one by one (removals still
+//! are) and the delta writes all its entries, so a much-changed group costs a write what it
+//! costs without changelog mode. A restore (any backend, RocksDB included, rescaled or not)
+//! reads the base and applies the deltas in order, each as range reads of the key groups it
+//! owns. Savepoints stay full, self-contained snapshots in the savepoint's own directory.
 //!
 //! [`AsyncSnapshot::write`]: cornerstone_backend_api::AsyncSnapshot::write
 //! [`CheckpointStreamFactory`]: cornerstone_backend_api::CheckpointStreamFactory
