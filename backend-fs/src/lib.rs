@@ -82,14 +82,15 @@
 //! chain's deltas reach [`ChangelogOptions::max_deltas`] or outgrow
 //! [`ChangelogOptions::max_delta_percent`] of its base. The synchronous phase seals the
 //! change logs (a move, no copy); the changes of a checkpoint that fails or is aborted stay
-//! for the next delta, and so do those of a checkpoint whose confirmation arrives after the
-//! next checkpoint's synchronous phase (the store deletes the late one's delta once it
-//! retains the next one instead). A key group whose log holds half its entries between two
-//! checkpoints is **whole**: its updates are no longer recorded one by one (removals still
-//! are) and the delta writes all its entries, so a much-changed group costs a write what it
-//! costs without changelog mode. A restore (any backend, RocksDB included, rescaled or not)
-//! reads the base and applies the deltas in order, each as range reads of the key groups it
-//! owns. Savepoints stay full, self-contained snapshots in the savepoint's own directory.
+//! for the next delta. A confirmation that arrives after the next checkpoint's synchronous
+//! phase is late (the store deletes the late one's delta once it retains the next one
+//! instead): the next checkpoint materializes, unless the newer one is confirmed first. A
+//! key group whose log holds half its entries between two checkpoints is **whole**: its
+//! updates are no longer recorded one by one (removals still are) and the delta writes all
+//! its entries, so a much-changed group costs a write what it costs without changelog mode.
+//! A restore (any backend, RocksDB included, rescaled or not) reads the base and applies
+//! the deltas in order, each as range reads of the key groups it owns. Savepoints stay
+//! full, self-contained snapshots in the savepoint's own directory.
 //!
 //! [`AsyncSnapshot::write`]: cornerstone_backend_api::AsyncSnapshot::write
 //! [`CheckpointStreamFactory`]: cornerstone_backend_api::CheckpointStreamFactory

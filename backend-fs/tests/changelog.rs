@@ -449,70 +449,75 @@ fn much_changed_key_groups_are_written_whole_with_their_removals() {
 /// A confirmation can reach the backend late: after a newer checkpoint was taken over the
 /// chain confirmed before, which holds the same changes and does not reference the
 /// confirmed checkpoint's delta, so the store deletes that delta when the newer one
-/// completes. The next delta keeps extending the chain confirmed before: it commits (a
-/// delta over the deleted one would be refused) and restores to the state.
+/// completes. The late confirmation releases its changes and the next checkpoint
+/// materializes (a delta over the deleted one would be refused), unless the newer one is
+/// confirmed first: then the next delta extends its chain. Each restores to the state.
 #[test]
-fn a_late_confirmation_leaves_the_next_delta_on_a_chain_the_store_keeps() {
+fn a_late_confirmation_never_leaves_a_chain_the_store_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let job = Job::open(dir.path(), CheckpointConfig::default());
     let mut model = Model::default();
+    let all = KeyGroupRange::all(MAX_P);
     apply(&job.backend, &mut model, Op::Put, 0..KEYS);
     let (_, first) = job.checkpoint(1, true);
     assert!(first.deltas.is_empty());
+    let round = |model: &mut Model, n: u64| {
+        apply(
+            &job.backend,
+            model,
+            |k| Op::Put(k + n),
+            (n..KEYS).step_by(10),
+        );
+    };
 
     // Checkpoint 2 completes; its confirmation is on its way while checkpoint 3 is taken.
-    apply(
-        &job.backend,
-        &mut model,
-        |k| Op::Put(k + 2),
-        (0..KEYS).step_by(10),
-    );
+    round(&mut model, 2);
     let (_, second) = job.checkpoint(2, false);
-    apply(
-        &job.backend,
-        &mut model,
-        |k| Op::Put(k + 3),
-        (5..KEYS).step_by(10),
-    );
+    round(&mut model, 3);
     let (_, third) = job.checkpoint(3, false);
     assert_eq!(third.base, first.base);
     assert_eq!(third.deltas.len(), 1, "a delta over checkpoint 1's chain");
     // Committing 3 subsumed 2 (one checkpoint retained) and deleted its delta; then 2's
-    // confirmation arrives, 3's is late.
+    // confirmation arrives, and releases the changes up to 2.
     for path in shared_paths(&second).difference(&shared_paths(&third)) {
         assert!(
             !dir.path().join("job").join(path).exists(),
             "{path} is kept"
         );
     }
+    let pending = job.backend.pending_changes().unwrap();
     job.backend
         .notify_checkpoint_complete(CheckpointId(2))
         .unwrap();
+    assert!(job.backend.pending_changes().unwrap() < pending);
 
-    apply(
-        &job.backend,
-        &mut model,
-        |k| Op::Put(k + 4),
-        (7..KEYS).step_by(10),
-    );
+    // 3's confirmation is later still: 4 materializes, and 5 extends it.
+    round(&mut model, 4);
     let (done, fourth) = job.checkpoint(4, true);
-    assert_eq!(fourth.base, first.base);
-    assert_eq!(
-        fourth.deltas.len(),
-        1,
-        "a delta over checkpoint 1's chain again"
-    );
-    assert_eq!(restore(&job.store, &done, KeyGroupRange::all(MAX_P)), model);
-    // 4's confirmation arrived: the next delta extends its chain.
-    apply(
-        &job.backend,
-        &mut model,
-        |k| Op::Put(k + 5),
-        (3..KEYS).step_by(10),
-    );
+    assert!(fourth.deltas.is_empty(), "a materialization");
+    assert_eq!(fourth.base.checkpoint_id, CheckpointId(4));
+    assert_eq!(restore(&job.store, &done, all), model);
+    round(&mut model, 5);
     let (done, fifth) = job.checkpoint(5, true);
-    assert_eq!(fifth.deltas[..1], fourth.deltas[..]);
-    assert_eq!(restore(&job.store, &done, KeyGroupRange::all(MAX_P)), model);
+    assert_eq!((fifth.base.clone(), fifth.deltas.len()), (fourth.base, 1));
+    assert_eq!(restore(&job.store, &done, all), model);
+
+    // 6's confirmation is late, 7's is not: 8 extends 7's chain.
+    round(&mut model, 6);
+    job.checkpoint(6, false);
+    round(&mut model, 7);
+    let (_, seventh) = job.checkpoint(7, false);
+    job.backend
+        .notify_checkpoint_complete(CheckpointId(6))
+        .unwrap();
+    job.backend
+        .notify_checkpoint_complete(CheckpointId(7))
+        .unwrap();
+    round(&mut model, 8);
+    let (done, eighth) = job.checkpoint(8, true);
+    assert_eq!(eighth.deltas[..seventh.deltas.len()], seventh.deltas[..]);
+    assert_eq!(eighth.deltas.len(), seventh.deltas.len() + 1);
+    assert_eq!(restore(&job.store, &done, all), model);
 }
 
 #[test]

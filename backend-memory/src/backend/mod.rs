@@ -276,11 +276,16 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
             (Some(chains), Some(options)) => {
                 let mut locked = chains.lock();
                 locked.taken.insert(checkpoint_id);
-                Mode::Changelog {
-                    over: locked
+                let over = if locked.materialize {
+                    None
+                } else {
+                    locked
                         .confirmed
                         .clone()
-                        .filter(|chain| !options.materializes_after(chain)),
+                        .filter(|chain| !options.materializes_after(chain))
+                };
+                Mode::Changelog {
+                    over,
                     chains: Arc::clone(chains),
                 }
             }
@@ -386,13 +391,14 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
 
     /// In changelog mode, the chain the checkpoint wrote becomes the one the next delta
     /// extends, and the changes it holds are released. A confirmation changes nothing when
-    /// it is of a checkpoint older than the chain's, of one this backend wrote no chain
-    /// for, or when it arrives late: after the synchronous phase of a newer checkpoint,
-    /// which chose the chain confirmed before. That newer checkpoint holds the confirmed
-    /// one's changes and does not reference its delta, so the store deletes that delta
-    /// when it completes; the next delta therefore keeps extending the chain confirmed
-    /// before (and holds every change since), until the newer checkpoint is confirmed or
-    /// aborted.
+    /// it is of a checkpoint older than the chain's, or of one this backend wrote no chain
+    /// for. A confirmation that arrives late, after the synchronous phase of a newer
+    /// checkpoint (which chose the chain confirmed before, holds the confirmed one's
+    /// changes and does not reference its delta, so that the store deletes that delta when
+    /// the newer one completes), does not make its chain the one to extend: the changes it
+    /// holds are released and the next checkpoint materializes (a new base that needs no
+    /// chain), unless the newer checkpoint is confirmed first. Memory stays bounded and no
+    /// commit is refused however late confirmations arrive.
     fn notify_checkpoint_complete(&self, checkpoint_id: CheckpointId) -> Result<()> {
         let Some(chains) = &self.chains else {
             // Heap snapshots hold nothing after they are written.
@@ -404,24 +410,24 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
                 .confirmed
                 .as_ref()
                 .is_none_or(|c| c.latest().checkpoint_id < checkpoint_id);
-            let late = chains
-                .taken
-                .last()
-                .is_some_and(|last| *last > checkpoint_id);
-            if late {
-                // What was kept for it and older ones is not needed any more.
-                chains.written.retain(|id, _| *id > checkpoint_id);
-                chains.taken.retain(|id| *id > checkpoint_id);
-            }
-            if !newer || late {
+            if !newer {
                 return Ok(());
             }
             let Some(chain) = chains.written.remove(&checkpoint_id) else {
                 return Ok(());
             };
-            chains.confirmed = Some(chain);
+            let late = chains
+                .taken
+                .last()
+                .is_some_and(|last| *last > checkpoint_id);
             chains.written.retain(|id, _| *id > checkpoint_id);
             chains.taken.retain(|id| *id > checkpoint_id);
+            if late {
+                chains.materialize = true;
+            } else {
+                chains.confirmed = Some(chain);
+                chains.materialize = false;
+            }
         }
         self.tables()
             .iter()

@@ -87,6 +87,9 @@ pub(super) struct Chains {
     /// The checkpoints whose synchronous phase chose their chain (over `confirmed` as it
     /// was), not yet confirmed nor aborted: a confirmation older than one of them is late.
     pub(super) taken: BTreeSet<CheckpointId>,
+    /// A late confirmation released changes `confirmed` does not hold: the next
+    /// checkpoints materialize until one is confirmed in time.
+    pub(super) materialize: bool,
 }
 
 /// What a snapshot writes.
