@@ -61,13 +61,16 @@ impl<T: Hash + Eq> Changes<T> {
         self.next_dedup = 2 * self.log.len();
     }
 
-    /// Appends `item`, deduplicating the log when it doubled since the last pass.
+    /// Appends `item` and, once the log has doubled since the last pass and reached `at`,
+    /// drops its repeats; returns whether it did.
     #[inline]
-    fn push(&mut self, item: T) {
+    fn push(&mut self, item: T, at: usize) -> bool {
         self.log.push(item);
-        if self.log.len() >= self.next_dedup.max(MIN_DEDUP) {
+        let due = self.log.len() >= self.next_dedup.max(at);
+        if due {
             self.dedup();
         }
+        due
     }
 
     /// The number of distinct items in the log.
@@ -77,7 +80,7 @@ impl<T: Hash + Eq> Changes<T> {
 }
 
 /// The change logs of every key group (by index in the backend's range).
-type Sets<T> = Vec<Changes<T>>;
+type Logs<T> = Vec<Changes<T>>;
 
 /// What a write left of the entry it changed.
 #[derive(Clone, Copy)]
@@ -91,8 +94,8 @@ pub(crate) enum Left {
 /// What a table (or timer queue) changed, since the last snapshot and in the snapshots not
 /// yet confirmed.
 pub(crate) struct ChangeLog<T> {
-    current: Sets<T>,
-    sealed: Vec<(CheckpointId, Arc<Sets<T>>)>,
+    current: Logs<T>,
+    sealed: Vec<(CheckpointId, Arc<Logs<T>>)>,
 }
 
 impl<T: Hash + Eq> ChangeLog<T> {
@@ -109,7 +112,7 @@ impl<T: Hash + Eq> ChangeLog<T> {
     #[inline]
     pub(crate) fn record(&mut self, index: usize, item: T) {
         if let Some(changes) = self.current.get_mut(index) {
-            changes.push(item);
+            changes.push(item, MIN_DEDUP);
         }
     }
 
@@ -125,14 +128,14 @@ impl<T: Hash + Eq> ChangeLog<T> {
         match left {
             Left::Present { .. } if changes.whole => {}
             Left::Present { entries } => {
-                changes.log.push(item());
                 let half = entries.div_ceil(2);
-                if changes.log.len() >= changes.next_dedup.max(half) {
-                    changes.dedup();
+                if changes.push(item(), half) {
                     changes.whole = changes.log.len() >= half;
                 }
             }
-            Left::Removed => changes.push(item()),
+            Left::Removed => {
+                changes.push(item(), MIN_DEDUP);
+            }
         }
     }
 
@@ -148,8 +151,8 @@ impl<T: Hash + Eq> ChangeLog<T> {
                 ..Changes::default()
             })
             .collect();
-        let sets = std::mem::replace(&mut self.current, next);
-        self.sealed.push((id, Arc::new(sets)));
+        let logs = std::mem::replace(&mut self.current, next);
+        self.sealed.push((id, Arc::new(logs)));
         Sealed(self.sealed.iter().map(|(_, s)| Arc::clone(s)).collect())
     }
 
@@ -161,13 +164,13 @@ impl<T: Hash + Eq> ChangeLog<T> {
 
     /// The items recorded and not yet confirmed (counted once per log that holds them).
     pub(crate) fn len(&self) -> usize {
-        let count = |sets: &Sets<T>| sets.iter().map(Changes::distinct).sum::<usize>();
+        let count = |logs: &Logs<T>| logs.iter().map(Changes::distinct).sum::<usize>();
         count(&self.current) + self.sealed.iter().map(|(_, s)| count(s)).sum::<usize>()
     }
 }
 
 /// The change logs a delta writes.
-pub(crate) struct Sealed<T>(Vec<Arc<Sets<T>>>);
+pub(crate) struct Sealed<T>(Vec<Arc<Logs<T>>>);
 
 impl<T: Hash + Eq> Sealed<T> {
     /// The number of items recorded in the key group at `index` (an upper bound: repeats
@@ -175,7 +178,7 @@ impl<T: Hash + Eq> Sealed<T> {
     pub(crate) fn len(&self, index: usize) -> usize {
         self.0
             .iter()
-            .map(|sets| sets.get(index).map_or(0, |c| c.log.len()))
+            .map(|logs| logs.get(index).map_or(0, |c| c.log.len()))
             .sum()
     }
 
@@ -184,7 +187,7 @@ impl<T: Hash + Eq> Sealed<T> {
     pub(crate) fn whole(&self, index: usize) -> bool {
         self.0
             .iter()
-            .any(|sets| sets.get(index).is_some_and(|c| c.whole))
+            .any(|logs| logs.get(index).is_some_and(|c| c.whole))
     }
 
     /// Visits every item recorded in the key group at `index` once.
@@ -193,7 +196,7 @@ impl<T: Hash + Eq> Sealed<T> {
         let logs = self
             .0
             .iter()
-            .filter_map(|sets| sets.get(index).map(|c| &c.log));
+            .filter_map(|logs| logs.get(index).map(|c| &c.log));
         for item in logs.flatten() {
             if seen.insert(item) {
                 f(item)?;
@@ -220,10 +223,10 @@ mod tests {
         v
     }
 
-    /// A delta holds every change since the last confirmed checkpoint: the sets of
+    /// A delta holds every change since the last confirmed checkpoint: the logs of
     /// checkpoints not confirmed (failed or aborted ones) stay until a later one is.
     #[test]
-    fn sets_are_kept_until_a_checkpoint_at_or_after_them_is_confirmed() {
+    fn logs_are_kept_until_a_checkpoint_at_or_after_them_is_confirmed() {
         let mut log = ChangeLog::<u32>::new(2);
         log.record(0, 1);
         log.record(0, 1);
@@ -266,7 +269,7 @@ mod tests {
         assert_eq!(changed(&sealed, 1), vec![0, 1, 2, 3, 4]);
     }
 
-    /// A key group becomes whole when its set reaches half its entries: then updates of
+    /// A key group becomes whole when its log holds distinct keys for half its entries: then updates of
     /// present entries are not recorded, removals still are, and the next interval starts
     /// over.
     #[test]
