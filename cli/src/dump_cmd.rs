@@ -9,7 +9,7 @@ use cornerstone_backend_api::handles::{KeyGroupsStateHandle, OperatorStateHandle
 use cornerstone_backend_api::spi::format::describe;
 use cornerstone_backend_api::spi::format::operator::OperatorStream;
 use cornerstone_backend_api::spi::keyed_format::{
-    ChangelogRecord, KeyedSnapshotHeader, Record, live_records, read_key_groups,
+    ChangelogRecord, Fields, KeyedSnapshotHeader, Record, live_records, read_key_groups,
 };
 use cornerstone_backend_api::stream::read_stream;
 use cornerstone_backend_api::{
@@ -251,7 +251,8 @@ fn dump_keyed(
     };
     let header = read_key_groups(h, Some(reader), range, &mut |header, rec| {
         let meta = state_of(header, &rec)?;
-        emit_record(filter, subtask, lines, &header.key_type, meta, &rec)
+        let at = (rec.key_group, rec.fields());
+        emit_record(filter, subtask, lines, &header.key_type, meta, at)
     });
     lines.check()?;
     if lines.full() {
@@ -280,14 +281,14 @@ fn emit_record(
     lines: &mut Lines,
     key_type: &str,
     meta: &StateMeta,
-    rec: &Record<'_>,
+    (key_group, rec): (u32, Fields<'_>),
 ) -> Result<(), Error> {
     if filter.state.is_some_and(|f| f != meta.name) {
         return Ok(());
     }
     let value = dump::keyed_record(
         subtask,
-        rec.key_group,
+        key_group,
         key_type,
         meta,
         rec.key,
@@ -360,17 +361,13 @@ fn dump_changelog(
             removed: r.removed,
         }));
         for (r, _) in records.iter().zip(live).filter(|(_, live)| *live) {
-            let rec = Record {
-                key_group: kg,
-                state: 0,
+            let rec = Fields {
                 key: &r.key,
                 namespace: &r.namespace,
                 user_key: r.user_key.as_deref(),
                 value: &r.value,
-                removed: false,
-                encoded: None,
             };
-            let emitted = emit_record(filter, subtask, lines, &r.key_type, &r.meta, &rec);
+            let emitted = emit_record(filter, subtask, lines, &r.key_type, &r.meta, (kg, rec));
             if emitted.is_err() {
                 lines.check()?;
                 return Ok(());

@@ -6,53 +6,45 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cornerstone_backend_api::migration::Migration;
-use cornerstone_backend_api::spi::format::Reader;
 use cornerstone_backend_api::spi::keyed_format::{
-    Fields, KeyedSnapshotHeader, Record, read_fields, read_key_groups,
+    Fields, KeyedSnapshotHeader, Record, Span, read_key_groups, unshare,
 };
 use cornerstone_backend_api::{
     Error, KeyGroupRange, KeyGroupsStateHandle, KeyedBackendParams, Result, StateKind, StateMeta,
 };
-use integer_encoding::VarInt;
 
 use crate::parallel;
 
-/// The restored records of one state in one key group, still serialized, in one buffer (a
-/// restore allocates per key group, not per record): each record as its fields with their
-/// varint lengths ([`Record::encoded`], copied whole from a version-2 stream).
+/// The restored records of one state in one key group, kept as the stream stored them:
+/// spans of the blocks read, in the order they were read; shared with the blocks where a
+/// span covers a whole block, copied where a block also holds other records ([`unshare`]).
 ///
-/// Records of a changelog's deltas follow those of its base, in the order they apply; the
-/// removals among them are listed by their positions.
+/// Records of a changelog's deltas follow those of its base, in the order they apply; a
+/// record says itself whether it is a removal.
 #[derive(Clone, Default)]
 pub(super) struct RawGroup {
-    bytes: Vec<u8>,
+    spans: Vec<Span>,
     records: usize,
-    /// Whether the records have a user key (map state).
-    user_keys: bool,
-    /// The positions (ascending) of the records that are removals.
-    removals: Vec<usize>,
+    removals: bool,
 }
 
 impl RawGroup {
-    fn push(&mut self, record: &Record<'_>) {
-        self.user_keys = record.user_key.is_some();
-        if record.removed {
-            self.removals.push(self.records);
-        }
-        match record.encoded {
-            Some(encoded) => self.bytes.extend_from_slice(encoded),
-            // A version-1 record: its fields written with varint lengths.
-            None => {
-                let parts = [Some(record.key), Some(record.namespace), record.user_key];
-                for part in parts.into_iter().flatten().chain([record.value]) {
-                    let mut len = [0u8; 10];
-                    let n = part.len().encode_var(&mut len);
-                    self.bytes.extend_from_slice(&len[..n]);
-                    self.bytes.extend_from_slice(part);
-                }
-            }
-        }
+    /// Appends `record`; whether it started a span.
+    fn push(&mut self, record: &Record<'_>) -> bool {
+        self.removals |= record.removed;
         self.records += 1;
+        if let Some(last) = self.spans.last_mut()
+            && last.extend(record.stored)
+        {
+            return false;
+        }
+        self.spans.push(Span::new(record.stored));
+        true
+    }
+
+    /// Copies the spans that cover part of a block ([`unshare`]), once the block is parsed.
+    fn unshare(&mut self) {
+        self.spans = unshare(std::mem::take(&mut self.spans));
     }
 
     pub(super) fn len(&self) -> usize {
@@ -61,40 +53,20 @@ impl RawGroup {
 
     /// Moves the records of `other` after those of `self`.
     fn append(&mut self, mut other: RawGroup) {
-        if self.records == 0 {
-            *self = other;
-            return;
-        }
-        let shift = self.records;
-        self.removals
-            .extend(other.removals.iter().map(|at| at + shift));
-        self.bytes.append(&mut other.bytes);
+        self.spans.append(&mut other.spans);
         self.records += other.records;
+        self.removals |= other.removals;
     }
 
     /// Whether any record is a removal (records of a changelog's deltas).
     pub(super) fn has_removals(&self) -> bool {
-        !self.removals.is_empty()
+        self.removals
     }
 
-    /// The records, read back from the buffer (which held whole records when it was
-    /// filled, so an error here means memory was damaged, and is reported, not ignored),
-    /// each with whether it is a removal.
+    /// The records, each with whether it is a removal; an error means that memory was
+    /// damaged (the records were parsed when read), and is reported, not ignored.
     pub(super) fn records(&self) -> impl Iterator<Item = Result<(Fields<'_>, bool)>> {
-        let mut r = Reader::new(&self.bytes, "restored records").with_key("buffer");
-        let mut failed = false;
-        let mut at = 0;
-        let mut removals = self.removals.iter().copied().peekable();
-        std::iter::from_fn(move || {
-            if r.is_empty() || failed {
-                return None;
-            }
-            let fields = read_fields(&mut r, self.user_keys);
-            failed = fields.is_err();
-            let removed = removals.next_if_eq(&at).is_some();
-            at += 1;
-            Some(fields.map(|f| (f, removed)))
-        })
+        self.spans.iter().flat_map(Span::records)
     }
 }
 
@@ -148,23 +120,38 @@ fn read_part(
     let max_parallelism = params.max_parallelism;
     let groups = range.len() as usize;
     let mut local: Vec<Vec<RawGroup>> = Vec::new();
+    // A span of the block being parsed, and the groups (state, index) with spans in it.
+    let mut block: Option<Span> = None;
+    let mut in_block: Vec<(usize, usize)> = Vec::new();
+    let unshare_block = |local: &mut Vec<Vec<RawGroup>>, in_block: &mut Vec<(usize, usize)>| {
+        for (state, index) in in_block.drain(..) {
+            local[state][index].unshare();
+        }
+    };
     let mut visit = |header: &KeyedSnapshotHeader, record: Record<'_>| -> Result<()> {
         if local.is_empty() {
             header.check_key_type(key_type)?;
             local = vec![vec![RawGroup::default(); groups]; header.states.len()];
         }
         record.check_key_group(max_parallelism)?;
-        let (Some(state_groups), Some(index)) = (
-            local.get_mut(record.state as usize),
-            range.index_of(record.key_group),
-        ) else {
+        if !block.as_ref().is_some_and(|b| b.same_block(record.stored)) {
+            unshare_block(&mut local, &mut in_block);
+            block = Some(Span::new(record.stored));
+        }
+        let state = record.state as usize;
+        let (Some(state_groups), Some(index)) =
+            (local.get_mut(state), range.index_of(record.key_group))
+        else {
             return Err(Error::corrupted("snapshot record out of place")
                 .with_context("key_group", record.key_group));
         };
-        state_groups[index].push(&record);
+        if state_groups[index].push(&record) {
+            in_block.push((state, index));
+        }
         Ok(())
     };
     let header = read_key_groups(handle, params.reader.as_deref(), part, &mut visit)?;
+    unshare_block(&mut local, &mut in_block);
     Ok(header.map(|h| (h, local)))
 }
 

@@ -34,6 +34,7 @@
 mod changes;
 mod header;
 mod reader;
+mod span;
 mod writer;
 
 pub use changes::{ChangelogRecord, live_records};
@@ -41,7 +42,8 @@ pub use header::{
     BLOCK_TARGET_SIZE, Compression, DELTA_VERSION, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN,
     MAX_HEADER_LEN, MIN_VERSION, VERSION,
 };
-pub use reader::{Fields, Record, read_fields, read_header, read_key_groups};
+pub use reader::{Fields, Record, read_header, read_key_groups};
+pub use span::{Span, Stored, unshare};
 pub use writer::KeyedSnapshotWriter;
 
 #[cfg(test)]

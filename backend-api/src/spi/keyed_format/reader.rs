@@ -7,6 +7,7 @@ use super::header::{
     BLOCK_HEADER_LEN, DELTA_VERSION, FLAG_ZSTD, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN,
     MAX_HEADER_LEN, MIN_VERSION, PREAMBLE_LEN, decode_header,
 };
+use super::span::{Block, Stored, read_state};
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
 use crate::handles::KeyGroupsStateHandle;
@@ -32,11 +33,9 @@ pub struct Record<'a> {
     /// Whether the record removes its (key, namespace) (of a timers state: its one timer)
     /// instead of writing it: only in a delta stream.
     pub removed: bool,
-    /// The record's fields as the stream stores them after the state index: key,
-    /// namespace, user key (map state) and value, each after its length as a varint
-    /// ([`read_fields`] reads them back). `None` for a record of a version-1 stream, whose
-    /// lengths are fixed-size.
-    pub encoded: Option<&'a [u8]>,
+    /// Where the record lies in its block: a restore keeps it as stored
+    /// ([`Span`](super::Span)) instead of copying its fields.
+    pub stored: Stored<'a>,
 }
 
 /// The fields of one record.
@@ -52,21 +51,10 @@ pub struct Fields<'a> {
     pub value: &'a [u8],
 }
 
-/// Reads the fields of one record as [`Record::encoded`] holds them (each after its
-/// length as a varint; a user key when `has_user_key`).
-///
-/// # Errors
-/// [`crate::ErrorKind::Corrupted`] naming the field when a length is bad or runs past the
-/// end.
-#[inline]
-pub fn read_fields<'a>(r: &mut Reader<'a>, has_user_key: bool) -> Result<Fields<'a>> {
-    read_versioned_fields(r, 2, has_user_key)
-}
-
 /// The fields of one record of a stream of `version` (lengths are varints from version 2,
 /// u32s before).
 #[inline]
-fn read_versioned_fields<'a>(
+pub(super) fn read_versioned_fields<'a>(
     r: &mut Reader<'a>,
     version: u16,
     has_user_key: bool,
@@ -96,7 +84,17 @@ fn read_versioned_fields<'a>(
     })
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
+    /// The record's fields.
+    pub fn fields(&self) -> Fields<'a> {
+        Fields {
+            key: self.key,
+            namespace: self.namespace,
+            user_key: self.user_key,
+            value: self.value,
+        }
+    }
+
     /// Checks that the record's key hashes to its key group at `max_parallelism`: what
     /// every restore checks, so that a snapshot restored with another max parallelism (or
     /// a damaged key) is refused instead of putting keys where lookups never find them.
@@ -285,25 +283,19 @@ pub fn read_key_groups(
         let data = Reader::new(&stored, &path).at_offset(at + BLOCK_HEADER_LEN as u64);
         format::check_crc32(&stored, crc, &data, "snapshot block")
             .map_err(|e| e.with_context("key_group", kg))?;
-        let raw;
-        let records: &[u8] = if flags & FLAG_ZSTD != 0 {
-            raw = format::decompress_zstd(
-                &stored,
-                u64::from(raw_len),
-                u64::from(MAX_BLOCK_LEN),
-                &data,
-            )
-            .map_err(|e| e.with_context("key_group", kg))?;
-            &raw
+        let records = if flags & FLAG_ZSTD != 0 {
+            format::decompress_zstd(&stored, u64::from(raw_len), u64::from(MAX_BLOCK_LEN), &data)
+                .map_err(|e| e.with_context("key_group", kg))?
         } else {
             if stored.len() != raw_len as usize {
                 return Err(block_err("snapshot block has the wrong length")
                     .with_context("stored_len", stored_len)
                     .with_context("raw_len", raw_len));
             }
-            &stored
+            stored
         };
-        parse_records(&header, version, kg, Reader::new(records, &path), visit).map_err(|e| {
+        let block = Block::new(records, version);
+        parse_records(&header, kg, &block, &path, visit).map_err(|e| {
             e.with_context("key_group", kg)
                 .with_context("block_offset", at)
         })?;
@@ -317,29 +309,25 @@ pub fn read_key_groups(
 /// (decompressed) records.
 fn parse_records(
     header: &KeyedSnapshotHeader,
-    version: u16,
     key_group: u32,
-    mut r: Reader<'_>,
+    block: &Block,
+    path: &str,
     visit: &mut dyn FnMut(&KeyedSnapshotHeader, Record<'_>) -> Result<()>,
 ) -> Result<()> {
+    let version = block.version();
+    let bytes = block.bytes();
+    let mut r = Reader::new(bytes, path);
     while !r.is_empty() {
         let at = r.clone();
-        let (state, removed) = if version >= DELTA_VERSION {
-            let tagged = r.varint((u64::from(u16::MAX) << 1) | 1, "state index")?;
-            ((tagged >> 1) as u16, tagged & 1 == 1)
-        } else if version >= 2 {
-            (r.varint(u64::from(u16::MAX), "state index")? as u16, false)
-        } else {
-            (r.u16("state index")?, false)
-        };
+        let start = bytes.len() - r.remaining();
+        let (state, removed) = read_state(&mut r, version)?;
         let Some(meta) = header.states.get(usize::from(state)) else {
             return Err(at
                 .error("snapshot record names an unknown state")
                 .with_context("state", state));
         };
-        let before = r.rest();
-        let fields = read_versioned_fields(&mut r, version, meta.kind == StateKind::Map)?;
-        let encoded = (version >= 2).then(|| &before[..before.len() - r.remaining()]);
+        let user_key = meta.kind == StateKind::Map;
+        let fields = read_versioned_fields(&mut r, version, user_key)?;
         visit(
             header,
             Record {
@@ -350,7 +338,12 @@ fn parse_records(
                 user_key: fields.user_key,
                 value: fields.value,
                 removed,
-                encoded,
+                stored: Stored {
+                    block,
+                    start,
+                    end: bytes.len() - r.remaining(),
+                    user_key,
+                },
             },
         )
         .map_err(|e| at.locate(e))?;
