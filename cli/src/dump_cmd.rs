@@ -251,8 +251,16 @@ fn dump_keyed(
     };
     let header = read_key_groups(h, Some(reader), range, &mut |header, rec| {
         let meta = state_of(header, &rec)?;
-        let at = (rec.key_group, rec.fields());
-        emit_record(filter, subtask, lines, &header.key_type, meta, at)
+        let key_type = &header.key_type;
+        emit_record(
+            filter,
+            subtask,
+            lines,
+            key_type,
+            meta,
+            rec.key_group,
+            rec.fields(),
+        )
     });
     lines.check()?;
     if lines.full() {
@@ -281,7 +289,8 @@ fn emit_record(
     lines: &mut Lines,
     key_type: &str,
     meta: &StateMeta,
-    (key_group, rec): (u32, Fields<'_>),
+    key_group: u32,
+    rec: Fields<'_>,
 ) -> Result<(), Error> {
     if filter.state.is_some_and(|f| f != meta.name) {
         return Ok(());
@@ -367,7 +376,7 @@ fn dump_changelog(
                 user_key: r.user_key.as_deref(),
                 value: &r.value,
             };
-            let emitted = emit_record(filter, subtask, lines, &r.key_type, &r.meta, (kg, rec));
+            let emitted = emit_record(filter, subtask, lines, &r.key_type, &r.meta, kg, rec);
             if emitted.is_err() {
                 lines.check()?;
                 return Ok(());

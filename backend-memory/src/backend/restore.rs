@@ -24,7 +24,6 @@ use crate::parallel;
 #[derive(Clone, Default)]
 pub(super) struct RawGroup {
     spans: Vec<Span>,
-    records: usize,
     removals: bool,
 }
 
@@ -32,7 +31,6 @@ impl RawGroup {
     /// Appends `record`; whether it started a span.
     fn push(&mut self, record: &Record<'_>) -> bool {
         self.removals |= record.removed;
-        self.records += 1;
         if let Some(last) = self.spans.last_mut()
             && last.extend(record.stored)
         {
@@ -48,13 +46,12 @@ impl RawGroup {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.records
+        self.spans.iter().map(Span::len).sum()
     }
 
     /// Moves the records of `other` after those of `self`.
     fn append(&mut self, mut other: RawGroup) {
         self.spans.append(&mut other.spans);
-        self.records += other.records;
         self.removals |= other.removals;
     }
 

@@ -7,7 +7,7 @@ use super::header::{
     BLOCK_HEADER_LEN, DELTA_VERSION, FLAG_ZSTD, KeyedSnapshotHeader, MAGIC, MAX_BLOCK_LEN,
     MAX_HEADER_LEN, MIN_VERSION, PREAMBLE_LEN, decode_header,
 };
-use super::span::{Block, Stored, read_state};
+use super::span::{Block, Stored};
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
 use crate::handles::KeyGroupsStateHandle;
@@ -81,6 +81,19 @@ pub(super) fn read_versioned_fields<'a>(
         namespace,
         user_key,
         value,
+    })
+}
+
+/// The state index of the record at `r` and whether it is a removal (only in delta streams).
+#[inline]
+pub(super) fn read_state(r: &mut Reader<'_>, version: u16) -> Result<(u16, bool)> {
+    Ok(if version >= DELTA_VERSION {
+        let tagged = r.varint((u64::from(u16::MAX) << 1) | 1, "state index")?;
+        ((tagged >> 1) as u16, tagged & 1 == 1)
+    } else if version >= 2 {
+        (r.varint(u64::from(u16::MAX), "state index")? as u16, false)
+    } else {
+        (r.u16("state index")?, false)
     })
 }
 

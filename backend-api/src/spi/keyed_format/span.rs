@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use super::header::DELTA_VERSION;
-use super::reader::{Fields, read_versioned_fields};
+use super::reader::{Fields, read_state, read_versioned_fields};
 use crate::error::Result;
 use crate::spi::format::Reader;
 
@@ -180,19 +179,6 @@ pub fn unshare(spans: Vec<Span>) -> Vec<Span> {
     }
     flush(&mut copy, &mut out);
     out
-}
-
-/// The state index of the record at `r` and whether it is a removal (only in delta streams).
-#[inline]
-pub(super) fn read_state(r: &mut Reader<'_>, version: u16) -> Result<(u16, bool)> {
-    Ok(if version >= DELTA_VERSION {
-        let tagged = r.varint((u64::from(u16::MAX) << 1) | 1, "state index")?;
-        ((tagged >> 1) as u16, tagged & 1 == 1)
-    } else if version >= 2 {
-        (r.varint(u64::from(u16::MAX), "state index")? as u16, false)
-    } else {
-        (r.u16("state index")?, false)
-    })
 }
 
 #[cfg(test)]
