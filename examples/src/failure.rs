@@ -30,6 +30,25 @@ pub enum FailPoint {
     SinkCommit,
 }
 
+impl FailPoint {
+    /// Whether every checkpoint passes the point (the snapshot, pre-commit, asynchronous
+    /// phase, commit and notification), rather than every record or batch: an attempt
+    /// does not end while a failure planned at such a point is still armed, so it always
+    /// fires (see [`FailureInjector::armed_at_checkpoints`]).
+    pub fn at_checkpoints(self) -> bool {
+        !matches!(
+            self,
+            FailPoint::SourceEmit | FailPoint::CounterRecord | FailPoint::SinkWrite
+        )
+    }
+
+    /// Whether the point comes after a checkpoint is committed, so the restart that
+    /// follows a failure there always restores from a checkpoint.
+    pub fn after_commit(self) -> bool {
+        matches!(self, FailPoint::BeforeNotify | FailPoint::SinkCommit)
+    }
+}
+
 const POINTS: [FailPoint; 8] = [
     FailPoint::SourceEmit,
     FailPoint::CounterRecord,
@@ -110,6 +129,14 @@ impl FailureInjector {
         }
         Err(Error::new(ErrorKind::Internal, "injected failure")
             .with_context("point", format!("{point:?}")))
+    }
+
+    /// Whether the armed failure is at a point every checkpoint passes and has not fired
+    /// yet: the attempt goes on checkpointing instead of ending, so that it fires.
+    pub fn armed_at_checkpoints(&self) -> bool {
+        self.armed
+            .lock()
+            .is_some_and(|(plan, _)| plan.point.at_checkpoints())
     }
 
     /// The failures that fired so far.

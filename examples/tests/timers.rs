@@ -41,7 +41,8 @@ fn every_window_of_a_clean_run_fires_from_one_event_time_timer() {
 #[test]
 fn windows_fired_again_after_a_restore_are_committed_once() {
     let mut restored = 0;
-    for seed in [5, 6, 7] {
+    // Seed 14 plans its first failures after commits: its restores are certain.
+    for seed in [5, 6, 14] {
         let dir = tempfile::tempdir().unwrap();
         let config = JobConfig {
             seed,
@@ -56,11 +57,12 @@ fn windows_fired_again_after_a_restore_are_committed_once() {
             report.timers.event_time_fired >= report.output.lines as u64,
             "seed {seed}:\n{report}"
         );
-        restored += report.stats.restored;
+        restored += common::check_plan_followed(&report).restored;
     }
-    // Restores from a checkpoint really ran: their pending windows fired from restored
-    // timers (a count restored without its timer would never be emitted).
-    assert!(restored > 0, "no restore from a checkpoint");
+    // Restores from a checkpoint really ran (the check of the plan asserts the certain
+    // ones): their pending windows fired from restored timers (a count restored without
+    // its timer would never be emitted).
+    assert!(restored > 0, "no certain restore from a checkpoint");
 }
 
 #[test]

@@ -239,6 +239,11 @@ pub(crate) fn run_attempt<F: StateBackend + 'static>(
     end
 }
 
+/// How many checkpoints an attempt takes past its final one while a failure planned at a
+/// checkpoint point is armed: its countdown is at most 4 and every checkpoint passes the
+/// point at least once, so this leaves room for checkpoints that were declined.
+const MAX_HELD_CHECKPOINTS: u32 = 8;
+
 fn drive(
     d: &Deployment,
     coordinator: &CheckpointCoordinator,
@@ -248,6 +253,7 @@ fn drive(
     let mut finished = 0usize;
     let mut final_checkpoint: Option<CheckpointId> = None;
     let mut finish_sent = false;
+    let mut held = 0u32;
     let mut latest = None;
     let tick = Duration::from_millis(1);
     loop {
@@ -259,7 +265,17 @@ fn drive(
                 metrics,
             }) => match coordinator.acknowledge(id, &task, state, metrics) {
                 Ok(AckOutcome::Completed(done)) => {
-                    if final_checkpoint.is_some_and(|f| done.id() >= f) && !finish_sent {
+                    let mut ends = !finish_sent && final_checkpoint.is_some_and(|f| done.id() >= f);
+                    if ends && held < MAX_HELD_CHECKPOINTS && d.ctx.injector.armed_at_checkpoints()
+                    {
+                        // A failure planned at a checkpoint point has not fired yet: take
+                        // one more checkpoint (each passes every such point) instead of
+                        // ending.
+                        held += 1;
+                        final_checkpoint = None;
+                        ends = false;
+                    }
+                    if ends {
                         for s in &d.sources {
                             let _ = s.send(Msg::Finish);
                         }

@@ -1,7 +1,8 @@
-//! Helpers shared by the tests that run the real `cornerstone-job` binary: the command
-//! line, the report's numbers, and a `cornerstone verify` of every complete checkpoint
-//! (the CLI's code path, through the library: the `cornerstone` binary belongs to another
-//! package).
+//! Helpers shared by the job's tests: for those that run the real `cornerstone-job`
+//! binary, the command line, the report's numbers, and a `cornerstone verify` of every
+//! complete checkpoint (the CLI's code path, through the library: the `cornerstone` binary
+//! belongs to another package); for those that run it in process, the check that a run
+//! followed its plan of injected failures.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::process::Command;
 use cornerstone_backend_api::CheckpointId;
 use cornerstone_checkpoint_store::status::{self, CheckpointDirStatus};
 use cornerstone_checkpoint_store::{CheckpointStore, inspect};
-use cornerstone_examples::JOB_ID;
+use cornerstone_examples::{JOB_ID, JobReport};
 
 /// The job binary on `dir` with `events` per split over `keys` keys, no injected failure
 /// and a fixed seed; callers add pace, interval, `--resume`, `--progress`. `FAILPOINTS` is
@@ -107,4 +108,57 @@ pub(crate) fn verify_job(dir: &Path) -> Verified {
         }
     }
     out
+}
+
+/// What a run's plan makes certain, whatever the speed of the machine.
+#[derive(Debug, Default)]
+pub(crate) struct Certain {
+    /// Failures that fire: the planned ones up to the first at a record or batch point
+    /// (an attempt may run out of input before its countdown does; one at a checkpoint
+    /// point always fires, since the attempt checkpoints on until it does).
+    pub(crate) fired: usize,
+    /// Restarts that restore a checkpoint: those after a failure that came after a commit.
+    pub(crate) restored: usize,
+}
+
+/// Checks that `report` followed its plan and returns what the plan made certain:
+/// - the `i`-th failure is the `i`-th planned one, and a planned failure that did not fire
+///   was at a record or batch point;
+/// - the restart after a failure that came after a commit restores a checkpoint, and once a
+///   restart restored one every later restart restores the same or a newer one.
+pub(crate) fn check_plan_followed(report: &JobReport) -> Certain {
+    let failures = &report.failures;
+    for (failure, plan) in failures.iter().zip(&report.planned) {
+        let point = format!("(point={:?}", plan.point);
+        assert!(failure.error.contains(&point), "{point}:\n{report}");
+    }
+    assert!(failures.len() <= report.planned.len(), "{report}");
+    if let Some(unfired) = report.planned.get(failures.len()) {
+        assert!(
+            !unfired.point.at_checkpoints(),
+            "{unfired} did not fire:\n{report}"
+        );
+    }
+    let mut last = None;
+    for (failure, plan) in failures.iter().zip(&report.planned) {
+        if plan.point.after_commit() || last.is_some() {
+            assert!(
+                failure.restored_from >= last && failure.restored_from.is_some(),
+                "{report}"
+            );
+        }
+        last = failure.restored_from.or(last);
+    }
+    let mut certain = Certain::default();
+    let mut restoring = false;
+    for plan in report
+        .planned
+        .iter()
+        .take_while(|p| p.point.at_checkpoints())
+    {
+        certain.fired += 1;
+        restoring |= plan.point.after_commit();
+        certain.restored += usize::from(restoring);
+    }
+    certain
 }
