@@ -56,7 +56,36 @@ pub fn check_parallelism(parallelism: u32, max_parallelism: u32) -> Result<()> {
 /// The key group of already serialized key bytes.
 #[inline]
 pub fn key_group_for_bytes(key_bytes: &[u8], max_parallelism: u32) -> u32 {
-    mur3::murmurhash3_x86_32(key_bytes, KEY_GROUP_HASH_SEED) % max_parallelism
+    let hash = match key_bytes.len() {
+        // The encoding of a 32- or 64-bit integer key: inlined, and unrolled once the
+        // length is known, where the general function loops over the blocks.
+        4 | 8 => murmur3_x86_32_of_blocks(key_bytes, KEY_GROUP_HASH_SEED),
+        _ => mur3::murmurhash3_x86_32(key_bytes, KEY_GROUP_HASH_SEED),
+    };
+    hash % max_parallelism
+}
+
+/// `mur3::murmurhash3_x86_32(bytes, seed)` for bytes whose length is a multiple of 4 (no
+/// tail), which the tests check for every such length up to 64.
+#[inline]
+fn murmur3_x86_32_of_blocks(bytes: &[u8], seed: u32) -> u32 {
+    let mut h = seed;
+    for block in bytes.chunks_exact(4) {
+        let k = u32::from_le_bytes([block[0], block[1], block[2], block[3]])
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
+        h = (h ^ k)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
+    }
+    h ^= bytes.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// The key group of a key, serialized with the key encoding of [`crate::spi::codec`].
@@ -243,6 +272,22 @@ impl IntoIterator for KeyGroupRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The inlined murmur3 of whole blocks is the crate's, at every length it takes.
+        #[test]
+        fn block_murmur3_is_the_crates(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 64),
+            seed in proptest::prelude::any::<u32>(),
+        ) {
+            for len in (0..=64).step_by(4) {
+                proptest::prop_assert_eq!(
+                    murmur3_x86_32_of_blocks(&bytes[..len], seed),
+                    mur3::murmurhash3_x86_32(&bytes[..len], seed)
+                );
+            }
+        }
+    }
 
     #[test]
     fn ranges_partition_all_key_groups_and_match_assignment() {

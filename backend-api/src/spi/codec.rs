@@ -14,6 +14,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
+mod int;
+
+use int::IntBytes;
+
 /// The bincode configuration of every serialized key, namespace and value.
 pub const CONFIG: Configuration<BigEndian, Fixint> = bincode::config::standard()
     .with_big_endian()
@@ -144,8 +148,12 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> Result<R>) -> Result<R> {
 /// [`crate::ErrorKind::InvalidInput`] when serde refuses the value.
 #[inline]
 pub fn with_encoded<T: Serialize + ?Sized, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-    // Small keys (integers, short tuples and strings) on the stack; larger ones, or those
-    // the slice encoder refuses, in the thread's scratch buffer.
+    // An integer key (or a newtype of one) without the encoder; other small keys (short
+    // tuples and strings) on the stack; larger ones, or those the slice encoder refuses,
+    // in the thread's scratch buffer.
+    if let Some(int) = IntBytes::of(value) {
+        return Ok(f(int.as_slice()));
+    }
     let mut stack = [0u8; 64];
     match bincode::serde::encode_into_slice(value, &mut stack, CONFIG) {
         Ok(len) => return Ok(f(&stack[..len])),
