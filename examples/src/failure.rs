@@ -49,6 +49,10 @@ impl FailPoint {
     }
 }
 
+/// The largest countdown of a failure planned at a point every checkpoint passes: it fires
+/// within this many checkpoints of its attempt.
+pub(crate) const MAX_CHECKPOINT_COUNTDOWN: u64 = 4;
+
 const POINTS: [FailPoint; 8] = [
     FailPoint::SourceEmit,
     FailPoint::CounterRecord,
@@ -85,7 +89,7 @@ pub fn plan_failures(seed: u64, failures: u32, records_per_attempt: u64) -> Vec<
                 FailPoint::SourceEmit => 30,
                 FailPoint::CounterRecord => (records_per_attempt / 3).max(1),
                 FailPoint::SinkWrite => (records_per_attempt / 40).max(1),
-                _ => 4,
+                _ => MAX_CHECKPOINT_COUNTDOWN,
             };
             PlannedFailure {
                 point,

@@ -23,7 +23,7 @@ use super::{
     COUNTER_UID, Ctx, JobEvent, Msg, SINK_UID, SOURCE_UIDS, SourceElement, TimerCounters, Topology,
     WindowCount,
 };
-use crate::failure::{FailPoint, FailureInjector};
+use crate::failure::{FailPoint, FailureInjector, MAX_CHECKPOINT_COUNTDOWN};
 
 /// Notifies the tasks of one attempt (and injects failures between commit and notify).
 struct Notifier {
@@ -240,9 +240,9 @@ pub(crate) fn run_attempt<F: StateBackend + 'static>(
 }
 
 /// How many checkpoints an attempt takes past its final one while a failure planned at a
-/// checkpoint point is armed: its countdown is at most 4 and every checkpoint passes the
-/// point at least once, so this leaves room for checkpoints that were declined.
-const MAX_HELD_CHECKPOINTS: u32 = 8;
+/// checkpoint point is armed: every checkpoint passes the point at least once, so twice its
+/// largest countdown leaves room for checkpoints that were declined.
+const MAX_HELD_CHECKPOINTS: u64 = 2 * MAX_CHECKPOINT_COUNTDOWN;
 
 fn drive(
     d: &Deployment,
@@ -253,7 +253,7 @@ fn drive(
     let mut finished = 0usize;
     let mut final_checkpoint: Option<CheckpointId> = None;
     let mut finish_sent = false;
-    let mut held = 0u32;
+    let mut held = 0u64;
     let mut latest = None;
     let tick = Duration::from_millis(1);
     loop {
