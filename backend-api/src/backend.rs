@@ -12,7 +12,7 @@ use crate::descriptor::{
 };
 use crate::error::{Error, Result};
 use crate::handles::{CheckpointId, KeyedStateHandle, SubtaskState};
-use crate::keygroup::{KeyGroupRange, check_max_parallelism};
+use crate::keygroup::{KeyGroupAssigner, KeyGroupRange, check_max_parallelism};
 use crate::migration::Migrations;
 use crate::rescale::StateMapping;
 use crate::spi::table::{ListTable, MapTable, TableOptions, ValueTable};
@@ -359,7 +359,7 @@ pub trait KeyedStateBackendExt<K: StateKey>: KeyedStateBackend<K> {
             name,
             queue(TimeDomain::EventTime)?,
             queue(TimeDomain::ProcessingTime)?,
-            self.max_parallelism(),
+            KeyGroupAssigner::new(self.max_parallelism())?,
             self.clock(),
         ))
     }

@@ -108,8 +108,8 @@ pub use handles::{
 };
 pub use identity::StateType;
 pub use keygroup::{
-    DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND, key_group_for_key,
-    operator_index_for_key_group,
+    DEFAULT_MAX_PARALLELISM, KeyGroupAssigner, KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND,
+    key_group_for_key, operator_index_for_key_group,
 };
 pub use state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 pub use stream::{CheckpointOutputStream, CheckpointStreamFactory, StateReader};

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use cornerstone_backend_api::keygroup::key_group_for_key;
+use cornerstone_backend_api::keygroup::KeyGroupAssigner;
 use cornerstone_backend_api::spi::keyed_format::KeyedSnapshotWriter;
 use cornerstone_backend_api::spi::table::{ListTable, MapTable, SnapshotFilter, ValueTable};
 use cornerstone_backend_api::{
@@ -123,14 +123,14 @@ fn present<K, N, S>(map: &GroupMap<K, N, S>) -> Option<Left> {
 pub(crate) struct HeapTable<K, N, S> {
     core: Guarded<Core<K, N, S>>,
     range: KeyGroupRange,
-    max_parallelism: u32,
+    key_groups: KeyGroupAssigner,
 }
 
 impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N, S> {
     /// An empty table; `changelog` records what changes (changelog mode).
     pub(crate) fn new(
         range: KeyGroupRange,
-        max_parallelism: u32,
+        key_groups: KeyGroupAssigner,
         binding: Binding,
         changelog: bool,
     ) -> Self {
@@ -143,14 +143,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
         HeapTable {
             core: Guarded::new(binding, core),
             range,
-            max_parallelism,
+            key_groups,
         }
     }
 
     /// The index in the range of the key group of `key`.
     #[inline]
     fn index(&self, key: &K) -> Result<usize> {
-        let kg = key_group_for_key(key, self.max_parallelism)?;
+        let kg = self.key_groups.of_key(key)?;
         self.range.index_of(kg).ok_or_else(|| {
             Error::invalid_input("key belongs to a key group outside this backend's range")
                 .with_context("key_group", kg)

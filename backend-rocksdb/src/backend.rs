@@ -6,6 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use cornerstone_backend_api::keygroup::KeyGroupAssigner;
 use cornerstone_backend_api::migration::{Migration, Migrations, resolve};
 use cornerstone_backend_api::spi::codec;
 use cornerstone_backend_api::spi::keyed_format::Compression;
@@ -42,7 +43,7 @@ pub struct RocksDbKeyedStateBackend<K> {
     inst: Arc<Instance>,
     incremental: bool,
     snapshot_compression: Compression,
-    max_parallelism: u32,
+    key_groups: KeyGroupAssigner,
     range: KeyGroupRange,
     prefix_len: usize,
     clock: SharedClock,
@@ -60,7 +61,7 @@ impl<K> fmt::Debug for RocksDbKeyedStateBackend<K> {
         f.debug_struct("RocksDbKeyedStateBackend")
             .field("dir", &self.inst.dir.path())
             .field("range", &self.range)
-            .field("max_parallelism", &self.max_parallelism)
+            .field("max_parallelism", &self.key_groups.max_parallelism())
             .field("incremental", &self.incremental)
             .field("states", &self.states.lock().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -138,7 +139,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             inst: Arc::new(inst),
             incremental: config.incremental,
             snapshot_compression: config.snapshot_compression,
-            max_parallelism: params.max_parallelism,
+            key_groups: KeyGroupAssigner::new(params.max_parallelism)?,
             range: params.key_group_range,
             prefix_len: prefix_len(params.max_parallelism),
             clock: params.clock,
@@ -223,7 +224,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             _dir: dir,
             path,
             range: self.range,
-            max_parallelism: self.max_parallelism,
+            max_parallelism: self.key_groups.max_parallelism(),
             prefix_len: self.prefix_len,
             key_type: K::type_identity(),
             states,
@@ -353,7 +354,7 @@ impl<K: StateKey> RocksDbKeyedStateBackend<K> {
             cf,
             state: meta.name.as_str().into(),
             prefix_len: self.prefix_len,
-            max_parallelism: self.max_parallelism,
+            key_groups: self.key_groups,
             range: self.range,
         })
     }
@@ -400,7 +401,7 @@ impl<K: StateKey> CheckpointableBackend for RocksDbKeyedStateBackend<K> {
     }
 
     fn max_parallelism(&self) -> u32 {
-        self.max_parallelism
+        self.key_groups.max_parallelism()
     }
 
     fn key_group_range(&self) -> KeyGroupRange {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use cornerstone_backend_api::keygroup::KeyGroupAssigner;
 use cornerstone_backend_api::spi::copy_stream;
 use cornerstone_backend_api::spi::format::describe;
 use cornerstone_backend_api::spi::format::incremental::{self, IncrementalMeta};
@@ -301,6 +302,7 @@ fn load_key_groups(
     let range = params.key_group_range;
     let reader = params.reader.as_deref();
     let plen = prefix_len(params.max_parallelism);
+    let key_groups = KeyGroupAssigner::new(params.max_parallelism)?;
     let inst = loader.inst;
     // Per state index of the header: its column family and kind (`None`: dropped).
     let mut names: Vec<Option<(String, StateKind)>> = Vec::new();
@@ -319,7 +321,7 @@ fn load_key_groups(
                 });
             }
         }
-        record.check_key_group(params.max_parallelism)?;
+        record.check_key_group(key_groups)?;
         let Some(name) = names.get(record.state as usize) else {
             return Err(Error::corrupted("snapshot record out of place")
                 .with_context("key_group", record.key_group));

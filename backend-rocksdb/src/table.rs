@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cornerstone_backend_api::keygroup::key_group_for_bytes;
+use cornerstone_backend_api::keygroup::KeyGroupAssigner;
 use cornerstone_backend_api::spi::codec;
 use cornerstone_backend_api::spi::table::{ListTable, MapTable, ValueTable};
 use cornerstone_backend_api::{Error, KeyGroupRange, Result, StateKey, StateValue};
@@ -65,7 +65,7 @@ pub(crate) struct Core {
     pub(crate) cf: String,
     pub(crate) state: Arc<str>,
     pub(crate) prefix_len: usize,
-    pub(crate) max_parallelism: u32,
+    pub(crate) key_groups: KeyGroupAssigner,
     pub(crate) range: KeyGroupRange,
 }
 
@@ -76,7 +76,7 @@ impl Core {
         let mut out = Vec::with_capacity(32);
         out.resize(self.prefix_len, 0);
         let start = codec::encode_len_prefixed(key, &mut out)?;
-        let kg = key_group_for_bytes(&out[start..], self.max_parallelism);
+        let kg = self.key_groups.of_bytes(&out[start..]);
         if !self.range.contains(kg) {
             return Err(Error::invalid_input(
                 "key belongs to a key group outside this backend's range",

@@ -11,7 +11,7 @@ use super::types::{TimeDomain, Timer, split_entry};
 use crate::clock::SharedClock;
 use crate::descriptor::StateKey;
 use crate::error::Result;
-use crate::keygroup::key_group_for_bytes;
+use crate::keygroup::KeyGroupAssigner;
 use crate::spi::codec;
 
 /// Serializes (key, namespace) into an entry (in [`codec::with_scratch`]'s buffer) and
@@ -19,12 +19,12 @@ use crate::spi::codec;
 pub(super) fn with_entry<K: StateKey, N: StateKey, R>(
     key: &K,
     ns: &N,
-    max_parallelism: u32,
+    key_groups: KeyGroupAssigner,
     f: impl FnOnce(u32, &[u8]) -> Result<R>,
 ) -> Result<R> {
     codec::with_scratch(|buf| {
         let start = codec::encode_len_prefixed(key, buf)?;
-        let key_group = key_group_for_bytes(&buf[start..], max_parallelism);
+        let key_group = key_groups.of_bytes(&buf[start..]);
         codec::encode_into(ns, buf)?;
         f(key_group, buf)
     })
@@ -41,7 +41,7 @@ pub struct TimerService<K, N> {
     name: Arc<str>,
     event: Arc<dyn TimerQueue>,
     processing: Arc<dyn TimerQueue>,
-    max_parallelism: u32,
+    key_groups: KeyGroupAssigner,
     watermark: Arc<AtomicI64>,
     clock: SharedClock,
     _types: PhantomData<fn() -> (K, N)>,
@@ -53,7 +53,7 @@ impl<K, N> Clone for TimerService<K, N> {
             name: Arc::clone(&self.name),
             event: Arc::clone(&self.event),
             processing: Arc::clone(&self.processing),
-            max_parallelism: self.max_parallelism,
+            key_groups: self.key_groups,
             watermark: Arc::clone(&self.watermark),
             clock: Arc::clone(&self.clock),
             _types: PhantomData,
@@ -77,14 +77,14 @@ impl<K: StateKey, N: StateKey> TimerService<K, N> {
         name: &str,
         event: Arc<dyn TimerQueue>,
         processing: Arc<dyn TimerQueue>,
-        max_parallelism: u32,
+        key_groups: KeyGroupAssigner,
         clock: SharedClock,
     ) -> Self {
         TimerService {
             name: name.into(),
             event,
             processing,
-            max_parallelism,
+            key_groups,
             watermark: Arc::new(AtomicI64::new(i64::MIN)),
             clock,
             _types: PhantomData,
@@ -116,7 +116,7 @@ impl<K: StateKey, N: StateKey> TimerService<K, N> {
         namespace: &N,
         timestamp: i64,
     ) -> Result<()> {
-        with_entry(key, namespace, self.max_parallelism, |kg, entry| {
+        with_entry(key, namespace, self.key_groups, |kg, entry| {
             self.queue(domain).add(kg, timestamp, entry)
         })
         .map_err(|e| e.with_context("timer_service", &self.name))
@@ -127,7 +127,7 @@ impl<K: StateKey, N: StateKey> TimerService<K, N> {
     /// # Errors
     /// As [`register`](Self::register).
     pub fn delete(&self, domain: TimeDomain, key: &K, namespace: &N, timestamp: i64) -> Result<()> {
-        with_entry(key, namespace, self.max_parallelism, |kg, entry| {
+        with_entry(key, namespace, self.key_groups, |kg, entry| {
             self.queue(domain).remove(kg, timestamp, entry)
         })
         .map_err(|e| e.with_context("timer_service", &self.name))

@@ -61,13 +61,18 @@ fn heads_find_the_earliest_key_group() {
 fn long_keys_make_entries_with_wide_prefixes() {
     for len in [1usize, 119, 120, 200] {
         let key = "k".repeat(len);
-        with_entry(&key, &9u32, 128, |kg, entry| {
-            let (k, ns) = split_entry(entry)?;
-            assert_eq!(k, codec::encode(&key)?);
-            assert_eq!(ns, 9u32.to_be_bytes());
-            assert_eq!(kg, crate::keygroup::key_group_for_key(&key, 128)?);
-            Ok(())
-        })
+        with_entry(
+            &key,
+            &9u32,
+            crate::keygroup::KeyGroupAssigner::new(128).unwrap(),
+            |kg, entry| {
+                let (k, ns) = split_entry(entry)?;
+                assert_eq!(k, codec::encode(&key)?);
+                assert_eq!(ns, 9u32.to_be_bytes());
+                assert_eq!(kg, crate::keygroup::key_group_for_key(&key, 128)?);
+                Ok(())
+            },
+        )
         .unwrap();
     }
 }

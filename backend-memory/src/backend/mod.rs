@@ -13,6 +13,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use cornerstone_backend_api::keygroup::KeyGroupAssigner;
 use cornerstone_backend_api::migration::{Migrations, resolve};
 use cornerstone_backend_api::spi::codec;
 use cornerstone_backend_api::spi::keyed_format::{Compression, Fields};
@@ -151,7 +152,7 @@ struct Entry {
 pub struct HeapKeyedStateBackend<K> {
     options: HeapBackendOptions,
     binding: Binding,
-    max_parallelism: u32,
+    key_groups: KeyGroupAssigner,
     range: KeyGroupRange,
     clock: SharedClock,
     states: Mutex<BTreeMap<String, Entry>>,
@@ -166,7 +167,7 @@ impl<K> fmt::Debug for HeapKeyedStateBackend<K> {
         f.debug_struct("HeapKeyedStateBackend")
             .field("name", &self.options.name)
             .field("range", &self.range)
-            .field("max_parallelism", &self.max_parallelism)
+            .field("max_parallelism", &self.key_groups.max_parallelism())
             .field("states", &self.states.lock().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -210,7 +211,7 @@ impl<K: StateKey> HeapKeyedStateBackend<K> {
         Ok(HeapKeyedStateBackend {
             options,
             binding: Binding::here(options.threading),
-            max_parallelism: params.max_parallelism,
+            key_groups: KeyGroupAssigner::new(params.max_parallelism)?,
             range,
             clock: params.clock,
             states: Mutex::new(BTreeMap::new()),
@@ -358,7 +359,7 @@ impl<K: StateKey> CheckpointableBackend for HeapKeyedStateBackend<K> {
     }
 
     fn max_parallelism(&self) -> u32 {
-        self.max_parallelism
+        self.key_groups.max_parallelism()
     }
 
     fn key_group_range(&self) -> KeyGroupRange {
@@ -469,7 +470,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             || HeapValueTable {
                 table: HeapTable::<K, N, V>::new(
                     self.range,
-                    self.max_parallelism,
+                    self.key_groups,
                     self.binding,
                     self.chains.is_some(),
                 ),
@@ -491,7 +492,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             || HeapListTable {
                 table: HeapTable::<K, N, Vec<T>>::new(
                     self.range,
-                    self.max_parallelism,
+                    self.key_groups,
                     self.binding,
                     self.chains.is_some(),
                 ),
@@ -513,7 +514,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
             || HeapMapTable {
                 table: HeapTable::new(
                     self.range,
-                    self.max_parallelism,
+                    self.key_groups,
                     self.binding,
                     self.chains.is_some(),
                 ),

@@ -5,6 +5,7 @@ use std::collections::btree_map;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use cornerstone_backend_api::keygroup::KeyGroupAssigner;
 use cornerstone_backend_api::migration::Migration;
 use cornerstone_backend_api::spi::keyed_format::{
     Fields, KeyedSnapshotHeader, Record, Span, read_key_groups, unshare,
@@ -114,7 +115,7 @@ fn read_part(
     part: KeyGroupRange,
 ) -> Result<Option<(KeyedSnapshotHeader, Vec<Vec<RawGroup>>)>> {
     let range = params.key_group_range;
-    let max_parallelism = params.max_parallelism;
+    let key_groups = KeyGroupAssigner::new(params.max_parallelism)?;
     let groups = range.len() as usize;
     let mut local: Vec<Vec<RawGroup>> = Vec::new();
     // A span of the block being parsed, and the groups (state, index) with spans in it.
@@ -130,7 +131,7 @@ fn read_part(
             header.check_key_type(key_type)?;
             local = vec![vec![RawGroup::default(); groups]; header.states.len()];
         }
-        record.check_key_group(max_parallelism)?;
+        record.check_key_group(key_groups)?;
         if !block.as_ref().is_some_and(|b| b.same_block(record.stored)) {
             unshare_block(&mut local, &mut in_block);
             block = Some(Span::new(record.stored));

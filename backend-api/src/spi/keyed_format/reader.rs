@@ -11,6 +11,7 @@ use super::span::{Block, Stored};
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
 use crate::handles::KeyGroupsStateHandle;
+use crate::keygroup::KeyGroupAssigner;
 use crate::keygroup::KeyGroupRange;
 use crate::spi::format::{self, Reader, describe};
 use crate::stream::{StateReader, open_stream};
@@ -108,21 +109,21 @@ impl<'a> Record<'a> {
         }
     }
 
-    /// Checks that the record's key hashes to its key group at `max_parallelism`: what
+    /// Checks that the record's key hashes to its key group in `key_groups`: what
     /// every restore checks, so that a snapshot restored with another max parallelism (or
     /// a damaged key) is refused instead of putting keys where lookups never find them.
     ///
     /// # Errors
     /// [`crate::ErrorKind::Corrupted`] naming the key group and max parallelism.
-    pub fn check_key_group(&self, max_parallelism: u32) -> Result<()> {
-        if crate::keygroup::key_group_for_bytes(self.key, max_parallelism) == self.key_group {
+    pub fn check_key_group(&self, key_groups: KeyGroupAssigner) -> Result<()> {
+        if key_groups.of_bytes(self.key) == self.key_group {
             return Ok(());
         }
         Err(Error::corrupted(
             "a restored key does not hash to its key group (was the max parallelism changed?)",
         )
         .with_context("key_group", self.key_group)
-        .with_context("max_parallelism", max_parallelism))
+        .with_context("max_parallelism", key_groups.max_parallelism()))
     }
 }
 
