@@ -80,7 +80,15 @@ impl fmt::Display for ErrorKind {
 /// (anyhow's `{:#}`) skips a cause whose text the message printed so far already contains,
 /// as the `cornerstone` command-line tool does (OpenDAL's errors print their sources the
 /// same way).
+///
+/// An `Error` is one pointer wide, so that a `Result` of a small value (the value of a
+/// state, say) is returned in registers on the hot paths that almost never fail; what it
+/// says lives on the heap.
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
     kind: ErrorKind,
     message: Cow<'static, str>,
     context: Vec<(&'static str, String)>,
@@ -94,17 +102,19 @@ impl Error {
     /// A new error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         Error {
-            kind,
-            message: message.into(),
-            context: Vec::new(),
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                context: Vec::new(),
+                source: None,
+            }),
         }
     }
 
     /// Adds a `key=value` context pair, such as `("checkpoint", 42)` or `("path", ..)`.
     #[must_use]
     pub fn with_context(mut self, key: &'static str, value: impl fmt::Display) -> Self {
-        self.context.push((key, value.to_string()));
+        self.inner.context.push((key, value.to_string()));
         self
     }
 
@@ -114,23 +124,24 @@ impl Error {
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The message, without context or source.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The value of a context pair, if present.
     pub fn context(&self, key: &str) -> Option<&str> {
-        self.context
+        self.inner
+            .context
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
@@ -138,27 +149,27 @@ impl Error {
 
     /// Every context pair, in the order they were added.
     pub fn contexts(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.context.iter().map(|(k, v)| (*k, v.as_str()))
+        self.inner.context.iter().map(|(k, v)| (*k, v.as_str()))
     }
 
     /// Rewrites context values in place, `f` receiving each key and value: how a tool
     /// presents them (a path inside a store as the location the user typed, say) without
     /// rebuilding the error.
     pub fn map_contexts(&mut self, mut f: impl FnMut(&'static str, &mut String)) {
-        for (key, value) in &mut self.context {
+        for (key, value) in &mut self.inner.context {
             f(key, value);
         }
     }
 
     /// Whether retrying the operation may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.kind == ErrorKind::Unavailable
+        self.inner.kind == ErrorKind::Unavailable
     }
 
     /// The underlying error, if any (also printed by `Display`, and returned by
     /// [`source()`](std::error::Error::source)).
     pub fn inner(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.source.as_deref()
+        self.inner.source.as_deref()
     }
 
     /// Shorthand for [`ErrorKind::InvalidInput`].
@@ -223,10 +234,10 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)?;
-        if !self.context.is_empty() {
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)?;
+        if !self.inner.context.is_empty() {
             f.write_str(" (")?;
-            for (i, (k, v)) in self.context.iter().enumerate() {
+            for (i, (k, v)) in self.inner.context.iter().enumerate() {
                 if i > 0 {
                     f.write_str(", ")?;
                 }
@@ -234,7 +245,7 @@ impl fmt::Display for Error {
             }
             f.write_str(")")?;
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.inner.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -244,11 +255,12 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if !self.context.is_empty() {
-            d.field("context", &self.context);
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if !self.inner.context.is_empty() {
+            d.field("context", &self.inner.context);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
         d.finish()
@@ -258,7 +270,8 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     /// The underlying error (also printed by `Display`: see the type's documentation).
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
@@ -273,6 +286,14 @@ impl From<std::io::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a state's `get` returns fits two registers.
+    #[test]
+    fn errors_are_one_pointer_and_small_results_two_words() {
+        assert_eq!(size_of::<Error>(), size_of::<usize>());
+        assert_eq!(size_of::<Result<()>>(), size_of::<usize>());
+        assert!(size_of::<Result<Option<u64>>>() <= 2 * size_of::<usize>());
+    }
 
     #[test]
     fn io_errors_are_retryable_only_when_known_to_be_transient() {
