@@ -118,6 +118,16 @@ fn present<K, N, S>(map: &GroupMap<K, N, S>) -> Option<Left> {
     Some(Left::Present { entries: map.len() })
 }
 
+/// The error of a key outside the backend's key groups, out of line so that the lookups
+/// around its check stay small enough to inline.
+#[cold]
+#[inline(never)]
+fn outside_range(key_group: u32, range: KeyGroupRange) -> Error {
+    Error::invalid_input("key belongs to a key group outside this backend's range")
+        .with_context("key_group", key_group)
+        .with_context("range", range)
+}
+
 /// The table core shared by the three kinds: one `Arc<GroupMap>` per key group, under the
 /// backend's [`Binding`] (owned by the task thread, or shared under a lock).
 pub(crate) struct HeapTable<K, N, S> {
@@ -151,11 +161,10 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     #[inline]
     fn index(&self, key: &K) -> Result<usize> {
         let kg = self.key_groups.of_key(key)?;
-        self.range.index_of(kg).ok_or_else(|| {
-            Error::invalid_input("key belongs to a key group outside this backend's range")
-                .with_context("key_group", kg)
-                .with_context("range", self.range)
-        })
+        match self.range.index_of(kg) {
+            Some(index) => Ok(index),
+            None => Err(outside_range(kg, self.range)),
+        }
     }
 
     /// The maps of every key group, unshared, while the table is filled from a restore
