@@ -19,8 +19,14 @@ use crate::changelog::{ChangeLog, Left, Sealed};
 /// The map of one key group: (key, namespace) to the stored value.
 pub(crate) type GroupMap<K, N, S> = HashMap<(K, N), S>;
 
+/// The shared map of one key group: a snapshot holds a clone, and a write copies the map
+/// first if one does. A `triomphe::Arc`, which has no weak references, so that a write checks
+/// that it holds the only one with a plain load instead of `std`'s locked compare-and-swap
+/// (a full barrier on x86, on every write).
+pub(crate) type GroupArc<T> = triomphe::Arc<T>;
+
 /// The maps of every key group of a table, as a snapshot captures them.
-pub(crate) type Groups<K, N, S> = Vec<Arc<GroupMap<K, N, S>>>;
+pub(crate) type Groups<K, N, S> = Vec<GroupArc<GroupMap<K, N, S>>>;
 
 /// A borrowed (key, namespace) that looks up a `(K, N)` without cloning.
 pub(crate) struct Lookup<'a, K, N>(pub(crate) &'a K, pub(crate) &'a N);
@@ -146,7 +152,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     ) -> Self {
         let groups = range.len() as usize;
         let core = Core {
-            groups: (0..groups).map(|_| Arc::new(HashMap::new())).collect(),
+            groups: (0..groups).map(|_| GroupArc::new(HashMap::new())).collect(),
             cleanup_cursor: (0, 0),
             changes: changelog.then(|| ChangeLog::new(groups)),
         };
@@ -174,7 +180,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             .get_mut()
             .groups
             .iter_mut()
-            .map(Arc::make_mut)
+            .map(GroupArc::make_mut)
             .collect()
     }
 
@@ -189,7 +195,9 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     /// (a write then copies the key group, which `f` still reads).
     fn read_unlocked<R>(&self, key: &K, ns: &N, f: impl FnOnce(Option<&S>) -> R) -> Result<R> {
         let index = self.index(key)?;
-        let group = self.core.with(|core| Arc::clone(&core.groups[index]))?;
+        let group = self
+            .core
+            .with(|core| GroupArc::clone(&core.groups[index]))?;
         Ok(f(group.get(&Lookup(key, ns))))
     }
 
@@ -205,7 +213,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
     ) -> Result<()> {
         let index = self.index(key)?;
         self.core.with(|core| {
-            if let Some(left) = f(Arc::make_mut(&mut core.groups[index])) {
+            if let Some(left) = f(GroupArc::make_mut(&mut core.groups[index])) {
                 core.record(index, key, ns, left);
             }
         })
@@ -229,7 +237,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
             if !core.groups[index].contains_key(&Lookup(key, ns)) {
                 return None; // no copy of a shared key group for a no-op
             }
-            let taken = Arc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns));
+            let taken = GroupArc::make_mut(&mut core.groups[index]).remove(&Lookup(key, ns));
             core.record(index, key, ns, Left::Removed);
             taken
         })
@@ -330,7 +338,7 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
                             changes.record_entry(index, left, || k.clone());
                         }
                     }
-                    let map = Arc::make_mut(group);
+                    let map = GroupArc::make_mut(group);
                     for k in &removed {
                         map.remove(k);
                     }
@@ -352,14 +360,14 @@ impl<K: StateKey, N: StateKey, S: Clone + Send + Sync + 'static> HeapTable<K, N,
 
     pub(crate) fn captured_groups(&self) -> Result<Groups<K, N, S>> {
         self.core
-            .with(|core| core.groups.iter().map(Arc::clone).collect())
+            .with(|core| core.groups.iter().map(GroupArc::clone).collect())
     }
 
     /// The key groups and every change not yet confirmed, the current ones sealed under
     /// `id`.
     pub(crate) fn captured_changes(&self, id: CheckpointId) -> Result<CapturedChanges<K, N, S>> {
         self.core.with(|core| {
-            let groups = core.groups.iter().map(Arc::clone).collect();
+            let groups = core.groups.iter().map(GroupArc::clone).collect();
             match &mut core.changes {
                 Some(changes) => Ok((groups, changes.seal(id))),
                 None => Err(Error::internal(
