@@ -10,8 +10,9 @@ use criterion::Criterion;
 use hashbrown::HashMap;
 
 use crate::support::{
-    Cycle, ListBuild, SEED, checkpoint_into, count_label, key_group, keyed_backend, map_ops,
-    per_op_group, populate_lists, populate_maps, populate_values, shuffled_keys, timed_in_chunks,
+    Cycle, ListBuild, MAX_PARALLELISM, SEED, checkpoint_into, count_label, key_group,
+    keyed_backend, map_ops, per_op_group, populate_lists, populate_maps, populate_values,
+    shuffled_keys, timed_in_chunks,
 };
 
 /// Keys of the value-state workloads.
@@ -289,6 +290,9 @@ fn map_ops_bench<F: StateBackend>(c: &mut Criterion, name: &str, factory: &F) {
 ///
 /// `list_get/raw_hashmap` clones the `Vec` as `ListState::get` does; `list_for_each`
 /// sums it in place. `key_group/raw/100k` times the key-group computation alone.
+/// `value_get` and `value_update` also run as `raw_hashmap_per_key_group`: a map per key
+/// group, reached through the key group of the key (the layout of the heap backends,
+/// without their checks).
 ///
 /// # Panics
 /// Never, except on a bug in the key-group computation.
@@ -330,6 +334,35 @@ pub fn raw_state_ops(c: &mut Criterion) {
                 black_box(key_group(key));
                 n += 1;
                 map.insert(key, n);
+            });
+        });
+        group.finish();
+        drop(map);
+
+        // The same entries in a map per key group, found through the key group as a heap
+        // backend finds them: the key-group hash is then on the way to the map, where the
+        // baseline above computes it beside the lookup.
+        let mut maps: Vec<HashMap<u64, u64>> = vec![HashMap::new(); MAX_PARALLELISM as usize];
+        for &k in &keys {
+            maps[key_group(k) as usize].insert(k, k);
+        }
+        let mut group = per_op_group(c, "value_get");
+        group.bench_function(format!("{NAME}_per_key_group/{label}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            b.iter(|| {
+                let key = cycle.next_item();
+                black_box(maps[key_group(key) as usize].get(&key).copied())
+            });
+        });
+        group.finish();
+        let mut group = per_op_group(c, "value_update");
+        group.bench_function(format!("{NAME}_per_key_group/{label}"), |b| {
+            let mut cycle = Cycle::new(&keys);
+            let mut n = 0u64;
+            b.iter(|| {
+                let key = cycle.next_item();
+                n += 1;
+                maps[key_group(key) as usize].insert(key, n);
             });
         });
         group.finish();
