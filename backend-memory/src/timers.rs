@@ -16,7 +16,7 @@ use cornerstone_backend_api::{CheckpointId, Error, KeyGroupRange, Result};
 use parking_lot::Mutex;
 
 use crate::changelog::{ChangeLog, Sealed};
-use crate::table::{Captured, Registered, SnapshotWriter};
+use crate::table::{Captured, GroupArc, Registered, SnapshotWriter};
 
 /// The timers of one key group, in firing order.
 pub(crate) type Group = BTreeSet<(i64, TimerEntry)>;
@@ -25,7 +25,7 @@ pub(crate) type Group = BTreeSet<(i64, TimerEntry)>;
 type Timer = (i64, TimerEntry);
 
 struct Inner {
-    groups: Vec<Arc<Group>>,
+    groups: Vec<GroupArc<Group>>,
     heads: KeyGroupHeads,
     len: usize,
     /// The timers added or removed (changelog mode).
@@ -53,7 +53,7 @@ impl HeapTimerQueue {
         HeapTimerQueue {
             range,
             inner: Mutex::new(Inner {
-                groups: (0..groups).map(|_| Arc::new(Group::new())).collect(),
+                groups: (0..groups).map(|_| GroupArc::new(Group::new())).collect(),
                 heads: KeyGroupHeads::new(groups),
                 len: 0,
                 changes: changelog.then(|| ChangeLog::new(groups)),
@@ -76,7 +76,7 @@ impl HeapTimerQueue {
             .get_mut()
             .groups
             .iter_mut()
-            .map(Arc::make_mut)
+            .map(GroupArc::make_mut)
             .collect()
     }
 
@@ -97,7 +97,7 @@ impl Inner {
         let timestamp = timer.0;
         self.record(index, &timer);
         if let Some(group) = self.groups.get_mut(index)
-            && Arc::make_mut(group).insert(timer)
+            && GroupArc::make_mut(group).insert(timer)
         {
             self.len += 1;
             if self.heads.head(index).is_none_or(|head| timestamp < head) {
@@ -114,7 +114,7 @@ impl TimerQueue for HeapTimerQueue {
         let mut inner = self.inner.lock();
         let group = &inner.groups[index];
         // A group shared with a snapshot is copied only when the timer is new.
-        if Arc::strong_count(group) > 1 && group.contains(&timer) {
+        if GroupArc::strong_count(group) > 1 && group.contains(&timer) {
             return Ok(());
         }
         inner.insert(index, timer);
@@ -134,9 +134,9 @@ impl TimerQueue for HeapTimerQueue {
         let group = &mut groups[index];
         // One search when the group is not shared with a snapshot; a shared one is copied
         // only when the timer is there.
-        let removed = match Arc::get_mut(group) {
+        let removed = match GroupArc::get_mut(group) {
             Some(group) => group.remove(&timer),
-            None => group.contains(&timer) && Arc::make_mut(group).remove(&timer),
+            None => group.contains(&timer) && GroupArc::make_mut(group).remove(&timer),
         };
         if !removed {
             return Ok(());
@@ -169,7 +169,7 @@ impl TimerQueue for HeapTimerQueue {
         if head > up_to {
             return Ok(None);
         }
-        let group = Arc::make_mut(&mut groups[index]);
+        let group = GroupArc::make_mut(&mut groups[index]);
         let Some((timestamp, entry)) = group.pop_first() else {
             return Err(Error::internal("timer queue head of an empty key group"));
         };
@@ -190,7 +190,13 @@ impl TimerQueue for HeapTimerQueue {
     }
 
     fn for_each(&self, visit: &mut TimerVisit<'_>) -> Result<()> {
-        let groups: Vec<Arc<Group>> = self.inner.lock().groups.iter().map(Arc::clone).collect();
+        let groups: Vec<GroupArc<Group>> = self
+            .inner
+            .lock()
+            .groups
+            .iter()
+            .map(GroupArc::clone)
+            .collect();
         for (key_group, group) in self.range.iter().zip(&groups) {
             for (ts, entry) in group.iter() {
                 if !visit(key_group, *ts, entry.as_bytes())? {
@@ -204,7 +210,7 @@ impl TimerQueue for HeapTimerQueue {
 
 /// The timers a snapshot captured: the key groups' sets, shared until the next change, and
 /// the changes a delta writes (changelog checkpoints only).
-struct TimerCapture(Vec<Arc<Group>>, Option<Sealed<Timer>>);
+struct TimerCapture(Vec<GroupArc<Group>>, Option<Sealed<Timer>>);
 
 impl Captured for TimerCapture {
     fn entries(&self, index: usize) -> usize {
@@ -257,14 +263,19 @@ impl Captured for TimerCapture {
 impl Registered for HeapTimerQueue {
     fn capture(&self) -> Result<Box<dyn Captured>> {
         Ok(Box::new(TimerCapture(
-            self.inner.lock().groups.iter().map(Arc::clone).collect(),
+            self.inner
+                .lock()
+                .groups
+                .iter()
+                .map(GroupArc::clone)
+                .collect(),
             None,
         )))
     }
 
     fn capture_changes(&self, id: CheckpointId) -> Result<Box<dyn Captured>> {
         let mut inner = self.inner.lock();
-        let groups = inner.groups.iter().map(Arc::clone).collect();
+        let groups = inner.groups.iter().map(GroupArc::clone).collect();
         let Some(changes) = &mut inner.changes else {
             return Err(Error::internal(
                 "a changelog snapshot of a timer queue that records no changes",
@@ -322,8 +333,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn groups(queue: &HeapTimerQueue) -> Vec<Arc<Group>> {
-        queue.inner.lock().groups.iter().map(Arc::clone).collect()
+    fn groups(queue: &HeapTimerQueue) -> Vec<GroupArc<Group>> {
+        queue
+            .inner
+            .lock()
+            .groups
+            .iter()
+            .map(GroupArc::clone)
+            .collect()
     }
 
     /// A capture shares every key group's set; the first change after it copies that key
@@ -339,16 +356,21 @@ mod tests {
         let before = groups(&queue);
         let captured = queue.capture().unwrap();
         let shared = groups(&queue);
-        assert!(before.iter().zip(&shared).all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert!(
+            before
+                .iter()
+                .zip(&shared)
+                .all(|(a, b)| GroupArc::ptr_eq(a, b))
+        );
         // Adding a present timer, or removing an absent one, copies nothing.
         queue.add(2, 5, &[1, 2]).unwrap();
         queue.remove(2, 99, &[1, 2]).unwrap();
-        assert!(Arc::ptr_eq(&groups(&queue)[2], &before[2]));
+        assert!(GroupArc::ptr_eq(&groups(&queue)[2], &before[2]));
         queue.add(2, 100, &[1, 2]).unwrap();
         let after = groups(&queue);
         for kg in 0..4 {
             assert_eq!(
-                Arc::ptr_eq(&after[kg], &before[kg]),
+                GroupArc::ptr_eq(&after[kg], &before[kg]),
                 kg != 2,
                 "key group {kg}"
             );
