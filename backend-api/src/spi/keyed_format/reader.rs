@@ -11,8 +11,7 @@ use super::span::{Block, Stored};
 use crate::descriptor::StateKind;
 use crate::error::{Error, Result};
 use crate::handles::KeyGroupsStateHandle;
-use crate::keygroup::KeyGroupAssigner;
-use crate::keygroup::KeyGroupRange;
+use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
 use crate::spi::format::{self, Reader, describe};
 use crate::stream::{StateReader, open_stream};
 
