@@ -13,8 +13,8 @@ use cornerstone_backend_api::timer::{
     KeyGroupHeads, RawTimer, TimerEntry, TimerQueue, TimerVisit, decode_timestamp, encode_timestamp,
 };
 use cornerstone_backend_api::{CheckpointId, Error, KeyGroupRange, Result};
-use parking_lot::Mutex;
 
+use crate::access::{Binding, Guarded};
 use crate::changelog::{ChangeLog, Sealed};
 use crate::table::{Captured, GroupArc, Registered, SnapshotWriter};
 
@@ -40,24 +40,26 @@ impl Inner {
     }
 }
 
-/// The heap [`TimerQueue`].
+/// The heap [`TimerQueue`], under the backend's [`Binding`] as its tables: owned by the task
+/// thread (no lock or atomic per timer), or shared under a lock.
 pub(crate) struct HeapTimerQueue {
     range: KeyGroupRange,
-    inner: Mutex<Inner>,
+    inner: Guarded<Inner>,
 }
 
 impl HeapTimerQueue {
     /// An empty queue; `changelog` records what changes (changelog mode).
-    pub(crate) fn new(range: KeyGroupRange, changelog: bool) -> Self {
+    pub(crate) fn new(range: KeyGroupRange, binding: Binding, changelog: bool) -> Self {
         let groups = range.len() as usize;
+        let inner = Inner {
+            groups: (0..groups).map(|_| GroupArc::new(Group::new())).collect(),
+            heads: KeyGroupHeads::new(groups),
+            len: 0,
+            changes: changelog.then(|| ChangeLog::new(groups)),
+        };
         HeapTimerQueue {
             range,
-            inner: Mutex::new(Inner {
-                groups: (0..groups).map(|_| GroupArc::new(Group::new())).collect(),
-                heads: KeyGroupHeads::new(groups),
-                len: 0,
-                changes: changelog.then(|| ChangeLog::new(groups)),
-            }),
+            inner: Guarded::new(binding, inner),
         }
     }
 
@@ -71,6 +73,12 @@ impl HeapTimerQueue {
 }
 
 impl HeapTimerQueue {
+    /// Every key group's set, shared (a clone of each `Arc`).
+    fn groups(&self) -> Result<Vec<GroupArc<Group>>> {
+        self.inner
+            .with(|inner| inner.groups.iter().map(GroupArc::clone).collect())
+    }
+
     pub(crate) fn restoring_groups(&mut self) -> Vec<&mut Group> {
         self.inner
             .get_mut()
@@ -111,92 +119,89 @@ impl TimerQueue for HeapTimerQueue {
     fn add(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
         let index = self.index(key_group)?;
         let timer = (timestamp, TimerEntry::from_bytes(entry));
-        let mut inner = self.inner.lock();
-        let group = &inner.groups[index];
-        // A group shared with a snapshot is copied only when the timer is new.
-        if GroupArc::strong_count(group) > 1 && group.contains(&timer) {
-            return Ok(());
-        }
-        inner.insert(index, timer);
-        Ok(())
+        self.inner.with(|inner| {
+            let group = &inner.groups[index];
+            // A group shared with a snapshot is copied only when the timer is new.
+            if GroupArc::strong_count(group) > 1 && group.contains(&timer) {
+                return;
+            }
+            inner.insert(index, timer);
+        })
     }
 
     fn remove(&self, key_group: u32, timestamp: i64, entry: &[u8]) -> Result<()> {
         let index = self.index(key_group)?;
         let timer = (timestamp, TimerEntry::from_bytes(entry));
-        let mut inner = self.inner.lock();
-        let Inner {
-            groups,
-            heads,
-            len,
-            changes,
-        } = &mut *inner;
-        let group = &mut groups[index];
-        // One search when the group is not shared with a snapshot; a shared one is copied
-        // only when the timer is there.
-        let removed = match GroupArc::get_mut(group) {
-            Some(group) => group.remove(&timer),
-            None => group.contains(&timer) && GroupArc::make_mut(group).remove(&timer),
-        };
-        if !removed {
-            return Ok(());
-        }
-        if let Some(changes) = changes {
-            changes.record(index, timer);
-        }
-        *len -= 1;
-        if heads.head(index) == Some(timestamp) {
-            heads.set(index, group.first().map(|(ts, _)| *ts));
-        }
-        Ok(())
+        self.inner.with(|inner| {
+            let Inner {
+                groups,
+                heads,
+                len,
+                changes,
+            } = inner;
+            let group = &mut groups[index];
+            // One search when the group is not shared with a snapshot; a shared one is
+            // copied only when the timer is there.
+            let removed = match GroupArc::get_mut(group) {
+                Some(group) => group.remove(&timer),
+                None => group.contains(&timer) && GroupArc::make_mut(group).remove(&timer),
+            };
+            if !removed {
+                return;
+            }
+            if let Some(changes) = changes {
+                changes.record(index, timer);
+            }
+            *len -= 1;
+            if heads.head(index) == Some(timestamp) {
+                heads.set(index, group.first().map(|(ts, _)| *ts));
+            }
+        })
     }
 
     fn peek(&self) -> Result<Option<i64>> {
-        Ok(self.inner.lock().heads.first().map(|(ts, _)| ts))
+        self.inner
+            .with(|inner| inner.heads.first().map(|(ts, _)| ts))
     }
 
     fn poll(&self, up_to: i64) -> Result<Option<RawTimer>> {
-        let mut inner = self.inner.lock();
-        let Inner {
-            groups,
-            heads,
-            len,
-            changes,
-        } = &mut *inner;
-        let Some((head, index)) = heads.first() else {
-            return Ok(None);
-        };
-        if head > up_to {
-            return Ok(None);
-        }
-        let group = GroupArc::make_mut(&mut groups[index]);
-        let Some((timestamp, entry)) = group.pop_first() else {
-            return Err(Error::internal("timer queue head of an empty key group"));
-        };
-        if let Some(changes) = changes {
-            changes.record(index, (timestamp, entry.clone()));
-        }
-        *len -= 1;
-        heads.set(index, group.first().map(|(ts, _)| *ts));
-        Ok(Some(RawTimer {
-            key_group: self.range.first() + index as u32,
-            timestamp,
-            entry,
-        }))
+        self.inner.with(|inner| {
+            let Inner {
+                groups,
+                heads,
+                len,
+                changes,
+            } = inner;
+            let Some((head, index)) = heads.first() else {
+                return Ok(None);
+            };
+            if head > up_to {
+                return Ok(None);
+            }
+            let group = GroupArc::make_mut(&mut groups[index]);
+            let Some((timestamp, entry)) = group.pop_first() else {
+                return Err(Error::internal("timer queue head of an empty key group"));
+            };
+            if let Some(changes) = changes {
+                changes.record(index, (timestamp, entry.clone()));
+            }
+            *len -= 1;
+            heads.set(index, group.first().map(|(ts, _)| *ts));
+            Ok(Some(RawTimer {
+                key_group: self.range.first() + index as u32,
+                timestamp,
+                entry,
+            }))
+        })?
     }
 
     fn len(&self) -> Result<usize> {
-        Ok(self.inner.lock().len)
+        self.inner.with(|inner| inner.len)
     }
 
     fn for_each(&self, visit: &mut TimerVisit<'_>) -> Result<()> {
-        let groups: Vec<GroupArc<Group>> = self
-            .inner
-            .lock()
-            .groups
-            .iter()
-            .map(GroupArc::clone)
-            .collect();
+        // The key groups' sets are cloned (shared) so that `visit` may use the queue.
+        let groups = self.groups()?;
         for (key_group, group) in self.range.iter().zip(&groups) {
             for (ts, entry) in group.iter() {
                 if !visit(key_group, *ts, entry.as_bytes())? {
@@ -262,37 +267,32 @@ impl Captured for TimerCapture {
 
 impl Registered for HeapTimerQueue {
     fn capture(&self) -> Result<Box<dyn Captured>> {
-        Ok(Box::new(TimerCapture(
-            self.inner
-                .lock()
-                .groups
-                .iter()
-                .map(GroupArc::clone)
-                .collect(),
-            None,
-        )))
+        Ok(Box::new(TimerCapture(self.groups()?, None)))
     }
 
     fn capture_changes(&self, id: CheckpointId) -> Result<Box<dyn Captured>> {
-        let mut inner = self.inner.lock();
-        let groups = inner.groups.iter().map(GroupArc::clone).collect();
-        let Some(changes) = &mut inner.changes else {
-            return Err(Error::internal(
-                "a changelog snapshot of a timer queue that records no changes",
-            ));
-        };
-        Ok(Box::new(TimerCapture(groups, Some(changes.seal(id)))))
+        self.inner.with(|inner| {
+            let groups = inner.groups.iter().map(GroupArc::clone).collect();
+            let Some(changes) = &mut inner.changes else {
+                return Err(Error::internal(
+                    "a changelog snapshot of a timer queue that records no changes",
+                ));
+            };
+            Ok(Box::new(TimerCapture(groups, Some(changes.seal(id)))) as Box<dyn Captured>)
+        })?
     }
 
     fn confirm(&self, id: CheckpointId) -> Result<()> {
-        if let Some(changes) = &mut self.inner.lock().changes {
-            changes.confirm(id);
-        }
-        Ok(())
+        self.inner.with(|inner| {
+            if let Some(changes) = &mut inner.changes {
+                changes.confirm(id);
+            }
+        })
     }
 
     fn pending_changes(&self) -> Result<usize> {
-        Ok(self.inner.lock().changes.as_ref().map_or(0, ChangeLog::len))
+        self.inner
+            .with(|inner| inner.changes.as_ref().map_or(0, ChangeLog::len))
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -332,22 +332,21 @@ pub(crate) fn remove_record(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::HeapThreading;
 
     fn groups(queue: &HeapTimerQueue) -> Vec<GroupArc<Group>> {
-        queue
-            .inner
-            .lock()
-            .groups
-            .iter()
-            .map(GroupArc::clone)
-            .collect()
+        queue.groups().unwrap()
     }
 
     /// A capture shares every key group's set; the first change after it copies that key
     /// group's set only, and the capture keeps what it saw.
     #[test]
     fn capture_copies_nothing_and_a_change_copies_one_key_group() {
-        let queue = HeapTimerQueue::new(KeyGroupRange::new(0, 3), false);
+        let queue = HeapTimerQueue::new(
+            KeyGroupRange::new(0, 3),
+            Binding::here(HeapThreading::Owner),
+            false,
+        );
         for kg in 0..4u32 {
             for ts in 0..10i64 {
                 queue.add(kg, ts, &[1, kg as u8]).unwrap();

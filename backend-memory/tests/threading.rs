@@ -3,6 +3,7 @@
 //! thread with `HeapThreading::Shared`; a use from inside one of the state's own calls is
 //! refused under both.
 
+use cornerstone_backend_api::timer::TimeDomain;
 use cornerstone_backend_api::{
     CheckpointId, CheckpointableBackend, ErrorKind, KeyGroupRange, KeyedBackendParams,
     KeyedStateBackendExt, ListStateDescriptor, MapStateDescriptor, StateBackend,
@@ -31,6 +32,8 @@ fn by_default_states_are_used_on_the_thread_that_created_the_backend() {
     value.update(&1, &(), 10).unwrap();
     list.add(&1, &(), 10).unwrap();
     map.put(&1, &(), 2, 20).unwrap();
+    let timers = backend.timer_service::<u64>("t").unwrap();
+    timers.register_event_time_timer(&1, &0, 5).unwrap();
 
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -41,6 +44,10 @@ fn by_default_states_are_used_on_the_thread_that_created_the_backend() {
                 list.for_each(&1, &(), |_| {}).unwrap_err(),
                 map.put(&1, &(), 3, 30).unwrap_err(),
                 map.get(&1, &(), &2).unwrap_err(),
+                timers.register_event_time_timer(&2, &0, 6).unwrap_err(),
+                timers.delete_event_time_timer(&1, &0, 5).unwrap_err(),
+                timers.next_timer(TimeDomain::EventTime).unwrap_err(),
+                timers.advance_watermark(10, &mut |_| Ok(())).unwrap_err(),
                 backend.snapshot(CheckpointId(1)).unwrap_err(),
             ] {
                 assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
@@ -56,12 +63,14 @@ fn by_default_states_are_used_on_the_thread_that_created_the_backend() {
     assert_eq!(value.get(&2, &()).unwrap(), None);
     assert_eq!(list.get(&1, &()).unwrap(), vec![10]);
     assert_eq!(map.get(&1, &(), &3).unwrap(), None);
+    assert_eq!(timers.num_timers(TimeDomain::EventTime).unwrap(), 1);
+    assert_eq!(timers.next_timer(TimeDomain::EventTime).unwrap(), Some(5));
     // The asynchronous phase of a snapshot runs on any thread.
     let snapshot = backend.snapshot(CheckpointId(1)).unwrap();
     std::thread::spawn(move || drop(snapshot)).join().unwrap();
 
     // The backend and its states may be dropped on another thread.
-    std::thread::spawn(move || drop((backend, value, list, map)))
+    std::thread::spawn(move || drop((backend, value, list, map, timers)))
         .join()
         .expect("dropped on another thread");
 }
@@ -72,12 +81,14 @@ fn shared_states_are_used_from_any_thread() {
     let value = backend
         .value_state::<u64, ()>(&ValueStateDescriptor::new("v"))
         .unwrap();
+    let timers = backend.timer_service::<u64>("t").unwrap();
     std::thread::scope(|s| {
         for t in 0..4u64 {
-            let value = &value;
+            let (value, timers) = (&value, &timers);
             s.spawn(move || {
                 for k in (t * 1000)..(t * 1000 + 1000) {
                     value.update(&k, &(), k + 1).unwrap();
+                    timers.register_event_time_timer(&k, &0, k as i64).unwrap();
                 }
             });
         }
@@ -86,6 +97,15 @@ fn shared_states_are_used_from_any_thread() {
     for k in 0..4000 {
         assert_eq!(value.get(&k, &()).unwrap(), Some(k + 1));
     }
+    assert_eq!(timers.num_timers(TimeDomain::EventTime).unwrap(), 4000);
+    let mut fired = Vec::new();
+    timers
+        .advance_watermark(i64::MAX, &mut |t| {
+            fired.push(t.timestamp);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(fired, (0..4000).collect::<Vec<i64>>(), "in timestamp order");
 }
 
 #[test]

@@ -540,7 +540,7 @@ impl<K: StateKey> KeyedStateBackend<K> for HeapKeyedStateBackend<K> {
         let queue = self.register(
             meta,
             &Migrations::default(),
-            || HeapTimerQueue::new(self.range, self.chains.is_some()),
+            || HeapTimerQueue::new(self.range, self.binding, self.chains.is_some()),
             |group: &mut TimerGroup, r: Fields<'_>| {
                 insert_record(group, r.key, r.namespace, r.value)
             },
