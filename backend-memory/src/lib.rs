@@ -35,11 +35,11 @@
 //! A keyed backend and its states (its timers too) are used on the thread that created the
 //! backend, as Flink runs a subtask on its task thread: the states are plain hash maps and
 //! the timers ordered sets, with no lock or atomic operation per access, and a use from
-//! another thread is an error ([`HeapThreading::Owner`], the default). The asynchronous phase of a snapshot runs on
-//! any thread. An engine that moves a subtask between threads (a multi-threaded async
-//! runtime) or shares its state between threads builds the backend with
-//! [`HeapThreading::Shared`]: a lock per access. Both refuse a use of a state from inside
-//! one of its own calls (such as a `transform` closure) with an error instead of a
+//! another thread is an error ([`HeapThreading::Owner`], the default). The asynchronous
+//! phase of a snapshot runs on any thread. An engine that moves a subtask between threads
+//! (a multi-threaded async runtime) or shares its state between threads builds the backend
+//! with [`HeapThreading::Shared`]: a lock per access. Both refuse a use of a state from
+//! inside one of its own calls (such as a `transform` closure) with an error instead of a
 //! deadlock.
 //!
 //! Timers ([`TimerService`](cornerstone_backend_api::TimerService)) are kept as an ordered

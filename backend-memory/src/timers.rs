@@ -75,8 +75,7 @@ impl HeapTimerQueue {
 impl HeapTimerQueue {
     /// Every key group's set, shared (a clone of each `Arc`).
     fn groups(&self) -> Result<Vec<GroupArc<Group>>> {
-        self.inner
-            .with(|inner| inner.groups.iter().map(GroupArc::clone).collect())
+        self.inner.with(|inner| inner.shared_groups())
     }
 
     pub(crate) fn restoring_groups(&mut self) -> Vec<&mut Group> {
@@ -113,6 +112,22 @@ impl Inner {
             }
         }
     }
+
+    /// After `timer` was taken out of the key group at `index` (removed or fired): records
+    /// it, counts it and moves the key group's head on if it was the first.
+    fn taken(&mut self, index: usize, timer: &Timer) {
+        self.record(index, timer);
+        self.len -= 1;
+        if self.heads.head(index) == Some(timer.0) {
+            let next = self.groups[index].first().map(|(ts, _)| *ts);
+            self.heads.set(index, next);
+        }
+    }
+
+    /// Every key group's set, shared (a clone of each `Arc`).
+    fn shared_groups(&self) -> Vec<GroupArc<Group>> {
+        self.groups.iter().map(GroupArc::clone).collect()
+    }
 }
 
 impl TimerQueue for HeapTimerQueue {
@@ -133,28 +148,15 @@ impl TimerQueue for HeapTimerQueue {
         let index = self.index(key_group)?;
         let timer = (timestamp, TimerEntry::from_bytes(entry));
         self.inner.with(|inner| {
-            let Inner {
-                groups,
-                heads,
-                len,
-                changes,
-            } = inner;
-            let group = &mut groups[index];
+            let group = &mut inner.groups[index];
             // One search when the group is not shared with a snapshot; a shared one is
             // copied only when the timer is there.
             let removed = match GroupArc::get_mut(group) {
                 Some(group) => group.remove(&timer),
                 None => group.contains(&timer) && GroupArc::make_mut(group).remove(&timer),
             };
-            if !removed {
-                return;
-            }
-            if let Some(changes) = changes {
-                changes.record(index, timer);
-            }
-            *len -= 1;
-            if heads.head(index) == Some(timestamp) {
-                heads.set(index, group.first().map(|(ts, _)| *ts));
+            if removed {
+                inner.taken(index, &timer);
             }
         })
     }
@@ -166,27 +168,17 @@ impl TimerQueue for HeapTimerQueue {
 
     fn poll(&self, up_to: i64) -> Result<Option<RawTimer>> {
         self.inner.with(|inner| {
-            let Inner {
-                groups,
-                heads,
-                len,
-                changes,
-            } = inner;
-            let Some((head, index)) = heads.first() else {
+            let Some((head, index)) = inner.heads.first() else {
                 return Ok(None);
             };
             if head > up_to {
                 return Ok(None);
             }
-            let group = GroupArc::make_mut(&mut groups[index]);
-            let Some((timestamp, entry)) = group.pop_first() else {
+            let Some(timer) = GroupArc::make_mut(&mut inner.groups[index]).pop_first() else {
                 return Err(Error::internal("timer queue head of an empty key group"));
             };
-            if let Some(changes) = changes {
-                changes.record(index, (timestamp, entry.clone()));
-            }
-            *len -= 1;
-            heads.set(index, group.first().map(|(ts, _)| *ts));
+            inner.taken(index, &timer);
+            let (timestamp, entry) = timer;
             Ok(Some(RawTimer {
                 key_group: self.range.first() + index as u32,
                 timestamp,
@@ -272,7 +264,7 @@ impl Registered for HeapTimerQueue {
 
     fn capture_changes(&self, id: CheckpointId) -> Result<Box<dyn Captured>> {
         self.inner.with(|inner| {
-            let groups = inner.groups.iter().map(GroupArc::clone).collect();
+            let groups = inner.shared_groups();
             let Some(changes) = &mut inner.changes else {
                 return Err(Error::internal(
                     "a changelog snapshot of a timer queue that records no changes",
